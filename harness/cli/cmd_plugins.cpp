@@ -1,0 +1,65 @@
+// `lory plugins`: what plugins are found, where, and (--describe) what parameters they take.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "commands.h"
+#include "core/plugin_loader.h"
+#include "core/text_table.h"
+
+namespace lory::cli {
+
+namespace {
+
+struct PluginsOptions {
+  std::string describe;
+  std::vector<std::string> plugin_path;
+};
+
+void describe_plugin(const PluginDescriptor& d) {
+  std::printf("%s (%s plugin)\n  %s\n", d.name.c_str(), plugin_kind_name(d.kind), d.description.c_str());
+  std::printf("  file:     %s\n  ABI:      %u\n  built by: %s, _GLIBCXX_USE_CXX11_ABI=%d, LibTorch %s\n\n",
+              d.file.c_str(), d.abi_version, d.compiler.c_str(), d.cxx11_abi, d.torch_version.c_str());
+  if (d.schema.params().empty()) {
+    std::printf("  no parameters\n");
+    return;
+  }
+  TextTable table({"parameter", "type", "default", "range", "description"});
+  for (const ParamSpec& p : d.schema.params()) {
+    table.add_row({p.name, param_type_name(p.type), p.default_text(), p.range_text(), p.doc});
+  }
+  std::printf("  parameters ([%s.%s] in an experiment file):\n%s", plugin_kind_name(d.kind), d.name.c_str(),
+              table.render("  ").c_str());
+}
+
+void run_plugins(const PluginsOptions& options) {
+  const PluginRegistry registry = PluginRegistry::discover_default(options.plugin_path);
+  if (!options.describe.empty()) {
+    const PluginDescriptor* d = registry.find(options.describe);
+    if (!d) {
+      std::vector<std::string> names;
+      for (const auto* p : registry.all()) names.push_back(p->name);
+      throw UserError(fmt::format("no plugin named '{}' (found: {})", options.describe, fmt::join(names, ", ")));
+    }
+    describe_plugin(*d);
+  } else {
+    TextTable table({"kind", "name", "abi", "file", "description"});
+    for (const PluginDescriptor* d : registry.all()) {
+      table.add_row({plugin_kind_name(d->kind), d->name, std::to_string(d->abi_version), d->file, d->description});
+    }
+    std::printf("%s", table.render().c_str());
+  }
+  registry.throw_if_problems();
+}
+
+}  // namespace
+
+void register_plugins_command(CLI::App& app) {
+  auto options = std::make_shared<PluginsOptions>();
+  CLI::App* cmd = app.add_subcommand("plugins", "List the plugins found (build folder, LORY_PLUGIN_PATH, --plugin-path)");
+  cmd->add_option("--describe", options->describe, "Print one plugin's parameters")->option_text("NAME");
+  cmd->add_option("--plugin-path", options->plugin_path, "Extra plugin folder or file (repeatable)");
+  cmd->callback([options] { run_plugins(*options); });
+}
+
+}  // namespace lory::cli

@@ -1,0 +1,87 @@
+// `lory run EXP.toml`: validate an experiment, expand its grid, and train every cell that is not
+// done yet, each in its own lory-worker process; `--dry-run` prints the cells instead.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "commands.h"
+#include "core/experiment.h"
+#include "core/plugin_loader.h"
+#include "core/results_store.h"
+#include "core/text_table.h"
+#include "supervisor.h"
+
+namespace lory::cli {
+
+namespace {
+
+struct RunOptions {
+  std::string experiment_file;
+  std::string db = ResultsStore::kDefaultPath;
+  bool dry_run = false;
+  std::vector<std::string> plugin_path;
+};
+
+void print_dry_run(const Experiment& experiment) {
+  const auto varying = experiment.varying_keys();
+  std::vector<std::string> header = {"#", "cell", "label"};
+  header.insert(header.end(), varying.begin(), varying.end());
+  TextTable table(header);
+  for (size_t i = 0; i < experiment.cells.size(); ++i) {
+    const ExperimentCell& cell = experiment.cells[i];
+    const auto flat = cell.config.flatten();
+    std::vector<std::string> row = {std::to_string(i + 1), cell.identity.substr(0, 12), cell.label};
+    for (const auto& key : varying) {
+      auto it = flat.find(key);
+      row.push_back(it == flat.end() ? "-" : it->second);
+    }
+    table.add_row(std::move(row));
+  }
+  std::printf("experiment '%s' (%s): %zu cell%s", experiment.name.c_str(), experiment.file.c_str(),
+              experiment.cells.size(), experiment.cells.size() == 1 ? "" : "s");
+  if (experiment.merged_duplicates > 0) {
+    std::printf(", %zu grid point%s merged into identical cells", experiment.merged_duplicates,
+                experiment.merged_duplicates == 1 ? "" : "s");
+  }
+  std::printf("\n%s", table.render("  ").c_str());
+  if (varying.empty()) std::printf("  (all cells share one config)\n");
+}
+
+void run_experiment_command(const RunOptions& options) {
+  Diagnostics diagnostics;
+  const ConfigNode tree = read_experiment_tree(options.experiment_file, diagnostics);
+  std::vector<std::string> plugin_path = options.plugin_path;
+  for (const auto& p : experiment_plugin_path(tree, options.experiment_file, diagnostics)) plugin_path.push_back(p);
+  const PluginRegistry registry = PluginRegistry::discover_default(plugin_path);
+  registry.throw_if_problems();
+  Experiment experiment;
+  if (diagnostics.empty()) experiment = resolve_experiment(tree, options.experiment_file, registry, diagnostics);
+  if (!diagnostics.empty()) {
+    const std::string report = diagnostics.format();
+    const auto count = std::count(report.begin(), report.end(), '\n');
+    throw UserError(fmt::format("{} error{} in {}:\n{}", count, count == 1 ? "" : "s", options.experiment_file,
+                                report));
+  }
+  if (options.dry_run) {
+    print_dry_run(experiment);
+    return;
+  }
+  SupervisorOptions supervisor;
+  supervisor.db_path = options.db;
+  supervisor.plugin_path = plugin_path;
+  run_grid(experiment, supervisor);
+}
+
+}  // namespace
+
+void register_run_command(CLI::App& app) {
+  auto options = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand("run", "Validate an experiment file and train its cells");
+  cmd->add_option("experiment", options->experiment_file, "Experiment TOML file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--db", options->db, "Results database")->capture_default_str();
+  cmd->add_flag("--dry-run", options->dry_run, "Print the expanded cells (keys that differ) without training");
+  cmd->add_option("--plugin-path", options->plugin_path, "Extra plugin folder or file (repeatable)");
+  cmd->callback([options] { run_experiment_command(*options); });
+}
+
+}  // namespace lory::cli

@@ -1,0 +1,12 @@
+// The `lory` subcommands; each registers itself on the CLI11 app with its options and callback.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace lory::cli {
+
+void register_plugins_command(CLI::App& app);
+void register_run_command(CLI::App& app);
+void register_query_command(CLI::App& app);
+
+}  // namespace lory::cli

@@ -1,0 +1,31 @@
+// `lory`: the command-line front of the harness. It validates experiments, supervises training
+// workers (lory-worker, the only process that links LibTorch) and reads the results store.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "commands.h"
+#include "core/diagnostics.h"
+#include "lory/build_info.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lory: a harness for Mixture-of-Experts language-model ablations (Lory, top-k, expert choice, dense)"};
+  app.set_version_flag("--version", std::string("lory ") + LORY_VERSION);
+  app.require_subcommand(1);
+  lory::cli::register_plugins_command(app);
+  lory::cli::register_run_command(app);
+  lory::cli::register_query_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const lory::UserError& e) {
+    std::fprintf(stderr, "lory: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lory: internal error: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,36 @@
+#include "diagnostics.h"
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+namespace lory {
+
+std::string SourceLocation::to_string() const {
+  if (!file) return "<unknown>";
+  if (line <= 0) return *file;
+  return *file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+void Diagnostics::error(const SourceLocation& where, std::string message) {
+  errors_.push_back({where, std::move(message)});
+}
+
+std::string Diagnostics::format() const {
+  std::vector<const Diagnostic*> sorted;
+  for (const auto& d : errors_) sorted.push_back(&d);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Diagnostic* a, const Diagnostic* b) {
+    const std::string fa = a->where.file ? *a->where.file : "";
+    const std::string fb = b->where.file ? *b->where.file : "";
+    return std::tie(fa, a->where.line, a->where.column) < std::tie(fb, b->where.line, b->where.column);
+  });
+  std::set<std::string> seen;
+  std::string out;
+  for (const Diagnostic* d : sorted) {
+    std::string line = d->where.to_string() + ": error: " + d->message;
+    if (seen.insert(line).second) out += line + "\n";
+  }
+  return out;
+}
+
+}  // namespace lory

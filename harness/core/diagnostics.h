@@ -1,0 +1,45 @@
+// Collects user-facing errors with their source location so that every problem in an input
+// file is reported at once ("file:line:col: error: ..."), instead of only the first.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace lory {
+
+struct SourceLocation {
+  std::shared_ptr<const std::string> file;
+  int line = 0;
+  int column = 0;
+
+  bool known() const { return file != nullptr; }
+  std::string to_string() const;  // "path:line:col", "path" or "<unknown>"
+};
+
+struct Diagnostic {
+  SourceLocation where;
+  std::string message;
+};
+
+class Diagnostics {
+ public:
+  void error(const SourceLocation& where, std::string message);
+  bool empty() const { return errors_.empty(); }
+  size_t size() const { return errors_.size(); }
+  const std::vector<Diagnostic>& errors() const { return errors_; }
+  // One line per error, sorted by file, line and column, duplicates removed.
+  std::string format() const;
+
+ private:
+  std::vector<Diagnostic> errors_;
+};
+
+// Thrown where one error ends the operation; the message is already user-facing.
+class UserError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace lory

@@ -1,0 +1,544 @@
+#include "experiment.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "did_you_mean.h"
+#include "harness_sections.h"
+
+namespace lory {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kTopLevelKeys = {"include", "experiment", "plugins", "data",  "model",
+                                                "router",  "batcher",    "trainer", "eval", "grid"};
+
+const ParamSchema& experiment_table_schema() {
+  static const ParamSchema schema({
+      ParamSpec{"name", ParamType::String, std::nullopt, -HUGE_VAL, HUGE_VAL, {}, "experiment name (letters, digits, . _ -)"},
+      ParamSpec{"description", ParamType::String, ParamValue(std::string()), -HUGE_VAL, HUGE_VAL, {}, "what it tests"},
+  });
+  return schema;
+}
+
+SourceLocation file_location(const std::string& path) {
+  return SourceLocation{std::make_shared<const std::string>(path), 0, 0};
+}
+
+void read_with_includes(const std::string& path, Diagnostics& diagnostics, std::vector<std::string>& stack,
+                        ConfigNode& out) {
+  ConfigNode file_tree = load_toml_file(path, diagnostics);
+  ConfigNode merged = ConfigNode::table(file_tree.where());
+  if (const ConfigNode* include = file_tree.find("include")) {
+    std::vector<const ConfigNode*> entries;
+    if (include->kind() == ConfigNode::Kind::String) {
+      entries.push_back(include);
+    } else if (include->is_array()) {
+      for (const auto& e : include->children()) entries.push_back(&e);
+    } else {
+      diagnostics.error(include->where(), "'include' must be a file name or an array of file names");
+    }
+    for (const ConfigNode* entry : entries) {
+      if (entry->kind() != ConfigNode::Kind::String) {
+        diagnostics.error(entry->where(), "'include' entries must be strings (paths relative to this file)");
+        continue;
+      }
+      const fs::path included = fs::path(path).parent_path() / entry->as_string();
+      std::error_code ec;
+      if (!fs::is_regular_file(included, ec)) {
+        diagnostics.error(entry->where(), fmt::format("included file '{}' does not exist", included.string()));
+        continue;
+      }
+      const std::string canonical = fs::weakly_canonical(included).string();
+      if (std::find(stack.begin(), stack.end(), canonical) != stack.end()) {
+        diagnostics.error(entry->where(), fmt::format("'{}' is included in a cycle", included.string()));
+        continue;
+      }
+      stack.push_back(canonical);
+      ConfigNode part = ConfigNode::table();
+      read_with_includes(included.lexically_normal().string(), diagnostics, stack, part);
+      stack.pop_back();
+      merge_config(merged, part);
+    }
+    file_tree.erase("include");
+  }
+  merge_config(merged, file_tree);
+  out = std::move(merged);
+}
+
+// ---- grid expansion ------------------------------------------------------------------------
+
+struct Override {
+  std::vector<std::string> path;
+  ConfigNode value;
+  SourceLocation key_where;
+};
+
+struct GridPoint {
+  std::vector<std::string> label_parts;
+  std::vector<Override> overrides;
+};
+
+struct Leaf {
+  std::vector<std::string> path;
+  const ConfigNode* node;
+};
+
+void collect_leaves(const ConfigNode& table, std::vector<std::string>& prefix, std::vector<Leaf>& out) {
+  for (const ConfigNode& member : table.children()) {
+    prefix.push_back(member.key());
+    if (member.is_table()) {
+      collect_leaves(member, prefix, out);
+    } else {
+      out.push_back({prefix, &member});
+    }
+    prefix.pop_back();
+  }
+}
+
+std::string join_path(const std::vector<std::string>& path) {
+  std::string out;
+  for (size_t i = 0; i < path.size(); ++i) out += (i ? "." : "") + path[i];
+  return out;
+}
+
+std::string value_label(const ConfigNode& value) {
+  return value.kind() == ConfigNode::Kind::String ? value.as_string() : value.to_toml_text();
+}
+
+// One sweep dimension: its alternatives, each a list of overrides with a label part.
+using Axis = std::vector<GridPoint>;
+
+std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
+  std::vector<Axis> axes;
+  const std::vector<std::string> grid_keys = {"cells", "product", "zip", "seeds"};
+  for (const ConfigNode& member : grid.children()) {
+    if (std::find(grid_keys.begin(), grid_keys.end(), member.key()) == grid_keys.end()) {
+      diagnostics.error(member.key_where(), fmt::format("unknown key 'grid.{}'{}; the grid has cells, product, zip "
+                                                        "and seeds",
+                                                        member.key(), did_you_mean_suffix(member.key(), grid_keys)));
+    }
+  }
+  if (const ConfigNode* cells = grid.find("cells")) {
+    Axis axis;
+    if (!cells->is_array()) {
+      diagnostics.error(cells->where(), "'grid.cells' must be an array of tables ([[grid.cells]])");
+    } else {
+      for (const ConfigNode& cell : cells->children()) {
+        if (!cell.is_table()) {
+          diagnostics.error(cell.where(), "each entry of 'grid.cells' must be a table of overrides");
+          continue;
+        }
+        GridPoint point;
+        std::vector<Leaf> leaves;
+        std::vector<std::string> prefix;
+        for (const ConfigNode& member : cell.children()) {
+          if (member.key() == "label") {
+            if (member.kind() != ConfigNode::Kind::String) {
+              diagnostics.error(member.where(), "'label' of a grid cell must be a string");
+            } else {
+              point.label_parts.push_back(member.as_string());
+            }
+            continue;
+          }
+          prefix = {member.key()};
+          if (member.is_table()) {
+            collect_leaves(member, prefix, leaves);
+          } else {
+            leaves.push_back({prefix, &member});
+          }
+        }
+        bool labelled = !point.label_parts.empty();
+        for (const Leaf& leaf : leaves) {
+          point.overrides.push_back({leaf.path, *leaf.node, leaf.node->key_where()});
+          if (!labelled) point.label_parts.push_back(leaf.path.back() + "=" + value_label(*leaf.node));
+        }
+        axis.push_back(std::move(point));
+      }
+    }
+    if (!axis.empty()) axes.push_back(std::move(axis));
+  }
+  const auto leaf_axis = [&](const Leaf& leaf, const std::string& where_name) {
+    Axis axis;
+    if (!leaf.node->is_array()) {
+      diagnostics.error(leaf.node->where(),
+                        fmt::format("'{}.{}' must be an array of values to sweep, got {} {}", where_name,
+                                    join_path(leaf.path), ConfigNode::kind_name(leaf.node->kind()),
+                                    leaf.node->to_toml_text()));
+      return axis;
+    }
+    if (leaf.node->children().empty()) {
+      diagnostics.error(leaf.node->where(), fmt::format("'{}.{}' sweeps no values", where_name, join_path(leaf.path)));
+    }
+    for (const ConfigNode& value : leaf.node->children()) {
+      axis.push_back({{leaf.path.back() + "=" + value_label(value)}, {{leaf.path, value, leaf.node->key_where()}}});
+    }
+    return axis;
+  };
+  if (const ConfigNode* product = grid.find("product")) {
+    if (!product->is_table()) {
+      diagnostics.error(product->where(), "'grid.product' must be a table of key = [values]");
+    } else {
+      std::vector<Leaf> leaves;
+      std::vector<std::string> prefix;
+      collect_leaves(*product, prefix, leaves);
+      for (const Leaf& leaf : leaves) {
+        Axis axis = leaf_axis(leaf, "grid.product");
+        if (!axis.empty()) axes.push_back(std::move(axis));
+      }
+    }
+  }
+  if (const ConfigNode* zips = grid.find("zip")) {
+    if (!zips->is_array()) {
+      diagnostics.error(zips->where(), "'grid.zip' must be an array of tables ([[grid.zip]])");
+    } else {
+      for (const ConfigNode& group : zips->children()) {
+        if (!group.is_table()) {
+          diagnostics.error(group.where(), "each [[grid.zip]] entry must be a table of key = [values]");
+          continue;
+        }
+        std::vector<Leaf> leaves;
+        std::vector<std::string> prefix;
+        collect_leaves(group, prefix, leaves);
+        std::vector<Axis> columns;
+        for (const Leaf& leaf : leaves) columns.push_back(leaf_axis(leaf, "grid.zip"));
+        if (columns.empty()) continue;
+        const size_t length = columns.front().size();
+        bool same_length = true;
+        for (size_t i = 1; i < columns.size(); ++i) {
+          if (columns[i].size() != length) {
+            same_length = false;
+            diagnostics.error(leaves[i].node->where(),
+                              fmt::format("zipped values must have equal lengths: 'grid.zip.{}' has {}, "
+                                          "'grid.zip.{}' has {}",
+                                          join_path(leaves[i].path), columns[i].size(), join_path(leaves[0].path),
+                                          length));
+          }
+        }
+        if (!same_length || length == 0) continue;
+        Axis axis(length);
+        for (const Axis& column : columns) {
+          for (size_t i = 0; i < length; ++i) {
+            for (const auto& part : column[i].label_parts) axis[i].label_parts.push_back(part);
+            for (const auto& o : column[i].overrides) axis[i].overrides.push_back(o);
+          }
+        }
+        axes.push_back(std::move(axis));
+      }
+    }
+  }
+  if (const ConfigNode* seeds = grid.find("seeds")) {
+    Axis axis;
+    if (!seeds->is_array() || seeds->children().empty()) {
+      diagnostics.error(seeds->where(), "'grid.seeds' must be a non-empty array of integers");
+    } else {
+      std::set<int64_t> seen;
+      for (const ConfigNode& seed : seeds->children()) {
+        if (seed.kind() != ConfigNode::Kind::Int || seed.as_int() < 0) {
+          diagnostics.error(seed.where(), fmt::format("seeds must be non-negative integers, got {}", seed.to_toml_text()));
+          continue;
+        }
+        if (!seen.insert(seed.as_int()).second) {
+          diagnostics.error(seed.where(), fmt::format("seed {} is listed twice", seed.as_int()));
+          continue;
+        }
+        axis.push_back({{"seed=" + std::to_string(seed.as_int())},
+                        {{{"trainer", "seed"}, seed, seeds->key_where()}}});
+      }
+    }
+    if (!axis.empty()) axes.push_back(std::move(axis));
+  }
+  return axes;
+}
+
+std::vector<GridPoint> cartesian(const std::vector<Axis>& axes) {
+  std::vector<GridPoint> points(1);
+  for (const Axis& axis : axes) {
+    std::vector<GridPoint> next;
+    for (const GridPoint& point : points) {
+      for (const GridPoint& choice : axis) {
+        GridPoint combined = point;
+        combined.label_parts.insert(combined.label_parts.end(), choice.label_parts.begin(), choice.label_parts.end());
+        combined.overrides.insert(combined.overrides.end(), choice.overrides.begin(), choice.overrides.end());
+        next.push_back(std::move(combined));
+      }
+    }
+    points = std::move(next);
+  }
+  return points;
+}
+
+// ---- resolution of one cell ------------------------------------------------------------------
+
+void check_top_level_keys(const ConfigNode& tree, Diagnostics& diagnostics) {
+  for (const ConfigNode& member : tree.children()) {
+    if (std::find(kTopLevelKeys.begin(), kTopLevelKeys.end(), member.key()) == kTopLevelKeys.end()) {
+      diagnostics.error(member.key_where(), fmt::format("unknown key '{}'{}", member.key(),
+                                                        did_you_mean_suffix(member.key(), kTopLevelKeys)));
+    } else if (member.key() != "include" && !member.is_table()) {
+      diagnostics.error(member.where(), fmt::format("'{}' must be a table ([{}])", member.key(), member.key()));
+    }
+  }
+}
+
+std::vector<std::string> params_declaring(const PluginCatalog& catalog, PluginKind kind, const std::string& key) {
+  std::vector<std::string> out;
+  for (const PluginDescriptor* p : catalog.all()) {
+    if (p->kind == kind && p->schema.find(key)) out.push_back(p->name);
+  }
+  return out;
+}
+
+SectionConfig resolve_plugin_section(const HarnessSection& section, const ConfigNode* table,
+                                     const SourceLocation& where, const PluginCatalog& catalog,
+                                     Diagnostics& diagnostics) {
+  const std::string kind_name = plugin_kind_name(section.plugin_kind);
+  ConfigNode harness_keys = ConfigNode::table(where);
+  std::vector<const ConfigNode*> plugin_tables;
+  if (table) {
+    for (const ConfigNode& member : table->children()) {
+      if (member.is_table()) {
+        plugin_tables.push_back(&member);
+      } else if (section.schema.find(member.key())) {
+        harness_keys.set(member.key(), member, member.key_where());
+      } else {
+        const auto owners = params_declaring(catalog, section.plugin_kind, member.key());
+        if (!owners.empty()) {
+          diagnostics.error(member.key_where(),
+                            fmt::format("'{}.{}' is a parameter of the {} plugin '{}': write it under [{}.{}]",
+                                        section.name, member.key(), kind_name, owners.front(), section.name,
+                                        owners.front()));
+        } else {
+          std::vector<std::string> candidates = section.schema.names();
+          for (const auto& n : catalog.names_of_kind(section.plugin_kind)) candidates.push_back(n);
+          diagnostics.error(member.key_where(), fmt::format("unknown key '{}.{}'{}", section.name, member.key(),
+                                                            did_you_mean_suffix(member.key(), candidates)));
+        }
+      }
+    }
+  }
+  SectionConfig out;
+  out.values = validate_params(&harness_keys, section.schema, section.name, where, diagnostics);
+  const std::string plugin = out.values.has("plugin") ? out.values.get_string("plugin") : "";
+  const PluginDescriptor* selected = nullptr;
+  if (!plugin.empty()) {
+    const ConfigNode* plugin_node = harness_keys.find("plugin");
+    const SourceLocation plugin_where = plugin_node ? plugin_node->where() : where;
+    const PluginDescriptor* found = catalog.find(plugin);
+    const auto available = catalog.names_of_kind(section.plugin_kind);
+    if (!found) {
+      diagnostics.error(plugin_where, fmt::format("unknown {} plugin '{}'{} (available: {})", kind_name, plugin,
+                                                  did_you_mean_suffix(plugin, available), fmt::join(available, ", ")));
+    } else if (found->kind != section.plugin_kind) {
+      diagnostics.error(plugin_where, fmt::format("'{}' is a {} plugin ({}), but {}.plugin needs a {} (available: {})",
+                                                  plugin, plugin_kind_name(found->kind), found->file, section.name,
+                                                  kind_name, fmt::join(available, ", ")));
+    } else {
+      selected = found;
+    }
+  }
+  bool selected_has_table = false;
+  for (const ConfigNode* plugin_table : plugin_tables) {
+    const std::string& name = plugin_table->key();
+    const PluginDescriptor* descriptor = catalog.find(name);
+    const auto available = catalog.names_of_kind(section.plugin_kind);
+    if (!descriptor) {
+      diagnostics.error(plugin_table->key_where(),
+                        fmt::format("[{}.{}]: no {} plugin is named '{}'{} (available: {})", section.name, name,
+                                    kind_name, name, did_you_mean_suffix(name, available), fmt::join(available, ", ")));
+      continue;
+    }
+    if (descriptor->kind != section.plugin_kind) {
+      diagnostics.error(plugin_table->key_where(),
+                        fmt::format("[{}.{}]: '{}' is a {} plugin, not a {}", section.name, name, name,
+                                    plugin_kind_name(descriptor->kind), kind_name));
+      continue;
+    }
+    ParamValues params = validate_params(plugin_table, descriptor->schema, section.name + "." + name,
+                                         plugin_table->where(), diagnostics);
+    if (descriptor == selected) {
+      out.plugin_params = std::move(params);
+      selected_has_table = true;
+    }
+  }
+  if (selected && !selected_has_table) {
+    out.plugin_params = validate_params(nullptr, selected->schema, section.name + "." + plugin, where, diagnostics);
+  }
+  return out;
+}
+
+void check_trainer_consistency(const SectionConfig& trainer, const SourceLocation& where, Diagnostics& diagnostics) {
+  if (!trainer.values.has("steps") || !trainer.values.has("tokens")) return;
+  const int64_t steps = trainer.values.get_int("steps"), tokens = trainer.values.get_int("tokens");
+  if ((steps > 0) == (tokens > 0)) {
+    diagnostics.error(where, fmt::format("set exactly one of trainer.steps and trainer.tokens (got steps = {}, "
+                                         "tokens = {})",
+                                         steps, tokens));
+  }
+  if (!trainer.values.has("batch_size") || !trainer.values.has("micro_batch_size")) return;
+  const int64_t batch = trainer.values.get_int("batch_size"), micro = trainer.values.get_int("micro_batch_size");
+  if (micro > 0 && batch % micro != 0) {
+    diagnostics.error(where, fmt::format("trainer.micro_batch_size = {} must divide trainer.batch_size = {}", micro,
+                                         batch));
+  }
+}
+
+CellConfig resolve_cell(const ConfigNode& tree, const SourceLocation& file_where, const PluginCatalog& catalog,
+                        Diagnostics& diagnostics) {
+  check_top_level_keys(tree, diagnostics);
+  CellConfig config;
+  for (const HarnessSection& section : harness_sections()) {
+    const ConfigNode* table = tree.find(section.name);
+    if (table && !table->is_table()) table = nullptr;  // reported by check_top_level_keys
+    const SourceLocation where = table ? table->where() : file_where;
+    if (section.has_plugin) {
+      config.sections[section.name] = resolve_plugin_section(section, table, where, catalog, diagnostics);
+    } else {
+      config.sections[section.name].values = validate_params(table, section.schema, section.name, where, diagnostics);
+    }
+    if (section.name == "trainer") check_trainer_consistency(config.sections["trainer"], where, diagnostics);
+  }
+  return config;
+}
+
+}  // namespace
+
+std::vector<std::string> Experiment::varying_keys() const {
+  std::map<std::string, std::set<std::string>> values;
+  std::vector<std::map<std::string, std::string>> flat;
+  for (const auto& cell : cells) flat.push_back(cell.config.flatten());
+  for (const auto& f : flat) {
+    for (const auto& [key, value] : f) values[key].insert(value);
+  }
+  std::vector<std::string> out;
+  for (const auto& [key, distinct] : values) {
+    bool everywhere = std::all_of(flat.begin(), flat.end(), [&](const auto& f) { return f.count(key) > 0; });
+    if (distinct.size() > 1 || !everywhere) out.push_back(key);
+  }
+  return out;
+}
+
+std::string Experiment::corpus_path(const CellConfig& config) const {
+  const fs::path corpus = config.section("data").values.get_string("corpus");
+  if (corpus.is_absolute()) return corpus.string();
+  return (fs::path(directory) / corpus).lexically_normal().string();
+}
+
+ConfigNode read_experiment_tree(const std::string& path, Diagnostics& diagnostics) {
+  std::vector<std::string> stack;
+  std::error_code ec;
+  stack.push_back(fs::weakly_canonical(path, ec).string());
+  ConfigNode tree = ConfigNode::table(file_location(path));
+  read_with_includes(path, diagnostics, stack, tree);
+  return tree;
+}
+
+std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const std::string& path,
+                                                Diagnostics& diagnostics) {
+  std::vector<std::string> out;
+  const ConfigNode* plugins = tree.find("plugins");
+  if (!plugins || !plugins->is_table()) return out;
+  for (const ConfigNode& member : plugins->children()) {
+    if (member.key() != "path") {
+      diagnostics.error(member.key_where(), fmt::format("unknown key 'plugins.{}'{}", member.key(),
+                                                        did_you_mean_suffix(member.key(), {"path"})));
+      continue;
+    }
+    if (!member.is_array()) {
+      diagnostics.error(member.where(), "'plugins.path' must be an array of folders or plugin files");
+      continue;
+    }
+    for (const ConfigNode& entry : member.children()) {
+      if (entry.kind() != ConfigNode::Kind::String) {
+        diagnostics.error(entry.where(), "'plugins.path' entries must be strings");
+        continue;
+      }
+      const fs::path p = entry.as_string();
+      out.push_back(p.is_absolute() ? p.string() : (fs::path(path).parent_path() / p).lexically_normal().string());
+    }
+  }
+  return out;
+}
+
+Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, const PluginCatalog& catalog,
+                              Diagnostics& diagnostics) {
+  Experiment experiment;
+  experiment.file = path;
+  experiment.directory = fs::path(path).parent_path().string();
+  if (experiment.directory.empty()) experiment.directory = ".";
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    experiment.source_text = buffer.str();
+  }
+  const SourceLocation file_where = tree.where().known() ? tree.where() : file_location(path);
+  const ConfigNode* experiment_table = tree.find("experiment");
+  if (experiment_table && !experiment_table->is_table()) experiment_table = nullptr;
+  const ParamValues header =
+      validate_params(experiment_table, experiment_table_schema(), "experiment",
+                      experiment_table ? experiment_table->where() : file_where, diagnostics);
+  if (header.has("name")) {
+    experiment.name = header.get_string("name");
+    const bool valid = !experiment.name.empty() && std::all_of(experiment.name.begin(), experiment.name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+    });
+    if (!valid) {
+      const ConfigNode* node = experiment_table->find("name");
+      diagnostics.error(node->where(), fmt::format("experiment.name \"{}\" may only hold letters, digits, '.', '_' "
+                                                   "and '-'",
+                                                   experiment.name));
+    }
+  }
+  if (header.has("description")) experiment.description = header.get_string("description");
+
+  ConfigNode base = tree;
+  base.erase("grid");
+  base.erase("experiment");
+  base.erase("plugins");
+  std::vector<GridPoint> points(1);
+  if (const ConfigNode* grid = tree.find("grid")) {
+    if (grid->is_table()) {
+      points = cartesian(parse_grid(*grid, diagnostics));
+    }
+  }
+  std::set<std::string> identities;
+  for (const GridPoint& point : points) {
+    ConfigNode cell_tree = base;
+    for (const Override& o : point.overrides) set_config_path(cell_tree, o.path, o.value, o.key_where);
+    CellConfig config = resolve_cell(cell_tree, file_where, catalog, diagnostics);
+    ExperimentCell cell;
+    cell.identity = config.identity();
+    cell.config = std::move(config);
+    for (size_t i = 0; i < point.label_parts.size(); ++i) cell.label += (i ? " " : "") + point.label_parts[i];
+    if (cell.label.empty()) cell.label = "base";
+    if (!identities.insert(cell.identity).second) {
+      ++experiment.merged_duplicates;
+      continue;
+    }
+    experiment.cells.push_back(std::move(cell));
+  }
+  return experiment;
+}
+
+Experiment load_experiment(const std::string& path, const PluginCatalog& catalog) {
+  Diagnostics diagnostics;
+  const ConfigNode tree = read_experiment_tree(path, diagnostics);
+  Experiment experiment;
+  if (diagnostics.empty()) experiment = resolve_experiment(tree, path, catalog, diagnostics);
+  if (!diagnostics.empty()) {
+    const std::string report = diagnostics.format();
+    const auto count = std::count(report.begin(), report.end(), '\n');
+    throw UserError(fmt::format("{} error{} in experiment {}:\n{}", count, count == 1 ? "" : "s", path, report));
+  }
+  return experiment;
+}
+
+}  // namespace lory

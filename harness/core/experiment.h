@@ -1,0 +1,53 @@
+// An experiment file: one TOML file (plus the files it includes) holding a base config and grid
+// axes. Loading it expands the grid into cells, resolves each cell against the harness's and the
+// plugins' declared parameters, and reports every error of the file at once.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cell_config.h"
+#include "config_tree.h"
+#include "diagnostics.h"
+#include "plugin_catalog.h"
+
+namespace lory {
+
+struct ExperimentCell {
+  std::string label;     // from the grid: "lory-8 seed=2"
+  std::string identity;  // sha256 of the canonical resolved config
+  CellConfig config;
+};
+
+struct Experiment {
+  std::string name;
+  std::string description;
+  std::string file;         // as given on the command line
+  std::string directory;    // relative paths in the file are resolved against this folder
+  std::string source_text;  // the file's own text, recorded with the experiment
+  std::vector<ExperimentCell> cells;
+  size_t merged_duplicates = 0;  // grid points that resolved to an identical config
+
+  // Keys whose resolved value differs between cells (what a dry run shows).
+  std::vector<std::string> varying_keys() const;
+  // data.corpus resolved against `directory`.
+  std::string corpus_path(const CellConfig& config) const;
+};
+
+// Reads the file and its includes into one tree (includes first, the file itself on top).
+ConfigNode read_experiment_tree(const std::string& path, Diagnostics& diagnostics);
+
+// `[plugins] path = [...]` of the tree, resolved against the file's folder.
+std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const std::string& path,
+                                                Diagnostics& diagnostics);
+
+// Validates the tree and expands its grid. Errors of every cell go to `diagnostics`; the returned
+// experiment is only meaningful when no error was reported.
+Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, const PluginCatalog& catalog,
+                              Diagnostics& diagnostics);
+
+// read_experiment_tree + resolve_experiment; throws UserError with every diagnostic on failure.
+Experiment load_experiment(const std::string& path, const PluginCatalog& catalog);
+
+}  // namespace lory

@@ -1,0 +1,98 @@
+#include "harness_sections.h"
+
+namespace lory {
+
+namespace {
+
+ParamSpec int_param(std::string name, int64_t fallback, double lo, double hi, std::string doc) {
+  return ParamSpec{std::move(name), ParamType::Int, ParamValue(fallback), lo, hi, {}, std::move(doc)};
+}
+ParamSpec float_param(std::string name, double fallback, double lo, double hi, std::string doc) {
+  return ParamSpec{std::move(name), ParamType::Float, ParamValue(fallback), lo, hi, {}, std::move(doc)};
+}
+ParamSpec string_param(std::string name, std::optional<std::string> fallback, std::vector<std::string> choices,
+                       std::string doc) {
+  std::optional<ParamValue> value;
+  if (fallback) value = ParamValue(*fallback);
+  return ParamSpec{std::move(name), ParamType::String, value, -HUGE_VAL, HUGE_VAL, std::move(choices), std::move(doc)};
+}
+ParamSpec bool_param(std::string name, bool fallback, std::string doc) {
+  return ParamSpec{std::move(name), ParamType::Bool, ParamValue(fallback), -HUGE_VAL, HUGE_VAL, {}, std::move(doc)};
+}
+
+constexpr double kOpen = HUGE_VAL;
+
+std::vector<HarnessSection> build_sections() {
+  std::vector<HarnessSection> sections;
+  sections.push_back({"data",
+                      ParamSchema({
+                          string_param("corpus", std::nullopt, {},
+                                       "prepared corpus folder (lory-data prepare); a relative path is resolved "
+                                       "against the experiment file's folder"),
+                      }),
+                      false, PluginKind::Router});
+  sections.push_back({"model",
+                      ParamSchema({
+                          string_param("plugin", "transformer", {}, "model plugin"),
+                          int_param("context_length", 256, 8, 65536, "tokens per training sequence (L)"),
+                      }),
+                      true, PluginKind::Model});
+  sections.push_back({"router",
+                      ParamSchema({string_param("plugin", "dense", {}, "router plugin building every FFN layer")}),
+                      true, PluginKind::Router});
+  sections.push_back({"batcher",
+                      ParamSchema({string_param("plugin", "random", {}, "batcher plugin planning training instances")}),
+                      true, PluginKind::Batcher});
+  sections.push_back(
+      {"trainer",
+       ParamSchema({
+           int_param("seed", 1, 0, 2147483647, "seed of initialisation, data order and dropout-free noise"),
+           int_param("threads", 2, 1, 256, "LibTorch intra-op threads of the training process"),
+           int_param("steps", 0, 0, kOpen, "optimizer steps; 0 = derived from `tokens`"),
+           int_param("tokens", 0, 0, kOpen,
+                     "training tokens; steps = ceil(tokens / (batch_size * context_length)); 0 = use `steps`"),
+           int_param("batch_size", 16, 1, kOpen, "sequences per optimizer step"),
+           int_param("micro_batch_size", 0, 0, kOpen,
+                     "sequences per forward/backward; gradients are accumulated; 0 = batch_size"),
+           float_param("lr", 1e-3, 0, kOpen, "peak learning rate"),
+           float_param("min_lr_ratio", 0.1, 0, 1, "final learning rate of the cosine decay, relative to lr"),
+           float_param("warmup_fraction", 0.05, 0, 1, "fraction of steps of linear learning-rate warm-up"),
+           float_param("weight_decay", 0.1, 0, kOpen, "AdamW decoupled weight decay (matrices only)"),
+           float_param("beta1", 0.9, 0, 1, "AdamW beta1"),
+           float_param("beta2", 0.95, 0, 1, "AdamW beta2"),
+           float_param("eps", 1e-8, 0, kOpen, "AdamW epsilon"),
+           float_param("grad_clip", 1.0, 0, kOpen, "clip the global gradient norm to this; 0 = no clipping"),
+           float_param("dense_warmup_fraction", 0.0, 0, 0.99,
+                       "train with a dense FFN for this fraction of steps, then copy it into every expert "
+                       "(upcycling; the Lory paper uses 0.05)"),
+           int_param("log_every", 10, 1, kOpen, "steps between training-metric rows"),
+           int_param("checkpoint_every", 0, 0, kOpen, "steps between checkpoints; 0 = only at the end"),
+       }),
+       false, PluginKind::Router});
+  sections.push_back(
+      {"eval",
+       ParamSchema({
+           int_param("every", 100, 0, kOpen, "steps between held-out evaluations; 0 = only at the end"),
+           int_param("batch_size", 8, 1, kOpen, "sequences per evaluation forward"),
+           int_param("tokens_per_domain", 32768, 0, kOpen, "held-out tokens evaluated per domain; 0 = all"),
+           bool_param("routing_stats", true, "record per layer x domain x expert routing statistics"),
+       }),
+       false, PluginKind::Router});
+  return sections;
+}
+
+}  // namespace
+
+const std::vector<HarnessSection>& harness_sections() {
+  static const std::vector<HarnessSection> sections = build_sections();
+  return sections;
+}
+
+const HarnessSection* find_harness_section(const std::string& name) {
+  for (const auto& s : harness_sections()) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+}  // namespace lory

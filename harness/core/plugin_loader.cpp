@@ -1,0 +1,216 @@
+#include "plugin_loader.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <torch/version.h>  // the version string only: the core never links LibTorch
+
+#include "lory/plugin.h"
+
+namespace lory {
+
+namespace fs = std::filesystem;
+
+LoryBuildFingerprint harness_fingerprint() {
+  return {LORY_COMPILER_STRING, LORY_CXX11_ABI_VALUE, TORCH_VERSION};
+}
+
+namespace {
+
+bool looks_like_elf(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return in.gcount() == 4 && std::memcmp(magic, "\x7f" "ELF", 4) == 0;
+}
+
+bool valid_plugin_name(const std::string& name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+}  // namespace
+
+LoadedPlugin load_plugin_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw PluginError(fmt::format("plugin file '{}' does not exist", path));
+  if (!fs::is_regular_file(path, ec)) throw PluginError(fmt::format("plugin file '{}' is not a regular file", path));
+  if (!looks_like_elf(path)) {
+    throw PluginError(fmt::format("'{}' is not a shared library (no ELF header): remove it from the plugin path", path));
+  }
+  auto library = std::make_shared<boost::dll::shared_library>();
+  try {
+    library->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    throw PluginError(fmt::format("'{}' could not be loaded as a shared library: {}", path, e.what()));
+  }
+  if (!library->has(LORY_PLUGIN_INFO_SYMBOL)) {
+    throw PluginError(fmt::format(
+        "'{}' has no '{}' symbol, so it is not a lory plugin (declare it with LORY_PLUGIN_METADATA)", path,
+        LORY_PLUGIN_INFO_SYMBOL));
+  }
+  const LoryPluginInfo* info = library->get<const LoryPluginInfo*()>(LORY_PLUGIN_INFO_SYMBOL)();
+  if (!info) throw PluginError(fmt::format("'{}': {}() returned null", path, LORY_PLUGIN_INFO_SYMBOL));
+  // Only the header is known to have this layout in every ABI version: check it before the rest.
+  if (info->header.abi_version != LORY_PLUGIN_ABI_VERSION) {
+    throw PluginError(fmt::format(
+        "'{}' was built for plugin ABI version {}, but this harness uses version {}: rebuild the plugin "
+        "against this harness's SDK",
+        path, info->header.abi_version, LORY_PLUGIN_ABI_VERSION));
+  }
+  if (info->header.struct_size != sizeof(LoryPluginInfo)) {
+    throw PluginError(fmt::format("'{}': plugin metadata has size {} bytes, expected {} for ABI version {}", path,
+                                  info->header.struct_size, sizeof(LoryPluginInfo), LORY_PLUGIN_ABI_VERSION));
+  }
+  PluginDescriptor d;
+  d.file = fs::weakly_canonical(path).string();
+  d.abi_version = info->header.abi_version;
+  d.name = info->name ? info->name : "";
+  d.description = info->description ? info->description : "";
+  if (!valid_plugin_name(d.name)) {
+    throw PluginError(fmt::format("'{}': plugin name '{}' is invalid (use lowercase letters, digits and '_')", path,
+                                  d.name));
+  }
+  if (info->kind < LORY_PLUGIN_ROUTER || info->kind > LORY_PLUGIN_MODEL) {
+    throw PluginError(fmt::format("'{}': plugin '{}' declares unknown kind {} (router=1, batcher=2, model=3)", path,
+                                  d.name, info->kind));
+  }
+  d.kind = static_cast<PluginKind>(info->kind);
+  d.compiler = info->fingerprint.compiler ? info->fingerprint.compiler : "";
+  d.cxx11_abi = info->fingerprint.cxx11_abi;
+  d.torch_version = info->fingerprint.torch_version ? info->fingerprint.torch_version : "";
+  const LoryBuildFingerprint mine = harness_fingerprint();
+  if (d.cxx11_abi != mine.cxx11_abi) {
+    throw PluginError(fmt::format(
+        "'{}': plugin '{}' was built with _GLIBCXX_USE_CXX11_ABI={}, the harness with {}: rebuild it with the "
+        "harness's flags",
+        path, d.name, d.cxx11_abi, mine.cxx11_abi));
+  }
+  if (d.torch_version != "none" && d.torch_version != mine.torch_version) {
+    throw PluginError(fmt::format(
+        "'{}': plugin '{}' was built against LibTorch {} ({}), the harness against LibTorch {} ({}): rebuild the "
+        "plugin against the harness's LibTorch",
+        path, d.name, d.torch_version, d.compiler, mine.torch_version, mine.compiler));
+  }
+  try {
+    d.schema = schema_from_c(info->params, info->param_count);
+  } catch (const std::invalid_argument& e) {
+    throw PluginError(fmt::format("'{}': plugin '{}' declares a broken parameter: {}", path, d.name, e.what()));
+  }
+  return LoadedPlugin{std::move(d), std::move(library)};
+}
+
+std::vector<std::string> default_plugin_dirs() {
+  const fs::path exe_dir = boost::dll::program_location().parent_path();
+  std::vector<std::string> dirs;
+  for (const fs::path& candidate : {exe_dir / "plugins", exe_dir / ".." / "lib" / "lory" / "plugins"}) {
+    std::error_code ec;
+    if (fs::is_directory(candidate, ec)) dirs.push_back(fs::weakly_canonical(candidate).string());
+  }
+  return dirs;
+}
+
+std::vector<std::string> plugin_path_from_environment() {
+  std::vector<std::string> entries;
+  const char* value = std::getenv("LORY_PLUGIN_PATH");
+  if (!value) return entries;
+  std::string current;
+  for (const char* c = value;; ++c) {
+    if (*c == ':' || *c == '\0') {
+      if (!current.empty()) entries.push_back(current);
+      current.clear();
+      if (*c == '\0') break;
+    } else {
+      current += *c;
+    }
+  }
+  return entries;
+}
+
+PluginRegistry PluginRegistry::discover(const std::vector<std::string>& search_path) {
+  PluginRegistry registry;
+  std::vector<std::string> files;
+  for (const std::string& entry : search_path) {
+    std::error_code ec;
+    if (fs::is_directory(entry, ec)) {
+      std::vector<std::string> in_dir;
+      for (const auto& item : fs::directory_iterator(entry, ec)) {
+        if (item.path().extension() == ".so") in_dir.push_back(item.path().string());
+      }
+      std::sort(in_dir.begin(), in_dir.end());
+      files.insert(files.end(), in_dir.begin(), in_dir.end());
+    } else if (fs::exists(entry, ec)) {
+      files.push_back(entry);
+    } else {
+      registry.problems_.push_back(fmt::format("plugin path entry '{}' does not exist", entry));
+    }
+  }
+  std::vector<std::string> seen_files;
+  for (const std::string& file : files) {
+    const std::string canonical = fs::weakly_canonical(file).string();
+    if (std::find(seen_files.begin(), seen_files.end(), canonical) != seen_files.end()) continue;
+    seen_files.push_back(canonical);
+    try {
+      LoadedPlugin plugin = load_plugin_file(file);
+      if (const PluginDescriptor* other = registry.find(plugin.descriptor.name)) {
+        registry.problems_.push_back(fmt::format("two plugins are named '{}': '{}' and '{}'; remove one from the "
+                                                 "plugin path",
+                                                 plugin.descriptor.name, other->file, plugin.descriptor.file));
+        continue;
+      }
+      registry.plugins_.push_back(std::move(plugin));
+    } catch (const PluginError& e) {
+      registry.problems_.push_back(e.what());
+    }
+  }
+  return registry;
+}
+
+PluginRegistry PluginRegistry::discover_default(const std::vector<std::string>& extra_entries) {
+  std::vector<std::string> path = extra_entries;
+  for (const auto& e : plugin_path_from_environment()) path.push_back(e);
+  for (const auto& d : default_plugin_dirs()) path.push_back(d);
+  return discover(path);
+}
+
+const PluginDescriptor* PluginRegistry::find(const std::string& name) const {
+  for (const auto& p : plugins_) {
+    if (p.descriptor.name == name) return &p.descriptor;
+  }
+  return nullptr;
+}
+
+std::vector<const PluginDescriptor*> PluginRegistry::all() const {
+  std::vector<const PluginDescriptor*> out;
+  for (const auto& p : plugins_) out.push_back(&p.descriptor);
+  return out;
+}
+
+void PluginRegistry::throw_if_problems() const {
+  if (problems_.empty()) return;
+  std::string message = "plugin discovery failed:";
+  for (const auto& p : problems_) message += "\n  " + p;
+  throw PluginError(message);
+}
+
+const LoadedPlugin& PluginRegistry::require(const std::string& name, PluginKind kind,
+                                            const std::string& wanted_by) const {
+  for (const auto& p : plugins_) {
+    if (p.descriptor.name != name) continue;
+    if (p.descriptor.kind != kind) {
+      throw PluginError(fmt::format("{} = \"{}\" names a {} plugin ({}), but a {} is needed", wanted_by, name,
+                                    plugin_kind_name(p.descriptor.kind), p.descriptor.file, plugin_kind_name(kind)));
+    }
+    return p;
+  }
+  throw PluginError(fmt::format("{} = \"{}\": no such {} plugin (available: {})", wanted_by, name,
+                                plugin_kind_name(kind), fmt::join(names_of_kind(kind), ", ")));
+}
+
+}  // namespace lory

@@ -1,0 +1,351 @@
+#include "results_store.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include "lory/build_info.h"
+
+namespace lory {
+
+namespace {
+
+// Migration i brings the schema from version i to i + 1. Never edit a released entry: append.
+const std::vector<const char*>& migrations() {
+  static const std::vector<const char*> list = {
+      R"sql(
+CREATE TABLE experiments (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  file TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  source_toml TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY,
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  cell_hash TEXT NOT NULL,
+  label TEXT NOT NULL,
+  config TEXT NOT NULL CHECK (json_valid(config)),
+  status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'diverged', 'interrupted')),
+  seed INTEGER NOT NULL,
+  started_at TEXT,
+  ended_at TEXT,
+  code_version TEXT,
+  host TEXT,
+  last_step INTEGER NOT NULL DEFAULT 0,
+  total_steps INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT '',
+  corpus_checksum TEXT,
+  UNIQUE (experiment_id, cell_hash)
+);
+CREATE TABLE run_attributes (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  name TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE TABLE metrics (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  step INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  value REAL NOT NULL,
+  PRIMARY KEY (run_id, name, step)
+) WITHOUT ROWID;
+CREATE TABLE evals (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  step INTEGER NOT NULL,
+  mode TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  tokens INTEGER NOT NULL,
+  loss REAL NOT NULL,
+  ppl REAL NOT NULL,
+  PRIMARY KEY (run_id, step, mode, domain)
+) WITHOUT ROWID;
+CREATE TABLE routing_stats (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  step INTEGER NOT NULL,
+  mode TEXT NOT NULL,
+  layer INTEGER NOT NULL,
+  domain TEXT NOT NULL,
+  expert INTEGER NOT NULL,
+  weight_mean REAL NOT NULL,
+  activated_frac REAL NOT NULL,
+  tokens INTEGER NOT NULL,
+  PRIMARY KEY (run_id, step, mode, layer, domain, expert)
+) WITHOUT ROWID;
+)sql",
+  };
+  return list;
+}
+
+RunRecord read_run(Statement& s) {
+  RunRecord r;
+  r.id = s.column_int(0);
+  r.experiment_id = s.column_int(1);
+  r.experiment = s.column_text(2);
+  r.cell_hash = s.column_text(3);
+  r.label = s.column_text(4);
+  r.config_json = s.column_text(5);
+  r.status = s.column_text(6);
+  r.seed = s.column_int(7);
+  r.started_at = s.column_text(8);
+  r.ended_at = s.column_text(9);
+  r.code_version = s.column_text(10);
+  r.host = s.column_text(11);
+  r.last_step = s.column_int(12);
+  r.total_steps = s.column_int(13);
+  r.reason = s.column_text(14);
+  r.corpus_checksum = s.column_text(15);
+  return r;
+}
+
+constexpr const char* kRunColumns =
+    "r.id, r.experiment_id, e.name, r.cell_hash, r.label, r.config, r.status, r.seed, r.started_at, r.ended_at, "
+    "r.code_version, r.host, r.last_step, r.total_steps, r.reason, r.corpus_checksum";
+
+}  // namespace
+
+std::string utc_now_iso8601() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+std::string current_host() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "unknown";
+  return name;
+}
+
+std::string current_code_version() {
+  static const std::string version = [] {
+    const std::string command = fmt::format("git -C '{}' describe --always --dirty --abbrev=12 2>/dev/null",
+                                            LORY_SOURCE_DIR);
+    std::string out;
+    if (FILE* pipe = popen(command.c_str(), "r")) {
+      std::array<char, 256> buffer{};
+      while (fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
+      pclose(pipe);
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out.empty() ? std::string("v") + LORY_VERSION + "-unknown" : std::string("v") + LORY_VERSION + "-" + out;
+  }();
+  return version;
+}
+
+ResultsStore::ResultsStore(const std::string& path) : db_(path, Database::Mode::ReadWrite) { migrate(); }
+
+void ResultsStore::migrate() {
+  Transaction transaction(db_);
+  db_.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+  int64_t version = db_.query_int("SELECT max(version) FROM schema_version").value_or(0);
+  const int64_t known = static_cast<int64_t>(migrations().size());
+  if (version > known) {
+    throw SqliteError(fmt::format("database '{}' has schema version {}, newer than this lory understands ({}): use a "
+                                  "newer lory, or another --db",
+                                  db_.path(), version, known),
+                      SQLITE_ERROR);
+  }
+  if (version == 0) {
+    // A database written by something else is not ours to migrate.
+    const int64_t foreign = db_.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN "
+                                          "('schema_version')")
+                                .value_or(0);
+    if (foreign > 0) {
+      throw SqliteError(fmt::format("'{}' holds tables but no lory schema version: it is not a lory results "
+                                    "database; pass another --db",
+                                    db_.path()),
+                        SQLITE_ERROR);
+    }
+  }
+  for (; version < known; ++version) {
+    db_.exec(migrations()[static_cast<size_t>(version)]);
+    db_.prepare("INSERT INTO schema_version (version) VALUES (?)").bind(1, version + 1).run();
+  }
+  transaction.commit();
+}
+
+int64_t ResultsStore::upsert_experiment(const std::string& name, const std::string& file,
+                                        const std::string& description, const std::string& source_text) {
+  Transaction transaction(db_);
+  const std::string now = utc_now_iso8601();
+  db_.prepare(
+         "INSERT INTO experiments (name, file, description, source_toml, created_at, updated_at) VALUES (?, ?, ?, ?, "
+         "?, ?) ON CONFLICT (name) DO UPDATE SET file = excluded.file, description = excluded.description, "
+         "source_toml = excluded.source_toml, updated_at = excluded.updated_at")
+      .bind(1, name)
+      .bind(2, file)
+      .bind(3, description)
+      .bind(4, source_text)
+      .bind(5, now)
+      .bind(6, now)
+      .run();
+  Statement select = db_.prepare("SELECT id FROM experiments WHERE name = ?");
+  select.bind(1, name);
+  select.step();
+  const int64_t id = select.column_int(0);
+  select.reset();
+  transaction.commit();
+  return id;
+}
+
+int64_t ResultsStore::ensure_run(int64_t experiment_id, const std::string& cell_hash, const std::string& label,
+                                 const std::string& config_json, int64_t seed) {
+  Transaction transaction(db_);
+  db_.prepare(
+         "INSERT INTO runs (experiment_id, cell_hash, label, config, status, seed) VALUES (?, ?, ?, ?, 'queued', ?) "
+         "ON CONFLICT (experiment_id, cell_hash) DO UPDATE SET label = excluded.label")
+      .bind(1, experiment_id)
+      .bind(2, cell_hash)
+      .bind(3, label)
+      .bind(4, config_json)
+      .bind(5, seed)
+      .run();
+  Statement select = db_.prepare("SELECT id FROM runs WHERE experiment_id = ? AND cell_hash = ?");
+  select.bind(1, experiment_id).bind(2, cell_hash);
+  select.step();
+  const int64_t id = select.column_int(0);
+  select.reset();
+  transaction.commit();
+  return id;
+}
+
+std::optional<RunRecord> ResultsStore::find_run(int64_t run_id) {
+  Statement s = db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                                        "WHERE r.id = ?",
+                                        kRunColumns));
+  s.bind(1, run_id);
+  if (!s.step()) return std::nullopt;
+  return read_run(s);
+}
+
+std::vector<RunRecord> ResultsStore::runs_of_experiment(const std::string& experiment_name) {
+  Statement s = db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                                        "WHERE e.name = ? ORDER BY r.id",
+                                        kRunColumns));
+  s.bind(1, experiment_name);
+  std::vector<RunRecord> out;
+  while (s.step()) out.push_back(read_run(s));
+  return out;
+}
+
+RunRecord ResultsStore::resolve_run(const std::string& id_or_hash_prefix) {
+  const bool numeric = !id_or_hash_prefix.empty() &&
+                       id_or_hash_prefix.find_first_not_of("0123456789") == std::string::npos;
+  if (numeric && id_or_hash_prefix.size() < 8) {
+    if (auto run = find_run(std::stoll(id_or_hash_prefix))) return *run;
+    throw UserError(fmt::format("no run with id {} in '{}'", id_or_hash_prefix, db_.path()));
+  }
+  Statement s = db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                                        "WHERE r.cell_hash LIKE ? || '%' ORDER BY r.id",
+                                        kRunColumns));
+  s.bind(1, id_or_hash_prefix);
+  std::vector<RunRecord> matches;
+  while (s.step()) matches.push_back(read_run(s));
+  if (matches.empty()) throw UserError(fmt::format("no run matches '{}' in '{}'", id_or_hash_prefix, db_.path()));
+  if (matches.size() > 1) {
+    throw UserError(fmt::format("'{}' matches {} runs in '{}'; use the run id or a longer hash prefix",
+                                id_or_hash_prefix, matches.size(), db_.path()));
+  }
+  return matches.front();
+}
+
+void ResultsStore::mark_running(int64_t run_id, const std::string& code_version, const std::string& host,
+                                int64_t total_steps, const std::string& corpus_checksum) {
+  Transaction transaction(db_);
+  db_.prepare(
+         "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?), ended_at = NULL, code_version = ?, "
+         "host = ?, total_steps = ?, corpus_checksum = ?, reason = '' WHERE id = ?")
+      .bind(1, utc_now_iso8601())
+      .bind(2, code_version)
+      .bind(3, host)
+      .bind(4, total_steps)
+      .bind(5, corpus_checksum)
+      .bind(6, run_id)
+      .run();
+  transaction.commit();
+}
+
+void ResultsStore::mark_finished(int64_t run_id, const std::string& status, const std::string& reason,
+                                 int64_t last_step) {
+  Transaction transaction(db_);
+  db_.prepare("UPDATE runs SET status = ?, reason = ?, last_step = ?, ended_at = ? WHERE id = ?")
+      .bind(1, status)
+      .bind(2, reason)
+      .bind(3, last_step)
+      .bind(4, utc_now_iso8601())
+      .bind(5, run_id)
+      .run();
+  transaction.commit();
+}
+
+void ResultsStore::set_run_attribute(int64_t run_id, const std::string& name, const std::string& value) {
+  Transaction transaction(db_);
+  db_.prepare("INSERT OR REPLACE INTO run_attributes (run_id, name, value) VALUES (?, ?, ?)")
+      .bind(1, run_id)
+      .bind(2, name)
+      .bind(3, value)
+      .run();
+  transaction.commit();
+}
+
+void ResultsStore::write_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
+  if (rows.empty()) return;
+  Transaction transaction(db_);
+  Statement insert = db_.prepare("INSERT OR REPLACE INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)");
+  int64_t last_step = 0;
+  for (const MetricRow& row : rows) {
+    insert.bind(1, run_id).bind(2, row.step).bind(3, row.name).bind(4, row.value);
+    insert.run();
+    last_step = std::max(last_step, row.step);
+  }
+  db_.prepare("UPDATE runs SET last_step = max(last_step, ?) WHERE id = ?").bind(1, last_step).bind(2, run_id).run();
+  transaction.commit();
+}
+
+void ResultsStore::write_evals(int64_t run_id, const std::vector<EvalRow>& rows) {
+  if (rows.empty()) return;
+  Transaction transaction(db_);
+  Statement insert = db_.prepare(
+      "INSERT OR REPLACE INTO evals (run_id, step, mode, domain, tokens, loss, ppl) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  for (const EvalRow& row : rows) {
+    insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.domain).bind(5, row.tokens);
+    insert.bind(6, row.loss).bind(7, row.ppl);
+    insert.run();
+  }
+  transaction.commit();
+}
+
+void ResultsStore::write_routing_stats(int64_t run_id, const std::vector<RoutingStatRow>& rows) {
+  if (rows.empty()) return;
+  Transaction transaction(db_);
+  Statement insert = db_.prepare(
+      "INSERT OR REPLACE INTO routing_stats (run_id, step, mode, layer, domain, expert, weight_mean, activated_frac, "
+      "tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  for (const RoutingStatRow& row : rows) {
+    insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.layer).bind(5, row.domain);
+    insert.bind(6, row.expert).bind(7, row.weight_mean).bind(8, row.activated_frac).bind(9, row.tokens);
+    insert.run();
+  }
+  transaction.commit();
+}
+
+void ResultsStore::delete_rows_after(int64_t run_id, int64_t step) {
+  Transaction transaction(db_);
+  for (const char* table : {"metrics", "evals", "routing_stats"}) {
+    db_.prepare(fmt::format("DELETE FROM {} WHERE run_id = ? AND step > ?", table)).bind(1, run_id).bind(2, step).run();
+  }
+  transaction.commit();
+}
+
+}  // namespace lory

@@ -1,0 +1,111 @@
+// The results store: experiments, runs, metrics, evaluations and routing statistics in one SQLite
+// file, in long format so that any comparison is one SQL query away. The schema is versioned and
+// migrated forward when a newer lory opens an older file. See docs/results-schema.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sqlite_db.h"
+
+namespace lory {
+
+// Status values of runs.status.
+namespace run_status {
+inline constexpr const char* kQueued = "queued";
+inline constexpr const char* kRunning = "running";
+inline constexpr const char* kDone = "done";
+inline constexpr const char* kFailed = "failed";
+inline constexpr const char* kDiverged = "diverged";
+inline constexpr const char* kInterrupted = "interrupted";
+}  // namespace run_status
+
+struct RunRecord {
+  int64_t id = 0;
+  int64_t experiment_id = 0;
+  std::string experiment;
+  std::string cell_hash;
+  std::string label;
+  std::string config_json;
+  std::string status;
+  int64_t seed = 0;
+  std::string started_at, ended_at;
+  std::string code_version, host;
+  int64_t last_step = 0, total_steps = 0;
+  std::string reason;
+  std::string corpus_checksum;
+};
+
+struct MetricRow {
+  int64_t step;
+  std::string name;
+  double value;
+};
+
+struct EvalRow {
+  int64_t step;
+  std::string domain;  // a corpus domain, or "all"
+  std::string mode;    // "train" (routing as in training) or "prompt" (prompt-only routing)
+  int64_t tokens;
+  double loss;
+  double ppl;
+};
+
+struct RoutingStatRow {
+  int64_t step;
+  std::string mode;
+  int64_t layer;
+  std::string domain;
+  int64_t expert;
+  double weight_mean;     // mean routing weight of the expert over the domain's tokens
+  double activated_frac;  // fraction of tokens whose weight on the expert exceeds 2/E
+  int64_t tokens;         // tokens of the domain in this evaluation
+};
+
+class ResultsStore {
+ public:
+  static constexpr int kSchemaVersion = 1;
+  static constexpr const char* kDefaultPath = "results/lory.sqlite";
+
+  // Opens (creating and migrating when needed) for reading and writing.
+  explicit ResultsStore(const std::string& path);
+
+  Database& database() { return db_; }
+
+  int64_t upsert_experiment(const std::string& name, const std::string& file, const std::string& description,
+                            const std::string& source_text);
+  // The run of this cell in this experiment, registered as queued when new.
+  int64_t ensure_run(int64_t experiment_id, const std::string& cell_hash, const std::string& label,
+                     const std::string& config_json, int64_t seed);
+  std::optional<RunRecord> find_run(int64_t run_id);
+  std::vector<RunRecord> runs_of_experiment(const std::string& experiment_name);
+  // A run by id, or by a unique prefix of its cell hash.
+  RunRecord resolve_run(const std::string& id_or_hash_prefix);
+
+  void mark_running(int64_t run_id, const std::string& code_version, const std::string& host, int64_t total_steps,
+                    const std::string& corpus_checksum);
+  void mark_finished(int64_t run_id, const std::string& status, const std::string& reason, int64_t last_step);
+  void set_run_attribute(int64_t run_id, const std::string& name, const std::string& value);
+
+  void write_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
+  void write_evals(int64_t run_id, const std::vector<EvalRow>& rows);
+  void write_routing_stats(int64_t run_id, const std::vector<RoutingStatRow>& rows);
+  // Rows written after `step` (by an interrupted attempt) are removed before a resumed run
+  // writes them again, so no step is ever counted twice.
+  void delete_rows_after(int64_t run_id, int64_t step);
+
+ private:
+  void migrate();
+
+  Database db_;
+};
+
+// Host name and `git describe` of the source tree this binary was built from ("unknown" when
+// not available).
+std::string current_host();
+std::string current_code_version();
+std::string utc_now_iso8601();
+
+}  // namespace lory

@@ -1,0 +1,166 @@
+// `lory-data`: prepares corpora for lory (tokenizer, token shards, documents index, held-out
+// split) and converts between text and token ids. It never links LibTorch (see tokenizer.h).
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/diagnostics.h"
+#include "core/text_table.h"
+#include "lory/build_info.h"
+#include "lory/corpus.h"
+#include "prepare_corpus.h"
+
+namespace {
+
+using lory::UserError;
+using namespace lory::data;
+
+std::string read_input(const std::string& path) {
+  std::stringstream buffer;
+  if (path.empty() || path == "-") {
+    buffer << std::cin.rdbuf();
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UserError(fmt::format("cannot read '{}'", path));
+    buffer << in.rdbuf();
+  }
+  return buffer.str();
+}
+
+struct TokenizerChoice {
+  std::string corpus;
+  std::string model;
+  bool byte = false;
+
+  std::unique_ptr<Tokenizer> load() const {
+    if (!corpus.empty()) return load_corpus_tokenizer(corpus);
+    if (!model.empty()) return load_sentencepiece(model);
+    if (byte) return make_byte_tokenizer();
+    throw UserError("choose a tokenizer: --corpus DIR, --tokenizer-model FILE or --byte");
+  }
+  void add_options(CLI::App* cmd) {
+    auto* c = cmd->add_option("--corpus", corpus, "Use the tokenizer of this prepared corpus");
+    auto* m = cmd->add_option("--tokenizer-model", model, "Use this SentencePiece model")->excludes(c);
+    cmd->add_flag("--byte", byte, "Use the byte-level tokenizer")->excludes(c)->excludes(m);
+  }
+};
+
+void print_info(const std::string& directory) {
+  const auto corpus = lory::Corpus::open(directory);  // verifies checksums
+  const auto& m = corpus->manifest();
+  std::printf("corpus %s: %s tokenizer, vocab %u, eod id %u, %llu documents, %llu tokens (uint%u), checksums ok\n",
+              directory.c_str(), m.tokenizer.c_str(), m.vocab_size, m.eod_id,
+              static_cast<unsigned long long>(m.total_documents), static_cast<unsigned long long>(m.total_tokens),
+              m.token_bytes * 8);
+  lory::TextTable table({"domain", "train docs", "train tokens", "heldout docs", "heldout tokens"});
+  for (const auto& c : m.domains) {
+    table.add_row({c.name, std::to_string(c.train_documents), std::to_string(c.train_tokens),
+                   std::to_string(c.heldout_documents), std::to_string(c.heldout_tokens)});
+  }
+  std::printf("%s", table.render("  ").c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lory-data: prepare corpora for lory and convert between text and token ids"};
+  app.set_version_flag("--version", std::string("lory-data ") + LORY_VERSION);
+  app.require_subcommand(1);
+
+  PrepareOptions prepare;
+  std::vector<std::string> folder_specs;
+  std::string sources_file;
+  std::string bad_lines = "stop";
+  double sample_mb = 20;
+  CLI::App* prepare_cmd = app.add_subcommand("prepare", "Build a corpus folder from JSONL files and text folders");
+  prepare_cmd->add_option("--out", prepare.out, "Output corpus folder")->required();
+  prepare_cmd->add_flag("--force", prepare.force, "Replace an existing output folder");
+  prepare_cmd->add_option("--jsonl", prepare.jsonl_files, "JSONL file of {\"id\",\"domain\",\"text\"} (.gz ok; repeatable)");
+  prepare_cmd->add_option("--folder", folder_specs, "DOMAIN=DIR: every file under DIR is a document (repeatable)");
+  prepare_cmd->add_option("--sources", sources_file, "TOML file with [[jsonl]] path=... and [[folder]] path=... domain=...");
+  prepare_cmd->add_option("--tokenizer", prepare.tokenizer, "sentencepiece or byte")
+      ->check(CLI::IsMember({"sentencepiece", "byte"}))
+      ->capture_default_str();
+  prepare_cmd->add_option("--vocab-size", prepare.training.vocab_size, "SentencePiece vocabulary size")
+      ->check(CLI::Range(300u, 1u << 20))
+      ->capture_default_str();
+  prepare_cmd->add_option("--tokenizer-model", prepare.tokenizer_model, "Reuse this SentencePiece model");
+  prepare_cmd->add_option("--tokenizer-sample-mb", sample_mb, "Text the tokenizer is trained on")->capture_default_str();
+  prepare_cmd->add_option("--heldout-fraction", prepare.heldout_fraction, "Held-out fraction per domain")
+      ->capture_default_str();
+  prepare_cmd->add_option("--min-heldout-docs", prepare.min_heldout_documents, "Minimum held-out documents per domain")
+      ->capture_default_str();
+  prepare_cmd->add_option("--split-salt", prepare.split_salt, "Salt of the split hash")->capture_default_str();
+  prepare_cmd->add_option("--bad-lines", bad_lines, "On a malformed JSON line: stop (report file:line) or skip (count)")
+      ->check(CLI::IsMember({"stop", "skip"}))
+      ->capture_default_str();
+  prepare_cmd->add_option("--threads", prepare.threads, "Encoding threads")->capture_default_str();
+
+  TokenizerChoice encode_choice;
+  std::string encode_text;
+  CLI::App* encode_cmd = app.add_subcommand("encode", "Text -> token ids (space-separated, one line)");
+  encode_choice.add_options(encode_cmd);
+  encode_cmd->add_option("--text", encode_text, "Text file (default: standard input)");
+
+  TokenizerChoice decode_choice;
+  std::string decode_ids;
+  CLI::App* decode_cmd = app.add_subcommand("decode", "Token ids (whitespace-separated) -> text");
+  decode_choice.add_options(decode_cmd);
+  decode_cmd->add_option("--ids", decode_ids, "File of token ids (default: standard input)");
+
+  std::string info_corpus;
+  CLI::App* info_cmd = app.add_subcommand("info", "Verify a corpus folder and print its counts");
+  info_cmd->add_option("corpus", info_corpus, "Corpus folder")->required();
+
+  try {
+    app.parse(argc, argv);
+    if (*prepare_cmd) {
+      if (!sources_file.empty()) read_sources_file(sources_file, prepare);
+      for (const auto& spec : folder_specs) {
+        const auto eq = spec.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+          throw UserError(fmt::format("--folder '{}' must be DOMAIN=DIR", spec));
+        }
+        prepare.folders.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
+      }
+      prepare.bad_lines = bad_lines == "skip" ? BadLinePolicy::Skip : BadLinePolicy::Stop;
+      prepare.training.sample_bytes = static_cast<uint64_t>(sample_mb * (1 << 20));
+      prepare.training.threads = prepare.threads;
+      prepare_corpus(prepare);
+    } else if (*encode_cmd) {
+      const auto tokenizer = encode_choice.load();
+      const auto ids = tokenizer->encode(read_input(encode_text));
+      std::string line;
+      for (size_t i = 0; i < ids.size(); ++i) line += (i ? " " : "") + std::to_string(ids[i]);
+      std::printf("%s\n", line.c_str());
+    } else if (*decode_cmd) {
+      const auto tokenizer = decode_choice.load();
+      std::istringstream in(read_input(decode_ids));
+      std::vector<uint32_t> ids;
+      std::string word;
+      while (in >> word) {
+        try {
+          ids.push_back(static_cast<uint32_t>(std::stoul(word)));
+        } catch (const std::exception&) {
+          throw UserError(fmt::format("'{}' is not a token id", word));
+        }
+      }
+      std::fwrite(tokenizer->decode(ids).data(), 1, tokenizer->decode(ids).size(), stdout);
+    } else if (*info_cmd) {
+      print_info(info_corpus);
+    }
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const UserError& e) {
+    std::fprintf(stderr, "lory-data: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lory-data: internal error: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}

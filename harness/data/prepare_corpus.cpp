@@ -1,0 +1,329 @@
+#include "prepare_corpus.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <toml++/toml.h>
+#include <unordered_set>
+
+#include "core/diagnostics.h"
+#include "core/sha256.h"
+#include "core/results_store.h"
+#include "lory/corpus.h"
+
+namespace lory::data {
+
+namespace fs = std::filesystem;
+
+double split_hash_fraction(const std::string& salt, const std::string& document_id) {
+  Sha256 h;
+  h.update(salt);
+  h.update("\n");
+  h.update(document_id);
+  const auto digest = h.digest();
+  uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) value = (value << 8) | digest[i];
+  return static_cast<double>(value >> 11) * 0x1.0p-53;
+}
+
+void read_sources_file(const std::string& path, PrepareOptions& options) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw UserError(fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column, e.description()));
+  }
+  const fs::path base = fs::path(path).parent_path();
+  const auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() ? p : (base / p).string(); };
+  for (const auto& [key, node] : table) {
+    if (key != "jsonl" && key != "folder") {
+      throw UserError(fmt::format("{}:{}:{}: unknown key '{}' (expected [[jsonl]] or [[folder]] tables)", path,
+                                  key.source().begin.line, key.source().begin.column, key.str()));
+    }
+    const toml::array* entries = node.as_array();
+    if (!entries) throw UserError(fmt::format("{}: '{}' must be an array of tables ([[{}]])", path, key.str(), key.str()));
+    for (const auto& entry : *entries) {
+      const toml::table* t = entry.as_table();
+      const auto where = fmt::format("{}:{}:{}", path, entry.source().begin.line, entry.source().begin.column);
+      if (!t || !(*t)["path"].is_string()) throw UserError(where + ": each entry needs path = \"...\"");
+      const std::string p = resolve(*(*t)["path"].value<std::string>());
+      if (key == "jsonl") {
+        options.jsonl_files.push_back(p);
+      } else {
+        if (!(*t)["domain"].is_string()) throw UserError(where + ": a [[folder]] needs domain = \"...\"");
+        options.folders.push_back({*(*t)["domain"].value<std::string>(), p});
+      }
+    }
+  }
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Training text for the tokenizer: the same share of bytes from every domain (so that a large
+// domain does not dictate the vocabulary), documents taken in hash order, training split only.
+std::vector<std::string> tokenizer_sample(const std::vector<TextDocument>& documents, const std::vector<uint8_t>& split,
+                                          uint64_t sample_bytes, const std::string& salt) {
+  std::map<std::string, std::vector<std::pair<double, size_t>>> by_domain;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    if (split[i] == static_cast<uint8_t>(Split::Train)) {
+      by_domain[documents[i].domain].push_back({split_hash_fraction(salt + "/tokenizer", documents[i].id), i});
+    }
+  }
+  std::vector<std::string> lines;
+  const uint64_t per_domain = sample_bytes / std::max<size_t>(1, by_domain.size());
+  for (auto& [domain, entries] : by_domain) {
+    std::sort(entries.begin(), entries.end());
+    uint64_t taken = 0;
+    for (const auto& [hash, index] : entries) {
+      if (taken >= per_domain) break;
+      const std::string& text = documents[index].text;
+      size_t start = 0;
+      while (start < text.size() && taken < per_domain) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        if (end > start) {
+          lines.emplace_back(text.substr(start, std::min<size_t>(end - start, 16000)));
+          taken += end - start;
+        }
+        start = end + 1;
+      }
+    }
+  }
+  return lines;
+}
+
+void write_file(const fs::path& path, const void* data, size_t size) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+  if (!out) throw UserError(fmt::format("cannot write '{}' (disk full?)", path.string()));
+}
+
+}  // namespace
+
+void prepare_corpus(const PrepareOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  if (options.out.empty()) throw UserError("--out is required");
+  std::error_code ec;
+  if (fs::exists(options.out, ec) && !options.force) {
+    throw UserError(fmt::format("output folder '{}' exists; pass --force to replace it", options.out));
+  }
+  if (options.jsonl_files.empty() && options.folders.empty()) {
+    throw UserError("no input: give --jsonl FILE, --folder DOMAIN=DIR or --sources FILE.toml");
+  }
+  if (options.heldout_fraction < 0 || options.heldout_fraction >= 1) {
+    throw UserError("--heldout-fraction must be in [0, 1)");
+  }
+
+  // 1. Documents.
+  std::vector<TextDocument> documents;
+  ReadCounts counts;
+  std::vector<SourceSummary> sources;
+  for (const auto& file : options.jsonl_files) {
+    SourceSummary summary;
+    read_jsonl(file, options.bad_lines, documents, counts, summary);
+    sources.push_back(summary);
+  }
+  for (const auto& folder : options.folders) {
+    SourceSummary summary;
+    read_folder(folder.directory, folder.domain, documents, counts, summary);
+    sources.push_back(summary);
+  }
+  {
+    std::unordered_set<std::string> seen;
+    std::vector<TextDocument> unique;
+    for (auto& d : documents) {
+      if (seen.insert(d.id).second) unique.push_back(std::move(d));
+      else ++counts.duplicate_ids;
+    }
+    documents = std::move(unique);
+  }
+  if (documents.empty()) throw UserError("the inputs hold no non-empty documents");
+  std::printf("read %zu documents (%llu malformed lines skipped, %llu empty, %llu binary, %llu duplicate ids)\n",
+              documents.size(), static_cast<unsigned long long>(counts.bad_lines),
+              static_cast<unsigned long long>(counts.empty_texts), static_cast<unsigned long long>(counts.binary_files),
+              static_cast<unsigned long long>(counts.duplicate_ids));
+
+  // 2. Domains (sorted by name: ids do not depend on input order) and the held-out split.
+  std::vector<std::string> domain_names;
+  for (const auto& d : documents) domain_names.push_back(d.domain);
+  std::sort(domain_names.begin(), domain_names.end());
+  domain_names.erase(std::unique(domain_names.begin(), domain_names.end()), domain_names.end());
+  if (domain_names.size() > 65535) throw UserError("more than 65535 domains");
+  std::map<std::string, uint16_t> domain_id;
+  for (size_t i = 0; i < domain_names.size(); ++i) domain_id[domain_names[i]] = static_cast<uint16_t>(i);
+
+  std::vector<uint8_t> split(documents.size(), static_cast<uint8_t>(Split::Train));
+  {
+    std::vector<std::vector<std::pair<double, size_t>>> by_domain(domain_names.size());
+    for (size_t i = 0; i < documents.size(); ++i) {
+      by_domain[domain_id[documents[i].domain]].push_back({split_hash_fraction(options.split_salt, documents[i].id), i});
+    }
+    for (auto& entries : by_domain) {
+      std::sort(entries.begin(), entries.end());
+      // Documents with the smallest hashes are held out: a fraction, at least the minimum, and
+      // always leaving one training document.
+      size_t heldout = 0;
+      while (heldout < entries.size() && entries[heldout].first < options.heldout_fraction) ++heldout;
+      heldout = std::max<size_t>(heldout, std::min<uint64_t>(options.min_heldout_documents, entries.size() - 1));
+      heldout = std::min(heldout, entries.size() - 1);
+      for (size_t k = 0; k < heldout; ++k) split[entries[k].second] = static_cast<uint8_t>(Split::Heldout);
+    }
+  }
+
+  // 3. Tokenizer, built in a temporary folder next to the output so that the final rename is atomic.
+  const fs::path out(options.out);
+  const fs::path staging = out.string() + ".partial-" + std::to_string(::getpid());
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging);
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string tokenizer_note;
+  if (options.tokenizer == "byte") {
+    tokenizer = make_byte_tokenizer();
+    tokenizer_note = "byte-level";
+  } else if (options.tokenizer == "sentencepiece") {
+    const fs::path model_path = staging / "tokenizer.model";
+    if (!options.tokenizer_model.empty()) {
+      fs::copy_file(options.tokenizer_model, model_path, ec);
+      if (ec) throw UserError(fmt::format("cannot copy tokenizer model '{}': {}", options.tokenizer_model, ec.message()));
+      tokenizer_note = "reused " + options.tokenizer_model;
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto sample = tokenizer_sample(documents, split, options.training.sample_bytes, options.split_salt);
+      std::printf("training SentencePiece BPE (vocab %u) on %zu lines...\n", options.training.vocab_size, sample.size());
+      std::fflush(stdout);
+      train_sentencepiece(sample, options.training, model_path.string());
+      tokenizer_note = fmt::format("trained BPE, vocab {}, {} sample lines, {:.1f} s", options.training.vocab_size,
+                                   sample.size(), seconds_since(t0));
+    }
+    tokenizer = load_sentencepiece(model_path.string());
+  } else {
+    throw UserError(fmt::format("unknown --tokenizer '{}' (sentencepiece or byte)", options.tokenizer));
+  }
+
+  // 4. Encode, in parallel over documents.
+  const auto t_encode = std::chrono::steady_clock::now();
+  std::vector<std::vector<uint32_t>> encoded(documents.size());
+  {
+    const int threads = std::max(1, options.threads);
+    std::vector<std::thread> workers;
+    std::vector<std::string> errors(threads);
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        try {
+          for (size_t i = t; i < documents.size(); i += threads) encoded[i] = tokenizer->encode(documents[i].text);
+        } catch (const std::exception& e) {
+          errors[t] = e.what();
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+    for (const auto& e : errors) {
+      if (!e.empty()) throw UserError(e);
+    }
+  }
+  const double encode_seconds = seconds_since(t_encode);
+
+  // 5. Files.
+  CorpusManifest manifest;
+  manifest.tokenizer = tokenizer->kind();
+  manifest.vocab_size = tokenizer->vocab_size();
+  manifest.eod_id = tokenizer->eod_id();
+  manifest.token_bytes = manifest.vocab_size <= 65536 ? 2 : 4;
+  manifest.domains.resize(domain_names.size());
+  for (size_t i = 0; i < domain_names.size(); ++i) manifest.domains[i].name = domain_names[i];
+  std::vector<DocumentRecord> records;
+  std::string ids_text;
+  std::vector<uint16_t> tokens16;
+  std::vector<uint32_t> tokens32;
+  uint64_t offset = 0;
+  uint64_t text_bytes = 0;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    const auto& ids = encoded[i];
+    if (ids.empty()) continue;
+    DocumentRecord r{};
+    r.offset = offset;
+    r.length = static_cast<uint32_t>(ids.size());
+    r.domain = domain_id[documents[i].domain];
+    r.split = split[i];
+    records.push_back(r);
+    ids_text += documents[i].id + "\n";
+    if (manifest.token_bytes == 2) {
+      for (uint32_t id : ids) tokens16.push_back(static_cast<uint16_t>(id));
+    } else {
+      tokens32.insert(tokens32.end(), ids.begin(), ids.end());
+    }
+    offset += ids.size();
+    text_bytes += documents[i].text.size();
+    DomainCounts& c = manifest.domains[r.domain];
+    if (r.split == static_cast<uint8_t>(Split::Train)) {
+      ++c.train_documents;
+      c.train_tokens += ids.size();
+    } else {
+      ++c.heldout_documents;
+      c.heldout_tokens += ids.size();
+    }
+  }
+  manifest.total_tokens = offset;
+  manifest.total_documents = records.size();
+  const size_t token_bytes = manifest.token_bytes == 2 ? tokens16.size() * 2 : tokens32.size() * 4;
+  const void* token_data = manifest.token_bytes == 2 ? static_cast<const void*>(tokens16.data()) : tokens32.data();
+  write_file(staging / "tokens.bin", token_data, token_bytes);
+  write_file(staging / "documents.bin", records.data(), records.size() * sizeof(DocumentRecord));
+  write_file(staging / "document_ids.txt", ids_text.data(), ids_text.size());
+  std::string domains_tsv;
+  for (size_t i = 0; i < domain_names.size(); ++i) domains_tsv += std::to_string(i) + "\t" + domain_names[i] + "\n";
+  write_file(staging / "domains.tsv", domains_tsv.data(), domains_tsv.size());
+  manifest.tokens_sha256 = sha256_file_hex((staging / "tokens.bin").string());
+  manifest.documents_sha256 = sha256_file_hex((staging / "documents.bin").string());
+
+  nlohmann::json extra;
+  extra["created_at"] = utc_now_iso8601();
+  extra["created_by"] = current_code_version();
+  extra["tokenizer_note"] = tokenizer_note;
+  extra["split"] = {{"heldout_fraction", options.heldout_fraction},
+                    {"min_heldout_documents", options.min_heldout_documents},
+                    {"salt", options.split_salt}};
+  extra["skipped"] = {{"malformed_lines", counts.bad_lines},
+                      {"empty_texts", counts.empty_texts},
+                      {"binary_files", counts.binary_files},
+                      {"duplicate_ids", counts.duplicate_ids}};
+  nlohmann::json source_list = nlohmann::json::array();
+  for (const auto& s : sources) {
+    nlohmann::json entry = {{"path", s.path}, {"kind", s.kind}, {"documents", s.documents}, {"bytes", s.bytes}};
+    if (!s.domain.empty()) entry["domain"] = s.domain;
+    if (s.kind == "jsonl") entry["sha256"] = sha256_file_hex(s.path);
+    source_list.push_back(entry);
+  }
+  extra["sources"] = source_list;
+  extra["text_bytes"] = text_bytes;
+  const std::string manifest_text = corpus_manifest_json(manifest, extra.dump());
+  write_file(staging / "manifest.json", manifest_text.data(), manifest_text.size());
+
+  if (fs::exists(out, ec)) fs::remove_all(out);
+  fs::rename(staging, out);
+
+  std::printf("wrote %s: %llu documents, %llu tokens (%.2f bytes/token), encoded in %.1f s, %.1f s in all\n",
+              options.out.c_str(), static_cast<unsigned long long>(manifest.total_documents),
+              static_cast<unsigned long long>(manifest.total_tokens),
+              static_cast<double>(text_bytes) / std::max<uint64_t>(1, manifest.total_tokens), encode_seconds,
+              seconds_since(started));
+  std::printf("  %-16s %10s %12s %10s %12s\n", "domain", "train docs", "train tokens", "heldout", "heldout tok");
+  for (const auto& c : manifest.domains) {
+    std::printf("  %-16s %10llu %12llu %10llu %12llu\n", c.name.c_str(),
+                static_cast<unsigned long long>(c.train_documents), static_cast<unsigned long long>(c.train_tokens),
+                static_cast<unsigned long long>(c.heldout_documents), static_cast<unsigned long long>(c.heldout_tokens));
+  }
+}
+
+}  // namespace lory::data

@@ -1,0 +1,43 @@
+// Raw documents as lory-data reads them, before tokenization.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lory::data {
+
+struct TextDocument {
+  std::string id;
+  std::string domain;
+  std::string text;
+};
+
+enum class BadLinePolicy { Stop, Skip };
+
+struct ReadCounts {
+  uint64_t bad_lines = 0;      // malformed JSON records skipped (policy Skip)
+  uint64_t empty_texts = 0;    // records or files whose text is empty or whitespace: skipped
+  uint64_t binary_files = 0;   // folder files holding NUL bytes: skipped
+  uint64_t duplicate_ids = 0;  // a document id seen before: skipped
+};
+
+struct SourceSummary {
+  std::string path;
+  std::string kind;  // "jsonl" or "folder"
+  std::string domain;  // folders only
+  uint64_t documents = 0;
+  uint64_t bytes = 0;
+};
+
+// Appends the records of a JSONL file (plain or gzip) of {"id", "domain", "text"} objects.
+// A malformed line throws UserError "file:line: ..." under Stop, and is counted under Skip.
+void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextDocument>& out, ReadCounts& counts,
+                SourceSummary& summary);
+
+// Appends every regular file under `directory` (recursively, in sorted path order, symbolic links
+// skipped) as a document of `domain` with id "<domain>/<relative path>".
+void read_folder(const std::string& directory, const std::string& domain, std::vector<TextDocument>& out,
+                 ReadCounts& counts, SourceSummary& summary);
+
+}  // namespace lory::data
