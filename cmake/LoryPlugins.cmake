@@ -1,3 +1,17 @@
+# lory_use_torch_pch(TARGET)
+# Reuses lory_nn's precompiled <torch/torch.h>. GCC accepts a precompiled header only under the
+# same code-generation flags, so executables compile with -fPIC (not -fPIE) like the libraries.
+function(lory_use_torch_pch target)
+  target_precompile_headers(${target} REUSE_FROM lory_nn)
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "EXECUTABLE")
+    set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE OFF)
+    target_compile_options(${target} PRIVATE -fPIC)
+  else()
+    set_target_properties(${target} PROPERTIES DEFINE_SYMBOL "")
+  endif()
+endfunction()
+
 # lory_add_plugin(NAME SOURCES ... [LIBRARIES ...])
 # Builds a plugin as a MODULE library named lory_<kind>_<name>.so into the build's plugin folder,
 # where `lory` finds it without configuration.
@@ -8,6 +22,10 @@ function(lory_add_plugin name)
     PREFIX ""
     LIBRARY_OUTPUT_DIRECTORY ${LORY_PLUGIN_OUTPUT_DIRECTORY}
     CXX_VISIBILITY_PRESET hidden
-    VISIBILITY_INLINES_HIDDEN ON)
+    VISIBILITY_INLINES_HIDDEN ON
+    DEFINE_SYMBOL "")
   target_link_libraries(${name} PRIVATE ${ARG_LIBRARIES})
+  if("lory_nn" IN_LIST ARG_LIBRARIES)
+    lory_use_torch_pch(${name})
+  endif()
 endfunction()

@@ -8,5 +8,7 @@ namespace lory::cli {
 void register_plugins_command(CLI::App& app);
 void register_run_command(CLI::App& app);
 void register_query_command(CLI::App& app);
+void register_score_command(CLI::App& app);
+void register_export_command(CLI::App& app);
 
 }  // namespace lory::cli

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   lory::cli::register_plugins_command(app);
   lory::cli::register_run_command(app);
   lory::cli::register_query_command(app);
+  lory::cli::register_score_command(app);
+  lory::cli::register_export_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

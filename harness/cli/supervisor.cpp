@@ -1,54 +1,22 @@
 #include "supervisor.h"
 
 #include <fmt/format.h>
-#include <spawn.h>
-#include <sys/wait.h>
-
-#include <boost/dll/runtime_symbol_info.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <set>
 
 #include "core/results_store.h"
 #include "core/text_table.h"
-
-extern char** environ;
+#include "trained_run.h"
 
 namespace lory::cli {
-
-namespace {
-
-std::string worker_executable() {
-  return (boost::dll::program_location().parent_path() / "lory-worker").string();
-}
-
-// Returns a description of how the worker ended: "" for a clean exit 0.
-std::string run_worker(const std::vector<std::string>& arguments) {
-  std::vector<char*> argv;
-  for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, arguments[0].c_str(), nullptr, nullptr, argv.data(), environ);
-  if (rc != 0) {
-    throw UserError(fmt::format("cannot start '{}': {} (is the build complete?)", arguments[0], std::strerror(rc)));
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw UserError(fmt::format("waiting for the worker failed: {}", std::strerror(errno)));
-  }
-  if (WIFEXITED(status)) {
-    return WEXITSTATUS(status) == 0 ? "" : fmt::format("worker exited with status {}", WEXITSTATUS(status));
-  }
-  if (WIFSIGNALED(status)) return fmt::format("worker was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return "worker ended abnormally";
-}
-
-}  // namespace
 
 void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   ResultsStore store(options.db_path);
   const int64_t experiment_id =
-      store.upsert_experiment(experiment.name, experiment.file, experiment.description, experiment.source_text);
+      store.upsert_experiment(experiment.name, std::filesystem::weakly_canonical(experiment.file).string(),
+                             experiment.description, experiment.source_text);
   size_t done = 0, failed = 0, skipped = 0;
   for (size_t i = 0; i < experiment.cells.size(); ++i) {
     const ExperimentCell& cell = experiment.cells[i];
@@ -64,14 +32,14 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
     std::printf("[%zu/%zu] %s (run %lld, cell %s)\n", i + 1, experiment.cells.size(), cell.label.c_str(),
                 static_cast<long long>(run_id), cell.identity.substr(0, 12).c_str());
     std::fflush(stdout);
-    std::vector<std::string> arguments = {worker_executable(), "train",    "--db",
+    std::vector<std::string> arguments = {executable_dir() + "/lory-worker", "train",    "--db",
                                           options.db_path,     "--run-id", std::to_string(run_id),
                                           "--corpus",          experiment.corpus_path(cell.config)};
     for (const auto& p : options.plugin_path) {
       arguments.push_back("--plugin-path");
       arguments.push_back(p);
     }
-    const std::string ending = run_worker(arguments);
+    const std::string ending = run_program(arguments);
     const RunRecord after = *store.find_run(run_id);
     if (!ending.empty() && (after.status == run_status::kRunning || after.status == run_status::kQueued)) {
       // The worker died without recording why (crash, kill, out of memory): record it for it.

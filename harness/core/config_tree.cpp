@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <toml++/toml.h>
 
@@ -150,20 +151,25 @@ SourceLocation location_of(const toml::source_region& region,
   return where;
 }
 
-ConfigNode convert(const toml::node& node, const std::shared_ptr<const std::string>& file,
-                   Diagnostics& diagnostics) {
+// nullopt for values lory cannot hold (dates, times): reported once here, then left out so that
+// they cause no second, misleading error.
+std::optional<ConfigNode> convert(const toml::node& node, const std::shared_ptr<const std::string>& file,
+                                  Diagnostics& diagnostics) {
   const SourceLocation where = location_of(node.source(), file);
   if (const auto* table = node.as_table()) {
     ConfigNode out = ConfigNode::table(where);
     for (const auto& [key, value] : *table) {
-      out.set(std::string(key.str()), convert(value, file, diagnostics),
-              location_of(key.source(), file));
+      if (auto converted = convert(value, file, diagnostics)) {
+        out.set(std::string(key.str()), std::move(*converted), location_of(key.source(), file));
+      }
     }
     return out;
   }
   if (const auto* array = node.as_array()) {
     ConfigNode out = ConfigNode::array(where);
-    for (const auto& element : *array) out.push_back(convert(element, file, diagnostics));
+    for (const auto& element : *array) {
+      if (auto converted = convert(element, file, diagnostics)) out.push_back(std::move(*converted));
+    }
     return out;
   }
   if (const auto* v = node.as_boolean()) return ConfigNode::scalar(v->get(), where);
@@ -171,7 +177,7 @@ ConfigNode convert(const toml::node& node, const std::shared_ptr<const std::stri
   if (const auto* v = node.as_floating_point()) return ConfigNode::scalar(v->get(), where);
   if (const auto* v = node.as_string()) return ConfigNode::scalar(v->get(), where);
   diagnostics.error(where, "dates and times are not valid configuration values");
-  return ConfigNode::scalar(std::string(), where);
+  return std::nullopt;
 }
 
 }  // namespace
@@ -181,7 +187,7 @@ ConfigNode parse_toml_text(const std::string& text, const std::string& source_na
   auto file = std::make_shared<const std::string>(source_name);
   try {
     const toml::table parsed = toml::parse(text, source_name);
-    return convert(parsed, file, diagnostics);
+    return *convert(parsed, file, diagnostics);
   } catch (const toml::parse_error& error) {
     diagnostics.error(location_of(error.source(), file),
                       "invalid TOML: " + std::string(error.description()));

@@ -28,6 +28,12 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   const size_t budget = std::clamp<size_t>(word.size() / 3, 1, 3);
   std::string best;
   size_t best_distance = budget + 1;
+  // A word that is the start of a candidate ("warmup" for "warmup_fraction") is a likely slip too.
+  if (word.size() >= 4) {
+    for (const auto& candidate : candidates) {
+      if (candidate.size() > word.size() && candidate.compare(0, word.size(), word) == 0) return candidate;
+    }
+  }
   for (const auto& candidate : candidates) {
     const size_t distance = edit_distance(word, candidate);
     if (distance < best_distance) {

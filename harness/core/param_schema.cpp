@@ -145,7 +145,7 @@ ParamSchema schema_from_c(const LoryParamSpec* specs, uint32_t count) {
     if (c.default_value) {
       spec.default_value = parse_param_literal(spec.type, c.default_value);
       if (!spec.default_value) {
-        throw std::invalid_argument(fmt::format("parameter '{}' has default '{}' that is not a {}",
+        throw std::invalid_argument(fmt::format("parameter '{}' has default '{}' that is not of type {}",
                                                 spec.name, c.default_value, param_type_name(spec.type)));
       }
       const std::string problem = check_value(spec, *spec.default_value);
@@ -163,6 +163,9 @@ ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, 
                             const std::vector<std::string>& skip_keys) {
   ParamValues values;
   const auto key_path = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
+  // Keys given with a bad value get no default either: checks built on them would only add
+  // follow-on errors to the one already reported.
+  std::vector<std::string> rejected;
   if (table) {
     for (const ConfigNode& member : table->children()) {
       if (std::find(skip_keys.begin(), skip_keys.end(), member.key()) != skip_keys.end()) continue;
@@ -193,13 +196,16 @@ ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, 
           break;
       }
       if (!value) {
-        diagnostics.error(member.where(), fmt::format("'{}' must be a {}, got {} {}", key_path(member.key()),
+        rejected.push_back(spec->name);
+        diagnostics.error(member.where(), fmt::format("'{}' must be {} {}, got {} {}", key_path(member.key()),
+                                                      spec->type == ParamType::Int ? "an" : "a",
                                                       param_type_name(spec->type),
                                                       ConfigNode::kind_name(member.kind()), member.to_toml_text()));
         continue;
       }
       const std::string problem = check_value(*spec, *value);
       if (!problem.empty()) {
+        rejected.push_back(spec->name);
         diagnostics.error(member.where(), fmt::format("'{}': {}", key_path(member.key()), problem));
         continue;
       }
@@ -207,7 +213,7 @@ ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, 
     }
   }
   for (const ParamSpec& spec : schema.params()) {
-    if (values.has(spec.name)) continue;
+    if (values.has(spec.name) || std::find(rejected.begin(), rejected.end(), spec.name) != rejected.end()) continue;
     if (spec.default_value) {
       values.set(spec.name, *spec.default_value);
     } else if (!table || !table->find(spec.name)) {

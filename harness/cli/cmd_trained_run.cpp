@@ -1,0 +1,93 @@
+// `lory score` and `lory export`: use a trained run (its final checkpoint) from the CLI. Both
+// hand the work to lory-worker; text is tokenized by lory-data (SentencePiece and LibTorch never
+// share a process).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "commands.h"
+#include "core/results_store.h"
+#include "trained_run.h"
+
+namespace lory::cli {
+
+namespace {
+
+struct TrainedRunOptions {
+  std::string run;
+  std::string db = ResultsStore::kDefaultPath;
+  std::string corpus;
+  std::string text_file, token_ids_file;  // score
+  std::string out_dir;                    // export
+
+  void add_common(CLI::App* cmd) {
+    cmd->add_option("run", run, "Run id, or a prefix of its cell hash")->required();
+    cmd->add_option("--db", db, "Results database")->capture_default_str();
+    cmd->add_option("--corpus", corpus, "Corpus folder of the run (default: from its experiment file)");
+  }
+};
+
+std::vector<std::string> worker_arguments(const std::string& command, const TrainedRunOptions& options,
+                                          const RunRecord& run, const std::string& corpus) {
+  return {executable_dir() + "/lory-worker", command, "--db", options.db, "--run-id", std::to_string(run.id),
+          "--corpus", corpus};
+}
+
+void run_score(const TrainedRunOptions& options) {
+  ResultsStore store(options.db);
+  const RunRecord run = store.resolve_run(options.run);
+  const std::string corpus = run_corpus_dir(store, run, options.corpus);
+  std::string ids_file = options.token_ids_file;
+  std::string temporary;
+  if (!options.text_file.empty()) {
+    temporary = (std::filesystem::temp_directory_path() / fmt::format("lory-score-{}.ids", ::getpid())).string();
+    const std::string ending = run_program_to_file(
+        {executable_dir() + "/lory-data", "encode", "--corpus", corpus, "--text", options.text_file}, temporary);
+    if (!ending.empty()) throw UserError("tokenizing the text failed: " + ending);
+    ids_file = temporary;
+  }
+  auto arguments = worker_arguments("score", options, run, corpus);
+  arguments.insert(arguments.end(), {"--token-ids", ids_file});
+  std::fflush(stdout);
+  const std::string ending = run_program(arguments);
+  if (!temporary.empty()) std::filesystem::remove(temporary);
+  if (!ending.empty()) throw UserError("scoring failed: " + ending);
+}
+
+void run_export(const TrainedRunOptions& options) {
+  ResultsStore store(options.db);
+  const RunRecord run = store.resolve_run(options.run);
+  auto arguments = worker_arguments("export", options, run, run_corpus_dir(store, run, options.corpus));
+  arguments.insert(arguments.end(), {"--out", options.out_dir});
+  std::fflush(stdout);
+  const std::string ending = run_program(arguments);
+  if (!ending.empty()) throw UserError("export failed: " + ending);
+}
+
+}  // namespace
+
+void register_score_command(CLI::App& app) {
+  auto options = std::make_shared<TrainedRunOptions>();
+  CLI::App* cmd = app.add_subcommand("score", "Per-token log-probabilities and perplexity of a text under a trained run");
+  options->add_common(cmd);
+  auto* text = cmd->add_option("--text", options->text_file, "Text file to score")->check(CLI::ExistingFile);
+  auto* ids = cmd->add_option("--token-ids", options->token_ids_file, "File of token ids to score")
+                  ->check(CLI::ExistingFile)
+                  ->excludes(text);
+  cmd->callback([options, text, ids] {
+    if (!*text && !*ids) throw UserError("give --text FILE or --token-ids FILE");
+    run_score(*options);
+  });
+}
+
+void register_export_command(CLI::App& app) {
+  auto options = std::make_shared<TrainedRunOptions>();
+  CLI::App* cmd = app.add_subcommand("export", "Write a trained run's weights (torch.load-able) and config to a folder");
+  options->add_common(cmd);
+  cmd->add_option("--out", options->out_dir, "Output folder")->required();
+  cmd->callback([options] { run_export(*options); });
+}
+
+}  // namespace lory::cli

@@ -1,0 +1,81 @@
+#include "trained_run.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "core/cell_config.h"
+
+extern char** environ;
+
+namespace lory::cli {
+
+namespace fs = std::filesystem;
+
+std::string executable_dir() { return boost::dll::program_location().parent_path().string(); }
+
+namespace {
+
+std::string spawn_and_wait(const std::vector<std::string>& arguments, posix_spawn_file_actions_t* actions) {
+  std::vector<char*> argv;
+  for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, arguments[0].c_str(), actions, nullptr, argv.data(), environ);
+  if (rc != 0) throw UserError(fmt::format("cannot start '{}': {} (is the build complete?)", arguments[0], std::strerror(rc)));
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw UserError(fmt::format("waiting for '{}' failed: {}", arguments[0], std::strerror(errno)));
+  }
+  if (WIFEXITED(status)) {
+    return WEXITSTATUS(status) == 0 ? "" : fmt::format("{} exited with status {}", fs::path(arguments[0]).filename().string(), WEXITSTATUS(status));
+  }
+  if (WIFSIGNALED(status)) {
+    return fmt::format("{} was killed by signal {} ({})", fs::path(arguments[0]).filename().string(), WTERMSIG(status),
+                       strsignal(WTERMSIG(status)));
+  }
+  return "ended abnormally";
+}
+
+}  // namespace
+
+std::string run_program(const std::vector<std::string>& arguments) { return spawn_and_wait(arguments, nullptr); }
+
+std::string run_program_to_file(const std::vector<std::string>& arguments, const std::string& output_file) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::string ending;
+  try {
+    ending = spawn_and_wait(arguments, &actions);
+  } catch (...) {
+    posix_spawn_file_actions_destroy(&actions);
+    throw;
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  return ending;
+}
+
+std::string run_corpus_dir(ResultsStore& store, const RunRecord& run, const std::string& override_dir) {
+  if (!override_dir.empty()) return override_dir;
+  Statement s = store.database().prepare("SELECT file FROM experiments WHERE id = ?");
+  s.bind(1, run.experiment_id);
+  if (!s.step()) throw UserError(fmt::format("run {} has no experiment row", run.id));
+  const fs::path experiment_file = s.column_text(0);
+  const fs::path corpus = CellConfig::from_json(run.config_json).section("data").values.get_string("corpus");
+  const fs::path resolved = corpus.is_absolute() ? corpus : (experiment_file.parent_path() / corpus).lexically_normal();
+  std::error_code ec;
+  if (!fs::is_directory(resolved, ec)) {
+    throw UserError(fmt::format("run {}'s corpus '{}' is not there (resolved against {}); pass --corpus DIR", run.id,
+                                resolved.string(), experiment_file.string()));
+  }
+  return resolved.string();
+}
+
+}  // namespace lory::cli

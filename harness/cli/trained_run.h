@@ -1,0 +1,23 @@
+// Finding a trained run and its corpus from the CLI, and running lory-worker / lory-data on it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/results_store.h"
+
+namespace lory::cli {
+
+// The folder holding lory's executables (lory, lory-worker, lory-data).
+std::string executable_dir();
+
+// Starts a program and waits. Returns "" on exit status 0, else how it ended.
+std::string run_program(const std::vector<std::string>& arguments);
+// Starts a program with its standard output written to `output_file`.
+std::string run_program_to_file(const std::vector<std::string>& arguments, const std::string& output_file);
+
+// The corpus folder of a run: `override_dir` when given, else the run's data.corpus resolved
+// against its experiment file's folder.
+std::string run_corpus_dir(ResultsStore& store, const RunRecord& run, const std::string& override_dir);
+
+}  // namespace lory::cli

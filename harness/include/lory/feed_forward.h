@@ -1,0 +1,50 @@
+// The FFN sub-layer that router plugins build for every transformer block, and the SwiGLU
+// function they all share: FFN(h) = W_down (SiLU(W_gate h) * W_up h), no biases.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <optional>
+
+#include "lory/routing.h"
+
+namespace lory {
+
+// What a model asks of a router for one layer.
+struct FeedForwardSpec {
+  int64_t d_model = 0;
+  int64_t d_ff = 0;
+  int64_t layer_index = 0;
+  int64_t layer_count = 1;
+  double init_std = 0.02;         // W_gate, W_up (and routers' own projections)
+  double output_init_std = 0.02;  // W_down: scaled down with depth by the model
+};
+
+// A dense SwiGLU FFN's weights, in nn.Linear layout ([out, in]).
+struct DenseFFNWeights {
+  torch::Tensor w_gate_FD;
+  torch::Tensor w_up_FD;
+  torch::Tensor w_down_DF;
+};
+
+// y_XD = SwiGLU(h_XD) for any leading shape X.
+torch::Tensor swiglu(const torch::Tensor& h_XD, const torch::Tensor& w_gate_FD, const torch::Tensor& w_up_FD,
+                     const torch::Tensor& w_down_DF);
+
+class FeedForward : public torch::nn::Module {
+ public:
+  // h_BLD: the sub-layer's input (after the block's pre-norm). Returns y_BLD.
+  virtual torch::Tensor forward(const torch::Tensor& h_BLD, RoutingContext& context) = 0;
+
+  virtual int64_t expert_count() const { return 1; }
+  // Parameters one token goes through (for a merged or top-k MoE, less than all of them).
+  // Default: every parameter of the module.
+  virtual int64_t active_parameter_count() const;
+  // A dense FFN exposes its weights, so that MoE layers can be upcycled from it.
+  virtual std::optional<DenseFFNWeights> dense_weights() const { return std::nullopt; }
+  // Sets every expert to `dense` (dense warm-up, then upcycling). Routers that cannot be
+  // upcycled keep the default, which throws.
+  virtual void upcycle_from(const DenseFFNWeights& dense);
+};
+
+}  // namespace lory

@@ -1,0 +1,45 @@
+// The model plugin interface: a model builds the network from its parameters and asks a
+// FeedForwardFactory (the router) for the FFN sub-layer of each block.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "lory/feed_forward.h"
+#include "lory/param_values.h"
+#include "lory/plugin_abi.h"
+
+namespace lory {
+
+struct ModelSpec {
+  int64_t vocab_size = 0;      // from the corpus
+  int64_t context_length = 0;  // the longest sequence the model is asked to process
+};
+
+using FeedForwardFactory = std::function<std::shared_ptr<FeedForward>(const FeedForwardSpec&)>;
+
+class LanguageModel : public torch::nn::Module {
+ public:
+  // tokens_BL (int64) -> logits_BLV. Causal: logits at position t depend on tokens <= t only
+  // (up to the documented first-segment leak of segment routers).
+  virtual torch::Tensor forward(const torch::Tensor& tokens_BL, RoutingContext& context) = 0;
+
+  virtual int64_t layer_count() const = 0;
+  virtual FeedForwardSpec feed_forward_spec(int64_t layer) const = 0;
+  virtual std::shared_ptr<FeedForward> feed_forward(int64_t layer) const = 0;
+  // Swaps a block's FFN (upcycling from a dense warm-up); the new module is registered under the
+  // old one's name.
+  virtual void replace_feed_forward(int64_t layer, std::shared_ptr<FeedForward> replacement) = 0;
+};
+
+class ModelPlugin {
+ public:
+  static constexpr LoryPluginKind kKind = LORY_PLUGIN_MODEL;
+  static constexpr const char* kFactoryAlias = "lory_create_model";
+
+  virtual ~ModelPlugin() = default;
+  virtual std::shared_ptr<LanguageModel> build(const ModelSpec& spec, const ParamValues& params,
+                                               const FeedForwardFactory& feed_forward_factory) = 0;
+};
+
+}  // namespace lory

@@ -1,0 +1,23 @@
+// The router plugin interface: a router builds the FFN sub-layer of every transformer block.
+// It owns its expert parameters ([E, ...] tensors), its routing, its auxiliary losses and its
+// routing records. See docs/writing-a-router.md.
+#pragma once
+
+#include <memory>
+
+#include "lory/feed_forward.h"
+#include "lory/param_values.h"
+#include "lory/plugin_abi.h"
+
+namespace lory {
+
+class RouterPlugin {
+ public:
+  static constexpr LoryPluginKind kKind = LORY_PLUGIN_ROUTER;
+  static constexpr const char* kFactoryAlias = "lory_create_router";
+
+  virtual ~RouterPlugin() = default;
+  virtual std::shared_ptr<FeedForward> build(const FeedForwardSpec& spec, const ParamValues& params) = 0;
+};
+
+}  // namespace lory

@@ -1,0 +1,83 @@
+// What a forward pass carries besides tensors: whether it trains or evaluates, how an evaluation
+// routes, and where routers leave their auxiliary losses and routing records.
+//
+// Shape suffixes used across lory's model code:
+//   B batch, L sequence length, D model width, F FFN width, E experts, N segments per sequence,
+//   T segment length, S = B*N segments, V vocabulary, H heads, K head width, C tokens or segments
+//   in a chunk.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lory {
+
+enum class ForwardMode { Train, Eval };
+
+// How an evaluation routes. `Train` routes exactly as in training. `Prompt` makes one routing
+// decision per layer from the first `prompt_length` tokens and reuses it for the rest of the
+// sequence (the Lory paper's inference rule); routers without segment routing ignore it.
+struct EvalRouting {
+  enum class Rule { Train, Prompt };
+  Rule rule = Rule::Train;
+  int64_t prompt_length = 0;
+};
+
+// How a named statistic is combined over layers, micro-batches and ranks.
+enum class Reduce { Sum, Mean, Max };
+
+struct RoutingStat {
+  std::string name;
+  double value;
+  Reduce reduce;
+};
+
+// One MoE layer's routing in one forward.
+struct RoutingRecord {
+  int64_t layer = 0;
+  int64_t expert_count = 1;
+  // Per-token expert weights, detached, float32. Segment routers broadcast their segment's
+  // weights to its tokens; token routers scatter their gates (zeros for unchosen experts).
+  torch::Tensor weights_BLE;
+  std::vector<RoutingStat> stats;
+};
+
+class RoutingContext {
+ public:
+  RoutingContext(ForwardMode mode, bool record) : mode_(mode), record_(record) {}
+
+  ForwardMode mode() const { return mode_; }
+  bool training() const { return mode_ == ForwardMode::Train; }
+  // Routers only build records (and their statistics) when asked: it costs time.
+  bool recording() const { return record_; }
+  const EvalRouting& eval_routing() const { return eval_routing_; }
+  void set_eval_routing(EvalRouting routing) { eval_routing_ = routing; }
+
+  // `scaled_loss` (a scalar with gradient) is added to the training loss; `unscaled` is logged.
+  void add_aux_loss(int64_t layer, const std::string& name, torch::Tensor scaled_loss, double unscaled);
+  void add_record(RoutingRecord record) { records_.push_back(std::move(record)); }
+
+  // Sum of every aux loss added in this forward (a zero scalar when none).
+  torch::Tensor total_aux_loss() const;
+  const std::vector<RoutingRecord>& records() const { return records_; }
+  // Aux losses as statistics: "aux/<name>" (scaled) and "aux/<name>_unscaled", per layer.
+  const std::vector<std::pair<int64_t, RoutingStat>>& aux_stats() const { return aux_stats_; }
+
+ private:
+  ForwardMode mode_;
+  bool record_;
+  EvalRouting eval_routing_;
+  std::vector<torch::Tensor> aux_losses_;
+  std::vector<std::pair<int64_t, RoutingStat>> aux_stats_;
+  std::vector<RoutingRecord> records_;
+};
+
+// Statistics every router can report from its per-token weights: mean router entropy (nats),
+// mean max weight, mean number of experts above 2/E, load imbalance (max/mean weight mass per
+// expert) and unused experts (no token with weight above 2/E).
+std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE);
+
+}  // namespace lory

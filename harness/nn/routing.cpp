@@ -1,0 +1,39 @@
+#include "lory/routing.h"
+
+namespace lory {
+
+void RoutingContext::add_aux_loss(int64_t layer, const std::string& name, torch::Tensor scaled_loss,
+                                  double unscaled) {
+  aux_stats_.push_back({layer, RoutingStat{"aux/" + name, scaled_loss.item<double>(), Reduce::Sum}});
+  aux_stats_.push_back({layer, RoutingStat{"aux/" + name + "_unscaled", unscaled, Reduce::Sum}});
+  aux_losses_.push_back(std::move(scaled_loss));
+}
+
+torch::Tensor RoutingContext::total_aux_loss() const {
+  if (aux_losses_.empty()) return torch::zeros({});
+  torch::Tensor total = aux_losses_.front();
+  for (size_t i = 1; i < aux_losses_.size(); ++i) total = total + aux_losses_[i];
+  return total;
+}
+
+std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE) {
+  torch::NoGradGuard no_grad;
+  const int64_t experts = weights_BLE.size(-1);
+  const torch::Tensor w_XE = weights_BLE.reshape({-1, experts}).to(torch::kFloat64);
+  if (w_XE.size(0) == 0) return {};
+  const torch::Tensor entropy_X = -(w_XE * torch::log(w_XE.clamp_min(1e-30))).sum(-1);
+  const torch::Tensor mass_E = w_XE.sum(0);
+  // An expert is "activated" for a token when its weight exceeds 2/E (the Lory paper's rule); a
+  // single expert is always active.
+  const torch::Tensor active_XE = experts == 1 ? torch::ones_like(w_XE) : (w_XE > 2.0 / experts).to(torch::kFloat64);
+  const torch::Tensor used_E = active_XE.amax(0);
+  return {
+      {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
+      {"max_weight", w_XE.amax(-1).mean().item<double>(), Reduce::Mean},
+      {"active_experts", active_XE.sum(-1).mean().item<double>(), Reduce::Mean},
+      {"load_imbalance", (mass_E.max() / mass_E.mean().clamp_min(1e-30)).item<double>(), Reduce::Mean},
+      {"unused_experts", (experts - used_E.sum()).item<double>(), Reduce::Mean},
+  };
+}
+
+}  // namespace lory

@@ -1,0 +1,150 @@
+#include "evaluator.h"
+
+#include <cmath>
+
+namespace lory {
+
+Evaluator::Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch_size, int64_t tokens_per_domain)
+    : batch_size_(batch_size) {
+  const int64_t length = context_length + 1;
+  std::vector<std::vector<uint32_t>> by_domain(corpus.domain_count());
+  for (uint32_t doc : corpus.documents_of_split(Split::Heldout)) {
+    const DocumentRecord& record = corpus.document(doc);
+    auto& stream = by_domain[record.domain];
+    if (tokens_per_domain > 0 && static_cast<int64_t>(stream.size()) >= tokens_per_domain + 1) continue;
+    const size_t start = stream.size();
+    stream.resize(start + record.length);
+    corpus.copy_tokens(record.offset, record.length, stream.data() + start);
+    stream.push_back(corpus.manifest().eod_id);
+  }
+  for (size_t d = 0; d < by_domain.size(); ++d) {
+    auto& stream = by_domain[d];
+    if (stream.size() < 2) continue;  // a domain without held-out text is not evaluated
+    // Scored targets: stream[1..]; at most tokens_per_domain of them.
+    int64_t targets = static_cast<int64_t>(stream.size()) - 1;
+    if (tokens_per_domain > 0) targets = std::min(targets, tokens_per_domain);
+    const int64_t sequences = (targets + context_length - 1) / context_length;
+    DomainSequences out;
+    out.name = corpus.domain_name(d);
+    out.tokens_NL1 = torch::full({sequences, length}, static_cast<int64_t>(corpus.manifest().eod_id), torch::kInt64);
+    out.valid_NL = torch::zeros({sequences, context_length}, torch::kBool);
+    auto tokens = out.tokens_NL1.accessor<int64_t, 2>();
+    auto valid = out.valid_NL.accessor<bool, 2>();
+    // Sequence i covers stream[i*L .. i*L + L]: consecutive windows share their boundary token,
+    // which is the last target of one window and the first input of the next.
+    for (int64_t i = 0; i < sequences; ++i) {
+      for (int64_t t = 0; t < length; ++t) {
+        const int64_t position = i * context_length + t;
+        if (position > targets) break;
+        tokens[i][t] = stream[static_cast<size_t>(position)];
+        if (t > 0) valid[i][t - 1] = true;
+      }
+    }
+    domains_.push_back(std::move(out));
+  }
+}
+
+int64_t Evaluator::scored_tokens(int64_t domain) const {
+  return domains_.at(static_cast<size_t>(domain)).valid_NL.sum().item<int64_t>();
+}
+
+EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::string& mode,
+                               const EvalRouting& routing, bool routing_stats) const {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  EvalResult result;
+  double all_loss = 0;
+  int64_t all_tokens = 0;
+  for (const DomainSequences& domain : domains_) {
+    double loss_sum = 0;
+    int64_t tokens = 0;
+    // Routing accumulators per layer: weight sums and activation counts per expert.
+    std::vector<torch::Tensor> weight_sum_E, active_count_E;
+    std::vector<int64_t> experts_of_layer;
+    int64_t routed_tokens = 0;
+    const int64_t n = domain.tokens_NL1.size(0);
+    for (int64_t start = 0; start < n; start += batch_size_) {
+      const int64_t end = std::min(n, start + batch_size_);
+      const torch::Tensor batch_BL1 = domain.tokens_NL1.slice(0, start, end);
+      torch::Tensor valid_BL = domain.valid_NL.slice(0, start, end);
+      if (routing.rule == EvalRouting::Rule::Prompt) {
+        valid_BL = valid_BL.clone();
+        valid_BL.slice(1, 0, std::min(routing.prompt_length, valid_BL.size(1))).fill_(false);
+      }
+      RoutingContext context(ForwardMode::Eval, routing_stats);
+      context.set_eval_routing(routing);
+      const torch::Tensor inputs_BL = batch_BL1.slice(1, 0, -1);
+      const torch::Tensor targets_BL = batch_BL1.slice(1, 1);
+      const torch::Tensor logits_BLV = model.forward(inputs_BL, context);
+      const torch::Tensor loss_BL =
+          torch::nn::functional::cross_entropy(logits_BLV.reshape({-1, logits_BLV.size(-1)}).to(torch::kFloat32),
+                                               targets_BL.reshape({-1}),
+                                               torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+              .view_as(targets_BL);
+      loss_sum += loss_BL.masked_select(valid_BL).to(torch::kFloat64).sum().item<double>();
+      tokens += valid_BL.sum().item<int64_t>();
+      if (routing_stats) {
+        const torch::Tensor mask_BL1 = valid_BL.unsqueeze(-1).to(torch::kFloat32);
+        routed_tokens += valid_BL.sum().item<int64_t>();
+        for (const RoutingRecord& record : context.records()) {
+          const size_t layer = static_cast<size_t>(record.layer);
+          if (weight_sum_E.size() <= layer) {
+            weight_sum_E.resize(layer + 1);
+            active_count_E.resize(layer + 1);
+            experts_of_layer.resize(layer + 1, 0);
+          }
+          const int64_t experts = record.expert_count;
+          const torch::Tensor w_BLE = record.weights_BLE.to(torch::kFloat32) * mask_BL1;
+          const torch::Tensor active_BLE =
+              (experts == 1 ? torch::ones_like(w_BLE) : (record.weights_BLE > 2.0 / experts).to(torch::kFloat32)) *
+              mask_BL1;
+          const torch::Tensor sum_E = w_BLE.sum(torch::IntArrayRef{0, 1}).to(torch::kFloat64);
+          const torch::Tensor active_E = active_BLE.sum(torch::IntArrayRef{0, 1}).to(torch::kFloat64);
+          weight_sum_E[layer] = weight_sum_E[layer].defined() ? weight_sum_E[layer] + sum_E : sum_E;
+          active_count_E[layer] = active_count_E[layer].defined() ? active_count_E[layer] + active_E : active_E;
+          experts_of_layer[layer] = experts;
+        }
+      }
+    }
+    if (tokens == 0) continue;
+    const double mean_loss = loss_sum / static_cast<double>(tokens);
+    result.evals.push_back({step, domain.name, mode, tokens, mean_loss, std::exp(mean_loss)});
+    all_loss += loss_sum;
+    all_tokens += tokens;
+    for (size_t layer = 0; layer < weight_sum_E.size(); ++layer) {
+      if (!weight_sum_E[layer].defined() || routed_tokens == 0) continue;
+      for (int64_t e = 0; e < experts_of_layer[layer]; ++e) {
+        result.routing.push_back({step, mode, static_cast<int64_t>(layer), domain.name, e,
+                                  weight_sum_E[layer][e].item<double>() / static_cast<double>(routed_tokens),
+                                  active_count_E[layer][e].item<double>() / static_cast<double>(routed_tokens),
+                                  routed_tokens});
+      }
+    }
+  }
+  if (all_tokens > 0) {
+    const double mean = all_loss / static_cast<double>(all_tokens);
+    result.evals.push_back({step, "all", mode, all_tokens, mean, std::exp(mean)});
+  }
+  if (was_training) model.train();
+  return result;
+}
+
+torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const int64_t n = tokens_N.size(0);
+  std::vector<torch::Tensor> pieces;
+  // Non-overlapping windows: each target is scored once, with the context of its own window.
+  for (int64_t start = 0; start + 1 < n; start += context_length) {
+    const int64_t end = std::min(n, start + context_length + 1);
+    const torch::Tensor window_1L1 = tokens_N.slice(0, start, end).unsqueeze(0);
+    RoutingContext context(ForwardMode::Eval, false);
+    const torch::Tensor logits_1LV = model.forward(window_1L1.slice(1, 0, -1), context);
+    const torch::Tensor log_probs_1LV = torch::log_softmax(logits_1LV.to(torch::kFloat32), -1);
+    pieces.push_back(log_probs_1LV.gather(-1, window_1L1.slice(1, 1).unsqueeze(-1)).view({-1}));
+  }
+  return pieces.empty() ? torch::zeros({0}) : torch::cat(pieces);
+}
+
+}  // namespace lory

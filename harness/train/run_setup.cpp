@@ -1,0 +1,67 @@
+#include "run_setup.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+namespace lory {
+
+RunSetup::RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path)
+    : config_(std::move(config)), registry_(PluginRegistry::discover_default(plugin_path)) {
+  registry_.throw_if_problems();
+  corpus_ = Corpus::open(corpus_directory);
+  const LoadedPlugin& model = registry_.require(config_.section("model").plugin(), PluginKind::Model, "model.plugin");
+  const LoadedPlugin& router = registry_.require(router_name(), PluginKind::Router, "router.plugin");
+  const LoadedPlugin& batcher =
+      registry_.require(config_.section("batcher").plugin(), PluginKind::Batcher, "batcher.plugin");
+  model_ = create_plugin_object<ModelPlugin>(model);
+  router_ = create_plugin_object<RouterPlugin>(router);
+  router_library_ = router.library;
+  batcher_ = create_plugin_object<BatcherPlugin>(batcher);
+  if (config_.section("trainer").values.get_float("dense_warmup_fraction") > 0) {
+    const LoadedPlugin& dense = registry_.require("dense", PluginKind::Router, "the dense warm-up");
+    dense_router_ = create_plugin_object<RouterPlugin>(dense);
+    dense_library_ = dense.library;
+  }
+}
+
+std::shared_ptr<FeedForward> RunSetup::build_router_layer(const FeedForwardSpec& spec) const {
+  return keep_library_alive(router_->build(spec, config_.section("router").plugin_params), router_library_);
+}
+
+std::shared_ptr<LanguageModel> RunSetup::build_model(bool dense_feed_forwards) const {
+  ModelSpec spec{static_cast<int64_t>(corpus_->manifest().vocab_size), context_length()};
+  const FeedForwardFactory factory = [&](const FeedForwardSpec& ffn_spec) {
+    if (dense_feed_forwards) return keep_library_alive(dense_router_->build(ffn_spec, ParamValues()), dense_library_);
+    return build_router_layer(ffn_spec);
+  };
+  try {
+    return model_->build(spec, config_.section("model").plugin_params, factory);
+  } catch (const UserError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw UserError(fmt::format("building the model failed: {}", e.what()));
+  }
+}
+
+std::string run_directory(const std::string& db_path, const RunRecord& run) {
+  const std::filesystem::path base = std::filesystem::path(db_path).parent_path();
+  return (base / "runs" / run.experiment / fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12))).string();
+}
+
+int64_t count_parameters(const torch::nn::Module& module) {
+  int64_t count = 0;
+  for (const auto& p : module.parameters()) count += p.numel();
+  return count;
+}
+
+int64_t count_active_parameters(const LanguageModel& model) {
+  int64_t count = count_parameters(model);
+  for (int64_t layer = 0; layer < model.layer_count(); ++layer) {
+    const auto ffn = model.feed_forward(layer);
+    count += ffn->active_parameter_count() - count_parameters(*ffn);
+  }
+  return count;
+}
+
+}  // namespace lory

@@ -1,0 +1,54 @@
+// Everything a worker builds from a run's resolved config: the corpus, the plugins, the model.
+// Shared by training, scoring and export so that all three see the same network.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/cell_config.h"
+#include "core/plugin_loader.h"
+#include "core/results_store.h"
+#include "lory/batcher_api.h"
+#include "lory/corpus.h"
+#include "lory/model_api.h"
+#include "lory/router_api.h"
+
+namespace lory {
+
+class RunSetup {
+ public:
+  RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path);
+
+  const CellConfig& config() const { return config_; }
+  const Corpus& corpus() const { return *corpus_; }
+  std::shared_ptr<const Corpus> corpus_handle() const { return corpus_; }
+  std::shared_ptr<BatcherPlugin> batcher() const { return batcher_; }
+  const ParamValues& batcher_params() const { return config_.section("batcher").plugin_params; }
+  int64_t context_length() const { return config_.section("model").values.get_int("context_length"); }
+  const std::string& router_name() const { return config_.section("router").plugin(); }
+
+  // The model with the configured router's FFNs, or with dense FFNs (for a dense warm-up).
+  std::shared_ptr<LanguageModel> build_model(bool dense_feed_forwards) const;
+  // A layer of the configured router, for upcycling a dense model's layer.
+  std::shared_ptr<FeedForward> build_router_layer(const FeedForwardSpec& spec) const;
+
+ private:
+  CellConfig config_;
+  std::shared_ptr<const Corpus> corpus_;
+  PluginRegistry registry_;
+  std::shared_ptr<ModelPlugin> model_;
+  std::shared_ptr<RouterPlugin> router_;
+  std::shared_ptr<RouterPlugin> dense_router_;
+  std::shared_ptr<BatcherPlugin> batcher_;
+  std::shared_ptr<boost::dll::shared_library> router_library_, dense_library_;
+};
+
+// Where a run keeps its checkpoints: <folder of the database>/runs/<experiment>/<run id>-<cell hash>.
+std::string run_directory(const std::string& db_path, const RunRecord& run);
+
+int64_t count_parameters(const torch::nn::Module& module);
+// Parameters a token passes through: the FFNs count what their router says is active.
+int64_t count_active_parameters(const LanguageModel& model);
+
+}  // namespace lory

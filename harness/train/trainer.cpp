@@ -1,0 +1,259 @@
+#include "trainer.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "adamw.h"
+#include "checkpoint.h"
+#include "evaluator.h"
+#include "lr_schedule.h"
+#include "training_data.h"
+
+namespace lory {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Settings {
+  int64_t steps, batch_size, micro_batch_size, accumulation, log_every, eval_every, checkpoint_every;
+  int64_t upcycle_at;  // step at which the dense warm-up ends; -1 without warm-up
+  double grad_clip;
+  LrSchedule schedule;
+  AdamW::Options adamw;
+  int64_t eval_batch_size, eval_tokens_per_domain;
+  bool routing_stats;
+};
+
+Settings read_settings(const RunSetup& setup) {
+  const ParamValues& t = setup.config().section("trainer").values;
+  const ParamValues& e = setup.config().section("eval").values;
+  Settings s{};
+  s.batch_size = t.get_int("batch_size");
+  s.micro_batch_size = t.get_int("micro_batch_size") > 0 ? t.get_int("micro_batch_size") : s.batch_size;
+  s.accumulation = s.batch_size / s.micro_batch_size;
+  const int64_t tokens_per_step = s.batch_size * setup.context_length();
+  s.steps = t.get_int("steps") > 0 ? t.get_int("steps") : (t.get_int("tokens") + tokens_per_step - 1) / tokens_per_step;
+  s.log_every = t.get_int("log_every");
+  s.eval_every = e.get_int("every");
+  s.checkpoint_every = t.get_int("checkpoint_every");
+  const double warmup = t.get_float("dense_warmup_fraction");
+  s.upcycle_at = (warmup > 0 && setup.router_name() != "dense")
+                     ? std::max<int64_t>(1, static_cast<int64_t>(std::llround(warmup * static_cast<double>(s.steps))))
+                     : -1;
+  s.grad_clip = t.get_float("grad_clip");
+  s.schedule = {t.get_float("lr"), t.get_float("min_lr_ratio"),
+                static_cast<int64_t>(std::llround(t.get_float("warmup_fraction") * static_cast<double>(s.steps))),
+                s.steps};
+  s.adamw = {t.get_float("beta1"), t.get_float("beta2"), t.get_float("eps"), t.get_float("weight_decay")};
+  s.eval_batch_size = e.get_int("batch_size");
+  s.eval_tokens_per_domain = e.get_int("tokens_per_domain");
+  s.routing_stats = e.get_bool("routing_stats");
+  return s;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> named_parameters(const LanguageModel& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : model.named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+// Replaces every dense FFN with the configured router's layer, initialised from it.
+void upcycle(RunSetup& setup, LanguageModel& model) {
+  for (int64_t layer = 0; layer < model.layer_count(); ++layer) {
+    const auto dense = model.feed_forward(layer)->dense_weights();
+    if (!dense) throw UserError("dense warm-up: the warm-up model's FFN exposes no dense weights");
+    auto moe = setup.build_router_layer(model.feed_forward_spec(layer));
+    {
+      torch::NoGradGuard no_grad;
+      moe->upcycle_from(*dense);
+    }
+    model.replace_feed_forward(layer, moe);
+  }
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = static_cast<int64_t>(seconds);
+  if (s >= 3600) return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02d}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+// Training metrics of one logged step: averages of the routers' statistics over layers, and
+// per layer, under "router/...".
+void add_router_metrics(const RoutingContext& context, int64_t step, std::vector<MetricRow>& rows) {
+  std::map<std::string, std::pair<double, int64_t>> mean_over_layers;
+  for (const RoutingRecord& record : context.records()) {
+    for (const RoutingStat& stat : record.stats) {
+      rows.push_back({step, fmt::format("router/layer{}/{}", record.layer, stat.name), stat.value});
+      auto& [sum, count] = mean_over_layers[stat.name];
+      sum += stat.value;
+      ++count;
+    }
+  }
+  for (const auto& [name, sum_count] : mean_over_layers) {
+    rows.push_back({step, "router/" + name, sum_count.first / static_cast<double>(sum_count.second)});
+  }
+  std::map<std::string, double> aux_sums;
+  for (const auto& [layer, stat] : context.aux_stats()) aux_sums[stat.name] += stat.value;
+  for (const auto& [name, value] : aux_sums) rows.push_back({step, name, value});
+}
+
+}  // namespace
+
+TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir) {
+  const Settings s = read_settings(setup);
+  const ParamValues& trainer_config = setup.config().section("trainer").values;
+  const uint64_t seed = static_cast<uint64_t>(trainer_config.get_int("seed"));
+  torch::manual_seed(seed);
+
+  CheckpointStore checkpoints(run_dir);
+  const std::optional<TrainingState> saved = checkpoints.latest_state();
+  TrainingState state;
+  const bool start_dense = s.upcycle_at > 0 && !(saved && saved->upcycled);
+  std::shared_ptr<LanguageModel> model = setup.build_model(start_dense);
+  AdamW optimizer(s.adamw);
+  TrainingData data(setup.corpus_handle(), setup.batcher(), setup.batcher_params(), setup.context_length(), seed,
+                    (std::filesystem::path(run_dir).parent_path().parent_path().parent_path() / "cache").string());
+  if (saved) {
+    state = checkpoints.restore(*model, &optimizer);
+    data.seek(state.data);
+    // Rows an interrupted attempt wrote after its last checkpoint are written again below.
+    store.delete_rows_after(run.id, state.step);
+    std::printf("resuming run %lld from step %lld (checkpoint in %s)\n", static_cast<long long>(run.id),
+                static_cast<long long>(state.step), run_dir.c_str());
+  }
+  store.mark_running(run.id, current_code_version(), current_host(), s.steps, setup.corpus().checksum());
+  store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
+  if (!start_dense || saved) store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
+  store.set_run_attribute(run.id, "batcher_plan", data.stream().plan().description);
+  store.set_run_attribute(run.id, "adjacent_same_domain_rate", fmt::format("{:.6f}", data.stream().adjacent_same_domain_rate()));
+  for (const auto& [name, value] : data.stream().plan().stats) {
+    store.set_run_attribute(run.id, "batcher/" + name, fmt::format("{}", value));
+  }
+  store.set_run_attribute(run.id, "threads", std::to_string(torch::get_num_threads()));
+
+  const Evaluator evaluator(setup.corpus(), setup.context_length(), s.eval_batch_size, s.eval_tokens_per_domain);
+  const bool terminal = isatty(fileno(stdout));
+  std::vector<MetricRow> pending;
+  auto interval_start = Clock::now();
+  int64_t interval_tokens = 0;
+  const auto run_start = Clock::now();
+  const int64_t start_step = state.step;
+  model->train();
+
+  const auto evaluate_and_store = [&](int64_t step) {
+    const EvalResult result = evaluator.evaluate(*model, step, "train", EvalRouting{}, s.routing_stats);
+    store.write_evals(run.id, result.evals);
+    store.write_routing_stats(run.id, result.routing);
+    for (const EvalRow& row : result.evals) {
+      if (row.domain == "all") {
+        std::printf("%seval step %lld: loss %.4f, ppl %.2f over %lld held-out tokens\n", terminal ? "\n" : "",
+                    static_cast<long long>(step), row.loss, row.ppl, static_cast<long long>(row.tokens));
+      }
+    }
+  };
+
+  while (state.step < s.steps) {
+    if (s.upcycle_at > 0 && !state.upcycled && state.step >= s.upcycle_at) {
+      upcycle(setup, *model);
+      state.upcycled = true;
+      state.upcycle_step = state.step;
+      optimizer.retain_only(named_parameters(*model));
+      store.set_run_attribute(run.id, "upcycle_step", std::to_string(state.step));
+      store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
+      store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
+      std::printf("%sstep %lld: dense warm-up over, FFNs upcycled into %s layers\n", terminal ? "\n" : "",
+                  static_cast<long long>(state.step), setup.router_name().c_str());
+    }
+    const int64_t step = state.step + 1;  // 1-based number of the step being taken
+    const double lr = s.schedule.at(state.step);
+    const bool log_step = step % s.log_every == 0 || step == s.steps;
+    double loss_sum = 0;
+    std::optional<RoutingContext> logged_context;
+    for (int64_t micro = 0; micro < s.accumulation; ++micro) {
+      const TokenBatch batch = data.next(s.micro_batch_size);
+      const bool record = log_step && micro + 1 == s.accumulation;
+      RoutingContext context(ForwardMode::Train, record);
+      const torch::Tensor inputs_BL = batch.tokens_BL1.slice(1, 0, -1);
+      const torch::Tensor targets_BL = batch.tokens_BL1.slice(1, 1);
+      const torch::Tensor logits_BLV = model->forward(inputs_BL, context);
+      const torch::Tensor lm_loss =
+          torch::nn::functional::cross_entropy(logits_BLV.reshape({-1, logits_BLV.size(-1)}), targets_BL.reshape({-1}));
+      const torch::Tensor loss = lm_loss + context.total_aux_loss();
+      (loss / static_cast<double>(s.accumulation)).backward();
+      loss_sum += lm_loss.item<double>();
+      if (record) logged_context.emplace(std::move(context));
+    }
+    const double train_loss = loss_sum / static_cast<double>(s.accumulation);
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : model->parameters()) {
+      if (p.grad().defined()) grads.push_back(p.grad());
+    }
+    double grad_norm = 0;
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& g : grads) grad_norm += g.pow(2).sum().item<double>();
+      grad_norm = std::sqrt(grad_norm);
+    }
+    if (!std::isfinite(train_loss) || !std::isfinite(grad_norm)) {
+      if (!pending.empty()) store.write_metrics(run.id, pending);
+      return {run_status::kDiverged,
+              fmt::format("non-finite {} at step {} (loss {}, gradient norm {})",
+                          std::isfinite(train_loss) ? "gradient" : "loss", step, train_loss, grad_norm),
+              state.step};
+    }
+    if (s.grad_clip > 0 && grad_norm > s.grad_clip) {
+      torch::NoGradGuard no_grad;
+      for (auto& g : grads) g.mul_(s.grad_clip / (grad_norm + 1e-6));
+    }
+    optimizer.step(named_parameters(*model), lr);
+    for (auto& p : model->parameters()) {
+      if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+    }
+    state.step = step;
+    state.data = data.position();
+    state.tokens_seen += s.batch_size * setup.context_length();
+    interval_tokens += s.batch_size * setup.context_length();
+
+    if (log_step) {
+      const double seconds = std::chrono::duration<double>(Clock::now() - interval_start).count();
+      const double tokens_per_s = static_cast<double>(interval_tokens) / std::max(seconds, 1e-9);
+      pending.push_back({step, "train/loss", train_loss});
+      pending.push_back({step, "train/lr", lr});
+      pending.push_back({step, "train/grad_norm", grad_norm});
+      pending.push_back({step, "train/tokens_per_s", tokens_per_s});
+      pending.push_back({step, "train/tokens", static_cast<double>(state.tokens_seen)});
+      if (logged_context) add_router_metrics(*logged_context, step, pending);
+      store.write_metrics(run.id, pending);
+      pending.clear();
+      const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
+      const double eta = elapsed / static_cast<double>(step - start_step) * static_cast<double>(s.steps - step);
+      if (terminal) {
+        std::printf("\r  step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s   ", static_cast<long long>(step),
+                    static_cast<long long>(s.steps), train_loss, lr, tokens_per_s, format_duration(eta).c_str());
+      } else {
+        std::printf("  step %lld/%lld loss %.4f lr %.2e grad_norm %.3f %.0f tok/s ETA %s\n", static_cast<long long>(step),
+                    static_cast<long long>(s.steps), train_loss, lr, grad_norm, tokens_per_s,
+                    format_duration(eta).c_str());
+      }
+      std::fflush(stdout);
+      interval_start = Clock::now();
+      interval_tokens = 0;
+    }
+    if ((s.eval_every > 0 && step % s.eval_every == 0) || step == s.steps) evaluate_and_store(step);
+    if ((s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || step == s.steps) {
+      checkpoints.save(*model, optimizer, state);
+    }
+  }
+  if (terminal) std::printf("\n");
+  return {run_status::kDone, "", state.step};
+}
+
+}  // namespace lory

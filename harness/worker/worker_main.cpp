@@ -1,0 +1,175 @@
+// `lory-worker`: the only lory process that links LibTorch. `lory run` starts one per cell
+// (train); `lory score` and `lory export` use it to load a trained run. A failure is recorded in
+// the results store with its reason before the process exits non-zero.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/diagnostics.h"
+#include "core/results_store.h"
+#include "train/checkpoint.h"
+#include "train/evaluator.h"
+#include "train/run_setup.h"
+#include "train/trainer.h"
+
+namespace {
+
+using namespace lory;
+
+struct RunSelection {
+  std::string db = ResultsStore::kDefaultPath;
+  int64_t run_id = 0;
+  std::string corpus;
+  std::vector<std::string> plugin_path;
+
+  void add_options(CLI::App* cmd) {
+    cmd->add_option("--db", db, "Results database")->capture_default_str();
+    cmd->add_option("--run-id", run_id, "Run id in the results database")->required();
+    cmd->add_option("--corpus", corpus, "Prepared corpus folder of the run")->required();
+    cmd->add_option("--plugin-path", plugin_path, "Extra plugin folder or file (repeatable)");
+  }
+};
+
+void set_threads(const CellConfig& config) {
+  torch::set_num_threads(static_cast<int>(config.section("trainer").values.get_int("threads")));
+}
+
+int train_command(const RunSelection& selection) {
+  ResultsStore store(selection.db);
+  const auto run = store.find_run(selection.run_id);
+  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
+  try {
+    CellConfig config = CellConfig::from_json(run->config_json);
+    set_threads(config);
+    RunSetup setup(std::move(config), selection.corpus, selection.plugin_path);
+    const TrainOutcome outcome = train_run(setup, store, *run, run_directory(selection.db, *run));
+    store.mark_finished(run->id, outcome.status, outcome.reason, outcome.last_step);
+    if (outcome.status != run_status::kDone) {
+      std::fprintf(stderr, "lory-worker: run %lld %s: %s\n", static_cast<long long>(run->id), outcome.status.c_str(),
+                   outcome.reason.c_str());
+      return 2;
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    const auto latest = store.find_run(run->id);
+    store.mark_finished(run->id, run_status::kFailed, e.what(), latest ? latest->last_step : 0);
+    throw;
+  }
+}
+
+// A trained run's model, restored from its final checkpoint.
+std::shared_ptr<LanguageModel> load_trained(const RunSelection& selection, const RunRecord& run,
+                                            std::unique_ptr<RunSetup>& setup) {
+  CellConfig config = CellConfig::from_json(run.config_json);
+  set_threads(config);
+  setup = std::make_unique<RunSetup>(std::move(config), selection.corpus, selection.plugin_path);
+  const CheckpointStore checkpoints(run_directory(selection.db, run));
+  const auto state = checkpoints.latest_state();
+  if (!state) {
+    throw UserError(fmt::format("run {} has no checkpoint in '{}' (status {}): train it first with `lory run`", run.id,
+                                checkpoints.directory(), run.status));
+  }
+  const bool dense = setup->config().section("trainer").values.get_float("dense_warmup_fraction") > 0 &&
+                     setup->router_name() != "dense" && !state->upcycled;
+  auto model = setup->build_model(dense);
+  checkpoints.restore(*model, nullptr);
+  model->eval();
+  return model;
+}
+
+int score_command(const RunSelection& selection, const std::string& token_ids_file) {
+  ResultsStore store(selection.db);
+  const auto run = store.find_run(selection.run_id);
+  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
+  std::unique_ptr<RunSetup> setup;
+  auto model = load_trained(selection, *run, setup);
+  std::ifstream in(token_ids_file);
+  if (!in) throw UserError(fmt::format("cannot read token ids from '{}'", token_ids_file));
+  std::vector<int64_t> ids;
+  std::string word;
+  const int64_t vocab = setup->corpus().manifest().vocab_size;
+  while (in >> word) {
+    int64_t id = -1;
+    try {
+      id = std::stoll(word);
+    } catch (const std::exception&) {
+    }
+    if (id < 0 || id >= vocab) throw UserError(fmt::format("'{}' is not a token id of this corpus (vocab {})", word, vocab));
+    ids.push_back(id);
+  }
+  if (ids.size() < 2) throw UserError("need at least two tokens to score");
+  const torch::Tensor tokens_N = torch::tensor(ids, torch::kInt64);
+  const torch::Tensor log_probs = score_tokens(*model, tokens_N, setup->context_length());
+  std::printf("position\ttoken\tlogprob\n");
+  for (int64_t i = 0; i < log_probs.size(0); ++i) {
+    std::printf("%lld\t%lld\t%.6f\n", static_cast<long long>(i + 1), static_cast<long long>(ids[static_cast<size_t>(i + 1)]),
+                log_probs[i].item<double>());
+  }
+  const double mean = -log_probs.mean().item<double>();
+  std::printf("# %lld tokens scored, mean loss %.4f nats, perplexity %.3f\n", static_cast<long long>(log_probs.size(0)),
+              mean, std::exp(mean));
+  return 0;
+}
+
+int export_command(const RunSelection& selection, const std::string& out_dir) {
+  ResultsStore store(selection.db);
+  const auto run = store.find_run(selection.run_id);
+  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
+  std::unique_ptr<RunSetup> setup;
+  auto model = load_trained(selection, *run, setup);
+  std::filesystem::create_directories(out_dir);
+  c10::Dict<std::string, at::Tensor> weights;
+  for (const auto& item : model->named_parameters()) weights.insert(item.key(), item.value().detach().clone());
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(weights));
+  const std::string weights_path = (std::filesystem::path(out_dir) / "weights.pt").string();
+  std::ofstream(weights_path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  nlohmann::json config = nlohmann::json::parse(run->config_json);
+  const nlohmann::json info = {{"run_id", run->id},
+                               {"experiment", run->experiment},
+                               {"label", run->label},
+                               {"cell_hash", run->cell_hash},
+                               {"status", run->status},
+                               {"vocab_size", setup->corpus().manifest().vocab_size},
+                               {"config", config}};
+  std::ofstream(std::filesystem::path(out_dir) / "config.json") << info.dump(2) << "\n";
+  std::printf("wrote %s (%zu tensors; torch.load opens it as a name -> tensor dict) and config.json\n",
+              weights_path.c_str(), weights.size());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lory-worker: trains, scores or exports one run (started by `lory`)"};
+  app.require_subcommand(1);
+  RunSelection train_selection, score_selection, export_selection;
+  std::string token_ids_file, out_dir;
+  CLI::App* train = app.add_subcommand("train", "Train a run to the end, resuming from its latest checkpoint");
+  train_selection.add_options(train);
+  CLI::App* score = app.add_subcommand("score", "Per-token log-probabilities of token ids under a trained run");
+  score_selection.add_options(score);
+  score->add_option("--token-ids", token_ids_file, "File of whitespace-separated token ids")->required();
+  CLI::App* export_cmd = app.add_subcommand("export", "Write a trained run's weights for torch.load");
+  export_selection.add_options(export_cmd);
+  export_cmd->add_option("--out", out_dir, "Output folder")->required();
+  try {
+    app.parse(argc, argv);
+    if (*train) return train_command(train_selection);
+    if (*score) return score_command(score_selection, token_ids_file);
+    if (*export_cmd) return export_command(export_selection, out_dir);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const UserError& e) {
+    std::fprintf(stderr, "lory-worker: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lory-worker: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

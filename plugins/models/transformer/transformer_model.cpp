@@ -1,0 +1,180 @@
+// The `transformer` model: a LLaMA-style decoder. Token embedding, pre-norm blocks of RMSNorm ->
+// causal multi-head attention with rotary position embeddings and RMSNorm -> FFN (built by the
+// router plugin), a final RMSNorm and an LM head (untied by default).
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "lory/model_api.h"
+#include "lory/plugin.h"
+
+namespace lory_plugins::transformer {
+
+class RMSNorm : public torch::nn::Module {
+ public:
+  RMSNorm(int64_t width, double eps) : eps_(eps) { weight_D = register_parameter("weight_D", torch::ones({width})); }
+  torch::Tensor forward(const torch::Tensor& x_BLD) {
+    return x_BLD * torch::rsqrt(x_BLD.pow(2).mean(-1, /*keepdim=*/true) + eps_) * weight_D;
+  }
+
+ private:
+  double eps_;
+  torch::Tensor weight_D;
+};
+
+class CausalSelfAttention : public torch::nn::Module {
+ public:
+  CausalSelfAttention(int64_t d_model, int64_t heads, int64_t max_length, double rope_theta, double init_std,
+                      double output_init_std)
+      : heads_(heads), head_width_(d_model / heads) {
+    w_qkv_3DD = register_parameter("w_qkv_3DD", torch::randn({3 * d_model, d_model}) * init_std);
+    w_out_DD = register_parameter("w_out_DD", torch::randn({d_model, d_model}) * output_init_std);
+    // Rotary embeddings (rotate-half form): frequency theta^(-2i/K) for the i-th pair.
+    const int64_t half = head_width_ / 2;
+    const torch::Tensor inverse_frequency_half =
+        torch::pow(rope_theta, -torch::arange(0, half, torch::kFloat64) * 2.0 / static_cast<double>(head_width_));
+    const torch::Tensor angles_LHalf =
+        torch::outer(torch::arange(0, max_length, torch::kFloat64), inverse_frequency_half);
+    const torch::Tensor angles_LK = torch::cat({angles_LHalf, angles_LHalf}, -1);
+    cos_LK_ = register_buffer("rope_cos_LK", angles_LK.cos().to(torch::kFloat32));
+    sin_LK_ = register_buffer("rope_sin_LK", angles_LK.sin().to(torch::kFloat32));
+    causal_mask_LL_ = register_buffer("causal_mask_LL", torch::ones({max_length, max_length}, torch::kBool).triu(1));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x_BLD) {
+    const int64_t B = x_BLD.size(0), L = x_BLD.size(1), D = x_BLD.size(2);
+    const torch::Tensor qkv_BL3HK = torch::matmul(x_BLD, w_qkv_3DD.t()).view({B, L, 3, heads_, head_width_});
+    // [3, B, H, L, K]
+    const torch::Tensor qkv_3BHLK = qkv_BL3HK.permute({2, 0, 3, 1, 4});
+    const torch::Tensor cos_LK = cos_LK_.slice(0, 0, L).to(x_BLD.dtype());
+    const torch::Tensor sin_LK = sin_LK_.slice(0, 0, L).to(x_BLD.dtype());
+    const torch::Tensor q_BHLK = rotate(qkv_3BHLK[0], cos_LK, sin_LK);
+    const torch::Tensor k_BHLK = rotate(qkv_3BHLK[1], cos_LK, sin_LK);
+    const torch::Tensor v_BHLK = qkv_3BHLK[2];
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_width_));
+    torch::Tensor scores_BHLL = torch::matmul(q_BHLK, k_BHLK.transpose(-2, -1)) * scale;
+    scores_BHLL = scores_BHLL.masked_fill(causal_mask_LL_.slice(0, 0, L).slice(1, 0, L),
+                                          -std::numeric_limits<double>::infinity());
+    const torch::Tensor attended_BHLK = torch::matmul(torch::softmax(scores_BHLL, -1), v_BHLK);
+    const torch::Tensor attended_BLD = attended_BHLK.transpose(1, 2).reshape({B, L, D});
+    return torch::matmul(attended_BLD, w_out_DD.t());
+  }
+
+ private:
+  static torch::Tensor rotate(const torch::Tensor& x_BHLK, const torch::Tensor& cos_LK, const torch::Tensor& sin_LK) {
+    const int64_t half = x_BHLK.size(-1) / 2;
+    const torch::Tensor rotated_BHLK = torch::cat({-x_BHLK.slice(-1, half), x_BHLK.slice(-1, 0, half)}, -1);
+    return x_BHLK * cos_LK + rotated_BHLK * sin_LK;
+  }
+
+  int64_t heads_, head_width_;
+  torch::Tensor w_qkv_3DD, w_out_DD;
+  torch::Tensor cos_LK_, sin_LK_, causal_mask_LL_;
+};
+
+class Block : public torch::nn::Module {
+ public:
+  Block(int64_t d_model, int64_t heads, int64_t max_length, double rope_theta, double norm_eps, double init_std,
+        double output_init_std, std::shared_ptr<lory::FeedForward> ffn) {
+    attention_norm = register_module("attention_norm", std::make_shared<RMSNorm>(d_model, norm_eps));
+    attention =
+        register_module("attention", std::make_shared<CausalSelfAttention>(d_model, heads, max_length, rope_theta,
+                                                                           init_std, output_init_std));
+    ffn_norm = register_module("ffn_norm", std::make_shared<RMSNorm>(d_model, norm_eps));
+    this->ffn = register_module("ffn", std::move(ffn));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x_BLD, lory::RoutingContext& context) {
+    const torch::Tensor h_BLD = x_BLD + attention->forward(attention_norm->forward(x_BLD));
+    return h_BLD + ffn->forward(ffn_norm->forward(h_BLD), context);
+  }
+
+  void replace_ffn(std::shared_ptr<lory::FeedForward> replacement) { ffn = replace_module("ffn", std::move(replacement)); }
+
+  std::shared_ptr<RMSNorm> attention_norm, ffn_norm;
+  std::shared_ptr<CausalSelfAttention> attention;
+  std::shared_ptr<lory::FeedForward> ffn;
+};
+
+class TransformerModel final : public lory::LanguageModel {
+ public:
+  TransformerModel(const lory::ModelSpec& spec, const lory::ParamValues& p, const lory::FeedForwardFactory& factory) {
+    const int64_t d_model = p.get_int("d_model"), heads = p.get_int("n_heads");
+    layers_ = p.get_int("n_layers");
+    if (d_model % heads != 0 || (d_model / heads) % 2 != 0) {
+      throw std::invalid_argument(fmt::format("model.transformer: d_model = {} must be a multiple of n_heads = {} with "
+                                              "an even head width",
+                                              d_model, heads));
+    }
+    // LLaMA's FFN width: 8/3 of d_model, rounded up to a multiple of 32 (set d_ff to match a paper exactly).
+    int64_t d_ff = p.get_int("d_ff");
+    if (d_ff == 0) d_ff = (8 * d_model / 3 + 31) / 32 * 32;
+    const double init_std = p.get_float("init_std");
+    // Residual-branch outputs shrink with depth (GPT-2), so the residual stream's variance stays flat.
+    const double output_init_std = init_std / std::sqrt(2.0 * static_cast<double>(layers_));
+    tied_ = p.get_bool("tie_embeddings");
+    embedding_VD = register_parameter("embedding_VD", torch::randn({spec.vocab_size, d_model}) * init_std);
+    for (int64_t i = 0; i < layers_; ++i) {
+      lory::FeedForwardSpec ffn_spec{d_model, d_ff, i, layers_, init_std, output_init_std};
+      ffn_specs_.push_back(ffn_spec);
+      auto ffn = factory(ffn_spec);
+      blocks_.push_back(register_module(
+          "block" + std::to_string(i),
+          std::make_shared<Block>(d_model, heads, spec.context_length, p.get_float("rope_theta"),
+                                  p.get_float("norm_eps"), init_std, output_init_std, std::move(ffn))));
+    }
+    final_norm = register_module("final_norm", std::make_shared<RMSNorm>(d_model, p.get_float("norm_eps")));
+    if (!tied_) lm_head_VD = register_parameter("lm_head_VD", torch::randn({spec.vocab_size, d_model}) * init_std);
+  }
+
+  torch::Tensor forward(const torch::Tensor& tokens_BL, lory::RoutingContext& context) override {
+    torch::Tensor x_BLD = torch::embedding(embedding_VD, tokens_BL);
+    for (auto& block : blocks_) x_BLD = block->forward(x_BLD, context);
+    return torch::matmul(final_norm->forward(x_BLD), (tied_ ? embedding_VD : lm_head_VD).t());
+  }
+
+  int64_t layer_count() const override { return layers_; }
+  lory::FeedForwardSpec feed_forward_spec(int64_t layer) const override { return ffn_specs_.at(layer); }
+  std::shared_ptr<lory::FeedForward> feed_forward(int64_t layer) const override { return blocks_.at(layer)->ffn; }
+  void replace_feed_forward(int64_t layer, std::shared_ptr<lory::FeedForward> replacement) override {
+    blocks_.at(layer)->replace_ffn(std::move(replacement));
+  }
+
+ private:
+  int64_t layers_;
+  bool tied_;
+  std::vector<lory::FeedForwardSpec> ffn_specs_;
+  torch::Tensor embedding_VD, lm_head_VD;
+  std::vector<std::shared_ptr<Block>> blocks_;
+  std::shared_ptr<RMSNorm> final_norm;
+};
+
+class TransformerPlugin final : public lory::ModelPlugin {
+ public:
+  std::shared_ptr<lory::LanguageModel> build(const lory::ModelSpec& spec, const lory::ParamValues& params,
+                                             const lory::FeedForwardFactory& factory) override {
+    return std::make_shared<TransformerModel>(spec, params, factory);
+  }
+};
+
+std::unique_ptr<lory::ModelPlugin> create() { return std::make_unique<TransformerPlugin>(); }
+
+const LoryParamSpec kParams[] = {
+    {"d_model", LORY_PARAM_INT, "128", 8, 65536, nullptr, "model width D"},
+    {"n_layers", LORY_PARAM_INT, "4", 1, 1024, nullptr, "transformer blocks; every block's FFN comes from the router"},
+    {"n_heads", LORY_PARAM_INT, "4", 1, 1024, nullptr, "attention heads (d_model / n_heads must be even)"},
+    {"d_ff", LORY_PARAM_INT, "0", 0, 1 << 20, nullptr, "FFN width F; 0 = 8/3 d_model rounded up to a multiple of 32"},
+    {"init_std", LORY_PARAM_FLOAT, "0.02", 1e-6, 1.0, nullptr,
+     "std of the normal init; residual outputs use init_std / sqrt(2 n_layers)"},
+    {"tie_embeddings", LORY_PARAM_BOOL, "false", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
+     "share the token embedding with the LM head"},
+    {"rope_theta", LORY_PARAM_FLOAT, "10000", 1, 1e9, nullptr, "rotary embedding base"},
+    {"norm_eps", LORY_PARAM_FLOAT, "1e-5", 1e-12, 1, nullptr, "RMSNorm epsilon"},
+};
+
+}  // namespace lory_plugins::transformer
+
+LORY_PLUGIN_METADATA(LORY_PLUGIN_MODEL, "transformer",
+                     "LLaMA-style decoder: RMSNorm pre-norm, RoPE causal attention, router-built SwiGLU FFNs",
+                     lory_plugins::transformer::kParams)
+LORY_MODEL_FACTORY(lory_plugins::transformer::create)

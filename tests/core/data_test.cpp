@@ -1,0 +1,228 @@
+// lory-data and the corpus format: round trips, the held-out split, manifests, corruption; the
+// random batcher's instances.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/plugin_loader.h"
+#include "lory/batcher_api.h"
+#include "lory/corpus.h"
+#include "lory/instance_stream.h"
+#include "test_support.h"
+
+namespace lory {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::build_dir;
+using testing::run_command;
+using testing::TempDir;
+
+std::string lory_data() { return build_dir() + "/lory-data"; }
+
+TEST(LoryData, EncodeThenDecodeGivesTheTextBackWithEitherTokenizer) {
+  TempDir dir;
+  const std::string byte_corpus = testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 20, 20, 60));
+  // SentencePiece on real text: the Python json package and the licences in /usr/share/common-licenses.
+  const auto prepared = run_command(fmt::format(
+      "{} prepare --out {} --folder py=/usr/lib/python3.11/json --folder legal=/usr/share/common-licenses "
+      "--vocab-size 400",
+      lory_data(), dir.file("sp")));
+  ASSERT_EQ(prepared.exit_code, 0) << prepared.output;
+  const std::string text = "def f(x):\n    return {\"k\": x}  # tabs\tand  spaces, ünïcödé ✓\n\n";
+  testing::write_text(dir.file("in.txt"), text);
+  for (const std::string& corpus : {byte_corpus, dir.file("sp")}) {
+    const auto encoded = run_command(fmt::format("{} encode --corpus {} --text {} > {}", lory_data(), corpus,
+                                                 dir.file("in.txt"), dir.file("ids")));
+    ASSERT_EQ(encoded.exit_code, 0) << encoded.output;
+    const auto decoded = run_command(fmt::format("{} decode --corpus {} --ids {}", lory_data(), corpus, dir.file("ids")));
+    ASSERT_EQ(decoded.exit_code, 0) << decoded.output;
+    EXPECT_EQ(decoded.output, text) << corpus;
+  }
+}
+
+std::map<std::string, uint8_t> split_by_id(const Corpus& corpus) {
+  std::map<std::string, uint8_t> out;
+  for (size_t i = 0; i < corpus.document_count(); ++i) out[corpus.document_id(i)] = corpus.document(i).split;
+  return out;
+}
+
+TEST(LoryData, HeldOutSplitIsDeterministicDisjointAndIndependentOfInputOrder) {
+  TempDir a, b;
+  auto documents = testing::synthetic_documents(4, 60, 5, 20);
+  const auto corpus_a = Corpus::open(testing::prepare_byte_corpus(a, documents, "--heldout-fraction 0.1"));
+  std::reverse(documents.begin(), documents.end());
+  const auto corpus_b = Corpus::open(testing::prepare_byte_corpus(b, documents, "--heldout-fraction 0.1"));
+  const auto split_a = split_by_id(*corpus_a), split_b = split_by_id(*corpus_b);
+  EXPECT_EQ(split_a, split_b);
+  EXPECT_EQ(split_a.size(), 240u);  // each id has exactly one split
+  for (size_t d = 0; d < corpus_a->domain_count(); ++d) {
+    const auto& counts = corpus_a->manifest().domains[d];
+    EXPECT_GE(counts.heldout_documents, 2u) << counts.name;
+    EXPECT_GT(counts.train_documents, 40u) << counts.name;
+  }
+  const auto train = corpus_a->documents_of_split(Split::Train);
+  const auto heldout = corpus_a->documents_of_split(Split::Heldout);
+  std::set<uint32_t> overlap;
+  std::set_intersection(train.begin(), train.end(), heldout.begin(), heldout.end(), std::inserter(overlap, overlap.end()));
+  EXPECT_TRUE(overlap.empty());
+  EXPECT_EQ(train.size() + heldout.size(), corpus_a->document_count());
+}
+
+TEST(LoryData, MinimumHeldOutDocumentsPerDomainIsRespected) {
+  TempDir dir;
+  const auto corpus = Corpus::open(
+      testing::prepare_byte_corpus(dir, testing::synthetic_documents(2, 10, 5, 10), "--heldout-fraction 0 --min-heldout-docs 3"));
+  for (const auto& counts : corpus->manifest().domains) EXPECT_EQ(counts.heldout_documents, 3u);
+}
+
+TEST(LoryData, ManifestCountsMatchTheFiles) {
+  TempDir dir;
+  const std::string path = testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 40));
+  const auto corpus = Corpus::open(path);
+  const CorpusManifest& m = corpus->manifest();
+  EXPECT_EQ(fs::file_size(path + "/tokens.bin"), m.total_tokens * m.token_bytes);
+  EXPECT_EQ(fs::file_size(path + "/documents.bin"), m.total_documents * sizeof(DocumentRecord));
+  uint64_t tokens = 0, documents = 0;
+  std::vector<uint64_t> per_domain_tokens(m.domains.size());
+  for (size_t i = 0; i < corpus->document_count(); ++i) {
+    tokens += corpus->document(i).length;
+    per_domain_tokens[corpus->document(i).domain] += corpus->document(i).length;
+    ++documents;
+  }
+  EXPECT_EQ(tokens, m.total_tokens);
+  EXPECT_EQ(documents, 90u);
+  for (size_t d = 0; d < m.domains.size(); ++d) {
+    EXPECT_EQ(per_domain_tokens[d], m.domains[d].train_tokens + m.domains[d].heldout_tokens);
+    EXPECT_EQ(m.domains[d].train_documents + m.domains[d].heldout_documents, 30u);
+  }
+  const nlohmann::json manifest = nlohmann::json::parse(testing::read_text(path + "/manifest.json"));
+  EXPECT_EQ(manifest["sources"][0]["documents"], 90);
+}
+
+TEST(LoryData, CorruptedOrTruncatedTokensFileIsDetectedWhenTheCorpusIsOpened) {
+  TempDir dir;
+  const std::string path = testing::prepare_byte_corpus(dir, testing::synthetic_documents(2, 10, 10, 20));
+  {
+    std::fstream tokens(path + "/tokens.bin", std::ios::in | std::ios::out | std::ios::binary);
+    tokens.seekp(100);
+    tokens.put('\x7f');
+  }
+  try {
+    Corpus::open(path);
+    FAIL() << "a corrupted tokens file was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("tokens.bin does not match its sha256"), std::string::npos) << e.what();
+  }
+  fs::resize_file(path + "/tokens.bin", 64);
+  try {
+    Corpus::open(path);
+    FAIL() << "a truncated tokens file was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+}
+
+TEST(LoryData, MalformedLineStopsWithFileAndLineOrIsSkippedAndCounted) {
+  TempDir dir;
+  testing::write_text(dir.file("docs.jsonl"), "{\"id\": \"a\", \"domain\": \"x\", \"text\": \"hello\"}\n"
+                                              "{\"id\": \"b\", \"domain\": \"x\", \"text\": \"   \"}\n"
+                                              "{\"id\": \"c\", \"domain\": \"x\" \"text\": \"broken\"}\n"
+                                              "{\"id\": \"d\", \"domain\": \"x\", \"text\": \"world\"}\n");
+  const auto stopped = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte", lory_data(),
+                                               dir.file("out"), dir.file("docs.jsonl")));
+  EXPECT_NE(stopped.exit_code, 0);
+  EXPECT_NE(stopped.output.find(dir.file("docs.jsonl") + ":3: malformed JSON"), std::string::npos) << stopped.output;
+  EXPECT_FALSE(fs::exists(dir.file("out")));
+  const auto skipped = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte --bad-lines skip",
+                                               lory_data(), dir.file("out"), dir.file("docs.jsonl")));
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.output;
+  EXPECT_NE(skipped.output.find("read 2 documents (1 malformed lines skipped, 1 empty"), std::string::npos)
+      << skipped.output;
+}
+
+TEST(LoryData, ExistingOutputFolderIsRefusedWithoutForce) {
+  TempDir dir;
+  const std::string path = testing::prepare_byte_corpus(dir, testing::synthetic_documents(1, 5, 5, 10));
+  const std::string before = testing::read_text(path + "/manifest.json");
+  const auto again = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte", lory_data(), path,
+                                             dir.file("docs.jsonl")));
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.output.find("exists; pass --force"), std::string::npos) << again.output;
+  EXPECT_EQ(testing::read_text(path + "/manifest.json"), before);
+}
+
+// ---- the random batcher, through its real plugin ------------------------------------------------
+
+struct Instances {
+  std::vector<std::vector<uint32_t>> tokens, documents;
+  std::vector<std::vector<uint16_t>> domains;
+};
+
+Instances instances_of(const Corpus& corpus, uint64_t seed, int64_t context_length) {
+  const LoadedPlugin plugin = load_plugin_file(build_dir() + "/plugins/lory_batcher_random.so");
+  auto batcher = create_plugin_object<BatcherPlugin>(plugin);
+  InstanceStream stream(corpus, batcher->plan({corpus, context_length, seed, ""}, ParamValues()), context_length);
+  Instances out;
+  const size_t length = static_cast<size_t>(stream.instance_length());
+  for (size_t i = 0; i < stream.instance_count(); ++i) {
+    std::vector<uint32_t> tokens(length), documents(length);
+    std::vector<uint16_t> domains(length);
+    stream.fill(i, tokens.data(), domains.data(), documents.data());
+    out.tokens.push_back(tokens);
+    out.documents.push_back(documents);
+    out.domains.push_back(domains);
+  }
+  return out;
+}
+
+TEST(RandomBatcher, SameSeedGivesTheSameInstancesAndAnotherSeedOthers) {
+  TempDir dir;
+  const auto corpus = Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 50)));
+  const Instances a = instances_of(*corpus, 7, 64), b = instances_of(*corpus, 7, 64), c = instances_of(*corpus, 8, 64);
+  EXPECT_GT(a.tokens.size(), 10u);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_NE(a.tokens, c.tokens);
+}
+
+TEST(RandomBatcher, EachTrainingTokenIsUsedAtMostOncePerEpochAndDomainsLineUp) {
+  TempDir dir;
+  const auto corpus = Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 50)));
+  const Instances instances = instances_of(*corpus, 3, 50);
+  const uint32_t eod = corpus->manifest().eod_id;
+  // Walk every instance token and match it to its place in its document: (doc, offset) pairs.
+  std::set<std::pair<uint32_t, uint32_t>> used;
+  std::map<uint32_t, uint32_t> next_offset;
+  size_t eod_tokens = 0;
+  for (size_t i = 0; i < instances.tokens.size(); ++i) {
+    for (size_t t = 0; t < instances.tokens[i].size(); ++t) {
+      const uint32_t doc = instances.documents[i][t];
+      const DocumentRecord& record = corpus->document(doc);
+      EXPECT_EQ(record.split, static_cast<uint8_t>(Split::Train));
+      EXPECT_EQ(instances.domains[i][t], record.domain);
+      uint32_t& offset = next_offset[doc];
+      if (offset == record.length) {
+        EXPECT_EQ(instances.tokens[i][t], eod);
+        ++eod_tokens;
+        ++offset;
+        continue;
+      }
+      ASSERT_LT(offset, record.length) << "document " << doc << " continues after its end-of-document token";
+      EXPECT_EQ(instances.tokens[i][t], corpus->token(record.offset + offset));
+      EXPECT_TRUE(used.insert({doc, offset}).second) << "token used twice";
+      ++offset;
+    }
+  }
+  uint64_t train_tokens = 0;
+  for (const auto& d : corpus->manifest().domains) train_tokens += d.train_tokens;
+  // Only the tail that does not fill a last instance is left out.
+  EXPECT_GT(used.size() + eod_tokens + 51, train_tokens + corpus->documents_of_split(Split::Train).size());
+}
+
+}  // namespace
+}  // namespace lory

@@ -1,0 +1,178 @@
+// The SQLite results store: round trips, read-only queries, concurrent writers, bad files.
+#include <gtest/gtest.h>
+#include <cmath>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/results_store.h"
+#include "core/sha256.h"
+#include "test_support.h"
+
+namespace lory {
+namespace {
+
+using testing::TempDir;
+
+TEST(ResultsStore, RunsMetricsEvalsAndRoutingStatsRoundTrip) {
+  TempDir dir;
+  ResultsStore store(dir.file("r.sqlite"));
+  const int64_t experiment = store.upsert_experiment("exp", "/x/exp.toml", "d", "source");
+  EXPECT_EQ(store.upsert_experiment("exp", "/x/exp.toml", "d2", "source"), experiment);
+  const int64_t run = store.ensure_run(experiment, "abc123", "lory seed=1", R"({"trainer":{"seed":1}})", 1);
+  EXPECT_EQ(store.ensure_run(experiment, "abc123", "lory seed=1", R"({"trainer":{"seed":1}})", 1), run);
+  store.mark_running(run, "v1", "host", 100, "checksum");
+  store.write_metrics(run, {{10, "train/loss", 3.5}, {20, "train/loss", 3.0}});
+  store.write_evals(run, {{20, "books", "train", 512, 3.1, 22.2}});
+  store.write_routing_stats(run, {{20, "train", 0, "books", 3, 0.25, 0.5, 512}});
+  store.mark_finished(run, run_status::kDone, "", 20);
+
+  const auto record = store.find_run(run);
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->status, "done");
+  EXPECT_EQ(record->last_step, 20);
+  EXPECT_EQ(record->total_steps, 100);
+  EXPECT_EQ(record->label, "lory seed=1");
+  EXPECT_EQ(record->experiment, "exp");
+  EXPECT_EQ(record->corpus_checksum, "checksum");
+  EXPECT_EQ(store.resolve_run("abc").id, run);
+  EXPECT_EQ(store.database().query_int("SELECT count(*) FROM metrics WHERE run_id = " + std::to_string(run)), 2);
+  EXPECT_EQ(store.database().query_int("SELECT tokens FROM evals"), 512);
+  EXPECT_EQ(store.database().query_int("SELECT expert FROM routing_stats"), 3);
+  // Writing a step again replaces it instead of duplicating it (resumed runs).
+  store.write_metrics(run, {{20, "train/loss", 2.9}});
+  EXPECT_EQ(store.database().query_int("SELECT count(*) FROM metrics"), 2);
+  store.delete_rows_after(run, 10);
+  EXPECT_EQ(store.database().query_int("SELECT count(*) FROM metrics"), 1);
+  EXPECT_EQ(store.database().query_int("SELECT count(*) FROM evals"), 0);
+}
+
+TEST(ResultsStore, NonFiniteMetricValuesAreRejectedNotStored) {
+  TempDir dir;
+  ResultsStore store(dir.file("r.sqlite"));
+  const int64_t run = store.ensure_run(store.upsert_experiment("e", "f", "", ""), "h", "l", "{}", 1);
+  EXPECT_THROW(store.write_metrics(run, {{1, "train/loss", std::nan("")}}), SqliteError);
+  EXPECT_EQ(store.database().query_int("SELECT count(*) FROM metrics"), 0);
+}
+
+TEST(ResultsStore, FourProcessesInsertingTenThousandRowsEachLoseNothing) {
+  TempDir dir;
+  const std::string path = dir.file("r.sqlite");
+  std::vector<int64_t> runs;
+  {
+    ResultsStore store(path);
+    const int64_t experiment = store.upsert_experiment("e", "f", "", "");
+    for (int i = 0; i < 4; ++i) runs.push_back(store.ensure_run(experiment, "cell" + std::to_string(i), "l", "{}", i));
+  }
+  std::vector<pid_t> children;
+  for (int child = 0; child < 4; ++child) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int code = 0;
+      try {
+        ResultsStore store(path);
+        for (int batch = 0; batch < 100; ++batch) {
+          std::vector<MetricRow> rows;
+          for (int i = 0; i < 100; ++i) rows.push_back({batch * 100 + i, "m", static_cast<double>(i)});
+          store.write_metrics(runs[static_cast<size_t>(child)], rows);
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "child %d: %s\n", child, e.what());
+        code = 1;
+      }
+      _exit(code);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a writer failed (see its stderr)";
+  }
+  Database db(path, Database::Mode::ReadOnly);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM metrics"), 40000);
+  EXPECT_EQ(db.query_int("SELECT count(DISTINCT run_id) FROM metrics"), 4);
+  auto check = db.prepare("PRAGMA integrity_check");
+  ASSERT_TRUE(check.step());
+  EXPECT_EQ(check.column_text(0), "ok");
+}
+
+std::string lory_query(const std::string& db, const std::string& sql, const std::string& flags = "") {
+  return testing::run_command(testing::build_dir() + "/lory query \"" + sql + "\" --db " + db + " " + flags).output;
+}
+
+TEST(LoryQuery, PrintsAlignedTablesCsvAndJson) {
+  TempDir dir;
+  {
+    ResultsStore store(dir.file("r.sqlite"));
+    store.ensure_run(store.upsert_experiment("exp", "f", "", ""), "hash", "label", "{}", 7);
+  }
+  const std::string table = lory_query(dir.file("r.sqlite"), "SELECT seed, label FROM runs");
+  EXPECT_NE(table.find("seed  label"), std::string::npos) << table;
+  EXPECT_NE(table.find("   7  label"), std::string::npos) << table;
+  EXPECT_NE(table.find("(1 row)"), std::string::npos) << table;
+  EXPECT_EQ(lory_query(dir.file("r.sqlite"), "SELECT seed, label FROM runs", "--csv"), "seed,label\n7,label\n");
+  const std::string json = lory_query(dir.file("r.sqlite"), "SELECT seed FROM runs", "--json");
+  EXPECT_NE(json.find("\"seed\": 7"), std::string::npos) << json;
+}
+
+TEST(LoryQuery, RefusesWritingStatementsAndLeavesTheFileUnchanged) {
+  TempDir dir;
+  const std::string path = dir.file("r.sqlite");
+  {
+    ResultsStore store(path);
+    store.ensure_run(store.upsert_experiment("exp", "f", "", ""), "hash", "label", "{}", 7);
+    store.database().exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  const std::string before = sha256_file_hex(path);
+  for (const std::string sql : {"DELETE FROM runs", "UPDATE runs SET seed = 1", "DROP TABLE runs",
+                                "INSERT INTO experiments (name, file, created_at, updated_at) VALUES (1,1,1,1)"}) {
+    const auto result = testing::run_command(testing::build_dir() + "/lory query \"" + sql + "\" --db " + path);
+    EXPECT_NE(result.exit_code, 0) << sql;
+    EXPECT_NE(result.output.find("read-only"), std::string::npos) << result.output;
+  }
+  EXPECT_EQ(sha256_file_hex(path), before);
+  Database db(path, Database::Mode::ReadOnly);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM runs"), 1);
+}
+
+TEST(ResultsStore, RefusesFilesThatAreNotLoryDatabases) {
+  TempDir dir;
+  testing::write_text(dir.file("text.sqlite"), "this is not a database at all, just some text that is long enough");
+  try {
+    ResultsStore store(dir.file("text.sqlite"));
+    FAIL() << "opened a text file";
+  } catch (const SqliteError& e) {
+    EXPECT_NE(std::string(e.what()).find("text.sqlite"), std::string::npos) << e.what();
+  }
+  {
+    Database other(dir.file("other.sqlite"), Database::Mode::ReadWrite);
+    other.exec("CREATE TABLE customers (id INTEGER)");
+  }
+  try {
+    ResultsStore store(dir.file("other.sqlite"));
+    FAIL() << "adopted a foreign database";
+  } catch (const SqliteError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a lory results database"), std::string::npos) << e.what();
+  }
+  Database still_there(dir.file("other.sqlite"), Database::Mode::ReadOnly);
+  EXPECT_EQ(still_there.query_int("SELECT count(*) FROM customers"), 0);
+}
+
+TEST(ResultsStore, RefusesASchemaNewerThanItKnows) {
+  TempDir dir;
+  { ResultsStore store(dir.file("r.sqlite")); }
+  {
+    Database db(dir.file("r.sqlite"), Database::Mode::ReadWrite);
+    db.exec("INSERT INTO schema_version (version) VALUES (999)");
+  }
+  try {
+    ResultsStore store(dir.file("r.sqlite"));
+    FAIL();
+  } catch (const SqliteError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 999"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lory
