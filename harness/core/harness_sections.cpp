@@ -47,7 +47,8 @@ std::vector<HarnessSection> build_sections() {
       {"trainer",
        ParamSchema({
            int_param("seed", 1, 0, 2147483647, "seed of initialisation, data order and dropout-free noise"),
-           int_param("threads", 2, 1, 256, "LibTorch intra-op threads of the training process"),
+           int_param("threads", 1, 1, 256,
+                     "LibTorch intra-op threads of the training process (1 is fastest on 2 vCPUs sharing one core)"),
            int_param("steps", 0, 0, kOpen, "optimizer steps; 0 = derived from `tokens`"),
            int_param("tokens", 0, 0, kOpen,
                      "training tokens; steps = ceil(tokens / (batch_size * context_length)); 0 = use `steps`"),

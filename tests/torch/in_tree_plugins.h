@@ -1,0 +1,8 @@
+// The build's own plugins (build/plugins), loaded once per test process.
+#pragma once
+
+#include "testkit/plugin_set.h"
+
+namespace lory::testing {
+const testkit::PluginSet& plugins();
+}  // namespace lory::testing
