@@ -13,6 +13,7 @@
 #include "evaluator.h"
 #include "lr_schedule.h"
 #include "training_data.h"
+#include "upcycling.h"
 
 namespace lory {
 
@@ -61,20 +62,6 @@ std::vector<std::pair<std::string, torch::Tensor>> named_parameters(const Langua
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& item : model.named_parameters()) out.emplace_back(item.key(), item.value());
   return out;
-}
-
-// Replaces every dense FFN with the configured router's layer, initialised from it.
-void upcycle(RunSetup& setup, LanguageModel& model) {
-  for (int64_t layer = 0; layer < model.layer_count(); ++layer) {
-    const auto dense = model.feed_forward(layer)->dense_weights();
-    if (!dense) throw UserError("dense warm-up: the warm-up model's FFN exposes no dense weights");
-    auto moe = setup.build_router_layer(model.feed_forward_spec(layer));
-    {
-      torch::NoGradGuard no_grad;
-      moe->upcycle_from(*dense);
-    }
-    model.replace_feed_forward(layer, moe);
-  }
 }
 
 std::string format_duration(double seconds) {
@@ -162,7 +149,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
 
   while (state.step < s.steps) {
     if (s.upcycle_at > 0 && !state.upcycled && state.step >= s.upcycle_at) {
-      upcycle(setup, *model);
+      upcycle_feed_forwards(*model, [&](const FeedForwardSpec& spec) { return setup.build_router_layer(spec); });
       state.upcycled = true;
       state.upcycle_step = state.step;
       optimizer.retain_only(named_parameters(*model));

@@ -17,11 +17,14 @@ namespace lory {
 
 enum class ForwardMode { Train, Eval };
 
-// How an evaluation routes. `Train` routes exactly as in training. `Prompt` makes one routing
-// decision per layer from the first `prompt_length` tokens and reuses it for the rest of the
-// sequence (the Lory paper's inference rule); routers without segment routing ignore it.
+// How a forward that does not train routes.
+//  - Train: exactly as in training (Lory: segment k routed from the mean of segment k - 1).
+//  - Prompt: one routing decision per layer from the mean of the first `prompt_length` tokens,
+//    reused for every later token (the Lory paper's inference rule).
+//  - Inference: the router's own inference rule (a router option), with `prompt_length`.
+// Routers without sequence-level routing (dense, token top-k) treat all three alike.
 struct EvalRouting {
-  enum class Rule { Train, Prompt };
+  enum class Rule { Train, Prompt, Inference };
   Rule rule = Rule::Train;
   int64_t prompt_length = 0;
 };

@@ -1,0 +1,42 @@
+// Checks every router should pass, reusable from any test (in-tree or a plugin built outside):
+//  - causality: perturbing position p must leave every earlier position's output bit-identical;
+//  - equivalence: two layers (e.g. a fast path and a naive reference) agree in outputs and in the
+//    gradients of the input and of every parameter;
+//  - gradients: a layer's analytic gradients agree with central finite differences.
+// Layers are run in training mode on float64 inputs unless the caller says otherwise.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lory/feed_forward.h"
+#include "lory/model_api.h"
+
+namespace lory::testkit {
+
+// Positions before `position` whose layer output changed when the input at `position` (every
+// sequence of the batch) was perturbed. Empty = causal at that position.
+std::vector<int64_t> earlier_outputs_changed(FeedForward& layer, const torch::Tensor& h_BLD, int64_t position,
+                                             ForwardMode mode = ForwardMode::Train);
+
+// The same for a whole model and its logits, perturbing one token id.
+std::vector<int64_t> earlier_logits_changed(LanguageModel& model, const torch::Tensor& tokens_BL, int64_t position,
+                                            int64_t vocab_size);
+
+struct LayerComparison {
+  double output = 0;                          // max |y_a - y_b|
+  double input_gradient = 0;                  // max |dh_a - dh_b|
+  std::map<std::string, double> parameters;   // max |dθ_a - dθ_b| per parameter name
+  double worst() const;
+};
+
+// Copies a's parameters into b (same names and shapes), runs both on h_BLD with the loss
+// sum(y * probe) for a fixed random probe, and compares.
+LayerComparison compare_layers(FeedForward& a, FeedForward& b, const torch::Tensor& h_BLD);
+
+// Largest relative error between analytic and central-difference gradients over `samples`
+// random coordinates of the input and of each parameter (float64 inputs recommended).
+double gradient_check(FeedForward& layer, const torch::Tensor& h_BLD, int samples = 8, double epsilon = 1e-6);
+
+}  // namespace lory::testkit

@@ -1,0 +1,192 @@
+// The `lory` router: causal segment routing with soft merging of experts (Zhong et al., 2024).
+// Every FFN layer holds E SwiGLU experts ([E, ...] tensors) and a linear router d_model -> E.
+// A sequence is cut into segments of T tokens; segment k > 1 goes through one merged FFN whose
+// weights are sum_e w_e W_e with w = softmax(R(mean of h over segment k - 1 of the same
+// sequence)); segment 1 follows the `first_segment` rule. No auxiliary loss unless asked.
+// When T does not divide the sequence length, the last segment is shorter (its mean is over its
+// own tokens) and is routed like any other.
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "lory/expert_merge.h"
+#include "lory/plugin.h"
+#include "lory/router_api.h"
+
+namespace lory_plugins::lory_router {
+
+enum class FirstSegment { Paper, Uniform, FirstToken };
+
+struct Options {
+  int64_t experts, segment_length, chunk_segments;
+  FirstSegment first_segment;
+  double router_init_std, balance_loss_weight;
+  bool prompt_inference;  // inference_routing = "prompt"
+  bool naive;             // implementation = "naive"
+};
+
+Options read_options(const lory::ParamValues& p) {
+  Options o{};
+  o.experts = p.get_int("experts");
+  o.segment_length = p.get_int("segment_length");
+  o.chunk_segments = p.get_int("chunk_segments");
+  const std::string& first = p.get_string("first_segment");
+  o.first_segment = first == "uniform" ? FirstSegment::Uniform : first == "first_token" ? FirstSegment::FirstToken
+                                                                                         : FirstSegment::Paper;
+  o.router_init_std = p.get_float("router_init_std");
+  o.balance_loss_weight = p.get_float("balance_loss_weight");
+  o.prompt_inference = p.get_string("inference_routing") == "prompt";
+  o.naive = p.get_string("implementation") == "naive";
+  return o;
+}
+
+class LoryFeedForward final : public lory::FeedForward {
+ public:
+  LoryFeedForward(const lory::FeedForwardSpec& spec, Options options) : options_(options), layer_(spec.layer_index) {
+    const int64_t E = options.experts, D = spec.d_model, F = spec.d_ff;
+    w_gate_EFD = register_parameter("w_gate_EFD", torch::randn({E, F, D}) * spec.init_std);
+    w_up_EFD = register_parameter("w_up_EFD", torch::randn({E, F, D}) * spec.init_std);
+    w_down_EDF = register_parameter("w_down_EDF", torch::randn({E, D, F}) * spec.output_init_std);
+    router_ED = register_parameter("router_ED", torch::randn({E, D}) * options.router_init_std);
+  }
+
+  torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
+    lory::EvalRouting::Rule rule = context.training() ? lory::EvalRouting::Rule::Train : context.eval_routing().rule;
+    if (rule == lory::EvalRouting::Rule::Inference) {
+      rule = options_.prompt_inference ? lory::EvalRouting::Rule::Prompt : lory::EvalRouting::Rule::Train;
+    }
+    if (rule == lory::EvalRouting::Rule::Prompt) return forward_prompt_routed(h_BLD, context);
+    return forward_segment_routed(h_BLD, context);
+  }
+
+  int64_t expert_count() const override { return options_.experts; }
+
+  // What one token goes through: the merged FFN (one expert's size) and the router.
+  int64_t active_parameter_count() const override { return w_gate_EFD[0].numel() * 3 + router_ED.numel(); }
+
+  void upcycle_from(const lory::DenseFFNWeights& dense) override {
+    w_gate_EFD.copy_(dense.w_gate_FD.unsqueeze(0).expand_as(w_gate_EFD));
+    w_up_EFD.copy_(dense.w_up_FD.unsqueeze(0).expand_as(w_up_EFD));
+    w_down_EDF.copy_(dense.w_down_DF.unsqueeze(0).expand_as(w_down_EDF));
+  }
+
+ private:
+  torch::Tensor route(const torch::Tensor& mean_XD) const { return torch::softmax(torch::matmul(mean_XD, router_ED.t()), -1); }
+
+  torch::Tensor run_experts(const torch::Tensor& x_STD, const torch::Tensor& w_SE) const {
+    const lory::ExpertWeights experts{w_gate_EFD, w_up_EFD, w_down_EDF};
+    return options_.naive ? lory::merged_expert_ffn_reference(x_STD, w_SE, experts)
+                          : lory::merged_expert_ffn(x_STD, w_SE, experts, options_.chunk_segments);
+  }
+
+  torch::Tensor forward_segment_routed(const torch::Tensor& h_BLD, lory::RoutingContext& context) {
+    const int64_t B = h_BLD.size(0), L = h_BLD.size(1), D = h_BLD.size(2), E = options_.experts;
+    const int64_t T = std::min(options_.segment_length, L);
+    const int64_t N = (L + T - 1) / T;
+    const int64_t padding = N * T - L;
+    const torch::Tensor padded_BLD =
+        padding > 0 ? torch::cat({h_BLD, torch::zeros({B, padding, D}, h_BLD.options())}, 1) : h_BLD;
+    const torch::Tensor x_STD = padded_BLD.reshape({B * N, T, D});
+    // Segment means over each segment's real tokens (the last one may be shorter).
+    torch::Tensor tokens_N = torch::full({N}, static_cast<double>(T), h_BLD.options());
+    if (padding > 0) tokens_N[N - 1] = static_cast<double>(T - padding);
+    const torch::Tensor mean_BND = x_STD.view({B, N, T, D}).sum(2) / tokens_N.view({1, N, 1});
+    const torch::Tensor probs_BNE = route(mean_BND);
+    torch::Tensor first_BE;
+    switch (options_.first_segment) {
+      case FirstSegment::Paper:
+        // Segment 1 is routed on its own mean, which leaks later tokens of segment 1 into earlier
+        // ones; the paper stops the gradient of these weights.
+        first_BE = probs_BNE.select(1, 0).detach();
+        break;
+      case FirstSegment::Uniform:
+        first_BE = torch::full({B, E}, 1.0 / static_cast<double>(E), h_BLD.options());
+        break;
+      case FirstSegment::FirstToken:
+        // Routed from the first token alone: every token of segment 1 comes after it, so this is causal.
+        first_BE = route(h_BLD.select(1, 0));
+        break;
+    }
+    // Segment k uses the weights computed from segment k - 1 of the same sequence: a shift along
+    // the segment axis of [B, N, E], never a flat roll across sequences.
+    const torch::Tensor w_BNE =
+        N > 1 ? torch::cat({first_BE.unsqueeze(1), probs_BNE.slice(1, 0, N - 1)}, 1) : first_BE.unsqueeze(1);
+    const torch::Tensor y_STD = run_experts(x_STD, w_BNE.reshape({B * N, E}));
+    const torch::Tensor y_BLD = y_STD.view({B, N * T, D}).slice(1, 0, L);
+    if (context.training() && options_.balance_loss_weight > 0 && N > 1) {
+      add_balance_loss(probs_BNE.slice(1, 0, N - 1), context);
+    }
+    if (context.recording()) record(w_BNE.repeat_interleave(T, 1).slice(1, 0, L), context);
+    return y_BLD;
+  }
+
+  torch::Tensor forward_prompt_routed(const torch::Tensor& h_BLD, lory::RoutingContext& context) {
+    const int64_t L = h_BLD.size(1);
+    const int64_t prompt = std::clamp<int64_t>(context.eval_routing().prompt_length, 1, L);
+    const torch::Tensor w_BE = route(h_BLD.slice(1, 0, prompt).mean(1));
+    // One merged FFN per sequence, applied to all of its tokens: the sequence is one "segment".
+    const torch::Tensor y_BLD = run_experts(h_BLD, w_BE);
+    if (context.recording()) record(w_BE.unsqueeze(1).expand({-1, L, -1}), context);
+    return y_BLD;
+  }
+
+  // Switch-style balance over segments: E * sum_e f_e P_e, with f_e the fraction of segments
+  // whose largest weight is e and P_e the mean weight of e (1 when perfectly balanced).
+  void add_balance_loss(const torch::Tensor& probs_BNE, lory::RoutingContext& context) {
+    const int64_t E = options_.experts;
+    const torch::Tensor probs_XE = probs_BNE.reshape({-1, E});
+    const torch::Tensor fraction_E =
+        torch::one_hot(probs_XE.argmax(-1), E).to(probs_XE.dtype()).mean(0);
+    const torch::Tensor balance = static_cast<double>(E) * (fraction_E * probs_XE.mean(0)).sum();
+    context.add_aux_loss(layer_, "balance", balance * options_.balance_loss_weight, balance.item<double>());
+  }
+
+  void record(const torch::Tensor& w_BLE, lory::RoutingContext& context) const {
+    lory::RoutingRecord record;
+    record.layer = layer_;
+    record.expert_count = options_.experts;
+    record.weights_BLE = w_BLE.detach().to(torch::kFloat32).contiguous();
+    record.stats = lory::weight_statistics(record.weights_BLE);
+    context.add_record(std::move(record));
+  }
+
+  Options options_;
+  int64_t layer_;
+  torch::Tensor w_gate_EFD, w_up_EFD, w_down_EDF, router_ED;
+};
+
+class LoryRouter final : public lory::RouterPlugin {
+ public:
+  std::shared_ptr<lory::FeedForward> build(const lory::FeedForwardSpec& spec, const lory::ParamValues& params) override {
+    return std::make_shared<LoryFeedForward>(spec, read_options(params));
+  }
+};
+
+std::unique_ptr<lory::RouterPlugin> create() { return std::make_unique<LoryRouter>(); }
+
+const LoryParamSpec kParams[] = {
+    {"experts", LORY_PARAM_INT, "8", 1, 1024, nullptr, "E: SwiGLU experts per FFN layer"},
+    {"segment_length", LORY_PARAM_INT, "256", 1, 1 << 20, nullptr,
+     "T: tokens per routing segment (the last segment is shorter when T does not divide the length)"},
+    {"first_segment", LORY_PARAM_STRING, "paper", -LORY_UNBOUNDED, LORY_UNBOUNDED, "paper|uniform|first_token",
+     "segment 1: paper = its own mean, stop-gradient (leaks within segment 1); uniform = 1/E; first_token = "
+     "routed from its first token (causal)"},
+    {"router_init_std", LORY_PARAM_FLOAT, "0.02", 1e-8, 1, nullptr,
+     "std of the router's normal init; never 0: a zero router gives every segment uniform weights, so upcycled "
+     "experts get identical gradients and stay identical"},
+    {"balance_loss_weight", LORY_PARAM_FLOAT, "0", 0, 100, nullptr,
+     "weight of a Switch-style balance loss over segments (ablation; the paper uses none)"},
+    {"inference_routing", LORY_PARAM_STRING, "segment", -LORY_UNBOUNDED, LORY_UNBOUNDED, "segment|prompt",
+     "rule of `lory score`: segment = as in training; prompt = once per layer from the prompt's mean"},
+    {"chunk_segments", LORY_PARAM_INT, "16", 1, 1 << 20, nullptr,
+     "segments merged at a time: bounds the merged weights alive at once"},
+    {"implementation", LORY_PARAM_STRING, "chunked", -LORY_UNBOUNDED, LORY_UNBOUNDED, "chunked|naive",
+     "chunked = GEMM merges with recomputation in backward; naive = explicit per-segment loop (reference)"},
+};
+
+}  // namespace lory_plugins::lory_router
+
+LORY_PLUGIN_METADATA(LORY_PLUGIN_ROUTER, "lory",
+                     "Lory: causal segment routing with soft merging of SwiGLU experts (Zhong et al., 2024)",
+                     lory_plugins::lory_router::kParams)
+LORY_ROUTER_FACTORY(lory_plugins::lory_router::create)
