@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "lory/allocator_tuning.h"
 #include "testkit/plugin_set.h"
 #include "train/adamw.h"
 
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
   }
   torch::set_num_threads(threads);
+  lory::tune_allocator_for_training();
   const std::string plugin_dir = (boost::dll::program_location().parent_path() / "plugins").string();
   const lory::testkit::PluginSet plugins({plugin_dir});
   const double peak = sgemm_gflops(1024, 5);

@@ -20,6 +20,8 @@ struct TrainedRunOptions {
   std::string db = ResultsStore::kDefaultPath;
   std::string corpus;
   std::string text_file, token_ids_file;  // score
+  std::string routing = "inference";
+  int64_t prompt_length = 128;
   std::string out_dir;                    // export
 
   void add_common(CLI::App* cmd) {
@@ -49,7 +51,8 @@ void run_score(const TrainedRunOptions& options) {
     ids_file = temporary;
   }
   auto arguments = worker_arguments("score", options, run, corpus);
-  arguments.insert(arguments.end(), {"--token-ids", ids_file});
+  arguments.insert(arguments.end(), {"--token-ids", ids_file, "--routing", options.routing, "--prompt-length",
+                                     std::to_string(options.prompt_length)});
   std::fflush(stdout);
   const std::string ending = run_program(arguments);
   if (!temporary.empty()) std::filesystem::remove(temporary);
@@ -76,6 +79,13 @@ void register_score_command(CLI::App& app) {
   auto* ids = cmd->add_option("--token-ids", options->token_ids_file, "File of token ids to score")
                   ->check(CLI::ExistingFile)
                   ->excludes(text);
+  cmd->add_option("--routing", options->routing,
+                  "train: route as in training; inference: the router's inference rule (lory: inference_routing)")
+      ->check(CLI::IsMember({"train", "inference"}))
+      ->capture_default_str();
+  cmd->add_option("--prompt-length", options->prompt_length, "Prompt tokens when the router routes from the prompt")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->callback([options, text, ids] {
     if (!*text && !*ids) throw UserError("give --text FILE or --token-ids FILE");
     run_score(*options);

@@ -390,6 +390,23 @@ void check_trainer_consistency(const SectionConfig& trainer, const SourceLocatio
   }
 }
 
+void check_eval_consistency(const CellConfig& config, const SourceLocation& where, Diagnostics& diagnostics) {
+  const ParamValues& eval = config.section("eval").values;
+  const ParamValues& model = config.section("model").values;
+  if (!model.has("context_length")) return;
+  const int64_t context = model.get_int("context_length");
+  if (eval.has("skip_first_tokens") && eval.get_int("skip_first_tokens") >= context) {
+    diagnostics.error(where, fmt::format("eval.skip_first_tokens = {} leaves nothing to score in sequences of "
+                                         "model.context_length = {}",
+                                         eval.get_int("skip_first_tokens"), context));
+  }
+  if (eval.has("prompt_routing") && eval.get_bool("prompt_routing") && eval.has("prompt_length") &&
+      eval.get_int("prompt_length") >= context) {
+    diagnostics.error(where, fmt::format("eval.prompt_length = {} must be shorter than model.context_length = {}",
+                                         eval.get_int("prompt_length"), context));
+  }
+}
+
 CellConfig resolve_cell(const ConfigNode& tree, const SourceLocation& file_where, const PluginCatalog& catalog,
                         Diagnostics& diagnostics) {
   check_top_level_keys(tree, diagnostics);
@@ -404,6 +421,7 @@ CellConfig resolve_cell(const ConfigNode& tree, const SourceLocation& file_where
       config.sections[section.name].values = validate_params(table, section.schema, section.name, where, diagnostics);
     }
     if (section.name == "trainer") check_trainer_consistency(config.sections["trainer"], where, diagnostics);
+    if (section.name == "eval") check_eval_consistency(config, where, diagnostics);
   }
   return config;
 }

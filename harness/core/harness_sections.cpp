@@ -77,6 +77,13 @@ std::vector<HarnessSection> build_sections() {
            int_param("batch_size", 8, 1, kOpen, "sequences per evaluation forward"),
            int_param("tokens_per_domain", 32768, 0, kOpen, "held-out tokens evaluated per domain; 0 = all"),
            bool_param("routing_stats", true, "record per layer x domain x expert routing statistics"),
+           int_param("skip_first_tokens", 0, 0, kOpen,
+                     "targets before this position of every sequence are not scored (e.g. the segment length, to "
+                     "leave out Lory's segment 1 under the paper rule)"),
+           bool_param("prompt_routing", false,
+                      "also evaluate with prompt-only routing (rows with mode = 'prompt'): one routing decision per "
+                      "layer from the first prompt_length tokens"),
+           int_param("prompt_length", 128, 1, kOpen, "prompt tokens for prompt-only routing; they are not scored"),
        }),
        false, PluginKind::Router});
   return sections;

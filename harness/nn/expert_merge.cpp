@@ -72,18 +72,18 @@ class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
       const torch::Tensor dy_CTD = dy_STD.slice(0, start, end);
       const torch::Tensor gate_pre_CTF = gate_pre_STF.slice(0, start, end);
       const torch::Tensor up_pre_CTF = up_pre_STF.slice(0, start, end);
-      const torch::Tensor sigmoid_CTF = torch::sigmoid(gate_pre_CTF);
-      const torch::Tensor gate_act_CTF = gate_pre_CTF * sigmoid_CTF;
+      // Elementwise work kept to what a dense FFN's autograd does: silu, the product, its two
+      // gradients and one fused silu backward.
+      const torch::Tensor gate_act_CTF = torch::silu(gate_pre_CTF);
       const torch::Tensor hidden_CTF = gate_act_CTF * up_pre_CTF;
       // Per-segment weight gradients of the merged FFN (dW̄), as a dense FFN would compute them.
       const torch::Tensor ddown_CDF = torch::bmm(dy_CTD.transpose(1, 2), hidden_CTF);
-      const torch::Tensor dhidden_CTF = torch::bmm(dy_CTD, merged.down_CDF);
+      torch::Tensor dhidden_CTF = torch::bmm(dy_CTD, merged.down_CDF);
       const torch::Tensor dup_pre_CTF = dhidden_CTF * gate_act_CTF;
-      const torch::Tensor dgate_pre_CTF =
-          dhidden_CTF * up_pre_CTF * sigmoid_CTF * (1 + gate_pre_CTF * (1 - sigmoid_CTF));
+      const torch::Tensor dgate_pre_CTF = torch::silu_backward(dhidden_CTF.mul_(up_pre_CTF), gate_pre_CTF);
       torch::Tensor dx_CTD = dx_STD.slice(0, start, end);
       torch::bmm_out(dx_CTD, dgate_pre_CTF, merged.gate_CFD);
-      dx_CTD.add_(torch::bmm(dup_pre_CTF, merged.up_CFD));
+      dx_CTD.baddbmm_(dup_pre_CTF, merged.up_CFD);
       const torch::Tensor dgate_CFD = torch::bmm(dgate_pre_CTF.transpose(1, 2), x_CTD);
       const torch::Tensor dup_CFD = torch::bmm(dup_pre_CTF.transpose(1, 2), x_CTD);
       // Back through the merge: dW_E += wᵀ dW̄ and dw = dW̄ W_Eᵀ, both GEMMs.

@@ -4,8 +4,9 @@
 
 namespace lory {
 
-Evaluator::Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch_size, int64_t tokens_per_domain)
-    : batch_size_(batch_size) {
+Evaluator::Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch_size, int64_t tokens_per_domain,
+                     int64_t skip_first_tokens)
+    : batch_size_(batch_size), skip_first_tokens_(skip_first_tokens) {
   const int64_t length = context_length + 1;
   std::vector<std::vector<uint32_t>> by_domain(corpus.domain_count());
   for (uint32_t doc : corpus.documents_of_split(Split::Heldout)) {
@@ -68,9 +69,12 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
       const int64_t end = std::min(n, start + batch_size_);
       const torch::Tensor batch_BL1 = domain.tokens_NL1.slice(0, start, end);
       torch::Tensor valid_BL = domain.valid_NL.slice(0, start, end);
-      if (routing.rule == EvalRouting::Rule::Prompt) {
+      const int64_t unscored = std::max(skip_first_tokens_, routing.rule == EvalRouting::Rule::Prompt
+                                                                ? routing.prompt_length
+                                                                : int64_t{0});
+      if (unscored > 0) {
         valid_BL = valid_BL.clone();
-        valid_BL.slice(1, 0, std::min(routing.prompt_length, valid_BL.size(1))).fill_(false);
+        valid_BL.slice(1, 0, std::min(unscored, valid_BL.size(1))).fill_(false);
       }
       RoutingContext context(ForwardMode::Eval, routing_stats);
       context.set_eval_routing(routing);
@@ -130,7 +134,8 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
   return result;
 }
 
-torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length) {
+torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length,
+                           const EvalRouting& routing) {
   torch::NoGradGuard no_grad;
   model.eval();
   const int64_t n = tokens_N.size(0);
@@ -140,6 +145,7 @@ torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, 
     const int64_t end = std::min(n, start + context_length + 1);
     const torch::Tensor window_1L1 = tokens_N.slice(0, start, end).unsqueeze(0);
     RoutingContext context(ForwardMode::Eval, false);
+    context.set_eval_routing(routing);
     const torch::Tensor logits_1LV = model.forward(window_1L1.slice(1, 0, -1), context);
     const torch::Tensor log_probs_1LV = torch::log_softmax(logits_1LV.to(torch::kFloat32), -1);
     pieces.push_back(log_probs_1LV.gather(-1, window_1L1.slice(1, 1).unsqueeze(-1)).view({-1}));

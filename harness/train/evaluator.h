@@ -22,10 +22,11 @@ struct EvalResult {
 
 class Evaluator {
  public:
-  Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch_size, int64_t tokens_per_domain);
+  Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch_size, int64_t tokens_per_domain,
+            int64_t skip_first_tokens);
 
-  // `mode` names the routing rule in the stored rows ("train" or "prompt"). Under the prompt
-  // rule, the first prompt_length targets of every sequence are not scored.
+  // `mode` names the routing rule in the stored rows ("train" or "prompt"). Targets before
+  // skip_first_tokens are never scored; under the prompt rule, neither are the prompt's.
   EvalResult evaluate(LanguageModel& model, int64_t step, const std::string& mode, const EvalRouting& routing,
                       bool routing_stats) const;
 
@@ -40,10 +41,12 @@ class Evaluator {
   };
   std::vector<DomainSequences> domains_;
   int64_t batch_size_;
+  int64_t skip_first_tokens_;
 };
 
 // Per-token log-probabilities of the targets, for `lory score`: tokens_L1 (int64, length n + 1)
 // gives n log-probabilities. Sequences longer than the context are scored in windows.
-torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length);
+torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length,
+                           const EvalRouting& routing);
 
 }  // namespace lory

@@ -27,8 +27,8 @@ struct Settings {
   double grad_clip;
   LrSchedule schedule;
   AdamW::Options adamw;
-  int64_t eval_batch_size, eval_tokens_per_domain;
-  bool routing_stats;
+  int64_t eval_batch_size, eval_tokens_per_domain, eval_skip_first_tokens, eval_prompt_length;
+  bool routing_stats, eval_prompt_routing;
 };
 
 Settings read_settings(const RunSetup& setup) {
@@ -55,6 +55,9 @@ Settings read_settings(const RunSetup& setup) {
   s.eval_batch_size = e.get_int("batch_size");
   s.eval_tokens_per_domain = e.get_int("tokens_per_domain");
   s.routing_stats = e.get_bool("routing_stats");
+  s.eval_skip_first_tokens = e.get_int("skip_first_tokens");
+  s.eval_prompt_routing = e.get_bool("prompt_routing");
+  s.eval_prompt_length = e.get_int("prompt_length");
   return s;
 }
 
@@ -126,7 +129,8 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
   }
   store.set_run_attribute(run.id, "threads", std::to_string(torch::get_num_threads()));
 
-  const Evaluator evaluator(setup.corpus(), setup.context_length(), s.eval_batch_size, s.eval_tokens_per_domain);
+  const Evaluator evaluator(setup.corpus(), setup.context_length(), s.eval_batch_size, s.eval_tokens_per_domain,
+                            s.eval_skip_first_tokens);
   const bool terminal = isatty(fileno(stdout));
   std::vector<MetricRow> pending;
   auto interval_start = Clock::now();
@@ -136,13 +140,17 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
   model->train();
 
   const auto evaluate_and_store = [&](int64_t step) {
-    const EvalResult result = evaluator.evaluate(*model, step, "train", EvalRouting{}, s.routing_stats);
-    store.write_evals(run.id, result.evals);
-    store.write_routing_stats(run.id, result.routing);
-    for (const EvalRow& row : result.evals) {
-      if (row.domain == "all") {
-        std::printf("%seval step %lld: loss %.4f, ppl %.2f over %lld held-out tokens\n", terminal ? "\n" : "",
-                    static_cast<long long>(step), row.loss, row.ppl, static_cast<long long>(row.tokens));
+    std::vector<std::pair<std::string, EvalRouting>> modes = {{"train", {EvalRouting::Rule::Train, 0}}};
+    if (s.eval_prompt_routing) modes.push_back({"prompt", {EvalRouting::Rule::Prompt, s.eval_prompt_length}});
+    for (const auto& [mode, routing] : modes) {
+      const EvalResult result = evaluator.evaluate(*model, step, mode, routing, s.routing_stats);
+      store.write_evals(run.id, result.evals);
+      store.write_routing_stats(run.id, result.routing);
+      for (const EvalRow& row : result.evals) {
+        if (row.domain != "all") continue;
+        std::printf("%seval step %lld (%s routing): loss %.4f, ppl %.2f over %lld held-out tokens\n",
+                    terminal ? "\n" : "", static_cast<long long>(step), mode.c_str(), row.loss, row.ppl,
+                    static_cast<long long>(row.tokens));
       }
     }
   };

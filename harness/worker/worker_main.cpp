@@ -12,6 +12,7 @@
 
 #include "core/diagnostics.h"
 #include "core/results_store.h"
+#include "lory/allocator_tuning.h"
 #include "train/checkpoint.h"
 #include "train/evaluator.h"
 #include "train/run_setup.h"
@@ -82,7 +83,7 @@ std::shared_ptr<LanguageModel> load_trained(const RunSelection& selection, const
   return model;
 }
 
-int score_command(const RunSelection& selection, const std::string& token_ids_file) {
+int score_command(const RunSelection& selection, const std::string& token_ids_file, const EvalRouting& routing) {
   ResultsStore store(selection.db);
   const auto run = store.find_run(selection.run_id);
   if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
@@ -104,7 +105,7 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
   }
   if (ids.size() < 2) throw UserError("need at least two tokens to score");
   const torch::Tensor tokens_N = torch::tensor(ids, torch::kInt64);
-  const torch::Tensor log_probs = score_tokens(*model, tokens_N, setup->context_length());
+  const torch::Tensor log_probs = score_tokens(*model, tokens_N, setup->context_length(), routing);
   std::printf("position\ttoken\tlogprob\n");
   for (int64_t i = 0; i < log_probs.size(0); ++i) {
     std::printf("%lld\t%lld\t%.6f\n", static_cast<long long>(i + 1), static_cast<long long>(ids[static_cast<size_t>(i + 1)]),
@@ -145,6 +146,7 @@ int export_command(const RunSelection& selection, const std::string& out_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  lory::tune_allocator_for_training();
   CLI::App app{"lory-worker: trains, scores or exports one run (started by `lory`)"};
   app.require_subcommand(1);
   RunSelection train_selection, score_selection, export_selection;
@@ -154,13 +156,22 @@ int main(int argc, char** argv) {
   CLI::App* score = app.add_subcommand("score", "Per-token log-probabilities of token ids under a trained run");
   score_selection.add_options(score);
   score->add_option("--token-ids", token_ids_file, "File of whitespace-separated token ids")->required();
+  std::string score_routing = "inference";
+  int64_t prompt_length = 128;
+  score->add_option("--routing", score_routing, "train: route as in training; inference: the router's inference rule")
+      ->check(CLI::IsMember({"train", "inference"}));
+  score->add_option("--prompt-length", prompt_length, "Prompt tokens for prompt routing")->check(CLI::PositiveNumber);
   CLI::App* export_cmd = app.add_subcommand("export", "Write a trained run's weights for torch.load");
   export_selection.add_options(export_cmd);
   export_cmd->add_option("--out", out_dir, "Output folder")->required();
   try {
     app.parse(argc, argv);
     if (*train) return train_command(train_selection);
-    if (*score) return score_command(score_selection, token_ids_file);
+    if (*score) {
+      const EvalRouting routing{score_routing == "train" ? EvalRouting::Rule::Train : EvalRouting::Rule::Inference,
+                                prompt_length};
+      return score_command(score_selection, token_ids_file, routing);
+    }
     if (*export_cmd) return export_command(export_selection, out_dir);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
