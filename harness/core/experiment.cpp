@@ -81,8 +81,15 @@ struct Override {
   SourceLocation key_where;
 };
 
+// A piece of a cell's label; `path` names the swept key, so that the piece can be left out of
+// cells whose resolved config does not have that key (a lory parameter in a dense cell).
+struct LabelPart {
+  std::string text;
+  std::string path;  // empty for explicit labels
+};
+
 struct GridPoint {
-  std::vector<std::string> label_parts;
+  std::vector<LabelPart> label_parts;
   std::vector<Override> overrides;
 };
 
@@ -144,7 +151,7 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
             if (member.kind() != ConfigNode::Kind::String) {
               diagnostics.error(member.where(), "'label' of a grid cell must be a string");
             } else {
-              point.label_parts.push_back(member.as_string());
+              point.label_parts.push_back({member.as_string(), ""});
             }
             continue;
           }
@@ -158,7 +165,9 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
         bool labelled = !point.label_parts.empty();
         for (const Leaf& leaf : leaves) {
           point.overrides.push_back({leaf.path, *leaf.node, leaf.node->key_where()});
-          if (!labelled) point.label_parts.push_back(leaf.path.back() + "=" + value_label(*leaf.node));
+          if (!labelled) {
+            point.label_parts.push_back({leaf.path.back() + "=" + value_label(*leaf.node), join_path(leaf.path)});
+          }
         }
         axis.push_back(std::move(point));
       }
@@ -178,7 +187,8 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
       diagnostics.error(leaf.node->where(), fmt::format("'{}.{}' sweeps no values", where_name, join_path(leaf.path)));
     }
     for (const ConfigNode& value : leaf.node->children()) {
-      axis.push_back({{leaf.path.back() + "=" + value_label(value)}, {{leaf.path, value, leaf.node->key_where()}}});
+      axis.push_back({{{leaf.path.back() + "=" + value_label(value), join_path(leaf.path)}},
+                      {{leaf.path, value, leaf.node->key_where()}}});
     }
     return axis;
   };
@@ -249,7 +259,7 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
           diagnostics.error(seed.where(), fmt::format("seed {} is listed twice", seed.as_int()));
           continue;
         }
-        axis.push_back({{"seed=" + std::to_string(seed.as_int())},
+        axis.push_back({{{"seed=" + std::to_string(seed.as_int()), "trainer.seed"}},
                         {{{"trainer", "seed"}, seed, seeds->key_where()}}});
       }
     }
@@ -435,10 +445,11 @@ std::vector<std::string> Experiment::varying_keys() const {
   for (const auto& f : flat) {
     for (const auto& [key, value] : f) values[key].insert(value);
   }
+  // A key that only some cells have (a plugin's parameter) varies with the plugin column; it is
+  // listed only when its value differs between the cells that have it.
   std::vector<std::string> out;
   for (const auto& [key, distinct] : values) {
-    bool everywhere = std::all_of(flat.begin(), flat.end(), [&](const auto& f) { return f.count(key) > 0; });
-    if (distinct.size() > 1 || !everywhere) out.push_back(key);
+    if (distinct.size() > 1) out.push_back(key);
   }
   return out;
 }
@@ -534,8 +545,12 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
     CellConfig config = resolve_cell(cell_tree, file_where, catalog, diagnostics);
     ExperimentCell cell;
     cell.identity = config.identity();
+    const auto flat = config.flatten();
     cell.config = std::move(config);
-    for (size_t i = 0; i < point.label_parts.size(); ++i) cell.label += (i ? " " : "") + point.label_parts[i];
+    for (const LabelPart& part : point.label_parts) {
+      if (!part.path.empty() && !flat.count(part.path)) continue;
+      cell.label += (cell.label.empty() ? "" : " ") + part.text;
+    }
     if (cell.label.empty()) cell.label = "base";
     if (!identities.insert(cell.identity).second) {
       ++experiment.merged_duplicates;

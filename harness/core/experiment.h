@@ -29,7 +29,7 @@ struct Experiment {
   std::vector<ExperimentCell> cells;
   size_t merged_duplicates = 0;  // grid points that resolved to an identical config
 
-  // Keys whose resolved value differs between cells (what a dry run shows).
+  // Keys whose resolved value differs between the cells that have them (what a dry run shows).
   std::vector<std::string> varying_keys() const;
   // data.corpus resolved against `directory`.
   std::string corpus_path(const CellConfig& config) const;
