@@ -66,8 +66,8 @@ std::string perplexity_table(const std::string& db_path, const std::string& expe
   Database db(db_path, Database::Mode::ReadOnly);
   Statement s = db.prepare(
       "SELECT r.id, r.label, r.status, v.domain, v.ppl, v.step FROM runs r JOIN experiments x ON x.id = "
-      "r.experiment_id JOIN evals v ON v.run_id = r.id AND v.mode = 'train' AND v.step = (SELECT max(step) FROM "
-      "evals WHERE run_id = r.id AND mode = 'train') WHERE x.name = ? ORDER BY r.id, v.domain");
+      "r.experiment_id JOIN evals v ON v.run_id = r.id AND v.mode = 'default' AND v.step = (SELECT max(step) "
+      "FROM evals WHERE run_id = r.id AND mode = 'default') WHERE x.name = ? ORDER BY r.id, v.domain");
   s.bind(1, experiment_name);
   std::map<int64_t, std::map<std::string, double>> ppl;
   std::map<int64_t, std::pair<std::string, int64_t>> label_step;

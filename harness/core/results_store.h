@@ -47,7 +47,7 @@ struct MetricRow {
 struct EvalRow {
   int64_t step;
   std::string domain;  // a corpus domain, or "all"
-  std::string mode;    // "train" (routing as in training) or "prompt" (prompt-only routing)
+  std::string mode;    // "default" (causal routing as in training) or "prompt" (prompt-only routing)
   int64_t tokens;
   double loss;
   double ppl;

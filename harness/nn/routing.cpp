@@ -36,4 +36,24 @@ std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE) {
   };
 }
 
+std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, const torch::Tensor& tokens_per_expert_E,
+                                             int64_t assignments_made, int64_t assignments_dropped) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor p_XE = probs_XE.to(torch::kFloat64);
+  const torch::Tensor distribution_XE = p_XE / p_XE.sum(-1, true).clamp_min(1e-30);
+  const torch::Tensor entropy_X = -(distribution_XE * torch::log(distribution_XE.clamp_min(1e-30))).sum(-1);
+  const torch::Tensor load_E = tokens_per_expert_E.to(torch::kFloat64);
+  const double mean_load = std::max(1e-30, load_E.mean().item<double>());
+  const int64_t total = assignments_made + assignments_dropped;
+  return {
+      {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
+      {"max_weight", distribution_XE.amax(-1).mean().item<double>(), Reduce::Mean},
+      {"load_imbalance", load_E.max().item<double>() / mean_load, Reduce::Mean},
+      {"min_load", load_E.min().item<double>() / mean_load, Reduce::Mean},
+      {"unused_experts", (load_E == 0).sum().item<double>(), Reduce::Mean},
+      {"dropped_fraction", total > 0 ? static_cast<double>(assignments_dropped) / static_cast<double>(total) : 0.0,
+       Reduce::Mean},
+  };
+}
+
 }  // namespace lory

@@ -14,10 +14,13 @@ torch::Tensor layer_output(FeedForward& layer, const torch::Tensor& h_BLD, Forwa
   return layer.forward(h_BLD, context);
 }
 
-std::vector<int64_t> changed_before(const torch::Tensor& base_BLX, const torch::Tensor& changed_BLX, int64_t position) {
+std::vector<int64_t> changed_before(const torch::Tensor& base_BLX, const torch::Tensor& changed_BLX, int64_t position,
+                                    double tolerance) {
   std::vector<int64_t> out;
   for (int64_t t = 0; t < position; ++t) {
-    if (!torch::equal(base_BLX.select(1, t), changed_BLX.select(1, t))) out.push_back(t);
+    const torch::Tensor a = base_BLX.select(1, t), b = changed_BLX.select(1, t);
+    const bool same = tolerance == 0 ? torch::equal(a, b) : torch::allclose(a, b, tolerance, tolerance);
+    if (!same) out.push_back(t);
   }
   return out;
 }
@@ -31,11 +34,11 @@ double max_abs_difference(const torch::Tensor& a, const torch::Tensor& b) {
 }  // namespace
 
 std::vector<int64_t> earlier_outputs_changed(FeedForward& layer, const torch::Tensor& h_BLD, int64_t position,
-                                             ForwardMode mode) {
+                                             ForwardMode mode, double tolerance) {
   const torch::Tensor base = layer_output(layer, h_BLD, mode);
   torch::Tensor perturbed = h_BLD.clone();
   perturbed.select(1, position).add_(torch::randn_like(perturbed.select(1, position)));
-  return changed_before(base, layer_output(layer, perturbed, mode), position);
+  return changed_before(base, layer_output(layer, perturbed, mode), position, tolerance);
 }
 
 std::vector<int64_t> earlier_logits_changed(LanguageModel& model, const torch::Tensor& tokens_BL, int64_t position,
@@ -46,7 +49,7 @@ std::vector<int64_t> earlier_logits_changed(LanguageModel& model, const torch::T
   torch::Tensor perturbed = tokens_BL.clone();
   perturbed.select(1, position).add_(1).remainder_(vocab_size);
   RoutingContext again(ForwardMode::Eval, false);
-  return changed_before(base, model.forward(perturbed, again), position);
+  return changed_before(base, model.forward(perturbed, again), position, 0);
 }
 
 double LayerComparison::worst() const {

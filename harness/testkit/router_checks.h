@@ -16,9 +16,14 @@
 namespace lory::testkit {
 
 // Positions before `position` whose layer output changed when the input at `position` (every
-// sequence of the batch) was perturbed. Empty = causal at that position.
+// sequence of the batch) was perturbed. Empty = causal at that position. `tolerance` 0 asks for
+// bit-identical outputs (right for segment routers, whose earlier outputs are computed from
+// exactly the same numbers). Routers that group tokens by expert need a tiny tolerance: when a
+// later token switches experts, the GEMM of an expert's group changes shape, and BLAS may round
+// the unchanged rows differently in the last bit (1e-12 relative in float64 is far below any
+// real leak).
 std::vector<int64_t> earlier_outputs_changed(FeedForward& layer, const torch::Tensor& h_BLD, int64_t position,
-                                             ForwardMode mode = ForwardMode::Train);
+                                             ForwardMode mode = ForwardMode::Train, double tolerance = 0);
 
 // The same for a whole model and its logits, perturbing one token id.
 std::vector<int64_t> earlier_logits_changed(LanguageModel& model, const torch::Tensor& tokens_BL, int64_t position,

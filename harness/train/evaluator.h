@@ -25,7 +25,7 @@ class Evaluator {
   Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch_size, int64_t tokens_per_domain,
             int64_t skip_first_tokens);
 
-  // `mode` names the routing rule in the stored rows ("train" or "prompt"). Targets before
+  // `mode` names the routing rule in the stored rows ("default" or "prompt"). Targets before
   // skip_first_tokens are never scored; under the prompt rule, neither are the prompt's.
   EvalResult evaluate(LanguageModel& model, int64_t step, const std::string& mode, const EvalRouting& routing,
                       bool routing_stats) const;

@@ -140,7 +140,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
   model->train();
 
   const auto evaluate_and_store = [&](int64_t step) {
-    std::vector<std::pair<std::string, EvalRouting>> modes = {{"train", {EvalRouting::Rule::Train, 0}}};
+    std::vector<std::pair<std::string, EvalRouting>> modes = {{"default", {EvalRouting::Rule::Train, 0}}};
     if (s.eval_prompt_routing) modes.push_back({"prompt", {EvalRouting::Rule::Prompt, s.eval_prompt_length}});
     for (const auto& [mode, routing] : modes) {
       const EvalResult result = evaluator.evaluate(*model, step, mode, routing, s.routing_stats);

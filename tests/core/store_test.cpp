@@ -22,8 +22,8 @@ TEST(ResultsStore, RunsMetricsEvalsAndRoutingStatsRoundTrip) {
   EXPECT_EQ(store.ensure_run(experiment, "abc123", "lory seed=1", R"({"trainer":{"seed":1}})", 1), run);
   store.mark_running(run, "v1", "host", 100, "checksum");
   store.write_metrics(run, {{10, "train/loss", 3.5}, {20, "train/loss", 3.0}});
-  store.write_evals(run, {{20, "books", "train", 512, 3.1, 22.2}});
-  store.write_routing_stats(run, {{20, "train", 0, "books", 3, 0.25, 0.5, 512}});
+  store.write_evals(run, {{20, "books", "default", 512, 3.1, 22.2}});
+  store.write_routing_stats(run, {{20, "default", 0, "books", 3, 0.25, 0.5, 512}});
   store.mark_finished(run, run_status::kDone, "", 20);
 
   const auto record = store.find_run(run);

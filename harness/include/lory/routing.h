@@ -18,7 +18,9 @@ namespace lory {
 enum class ForwardMode { Train, Eval };
 
 // How a forward that does not train routes.
-//  - Train: exactly as in training (Lory: segment k routed from the mean of segment k - 1).
+//  - Train: as in training, causally (Lory: segment k routed from the mean of segment k - 1). A
+//    router whose training rule is not causal (expert choice looks at the whole batch) uses its
+//    causal inference rule instead. This is the rule of the evaluation rows with mode "default".
 //  - Prompt: one routing decision per layer from the mean of the first `prompt_length` tokens,
 //    reused for every later token (the Lory paper's inference rule).
 //  - Inference: the router's own inference rule (a router option), with `prompt_length`.
@@ -82,5 +84,12 @@ class RoutingContext {
 // mean max weight, mean number of experts above 2/E, load imbalance (max/mean weight mass per
 // expert) and unused experts (no token with weight above 2/E).
 std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE);
+
+// Statistics of routers that dispatch tokens: router entropy over the full router distribution
+// probs_XE (nats), mean max probability, load imbalance (max/mean tokens per expert), unused
+// experts (no token), tokens per expert relative to the mean (min and max), and the fraction of
+// assignments dropped by capacity.
+std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, const torch::Tensor& tokens_per_expert_E,
+                                             int64_t assignments_made, int64_t assignments_dropped);
 
 }  // namespace lory

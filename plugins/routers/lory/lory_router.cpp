@@ -22,6 +22,7 @@ struct Options {
   FirstSegment first_segment;
   double router_init_std, balance_loss_weight;
   bool prompt_inference;  // inference_routing = "prompt"
+  bool prefix_routing;    // routing = "prefix"
   bool naive;             // implementation = "naive"
 };
 
@@ -36,6 +37,7 @@ Options read_options(const lory::ParamValues& p) {
   o.router_init_std = p.get_float("router_init_std");
   o.balance_loss_weight = p.get_float("balance_loss_weight");
   o.prompt_inference = p.get_string("inference_routing") == "prompt";
+  o.prefix_routing = p.get_string("routing") == "prefix";
   o.naive = p.get_string("implementation") == "naive";
   return o;
 }
@@ -108,9 +110,14 @@ class LoryFeedForward final : public lory::FeedForward {
         break;
     }
     // Segment k uses the weights computed from segment k - 1 of the same sequence: a shift along
-    // the segment axis of [B, N, E], never a flat roll across sequences.
-    const torch::Tensor w_BNE =
-        N > 1 ? torch::cat({first_BE.unsqueeze(1), probs_BNE.slice(1, 0, N - 1)}, 1) : first_BE.unsqueeze(1);
+    // the segment axis of [B, N, E], never a flat roll across sequences. The prefix-routing
+    // ablation instead reuses segment 1's weights for every later segment.
+    torch::Tensor w_BNE = first_BE.unsqueeze(1);
+    if (N > 1) {
+      const torch::Tensor later_BNE = options_.prefix_routing ? probs_BNE.slice(1, 0, 1).expand({B, N - 1, E})
+                                                              : probs_BNE.slice(1, 0, N - 1);
+      w_BNE = torch::cat({w_BNE, later_BNE}, 1);
+    }
     const torch::Tensor y_STD = run_experts(x_STD, w_BNE.reshape({B * N, E}));
     const torch::Tensor y_BLD = y_STD.view({B, N * T, D}).slice(1, 0, L);
     if (context.training() && options_.balance_loss_weight > 0 && N > 1) {
@@ -178,6 +185,9 @@ const LoryParamSpec kParams[] = {
      "weight of a Switch-style balance loss over segments (ablation; the paper uses none)"},
     {"inference_routing", LORY_PARAM_STRING, "segment", -LORY_UNBOUNDED, LORY_UNBOUNDED, "segment|prompt",
      "rule of `lory score`: segment = as in training; prompt = once per layer from the prompt's mean"},
+    {"routing", LORY_PARAM_STRING, "segment", -LORY_UNBOUNDED, LORY_UNBOUNDED, "segment|prefix",
+     "segment = each segment from the previous one (Lory); prefix = every segment from segment 1 (the paper's "
+     "prefix-routing ablation)"},
     {"chunk_segments", LORY_PARAM_INT, "16", 1, 1 << 20, nullptr,
      "segments merged at a time: bounds the merged weights alive at once"},
     {"implementation", LORY_PARAM_STRING, "chunked", -LORY_UNBOUNDED, LORY_UNBOUNDED, "chunked|naive",
