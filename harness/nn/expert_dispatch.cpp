@@ -16,13 +16,16 @@ torch::Tensor dispatch_to_experts(const torch::Tensor& h_XD, const ExpertAssignm
   const torch::Tensor counts_E = torch::bincount(assignments.expert_A, {}, E).cpu();
   const auto counts = counts_E.accessor<int64_t, 1>();
   const torch::Tensor rows_AD = h_XD.index_select(0, token_A);
+  // unbind, not [e]: the backward of E separate selects would build E full-size [E, ...] zero
+  // gradients (E^2 work); unbind's backward stacks the E slices once.
+  const std::vector<torch::Tensor> gate_FD = experts.w_gate_EFD.unbind(0), up_FD = experts.w_up_EFD.unbind(0),
+                                   down_DF = experts.w_down_EDF.unbind(0);
   std::vector<torch::Tensor> outputs;
   int64_t start = 0;
   for (int64_t e = 0; e < E; ++e) {
     const int64_t n = counts[e];
     if (n == 0) continue;
-    outputs.push_back(swiglu(rows_AD.slice(0, start, start + n), experts.w_gate_EFD[e], experts.w_up_EFD[e],
-                             experts.w_down_EDF[e]));
+    outputs.push_back(swiglu(rows_AD.slice(0, start, start + n), gate_FD[e], up_FD[e], down_DF[e]));
     start += n;
   }
   const torch::Tensor expert_out_AD = torch::cat(outputs) * gate_A.unsqueeze(-1);
