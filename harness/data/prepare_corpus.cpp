@@ -17,6 +17,7 @@
 #include "core/sha256.h"
 #include "core/results_store.h"
 #include "lory/corpus.h"
+#include "lory/corpus_writer.h"
 
 namespace lory::data {
 
@@ -103,12 +104,6 @@ std::vector<std::string> tokenizer_sample(const std::vector<TextDocument>& docum
   return lines;
 }
 
-void write_file(const fs::path& path, const void* data, size_t size) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
-  if (!out) throw UserError(fmt::format("cannot write '{}' (disk full?)", path.string()));
-}
-
 }  // namespace
 
 void prepare_corpus(const PrepareOptions& options) {
@@ -181,18 +176,24 @@ void prepare_corpus(const PrepareOptions& options) {
     }
   }
 
-  // 3. Tokenizer, built in a temporary folder next to the output so that the final rename is atomic.
-  const fs::path out(options.out);
-  const fs::path staging = out.string() + ".partial-" + std::to_string(::getpid());
-  fs::remove_all(staging, ec);
-  fs::create_directories(staging);
+  // 3. Tokenizer: its model is written into the corpus's staging folder.
+  if (options.tokenizer != "byte" && options.tokenizer != "sentencepiece") {
+    throw UserError(fmt::format("unknown --tokenizer '{}' (sentencepiece or byte)", options.tokenizer));
+  }
+  const uint32_t planned_vocab = options.tokenizer == "byte" ? 257 : options.training.vocab_size;
+  std::unique_ptr<CorpusWriter> writer;
   std::unique_ptr<Tokenizer> tokenizer;
   std::string tokenizer_note;
   if (options.tokenizer == "byte") {
+    writer = std::make_unique<CorpusWriter>(options.out, options.force, planned_vocab);
     tokenizer = make_byte_tokenizer();
     tokenizer_note = "byte-level";
-  } else if (options.tokenizer == "sentencepiece") {
-    const fs::path model_path = staging / "tokenizer.model";
+  } else {
+    // A reused model decides the vocabulary (and so the token width) itself.
+    uint32_t vocab = planned_vocab;
+    if (!options.tokenizer_model.empty()) vocab = load_sentencepiece(options.tokenizer_model)->vocab_size();
+    writer = std::make_unique<CorpusWriter>(options.out, options.force, vocab);
+    const fs::path model_path = fs::path(writer->staging_directory()) / "tokenizer.model";
     if (!options.tokenizer_model.empty()) {
       fs::copy_file(options.tokenizer_model, model_path, ec);
       if (ec) throw UserError(fmt::format("cannot copy tokenizer model '{}': {}", options.tokenizer_model, ec.message()));
@@ -207,8 +208,10 @@ void prepare_corpus(const PrepareOptions& options) {
                                    sample.size(), seconds_since(t0));
     }
     tokenizer = load_sentencepiece(model_path.string());
-  } else {
-    throw UserError(fmt::format("unknown --tokenizer '{}' (sentencepiece or byte)", options.tokenizer));
+    if (tokenizer->vocab_size() != vocab) {
+      throw UserError(fmt::format("SentencePiece produced a vocabulary of {} pieces, not the {} asked for", tokenizer->vocab_size(),
+                                  vocab));
+    }
   }
 
   // 4. Encode, in parallel over documents.
@@ -235,58 +238,13 @@ void prepare_corpus(const PrepareOptions& options) {
   const double encode_seconds = seconds_since(t_encode);
 
   // 5. Files.
-  CorpusManifest manifest;
-  manifest.tokenizer = tokenizer->kind();
-  manifest.vocab_size = tokenizer->vocab_size();
-  manifest.eod_id = tokenizer->eod_id();
-  manifest.token_bytes = manifest.vocab_size <= 65536 ? 2 : 4;
-  manifest.domains.resize(domain_names.size());
-  for (size_t i = 0; i < domain_names.size(); ++i) manifest.domains[i].name = domain_names[i];
-  std::vector<DocumentRecord> records;
-  std::string ids_text;
-  std::vector<uint16_t> tokens16;
-  std::vector<uint32_t> tokens32;
-  uint64_t offset = 0;
   uint64_t text_bytes = 0;
   for (size_t i = 0; i < documents.size(); ++i) {
-    const auto& ids = encoded[i];
-    if (ids.empty()) continue;
-    DocumentRecord r{};
-    r.offset = offset;
-    r.length = static_cast<uint32_t>(ids.size());
-    r.domain = domain_id[documents[i].domain];
-    r.split = split[i];
-    records.push_back(r);
-    ids_text += documents[i].id + "\n";
-    if (manifest.token_bytes == 2) {
-      for (uint32_t id : ids) tokens16.push_back(static_cast<uint16_t>(id));
-    } else {
-      tokens32.insert(tokens32.end(), ids.begin(), ids.end());
-    }
-    offset += ids.size();
+    if (encoded[i].empty()) continue;
+    writer->add_document(documents[i].id, domain_id[documents[i].domain], static_cast<Split>(split[i]),
+                         encoded[i].data(), encoded[i].size());
     text_bytes += documents[i].text.size();
-    DomainCounts& c = manifest.domains[r.domain];
-    if (r.split == static_cast<uint8_t>(Split::Train)) {
-      ++c.train_documents;
-      c.train_tokens += ids.size();
-    } else {
-      ++c.heldout_documents;
-      c.heldout_tokens += ids.size();
-    }
   }
-  manifest.total_tokens = offset;
-  manifest.total_documents = records.size();
-  const size_t token_bytes = manifest.token_bytes == 2 ? tokens16.size() * 2 : tokens32.size() * 4;
-  const void* token_data = manifest.token_bytes == 2 ? static_cast<const void*>(tokens16.data()) : tokens32.data();
-  write_file(staging / "tokens.bin", token_data, token_bytes);
-  write_file(staging / "documents.bin", records.data(), records.size() * sizeof(DocumentRecord));
-  write_file(staging / "document_ids.txt", ids_text.data(), ids_text.size());
-  std::string domains_tsv;
-  for (size_t i = 0; i < domain_names.size(); ++i) domains_tsv += std::to_string(i) + "\t" + domain_names[i] + "\n";
-  write_file(staging / "domains.tsv", domains_tsv.data(), domains_tsv.size());
-  manifest.tokens_sha256 = sha256_file_hex((staging / "tokens.bin").string());
-  manifest.documents_sha256 = sha256_file_hex((staging / "documents.bin").string());
-
   nlohmann::json extra;
   extra["created_at"] = utc_now_iso8601();
   extra["created_by"] = current_code_version();
@@ -307,11 +265,7 @@ void prepare_corpus(const PrepareOptions& options) {
   }
   extra["sources"] = source_list;
   extra["text_bytes"] = text_bytes;
-  const std::string manifest_text = corpus_manifest_json(manifest, extra.dump());
-  write_file(staging / "manifest.json", manifest_text.data(), manifest_text.size());
-
-  if (fs::exists(out, ec)) fs::remove_all(out);
-  fs::rename(staging, out);
+  const CorpusManifest manifest = writer->finish(tokenizer->kind(), tokenizer->eod_id(), domain_names, extra.dump());
 
   std::printf("wrote %s: %llu documents, %llu tokens (%.2f bytes/token), encoded in %.1f s, %.1f s in all\n",
               options.out.c_str(), static_cast<unsigned long long>(manifest.total_documents),
