@@ -71,6 +71,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+constexpr size_t kMaxSampleLine = 4096;
+
 // Training text for the tokenizer: the same share of bytes from every domain (so that a large
 // domain does not dictate the vocabulary), documents taken in hash order, training split only.
 std::vector<std::string> tokenizer_sample(const std::vector<TextDocument>& documents, const std::vector<uint8_t>& split,
@@ -93,8 +95,19 @@ std::vector<std::string> tokenizer_sample(const std::vector<TextDocument>& docum
       while (start < text.size() && taken < per_domain) {
         size_t end = text.find('\n', start);
         if (end == std::string::npos) end = text.size();
+        // Lines longer than a SentencePiece sentence (a speech with no line breaks) are cut at
+        // spaces, so all of their text can be sampled and only what is kept counts.
+        while (end - start > kMaxSampleLine) {
+          size_t cut = text.rfind(' ', start + kMaxSampleLine);
+          if (cut == std::string::npos || cut <= start) cut = start + kMaxSampleLine;
+          lines.emplace_back(text.substr(start, cut - start));
+          taken += cut - start;
+          start = cut + 1;
+          if (taken >= per_domain) break;
+        }
+        if (taken >= per_domain) break;
         if (end > start) {
-          lines.emplace_back(text.substr(start, std::min<size_t>(end - start, 16000)));
+          lines.emplace_back(text.substr(start, end - start));
           taken += end - start;
         }
         start = end + 1;
@@ -162,16 +175,22 @@ void prepare_corpus(const PrepareOptions& options) {
   {
     std::vector<std::vector<std::pair<double, size_t>>> by_domain(domain_names.size());
     for (size_t i = 0; i < documents.size(); ++i) {
-      by_domain[domain_id[documents[i].domain]].push_back({split_hash_fraction(options.split_salt, documents[i].id), i});
+      by_domain[domain_id[documents[i].domain]].push_back({split_hash_fraction(options.split_salt, documents[i].group), i});
     }
     for (auto& entries : by_domain) {
       std::sort(entries.begin(), entries.end());
       // Documents with the smallest hashes are held out: a fraction, at least the minimum, and
-      // always leaving one training document.
+      // always leaving one training document. Parts of one group have one hash, so they sit
+      // next to each other here and are held out (or not) together.
       size_t heldout = 0;
       while (heldout < entries.size() && entries[heldout].first < options.heldout_fraction) ++heldout;
       heldout = std::max<size_t>(heldout, std::min<uint64_t>(options.min_heldout_documents, entries.size() - 1));
       heldout = std::min(heldout, entries.size() - 1);
+      while (heldout > 0 && heldout < entries.size() && entries[heldout].first == entries[heldout - 1].first) ++heldout;
+      if (heldout == entries.size()) {
+        // A domain that is a single group: hold none of it out rather than all of it.
+        heldout = 0;
+      }
       for (size_t k = 0; k < heldout; ++k) split[entries[k].second] = static_cast<uint8_t>(Split::Heldout);
     }
   }

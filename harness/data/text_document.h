@@ -11,6 +11,8 @@ struct TextDocument {
   std::string id;
   std::string domain;
   std::string text;
+  // Documents of one group (the parts of a long text) share their held-out split; default: id.
+  std::string group;
 };
 
 enum class BadLinePolicy { Stop, Skip };
@@ -30,7 +32,8 @@ struct SourceSummary {
   uint64_t bytes = 0;
 };
 
-// Appends the records of a JSONL file (plain or gzip) of {"id", "domain", "text"} objects.
+// Appends the records of a JSONL file (plain or gzip) of {"id", "domain", "text"} objects, with
+// an optional "group" (documents of one group are held out together).
 // A malformed line throws UserError "file:line: ..." under Stop, and is counted under Skip.
 void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextDocument>& out, ReadCounts& counts,
                 SourceSummary& summary);

@@ -67,7 +67,11 @@ void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextD
         doc.id = record["id"].is_string() ? record["id"].get<std::string>() : std::to_string(record["id"].get<int64_t>());
         doc.domain = record["domain"].get<std::string>();
         doc.text = record["text"].get<std::string>();
-        if (doc.domain.empty() || doc.domain.find_first_of("\t\n") != std::string::npos) {
+        const bool has_group = record.contains("group");
+        doc.group = has_group && record["group"].is_string() ? record["group"].get<std::string>() : doc.id;
+        if (has_group && !record["group"].is_string()) {
+          problem = "\"group\" must be a string";
+        } else if (doc.domain.empty() || doc.domain.find_first_of("\t\n") != std::string::npos) {
           problem = "\"domain\" must be a non-empty name without tabs or newlines";
         } else if (doc.id.find('\n') != std::string::npos) {
           problem = "\"id\" must not contain a newline";
@@ -122,7 +126,8 @@ void read_folder(const std::string& directory, const std::string& domain, std::v
     }
     summary.documents += 1;
     summary.bytes += text.size();
-    out.push_back({domain + "/" + file.lexically_relative(directory).generic_string(), domain, std::move(text)});
+    const std::string id = domain + "/" + file.lexically_relative(directory).generic_string();
+    out.push_back({id, domain, std::move(text), id});
   }
 }
 

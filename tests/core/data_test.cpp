@@ -74,6 +74,37 @@ TEST(LoryData, HeldOutSplitIsDeterministicDisjointAndIndependentOfInputOrder) {
   EXPECT_EQ(train.size() + heldout.size(), corpus_a->document_count());
 }
 
+TEST(LoryData, PartsOfOneGroupAreHeldOutTogether) {
+  TempDir dir;
+  std::string jsonl;
+  for (int doc = 0; doc < 40; ++doc) {
+    for (int part = 1; part <= 3; ++part) {
+      jsonl += nlohmann::json{{"id", fmt::format("book{}/part{}", doc, part)},
+                              {"group", fmt::format("book{}", doc)},
+                              {"domain", "books"},
+                              {"text", fmt::format("text of book {} part {}", doc, part)}}
+                   .dump() +
+               "\n";
+    }
+  }
+  testing::write_text(dir.file("parts.jsonl"), jsonl);
+  const auto prepared = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte --heldout-fraction 0.2",
+                                                lory_data(), dir.file("c"), dir.file("parts.jsonl")));
+  ASSERT_EQ(prepared.exit_code, 0) << prepared.output;
+  const auto corpus = Corpus::open(dir.file("c"));
+  std::map<std::string, std::set<uint8_t>> splits_of_group;
+  for (size_t i = 0; i < corpus->document_count(); ++i) {
+    const std::string& id = corpus->document_id(i);
+    splits_of_group[id.substr(0, id.find('/'))].insert(corpus->document(i).split);
+  }
+  size_t heldout_groups = 0;
+  for (const auto& [group, splits] : splits_of_group) {
+    EXPECT_EQ(splits.size(), 1u) << group << " is split across train and held-out";
+    heldout_groups += splits.count(static_cast<uint8_t>(Split::Heldout));
+  }
+  EXPECT_GT(heldout_groups, 0u);
+}
+
 TEST(LoryData, MinimumHeldOutDocumentsPerDomainIsRespected) {
   TempDir dir;
   const auto corpus = Corpus::open(
