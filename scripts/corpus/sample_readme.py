@@ -16,7 +16,8 @@ A committed extract of the corpus that `scripts/fetch-corpus` builds from Debian
 packages, for the offline quickstart (`scripts/quickstart`) and for tests. Each file is gzipped
 JSONL, one document a line: `{{"id": "...", "domain": "...", "text": "..."}}`. Ids name where a
 text came from (`books/austen/emma/ch012`); documents longer than {max_kb:g} kB are split at
-paragraph boundaries into `.../part1`, `.../part2`, ...
+paragraph boundaries into `.../part1`, `.../part2`, ..., which share a `"group"` (the original id):
+lory-data holds out a group's parts together.
 
 Only public-domain or permissively licensed texts are included. Left out on purpose: the Brown
 corpus (its notice says "redistribution permitted" without saying for which uses), Reuters-21578
@@ -37,11 +38,11 @@ It runs
 
     scripts/fetch-corpus --domains {domains} \\
       --sources {sources} \\
-      --cap-mb {cap_mb:g} --max-doc-kb {max_kb:g} --no-prepare --out results/corpora/sample
+      --cap-mb {cap_mb:g} --max-doc-kb {max_kb:g} --no-prepare --out results/corpora/sample-source
 
 and gzips each JSONL file with `gzip -n` (no name or time stamp), so the same package versions
 give byte-identical files. Within a domain a document is kept when
-sha256(id) / 2^256 < cap / domain size, so every source stays represented.
+sha256(group) / 2^256 < cap / domain size, so every source stays represented.
 """
 
 
