@@ -75,4 +75,14 @@ double InstanceStream::adjacent_same_domain_rate() const {
   return static_cast<double>(same) / static_cast<double>(order.size() - 1);
 }
 
+double InstanceStream::random_order_same_domain_rate() const {
+  const double n = static_cast<double>(plan_.document_order.size());
+  if (n < 2) return 0.0;
+  std::vector<double> per_domain(corpus_.domain_count(), 0.0);
+  for (uint32_t doc : plan_.document_order) per_domain[corpus_.document(doc).domain] += 1;
+  double rate = 0;
+  for (double count : per_domain) rate += count * (count - 1) / (n * (n - 1));
+  return rate;
+}
+
 }  // namespace lory

@@ -122,10 +122,18 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
   store.mark_running(run.id, current_code_version(), current_host(), s.steps, setup.corpus().checksum());
   store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
   if (!start_dense || saved) store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
-  store.set_run_attribute(run.id, "batcher_plan", data.stream().plan().description);
-  store.set_run_attribute(run.id, "adjacent_same_domain_rate", fmt::format("{:.6f}", data.stream().adjacent_same_domain_rate()));
-  for (const auto& [name, value] : data.stream().plan().stats) {
+  const InstanceStream& stream = data.stream();
+  store.set_run_attribute(run.id, "batcher_plan", stream.plan().description);
+  store.set_run_attribute(run.id, "adjacent_same_domain_rate", fmt::format("{:.6f}", stream.adjacent_same_domain_rate()));
+  store.set_run_attribute(run.id, "random_order_same_domain_rate",
+                          fmt::format("{:.6f}", stream.random_order_same_domain_rate()));
+  store.set_run_attribute(run.id, "dropped_documents", std::to_string(stream.plan().dropped_documents.size()));
+  std::printf("data: %s; %zu instances; adjacent documents share a domain %.1f%% of the time (random order: %.1f%%)\n",
+              stream.plan().description.c_str(), stream.instance_count(), 100 * stream.adjacent_same_domain_rate(),
+              100 * stream.random_order_same_domain_rate());
+  for (const auto& [name, value] : stream.plan().stats) {
     store.set_run_attribute(run.id, "batcher/" + name, fmt::format("{}", value));
+    std::printf("  batcher %s = %g\n", name.c_str(), value);
   }
   store.set_run_attribute(run.id, "threads", std::to_string(torch::get_num_threads()));
 

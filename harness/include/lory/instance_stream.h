@@ -23,8 +23,10 @@ class InstanceStream {
   // instance_length() entries. The end-of-document token counts as part of the document before it.
   void fill(size_t index, uint32_t* tokens, uint16_t* domains, uint32_t* documents) const;
 
-  // Fraction of adjacent document pairs in the stream that share a domain.
+  // Fraction of adjacent document pairs in the stream that share a domain, and what a random
+  // order of the same documents would give on average.
   double adjacent_same_domain_rate() const;
+  double random_order_same_domain_rate() const;
 
  private:
   const Corpus& corpus_;

@@ -1,0 +1,116 @@
+#include "document_embedding.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+#include "lory/seeded_random.h"
+
+namespace lory_plugins::similarity {
+
+namespace {
+
+void normalise_rows(Embeddings& e) {
+  const size_t rows = e.vectors.size() / static_cast<size_t>(e.dimension);
+  for (size_t r = 0; r < rows; ++r) {
+    float* v = e.vectors.data() + r * static_cast<size_t>(e.dimension);
+    double norm = 0;
+    for (int64_t d = 0; d < e.dimension; ++d) norm += static_cast<double>(v[d]) * v[d];
+    const float scale = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
+    for (int64_t d = 0; d < e.dimension; ++d) v[d] *= scale;
+  }
+}
+
+}  // namespace
+
+Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32_t>& documents, int64_t dimension) {
+  const uint32_t vocab = corpus.manifest().vocab_size;
+  // Document frequencies over the embedded documents.
+  std::vector<uint32_t> document_frequency(vocab, 0), last_seen(vocab, UINT32_MAX);
+  std::vector<uint32_t> tokens;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    const lory::DocumentRecord& record = corpus.document(documents[i]);
+    tokens.resize(record.length);
+    corpus.copy_tokens(record.offset, record.length, tokens.data());
+    for (uint32_t t : tokens) {
+      if (last_seen[t] != i) {
+        last_seen[t] = static_cast<uint32_t>(i);
+        ++document_frequency[t];
+      }
+    }
+  }
+  const double n = static_cast<double>(documents.size());
+  std::vector<float> idf(vocab);
+  for (uint32_t t = 0; t < vocab; ++t) idf[t] = static_cast<float>(std::log((n + 1) / (document_frequency[t] + 1)) + 1);
+  // The projection is fixed (not the run's seed), so the plan and its cache do not depend on it.
+  std::vector<float> projection(static_cast<size_t>(vocab) * static_cast<size_t>(dimension));
+  lory::SeededRandom random(0x51A11A7);
+  for (float& x : projection) {
+    const double u1 = std::max(random.uniform(), 1e-300), u2 = random.uniform();
+    x = static_cast<float>(std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2));
+  }
+  Embeddings out;
+  out.dimension = dimension;
+  out.vectors.assign(documents.size() * static_cast<size_t>(dimension), 0.0f);
+  std::vector<uint32_t> count(vocab, 0), touched;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    const lory::DocumentRecord& record = corpus.document(documents[i]);
+    tokens.resize(record.length);
+    corpus.copy_tokens(record.offset, record.length, tokens.data());
+    touched.clear();
+    for (uint32_t t : tokens) {
+      if (count[t]++ == 0) touched.push_back(t);
+    }
+    float* row = out.vectors.data() + i * static_cast<size_t>(dimension);
+    for (uint32_t t : touched) {
+      const float weight = (1.0f + std::log(static_cast<float>(count[t]))) * idf[t];
+      const float* r = projection.data() + static_cast<size_t>(t) * static_cast<size_t>(dimension);
+      for (int64_t d = 0; d < dimension; ++d) row[d] += weight * r[d];
+      count[t] = 0;
+    }
+  }
+  normalise_rows(out);
+  return out;
+}
+
+Embeddings embeddings_from_file(const std::string& path, const lory::Corpus& corpus,
+                                const std::vector<uint32_t>& documents) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("batcher.similarity.embedding_file '{}' cannot be read", path));
+  char magic[8];
+  uint64_t rows = 0, dimension = 0;
+  in.read(magic, 8);
+  in.read(reinterpret_cast<char*>(&rows), 8);
+  in.read(reinterpret_cast<char*>(&dimension), 8);
+  if (!in || std::memcmp(magic, "LORYEMB1", 8) != 0) {
+    throw std::runtime_error(fmt::format("'{}' is not a lory embedding file (LORYEMB1 header)", path));
+  }
+  if (rows != corpus.document_count()) {
+    throw std::runtime_error(fmt::format("'{}' has {} rows but the corpus has {} documents: it was made for another "
+                                         "corpus",
+                                         path, rows, corpus.document_count()));
+  }
+  std::vector<float> all(rows * dimension);
+  in.read(reinterpret_cast<char*>(all.data()), static_cast<std::streamsize>(all.size() * sizeof(float)));
+  if (!in) throw std::runtime_error(fmt::format("'{}' is truncated", path));
+  Embeddings out;
+  out.dimension = static_cast<int64_t>(dimension);
+  out.vectors.resize(documents.size() * dimension);
+  for (size_t i = 0; i < documents.size(); ++i) {
+    std::memcpy(out.vectors.data() + i * dimension, all.data() + documents[i] * dimension, dimension * sizeof(float));
+  }
+  normalise_rows(out);
+  return out;
+}
+
+float cosine(const Embeddings& e, size_t a, size_t b) {
+  const float *x = e.row(a), *y = e.row(b);
+  float dot = 0;
+  for (int64_t d = 0; d < e.dimension; ++d) dot += x[d] * y[d];
+  return dot;
+}
+
+}  // namespace lory_plugins::similarity

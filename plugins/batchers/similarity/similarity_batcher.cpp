@@ -1,0 +1,190 @@
+// The `similarity` batcher (Lory §2, after In-Context Pretraining): training documents are
+// embedded, linked to their k nearest neighbours, and chained greedily so that neighbouring
+// documents in a training sequence are similar; the cut instances are then shuffled (seeded), so
+// that neighbouring instances stay diverse. The plan is cached under the corpus checksum and
+// the plan options; the run's seed only changes the instance shuffle.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "core/sha256.h"
+#include "document_embedding.h"
+#include "greedy_chaining.h"
+#include "lory/batcher_api.h"
+#include "lory/plugin.h"
+#include "lory/seeded_random.h"
+#include "neighbour_graph.h"
+#include "plan_cache.h"
+
+namespace lory_plugins::similarity {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Everything the chains depend on; the key of the cache.
+std::string plan_key(const lory::BatcherContext& context, const lory::ParamValues& p) {
+  std::string options = "similarity-plan-v1";
+  for (const char* name : {"embedding", "embedding_file", "dimension", "neighbours", "index", "exact_below",
+                           "dedup_threshold", "max_chain_length", "backtrack", "attach_orphans"}) {
+    options += fmt::format("|{}={}", name,
+                           p.has(name) ? std::visit([](const auto& v) { return fmt::format("{}", v); }, p.all().at(name))
+                                       : "");
+  }
+  return lory::sha256_hex(context.corpus.checksum() + "|" + options);
+}
+
+double percentile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  return values[static_cast<size_t>(std::min<double>(values.size() - 1, std::floor(q * static_cast<double>(values.size()))))];
+}
+
+CachedPlan build_plan(const lory::BatcherContext& context, const lory::ParamValues& p) {
+  const lory::Corpus& corpus = context.corpus;
+  const std::vector<uint32_t> documents = corpus.documents_of_split(lory::Split::Train);
+  CachedPlan plan;
+  auto t = Clock::now();
+  const bool from_file = p.get_string("embedding") == "file";
+  if (from_file && p.get_string("embedding_file").empty()) {
+    throw std::invalid_argument("batcher.similarity: embedding = \"file\" needs embedding_file = \"PATH\"");
+  }
+  const Embeddings embeddings = from_file
+                                    ? embeddings_from_file(p.get_string("embedding_file"), corpus, documents)
+                                    : tfidf_projection(corpus, documents, p.get_int("dimension"));
+  plan.stats["seconds_embedding"] = seconds_since(t);
+  const NeighbourGraph graph = nearest_neighbours(embeddings, p.get_int("neighbours"), p.get_string("index"),
+                                                  p.get_int("exact_below"), static_cast<int>(p.get_int("threads")));
+  plan.stats["seconds_index_build"] = graph.build_seconds;
+  plan.stats["seconds_search"] = graph.search_seconds;
+  t = Clock::now();
+  const Chains chains = greedy_chains(graph, static_cast<int64_t>(documents.size()), p.get_float("dedup_threshold"),
+                                      p.get_int("max_chain_length"), p.get_int("backtrack"),
+                                      p.get_bool("attach_orphans"));
+  plan.stats["seconds_chaining"] = seconds_since(t);
+
+  std::vector<int64_t> rows;  // rows of the embedding matrix in plan order
+  std::vector<double> lengths;
+  double within_chain_cosine = 0;
+  int64_t within_chain_pairs = 0;
+  for (const auto& chain : chains.chains) {
+    lengths.push_back(static_cast<double>(chain.size()));
+    for (size_t i = 0; i < chain.size(); ++i) {
+      rows.push_back(chain[i]);
+      if (i > 0) {
+        within_chain_cosine += cosine(embeddings, static_cast<size_t>(chain[i - 1]), static_cast<size_t>(chain[i]));
+        ++within_chain_pairs;
+      }
+    }
+  }
+  for (int64_t row : rows) plan.document_order.push_back(documents[static_cast<size_t>(row)]);
+  for (int64_t row : chains.dropped) plan.dropped.push_back(documents[static_cast<size_t>(row)]);
+
+  // Quality: similarity and domain agreement of adjacent documents, against what a random order
+  // of the same documents would give.
+  double adjacent_cosine = 0;
+  int64_t same_domain = 0;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    adjacent_cosine += cosine(embeddings, static_cast<size_t>(rows[i - 1]), static_cast<size_t>(rows[i]));
+    same_domain += corpus.document(plan.document_order[i]).domain == corpus.document(plan.document_order[i - 1]).domain;
+  }
+  const double pairs = std::max<double>(1, static_cast<double>(rows.size()) - 1);
+  std::vector<double> per_domain(corpus.domain_count(), 0);
+  for (uint32_t doc : plan.document_order) per_domain[corpus.document(doc).domain] += 1;
+  double random_same = 0;
+  const double n = static_cast<double>(plan.document_order.size());
+  for (double count : per_domain) random_same += n > 1 ? count * (count - 1) / (n * (n - 1)) : 0;
+  lory::SeededRandom sampler(12345);
+  double random_cosine = 0;
+  const int samples = std::min<int>(20000, static_cast<int>(rows.size()));
+  for (int s = 0; s < samples; ++s) {
+    random_cosine += cosine(embeddings, sampler.below(rows.size()), sampler.below(rows.size()));
+  }
+  plan.stats["adjacent_same_domain"] = static_cast<double>(same_domain) / pairs;
+  plan.stats["random_adjacent_same_domain"] = random_same;
+  plan.stats["adjacent_cosine"] = adjacent_cosine / pairs;
+  plan.stats["within_chain_adjacent_cosine"] = within_chain_pairs > 0 ? within_chain_cosine / within_chain_pairs : 0;
+  plan.stats["random_pair_cosine"] = samples > 0 ? random_cosine / samples : 0;
+  plan.stats["chains"] = static_cast<double>(chains.chains.size());
+  plan.stats["chain_length_mean"] = lengths.empty() ? 0 : std::accumulate(lengths.begin(), lengths.end(), 0.0) / lengths.size();
+  plan.stats["chain_length_median"] = percentile(lengths, 0.5);
+  plan.stats["chain_length_p90"] = percentile(lengths, 0.9);
+  plan.stats["chain_length_max"] = lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
+  plan.stats["dropped_near_duplicates"] = static_cast<double>(chains.dropped.size());
+  plan.stats["documents"] = static_cast<double>(documents.size());
+  plan.description = fmt::format("similarity: {} embeddings (d={}), {}-NN by {}, {} chains over {} documents{}",
+                                 from_file ? "file" : "tf-idf projection", embeddings.dimension,
+                                 p.get_int("neighbours"), graph.method, chains.chains.size(), rows.size(),
+                                 chains.dropped.empty() ? "" : fmt::format(", {} near-duplicates dropped", chains.dropped.size()));
+  return plan;
+}
+
+}  // namespace
+
+class SimilarityBatcher final : public lory::BatcherPlugin {
+ public:
+  lory::InstancePlan plan(const lory::BatcherContext& context, const lory::ParamValues& params) override {
+    const std::string key = plan_key(context, params);
+    const std::string path = context.cache_dir.empty() ? "" : plan_cache_path(context.cache_dir, key);
+    std::optional<CachedPlan> cached = path.empty() ? std::nullopt : load_cached_plan(path, key);
+    const bool hit = cached.has_value();
+    if (!cached) {
+      cached = build_plan(context, params);
+      if (!path.empty()) store_cached_plan(path, key, *cached);
+    }
+    lory::InstancePlan plan;
+    plan.document_order = std::move(cached->document_order);
+    plan.dropped_documents = std::move(cached->dropped);
+    plan.stats = std::move(cached->stats);
+    plan.stats["cache_hit"] = hit ? 1 : 0;
+    plan.description = cached->description + (hit ? " (cached plan)" : "");
+    if (params.get_bool("shuffle_instances")) {
+      uint64_t stream = 0;
+      for (uint32_t doc : plan.document_order) stream += context.corpus.document(doc).length + 1;
+      plan.instance_order.resize(stream / static_cast<uint64_t>(context.context_length + 1));
+      std::iota(plan.instance_order.begin(), plan.instance_order.end(), 0);
+      lory::SeededRandom random(context.seed);
+      random.shuffle(plan.instance_order);
+    }
+    return plan;
+  }
+};
+
+std::unique_ptr<lory::BatcherPlugin> create() { return std::make_unique<SimilarityBatcher>(); }
+
+const LoryParamSpec kParams[] = {
+    {"embedding", LORY_PARAM_STRING, "tfidf", -LORY_UNBOUNDED, LORY_UNBOUNDED, "tfidf|file",
+     "tfidf = TF-IDF over the corpus tokens, randomly projected; file = vectors from embedding_file"},
+    {"embedding_file", LORY_PARAM_STRING, "", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
+     "LORYEMB1 file of one vector per corpus document (e.g. `lory embed RUN`)"},
+    {"dimension", LORY_PARAM_INT, "128", 8, 4096, nullptr, "dimension of the projected TF-IDF vectors"},
+    {"neighbours", LORY_PARAM_INT, "10", 1, 1000, nullptr, "k of the nearest-neighbour graph"},
+    {"index", LORY_PARAM_STRING, "auto", -LORY_UNBOUNDED, LORY_UNBOUNDED, "auto|exact|hnsw|ivf",
+     "FAISS search: exact (flat), HNSW, IVF-flat; auto = exact below exact_below documents, else HNSW"},
+    {"exact_below", LORY_PARAM_INT, "20000", 0, 1e12, nullptr, "corpus size under which auto uses exact search"},
+    {"dedup_threshold", LORY_PARAM_FLOAT, "1", 0, 1, nullptr,
+     "drop a document whose cosine to a kept earlier neighbour is at least this; 1 = keep all"},
+    {"max_chain_length", LORY_PARAM_INT, "0", 0, 1e12, nullptr,
+     "documents per chain before jumping to a new start; 0 = unlimited (In-Context Pretraining used 21)"},
+    {"backtrack", LORY_PARAM_INT, "16", 0, 1e6, nullptr,
+     "when stuck, look for an unused neighbour of the last N chain documents before jumping; 0 = In-Context "
+     "Pretraining's rule"},
+    {"attach_orphans", LORY_PARAM_BOOL, "true", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
+     "move a chain of one document next to its most similar neighbour in a longer chain"},
+    {"shuffle_instances", LORY_PARAM_BOOL, "true", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
+     "shuffle the cut instances with the run's seed (neighbouring instances stay diverse)"},
+    {"threads", LORY_PARAM_INT, "1", 1, 256, nullptr, "FAISS (OpenMP) threads"},
+};
+
+}  // namespace lory_plugins::similarity
+
+LORY_PLUGIN_METADATA(LORY_PLUGIN_BATCHER, "similarity",
+                     "Chains of similar documents (TF-IDF embeddings, FAISS kNN, greedy traversal), then shuffled "
+                     "instances",
+                     lory_plugins::similarity::kParams)
+LORY_BATCHER_FACTORY(lory_plugins::similarity::create)
