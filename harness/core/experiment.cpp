@@ -65,6 +65,8 @@ void read_with_includes(const std::string& path, Diagnostics& diagnostics, std::
       ConfigNode part = ConfigNode::table();
       read_with_includes(included.lexically_normal().string(), diagnostics, stack, part);
       stack.pop_back();
+      // An included file lends its base config, not its grid: each experiment states its own cells.
+      part.erase("grid");
       merge_config(merged, part);
     }
     file_tree.erase("include");
@@ -114,6 +116,13 @@ std::string join_path(const std::vector<std::string>& path) {
   std::string out;
   for (size_t i = 0; i < path.size(); ++i) out += (i ? "." : "") + path[i];
   return out;
+}
+
+// The name a swept key gets in a cell label: its last component, or the section for a plugin
+// choice ("batcher=similarity" rather than "plugin=similarity").
+std::string label_key(const std::vector<std::string>& path) {
+  if (path.size() >= 2 && path.back() == "plugin") return path[path.size() - 2];
+  return path.back();
 }
 
 std::string value_label(const ConfigNode& value) {
@@ -166,7 +175,7 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
         for (const Leaf& leaf : leaves) {
           point.overrides.push_back({leaf.path, *leaf.node, leaf.node->key_where()});
           if (!labelled) {
-            point.label_parts.push_back({leaf.path.back() + "=" + value_label(*leaf.node), join_path(leaf.path)});
+            point.label_parts.push_back({label_key(leaf.path) + "=" + value_label(*leaf.node), join_path(leaf.path)});
           }
         }
         axis.push_back(std::move(point));
@@ -187,7 +196,7 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
       diagnostics.error(leaf.node->where(), fmt::format("'{}.{}' sweeps no values", where_name, join_path(leaf.path)));
     }
     for (const ConfigNode& value : leaf.node->children()) {
-      axis.push_back({{{leaf.path.back() + "=" + value_label(value), join_path(leaf.path)}},
+      axis.push_back({{{label_key(leaf.path) + "=" + value_label(value), join_path(leaf.path)}},
                       {{leaf.path, value, leaf.node->key_where()}}});
     }
     return axis;
