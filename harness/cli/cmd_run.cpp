@@ -8,6 +8,7 @@
 #include "core/experiment.h"
 #include "core/plugin_loader.h"
 #include "core/results_store.h"
+#include "core/sha256.h"
 #include "core/text_table.h"
 #include "supervisor.h"
 
@@ -20,6 +21,10 @@ struct RunOptions {
   std::string db = ResultsStore::kDefaultPath;
   bool dry_run = false;
   std::vector<std::string> plugin_path;
+  int jobs = 1;
+  bool retry_failed = false, fail_fast = false, allow_corpus_change = false, code_version_in_identity = false;
+  std::string order = "grid";
+  uint64_t order_seed = 0;
 };
 
 void print_dry_run(const Experiment& experiment) {
@@ -62,6 +67,10 @@ void run_experiment_command(const RunOptions& options) {
     throw UserError(fmt::format("{} error{} in {}:\n{}", count, count == 1 ? "" : "s", options.experiment_file,
                                 report));
   }
+  if (options.code_version_in_identity) {
+    // Asked for: the same config built by other code is another cell.
+    for (ExperimentCell& cell : experiment.cells) cell.identity = sha256_hex(cell.identity + current_code_version());
+  }
   if (options.dry_run) {
     print_dry_run(experiment);
     return;
@@ -69,6 +78,12 @@ void run_experiment_command(const RunOptions& options) {
   SupervisorOptions supervisor;
   supervisor.db_path = options.db;
   supervisor.plugin_path = plugin_path;
+  supervisor.jobs = options.jobs;
+  supervisor.retry_failed = options.retry_failed;
+  supervisor.fail_fast = options.fail_fast;
+  supervisor.allow_corpus_change = options.allow_corpus_change;
+  supervisor.shuffle_order = options.order == "shuffled";
+  supervisor.order_seed = options.order_seed;
   run_grid(experiment, supervisor);
 }
 
@@ -81,6 +96,20 @@ void register_run_command(CLI::App& app) {
   cmd->add_option("--db", options->db, "Results database")->capture_default_str();
   cmd->add_flag("--dry-run", options->dry_run, "Print the expanded cells (keys that differ) without training");
   cmd->add_option("--plugin-path", options->plugin_path, "Extra plugin folder or file (repeatable)");
+  cmd->add_option("--jobs,-j", options->jobs, "Cells trained at once, each in its own worker")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_flag("--retry-failed", options->retry_failed, "Train failed and diverged cells again");
+  cmd->add_flag("--fail-fast", options->fail_fast, "Stop the grid at the first failed or diverged cell");
+  cmd->add_flag("--allow-corpus-change", options->allow_corpus_change,
+                "Go on although runs in the database were trained on another version of the corpus");
+  cmd->add_option("--order", options->order, "grid: in grid order; shuffled: seeded random order (early results "
+                                             "cover the grid)")
+      ->check(CLI::IsMember({"grid", "shuffled"}))
+      ->capture_default_str();
+  cmd->add_option("--order-seed", options->order_seed, "Seed of --order shuffled")->capture_default_str();
+  cmd->add_flag("--code-version-in-identity", options->code_version_in_identity,
+                "Make the code version part of every cell's identity (by default it is recorded, not hashed)");
   cmd->callback([options] { run_experiment_command(*options); });
 }
 

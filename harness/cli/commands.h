@@ -10,5 +10,6 @@ void register_run_command(CLI::App& app);
 void register_query_command(CLI::App& app);
 void register_score_command(CLI::App& app);
 void register_export_command(CLI::App& app);
+void register_status_command(CLI::App& app);
 
 }  // namespace lory::cli

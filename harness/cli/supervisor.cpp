@@ -1,65 +1,250 @@
 #include "supervisor.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "core/results_store.h"
 #include "core/text_table.h"
+#include "lory/corpus.h"
+#include "lory/seeded_random.h"
 #include "trained_run.h"
+
+extern char** environ;
 
 namespace lory::cli {
 
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+volatile sig_atomic_t interrupts = 0;
+void on_interrupt(int) { interrupts = interrupts + 1; }
+
+struct PendingCell {
+  size_t index;  // into experiment.cells
+  int64_t run_id;
+};
+
+struct RunningCell {
+  PendingCell cell;
+  pid_t pid;
+  Clock::time_point started;
+};
+
+// A run marked running is still being trained only if its worker process exists on this host
+// (and is a lory-worker: process ids are reused).
+bool worker_alive(const RunRecord& run) {
+  if (run.worker_pid <= 0 || run.host != current_host()) return false;
+  std::FILE* comm = std::fopen(fmt::format("/proc/{}/comm", run.worker_pid).c_str(), "r");
+  if (!comm) return false;
+  char name[64] = {};
+  const bool read = std::fgets(name, sizeof name, comm) != nullptr;
+  std::fclose(comm);
+  return read && std::strncmp(name, "lory-worker", 11) == 0;
+}
+
+std::string describe_ending(int status) {
+  if (WIFEXITED(status)) return fmt::format("worker exited with status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int signal_number = WTERMSIG(status);
+    return fmt::format("worker was killed by signal {} ({}){}", signal_number, strsignal(signal_number),
+                       signal_number == SIGKILL ? "; out of memory or killed from outside" : "");
+  }
+  return "worker ended abnormally";
+}
+
+std::string format_seconds(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
+}
+
+pid_t spawn_worker(const std::vector<std::string>& arguments, const std::string& log_file) {
+  std::vector<char*> argv;
+  for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (!log_file.empty()) {
+    posix_spawn_file_actions_addopen(&actions, 1, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  }
+  // Its own process group: a Ctrl-C at the terminal reaches the supervisor only, which then
+  // forwards exactly one interrupt to each worker.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attributes, 0);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, arguments[0].c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (rc != 0) throw UserError(fmt::format("cannot start '{}': {} (is the build complete?)", arguments[0], std::strerror(rc)));
+  return pid;
+}
+
+}  // namespace
+
 void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   ResultsStore store(options.db_path);
-  const int64_t experiment_id =
-      store.upsert_experiment(experiment.name, std::filesystem::weakly_canonical(experiment.file).string(),
-                             experiment.description, experiment.source_text);
-  size_t done = 0, failed = 0, skipped = 0;
-  for (size_t i = 0; i < experiment.cells.size(); ++i) {
+  const int64_t experiment_id = store.upsert_experiment(
+      experiment.name, fs::weakly_canonical(experiment.file).string(), experiment.description, experiment.source_text);
+  const size_t total = experiment.cells.size();
+
+  // 1. What each cell needs.
+  std::map<std::string, std::string> checksum_of_corpus;
+  std::vector<PendingCell> queue;
+  std::vector<std::string> mismatched, skipped_failed;
+  size_t already_done = 0;
+  for (size_t i = 0; i < total; ++i) {
     const ExperimentCell& cell = experiment.cells[i];
+    const std::string corpus = experiment.corpus_path(cell.config);
+    if (!checksum_of_corpus.count(corpus)) checksum_of_corpus[corpus] = Corpus::checksum_from_manifest(corpus);
     const int64_t seed = cell.config.section("trainer").values.get_int("seed");
     const int64_t run_id = store.ensure_run(experiment_id, cell.identity, cell.label, cell.config.canonical_json(), seed);
-    const RunRecord before = *store.find_run(run_id);
-    if (before.status == run_status::kDone) {
-      std::printf("[%zu/%zu] %s (run %lld): done already, skipped\n", i + 1, experiment.cells.size(),
-                  cell.label.c_str(), static_cast<long long>(run_id));
-      ++skipped;
-      continue;
+    const RunRecord run = *store.find_run(run_id);
+    const bool has_results = run.status == run_status::kDone || run.last_step > 0;
+    if (has_results && !run.corpus_checksum.empty() && run.corpus_checksum != checksum_of_corpus[corpus]) {
+      mismatched.push_back(fmt::format("run {} ({}, {})", run.id, run.label, run.status));
+      if (!options.allow_corpus_change) continue;
     }
-    std::printf("[%zu/%zu] %s (run %lld, cell %s)\n", i + 1, experiment.cells.size(), cell.label.c_str(),
-                static_cast<long long>(run_id), cell.identity.substr(0, 12).c_str());
-    std::fflush(stdout);
-    std::vector<std::string> arguments = {executable_dir() + "/lory-worker", "train",    "--db",
-                                          options.db_path,     "--run-id", std::to_string(run_id),
-                                          "--corpus",          experiment.corpus_path(cell.config)};
-    for (const auto& p : options.plugin_path) {
-      arguments.push_back("--plugin-path");
-      arguments.push_back(p);
-    }
-    const std::string ending = run_program(arguments);
-    const RunRecord after = *store.find_run(run_id);
-    if (!ending.empty() && (after.status == run_status::kRunning || after.status == run_status::kQueued)) {
-      // The worker died without recording why (crash, kill, out of memory): record it for it.
-      store.mark_finished(run_id, run_status::kFailed, ending, after.last_step);
-    }
-    const RunRecord final_record = *store.find_run(run_id);
-    if (final_record.status == run_status::kDone) {
-      ++done;
+    if (run.status == run_status::kDone) {
+      ++already_done;
+    } else if ((run.status == run_status::kFailed || run.status == run_status::kDiverged) && !options.retry_failed) {
+      skipped_failed.push_back(fmt::format("run {} ({}): {} at step {}: {}", run.id, run.label, run.status,
+                                           run.last_step, run.reason));
+    } else if (run.status == run_status::kRunning && worker_alive(run)) {
+      std::printf("run %lld (%s) is being trained by process %lld; left to it\n", static_cast<long long>(run.id),
+                  run.label.c_str(), static_cast<long long>(run.worker_pid));
     } else {
-      ++failed;
-      std::fprintf(stderr, "  run %lld %s at step %lld: %s\n", static_cast<long long>(run_id),
-                   final_record.status.c_str(), static_cast<long long>(final_record.last_step),
-                   final_record.reason.c_str());
+      queue.push_back({i, run_id});  // new, interrupted, or orphaned by a worker that died
     }
   }
-  std::printf("\n%zu trained, %zu skipped (done before), %zu not done\n\n", done, skipped, failed);
+  if (!mismatched.empty() && !options.allow_corpus_change) {
+    throw UserError(fmt::format(
+        "the corpus of experiment '{}' changed since these runs were trained, so their results would not be "
+        "comparable with new ones:\n  {}\nuse another --db, or pass --allow-corpus-change to keep them and go on",
+        experiment.name, fmt::join(mismatched, "\n  ")));
+  }
+  if (!mismatched.empty()) {
+    std::printf("warning: %zu run(s) were trained on another version of the corpus (--allow-corpus-change)\n",
+                mismatched.size());
+  }
+  for (const auto& line : skipped_failed) std::printf("not retried (pass --retry-failed): %s\n", line.c_str());
+  if (options.shuffle_order) SeededRandom(options.order_seed).shuffle(queue);
+  std::printf("experiment '%s': %zu cell%s, %zu done before, %zu to train%s\n", experiment.name.c_str(), total,
+              total == 1 ? "" : "s", already_done, queue.size(),
+              options.jobs > 1 ? fmt::format(", {} at a time", options.jobs).c_str() : "");
+  std::fflush(stdout);
+
+  // 2. Train, up to `jobs` workers at a time.
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;  // no SA_RESTART: waitpid returns on a signal
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  interrupts = 0;
+  std::map<pid_t, RunningCell> running;
+  size_t next = 0, trained = 0;
+  bool stop_launching = false;
+  int forwarded = 0;
+  std::vector<std::string> not_done;
+  const auto label_of = [&](const PendingCell& c) { return experiment.cells[c.index].label; };
+  while (next < queue.size() || !running.empty()) {
+    if (interrupts > forwarded) {
+      stop_launching = true;
+      forwarded = interrupts;
+      const int signal_number = interrupts == 1 ? SIGINT : SIGKILL;
+      std::printf("\n%s: %zu worker(s) %s\n", interrupts == 1 ? "interrupt" : "second interrupt", running.size(),
+                  interrupts == 1 ? "finish their step, checkpoint and stop (Ctrl-C again to stop at once)"
+                                  : "stopped at once");
+      std::fflush(stdout);
+      for (const auto& [pid, cell] : running) ::kill(pid, signal_number);
+    }
+    while (!stop_launching && next < queue.size() && static_cast<int>(running.size()) < options.jobs) {
+      const PendingCell cell = queue[next++];
+      const RunRecord run = *store.find_run(cell.run_id);
+      std::vector<std::string> arguments = {executable_dir() + "/lory-worker", "train", "--db", options.db_path,
+                                            "--run-id", std::to_string(cell.run_id), "--corpus",
+                                            experiment.corpus_path(experiment.cells[cell.index].config)};
+      for (const auto& p : options.plugin_path) arguments.insert(arguments.end(), {"--plugin-path", p});
+      std::string log_file;
+      if (options.jobs > 1) {
+        fs::create_directories(run_directory(options.db_path, run));
+        log_file = run_directory(options.db_path, run) + "/worker.log";
+      }
+      std::printf("[%zu/%zu] %s (run %lld, cell %s)%s%s\n", next, queue.size(), label_of(cell).c_str(),
+                  static_cast<long long>(cell.run_id), experiment.cells[cell.index].identity.substr(0, 12).c_str(),
+                  run.last_step > 0 ? fmt::format(": resuming after step {}", run.last_step).c_str() : "",
+                  log_file.empty() ? "" : fmt::format(", log {}", log_file).c_str());
+      std::fflush(stdout);
+      const pid_t pid = spawn_worker(arguments, log_file);
+      running[pid] = {cell, pid, Clock::now()};
+    }
+    if (running.empty()) break;
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;  // a signal: handled at the top of the loop
+      throw UserError(fmt::format("waiting for workers failed: {}", std::strerror(errno)));
+    }
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    const RunningCell finished = it->second;
+    running.erase(it);
+    RunRecord run = *store.find_run(finished.cell.run_id);
+    if (run.status == run_status::kRunning || run.status == run_status::kQueued) {
+      // The worker could not record its ending (killed, crashed): record it for it.
+      const bool interrupted = interrupts > 0 && WIFSIGNALED(status);
+      store.mark_finished(run.id, interrupted ? run_status::kInterrupted : run_status::kFailed,
+                          interrupted ? "stopped at once by a second interrupt" : describe_ending(status), run.last_step);
+      run = *store.find_run(run.id);
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - finished.started).count();
+    if (run.status == run_status::kDone) {
+      ++trained;
+      if (options.jobs > 1) {
+        std::printf("  %s (run %lld): done in %s\n", label_of(finished.cell).c_str(), static_cast<long long>(run.id),
+                    format_seconds(seconds).c_str());
+      }
+    } else {
+      not_done.push_back(fmt::format("run {} ({}): {} at step {}{}", run.id, run.label, run.status, run.last_step,
+                                     run.reason.empty() ? "" : ": " + run.reason));
+      std::fprintf(stderr, "  %s (run %lld): %s at step %lld: %s\n", label_of(finished.cell).c_str(),
+                   static_cast<long long>(run.id), run.status.c_str(), static_cast<long long>(run.last_step),
+                   run.reason.c_str());
+      if (options.fail_fast && run.status != run_status::kInterrupted && !stop_launching) {
+        stop_launching = true;
+        std::printf("--fail-fast: stopping the grid; running workers finish their step and checkpoint\n");
+        for (const auto& [other, cell] : running) ::kill(other, SIGINT);
+        forwarded = interrupts = 1;
+      }
+    }
+  }
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  const size_t never_started = queue.size() - next;
+  std::printf("\n%zu trained, %zu done before, %zu not done%s\n\n", trained, already_done, not_done.size(),
+              never_started ? fmt::format(", {} not started", never_started).c_str() : "");
   std::printf("%s", perplexity_table(options.db_path, experiment.name).c_str());
-  if (failed > 0) throw UserError(fmt::format("{} cell{} of '{}' did not finish; see `lory query \"SELECT id, label, "
-                                              "status, reason FROM runs\" --db {}`",
-                                              failed, failed == 1 ? "" : "s", experiment.name, options.db_path));
+  if (!not_done.empty() || never_started > 0 || !skipped_failed.empty()) {
+    throw UserError(fmt::format("{} of {} cells of '{}' are not done:\n  {}{}\n(`lory status {}` shows them; rerun to "
+                                "resume interrupted cells, with --retry-failed for failed ones)",
+                                not_done.size() + never_started + skipped_failed.size(), total, experiment.name,
+                                fmt::join(not_done, "\n  "),
+                                skipped_failed.empty() ? "" : "\n  " + fmt::format("{}", fmt::join(skipped_failed, "\n  ")),
+                                experiment.name));
+  }
 }
 
 std::string perplexity_table(const std::string& db_path, const std::string& experiment_name) {

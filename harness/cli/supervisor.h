@@ -1,8 +1,11 @@
-// Runs the cells of an experiment: registers each as a run in the results store, skips the ones
-// already done, and trains the others one by one, each in its own lory-worker process so that a
-// crash or a broken plugin costs only its own cell.
+// Runs the cells of an experiment: registers each as a run in the results store, decides which to
+// train (done cells are skipped, interrupted ones resume from their checkpoint, failed ones only
+// with --retry-failed), and trains them in lory-worker processes, up to `jobs` at a time, so that
+// a crash, a diverging loss or a broken plugin costs only its own cell. Ctrl-C once lets every
+// worker finish its step, checkpoint and stop; twice stops them at once.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,8 +16,15 @@ namespace lory::cli {
 struct SupervisorOptions {
   std::string db_path;
   std::vector<std::string> plugin_path;
+  int jobs = 1;
+  bool retry_failed = false;
+  bool fail_fast = false;
+  bool allow_corpus_change = false;
+  bool shuffle_order = false;  // run cells in a seeded random order, so early results cover the grid
+  uint64_t order_seed = 0;
 };
 
+// Returns normally when every cell is done; throws UserError naming the cells that are not.
 void run_grid(const Experiment& experiment, const SupervisorOptions& options);
 
 // The final per-domain perplexity of every run of an experiment, as a table (cells x domains).

@@ -172,6 +172,12 @@ Corpus::~Corpus() {
 
 std::string Corpus::checksum() const { return sha256_hex(manifest_.tokens_sha256 + manifest_.documents_sha256); }
 
+std::string Corpus::checksum_from_manifest(const std::string& directory) {
+  const fs::path path = fs::path(directory) / "manifest.json";
+  const CorpusManifest m = parse_corpus_manifest(read_text(path, directory), path.string());
+  return sha256_hex(m.tokens_sha256 + m.documents_sha256);
+}
+
 void Corpus::copy_tokens(uint64_t position, uint64_t count, uint32_t* out) const {
   if (manifest_.token_bytes == 2) {
     for (uint64_t i = 0; i < count; ++i) out[i] = tokens16_[position + i];

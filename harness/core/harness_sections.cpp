@@ -68,6 +68,8 @@ std::vector<HarnessSection> build_sections() {
                        "(upcycling; the Lory paper uses 0.05)"),
            int_param("log_every", 10, 1, kOpen, "steps between training-metric rows"),
            int_param("checkpoint_every", 0, 0, kOpen, "steps between checkpoints; 0 = only at the end"),
+           int_param("inject_nan_at_step", 0, 0, kOpen,
+                     "test only: make the loss of this step NaN, to exercise the divergence guard; 0 = never"),
        }),
        false, PluginKind::Router});
   sections.push_back(

@@ -3,11 +3,14 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 
+#include "core/kill_points.h"
 #include "lory/build_info.h"
 
 namespace lory {
@@ -81,6 +84,11 @@ CREATE TABLE routing_stats (
   PRIMARY KEY (run_id, step, mode, layer, domain, expert)
 ) WITHOUT ROWID;
 )sql",
+      // 2: who is training a run, so that a rerun can tell a live run from one whose worker died.
+      R"sql(
+ALTER TABLE runs ADD COLUMN worker_pid INTEGER;
+ALTER TABLE runs ADD COLUMN heartbeat_at TEXT;
+)sql",
   };
   return list;
 }
@@ -103,14 +111,25 @@ RunRecord read_run(Statement& s) {
   r.total_steps = s.column_int(13);
   r.reason = s.column_text(14);
   r.corpus_checksum = s.column_text(15);
+  r.worker_pid = s.column_int(16);
+  r.heartbeat_at = s.column_text(17);
   return r;
 }
 
 constexpr const char* kRunColumns =
     "r.id, r.experiment_id, e.name, r.cell_hash, r.label, r.config, r.status, r.seed, r.started_at, r.ended_at, "
-    "r.code_version, r.host, r.last_step, r.total_steps, r.reason, r.corpus_checksum";
+    "r.code_version, r.host, r.last_step, r.total_steps, r.reason, r.corpus_checksum, r.worker_pid, r.heartbeat_at";
 
 }  // namespace
+
+std::string run_directory(const std::string& db_path, const RunRecord& run) {
+  const std::filesystem::path base = std::filesystem::path(db_path).parent_path();
+  return (base / "runs" / run.experiment / fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12))).string();
+}
+
+std::string cache_directory(const std::string& db_path) {
+  return (std::filesystem::path(db_path).parent_path() / "cache").string();
+}
 
 std::string utc_now_iso8601() {
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
@@ -263,15 +282,18 @@ RunRecord ResultsStore::resolve_run(const std::string& id_or_hash_prefix) {
 void ResultsStore::mark_running(int64_t run_id, const std::string& code_version, const std::string& host,
                                 int64_t total_steps, const std::string& corpus_checksum) {
   Transaction transaction(db_);
+  const std::string now = utc_now_iso8601();
   db_.prepare(
          "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?), ended_at = NULL, code_version = ?, "
-         "host = ?, total_steps = ?, corpus_checksum = ?, reason = '' WHERE id = ?")
-      .bind(1, utc_now_iso8601())
+         "host = ?, total_steps = ?, corpus_checksum = ?, reason = '', worker_pid = ?, heartbeat_at = ? WHERE id = ?")
+      .bind(1, now)
       .bind(2, code_version)
       .bind(3, host)
       .bind(4, total_steps)
       .bind(5, corpus_checksum)
-      .bind(6, run_id)
+      .bind(6, static_cast<int64_t>(::getpid()))
+      .bind(7, now)
+      .bind(8, run_id)
       .run();
   transaction.commit();
 }
@@ -309,7 +331,12 @@ void ResultsStore::write_metrics(int64_t run_id, const std::vector<MetricRow>& r
     insert.run();
     last_step = std::max(last_step, row.step);
   }
-  db_.prepare("UPDATE runs SET last_step = max(last_step, ?) WHERE id = ?").bind(1, last_step).bind(2, run_id).run();
+  db_.prepare("UPDATE runs SET last_step = ?, heartbeat_at = ? WHERE id = ?")
+      .bind(1, last_step)
+      .bind(2, utc_now_iso8601())
+      .bind(3, run_id)
+      .run();
+  kill_point("metrics_transaction", last_step);
   transaction.commit();
 }
 
@@ -323,6 +350,7 @@ void ResultsStore::write_evals(int64_t run_id, const std::vector<EvalRow>& rows)
     insert.bind(6, row.loss).bind(7, row.ppl);
     insert.run();
   }
+  kill_point("evals_transaction", rows.front().step);
   transaction.commit();
 }
 

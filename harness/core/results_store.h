@@ -36,6 +36,8 @@ struct RunRecord {
   int64_t last_step = 0, total_steps = 0;
   std::string reason;
   std::string corpus_checksum;
+  int64_t worker_pid = 0;    // the process training it (status running)
+  std::string heartbeat_at;  // last time that process wrote
 };
 
 struct MetricRow {
@@ -66,7 +68,6 @@ struct RoutingStatRow {
 
 class ResultsStore {
  public:
-  static constexpr int kSchemaVersion = 1;
   static constexpr const char* kDefaultPath = "results/lory.sqlite";
 
   // Opens (creating and migrating when needed) for reading and writing.
@@ -101,6 +102,12 @@ class ResultsStore {
 
   Database db_;
 };
+
+// Where a run keeps its checkpoints and worker log:
+// <folder of the database>/runs/<experiment>/<run id>-<first 12 hex of the cell hash>.
+std::string run_directory(const std::string& db_path, const RunRecord& run);
+// The folder of reusable caches next to a database (batcher plans).
+std::string cache_directory(const std::string& db_path);
 
 // Host name and `git describe` of the source tree this binary was built from ("unknown" when
 // not available).

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/diagnostics.h"
+#include "core/kill_points.h"
 #include "core/sha256.h"
 
 namespace lory {
@@ -27,7 +28,8 @@ void fsync_path(const fs::path& path) {
   }
 }
 
-void write_atomically(const fs::path& target, const std::string& bytes) {
+// `kill_point_name` marks the moment between the temporary file and the rename (crash tests).
+void write_atomically(const fs::path& target, const std::string& bytes, const char* kill_point_name, int64_t step) {
   const fs::path temporary = target.string() + ".tmp";
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
@@ -36,6 +38,7 @@ void write_atomically(const fs::path& target, const std::string& bytes) {
     if (!out) throw UserError(fmt::format("cannot write '{}' (disk full?)", temporary.string()));
   }
   fsync_path(temporary);
+  kill_point(kill_point_name, step);
   fs::rename(temporary, target);
   fsync_path(target.parent_path());
 }
@@ -63,7 +66,7 @@ void CheckpointStore::save(LanguageModel& model, const AdamW& optimizer, const T
   archive.save_to(bytes);
   const std::string file = fmt::format("checkpoint-{:08d}.pt", state.step);
   const std::string payload = bytes.str();
-  write_atomically(fs::path(directory_) / file, payload);
+  write_atomically(fs::path(directory_) / file, payload, "checkpoint_file", state.step);
   const nlohmann::json meta = {{"file", file},
                                {"sha256", sha256_hex(payload)},
                                {"step", state.step},
@@ -72,7 +75,7 @@ void CheckpointStore::save(LanguageModel& model, const AdamW& optimizer, const T
                                {"upcycled", state.upcycled},
                                {"upcycle_step", state.upcycle_step},
                                {"tokens_seen", state.tokens_seen}};
-  write_atomically(fs::path(directory_) / "latest.json", meta.dump(2) + "\n");
+  write_atomically(fs::path(directory_) / "latest.json", meta.dump(2) + "\n", "checkpoint_index", state.step);
   for (const auto& entry : fs::directory_iterator(directory_)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind("checkpoint-", 0) == 0 && name != file) fs::remove(entry.path());

@@ -44,11 +44,6 @@ std::shared_ptr<LanguageModel> RunSetup::build_model(bool dense_feed_forwards) c
   }
 }
 
-std::string run_directory(const std::string& db_path, const RunRecord& run) {
-  const std::filesystem::path base = std::filesystem::path(db_path).parent_path();
-  return (base / "runs" / run.experiment / fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12))).string();
-}
-
 int64_t count_parameters(const torch::nn::Module& module) {
   int64_t count = 0;
   for (const auto& p : module.parameters()) count += p.numel();

@@ -44,9 +44,6 @@ class RunSetup {
   std::shared_ptr<boost::dll::shared_library> router_library_, dense_library_;
 };
 
-// Where a run keeps its checkpoints: <folder of the database>/runs/<experiment>/<run id>-<cell hash>.
-std::string run_directory(const std::string& db_path, const RunRecord& run);
-
 int64_t count_parameters(const torch::nn::Module& module);
 // Parameters a token passes through: the FFNs count what their router says is active.
 int64_t count_active_parameters(const LanguageModel& model);

@@ -9,6 +9,8 @@
 #include <map>
 
 #include "adamw.h"
+#include "core/kill_points.h"
+#include "stop_request.h"
 #include "checkpoint.h"
 #include "evaluator.h"
 #include "lr_schedule.h"
@@ -24,6 +26,7 @@ using Clock = std::chrono::steady_clock;
 struct Settings {
   int64_t steps, batch_size, micro_batch_size, accumulation, log_every, eval_every, checkpoint_every;
   int64_t upcycle_at;  // step at which the dense warm-up ends; -1 without warm-up
+  int64_t inject_nan_at;
   double grad_clip;
   LrSchedule schedule;
   AdamW::Options adamw;
@@ -48,6 +51,7 @@ Settings read_settings(const RunSetup& setup) {
                      ? std::max<int64_t>(1, static_cast<int64_t>(std::llround(warmup * static_cast<double>(s.steps))))
                      : -1;
   s.grad_clip = t.get_float("grad_clip");
+  s.inject_nan_at = t.get_int("inject_nan_at_step");
   s.schedule = {t.get_float("lr"), t.get_float("min_lr_ratio"),
                 static_cast<int64_t>(std::llround(t.get_float("warmup_fraction") * static_cast<double>(s.steps))),
                 s.steps};
@@ -110,7 +114,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
   std::shared_ptr<LanguageModel> model = setup.build_model(start_dense);
   AdamW optimizer(s.adamw);
   TrainingData data(setup.corpus_handle(), setup.batcher(), setup.batcher_params(), setup.context_length(), seed,
-                    (std::filesystem::path(run_dir).parent_path().parent_path().parent_path() / "cache").string());
+                    cache_directory(store.database().path()));
   if (saved) {
     state = checkpoints.restore(*model, &optimizer);
     data.seek(state.data);
@@ -187,8 +191,9 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       const torch::Tensor inputs_BL = batch.tokens_BL1.slice(1, 0, -1);
       const torch::Tensor targets_BL = batch.tokens_BL1.slice(1, 1);
       const torch::Tensor logits_BLV = model->forward(inputs_BL, context);
-      const torch::Tensor lm_loss =
+      torch::Tensor lm_loss =
           torch::nn::functional::cross_entropy(logits_BLV.reshape({-1, logits_BLV.size(-1)}), targets_BL.reshape({-1}));
+      if (step == s.inject_nan_at) lm_loss = lm_loss * std::numeric_limits<double>::quiet_NaN();
       const torch::Tensor loss = lm_loss + context.total_aux_loss();
       (loss / static_cast<double>(s.accumulation)).backward();
       loss_sum += lm_loss.item<double>();
@@ -222,6 +227,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
     }
     state.step = step;
     state.data = data.position();
+    kill_point("after_step", step);
     state.tokens_seen += s.batch_size * setup.context_length();
     interval_tokens += s.batch_size * setup.context_length();
 
@@ -251,8 +257,15 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       interval_tokens = 0;
     }
     if ((s.eval_every > 0 && step % s.eval_every == 0) || step == s.steps) evaluate_and_store(step);
-    if ((s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || step == s.steps) {
+    const bool stopping = stop_requested();
+    if ((s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || step == s.steps || stopping) {
       checkpoints.save(*model, optimizer, state);
+    }
+    if (stopping && step < s.steps) {
+      if (!pending.empty()) store.write_metrics(run.id, pending);
+      std::printf("%sstopped at step %lld on request; checkpoint written\n", terminal ? "\n" : "",
+                  static_cast<long long>(step));
+      return {run_status::kInterrupted, fmt::format("stopped on request at step {}", step), state.step};
     }
   }
   if (terminal) std::printf("\n");

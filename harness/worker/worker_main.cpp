@@ -15,7 +15,9 @@
 #include "lory/allocator_tuning.h"
 #include "train/checkpoint.h"
 #include "train/evaluator.h"
+#include "core/kill_points.h"
 #include "train/run_setup.h"
+#include "train/stop_request.h"
 #include "train/trainer.h"
 
 namespace {
@@ -36,6 +38,10 @@ struct RunSelection {
   }
 };
 
+// Exit statuses the supervisor reads (beside 0 = done and 1 = failed, recorded as such).
+constexpr int kExitDiverged = 2;
+constexpr int kExitInterrupted = 130;
+
 void set_threads(const CellConfig& config) {
   torch::set_num_threads(static_cast<int>(config.section("trainer").values.get_int("threads")));
 }
@@ -49,11 +55,13 @@ int train_command(const RunSelection& selection) {
     set_threads(config);
     RunSetup setup(std::move(config), selection.corpus, selection.plugin_path);
     const TrainOutcome outcome = train_run(setup, store, *run, run_directory(selection.db, *run));
+    kill_point("before_done", outcome.last_step);
     store.mark_finished(run->id, outcome.status, outcome.reason, outcome.last_step);
+    if (outcome.status == run_status::kInterrupted) return kExitInterrupted;
     if (outcome.status != run_status::kDone) {
       std::fprintf(stderr, "lory-worker: run %lld %s: %s\n", static_cast<long long>(run->id), outcome.status.c_str(),
                    outcome.reason.c_str());
-      return 2;
+      return kExitDiverged;
     }
     return 0;
   } catch (const std::exception& e) {
@@ -166,7 +174,10 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--out", out_dir, "Output folder")->required();
   try {
     app.parse(argc, argv);
-    if (*train) return train_command(train_selection);
+    if (*train) {
+      install_stop_handlers();
+      return train_command(train_selection);
+    }
     if (*score) {
       const EvalRouting routing{score_routing == "train" ? EvalRouting::Rule::Train : EvalRouting::Rule::Inference,
                                 prompt_length};

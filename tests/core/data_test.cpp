@@ -195,10 +195,12 @@ struct Instances {
   std::vector<std::vector<uint16_t>> domains;
 };
 
-Instances instances_of(const Corpus& corpus, uint64_t seed, int64_t context_length) {
+Instances instances_of(const Corpus& corpus, uint64_t seed, int64_t context_length, bool shuffle_instances = true) {
   const LoadedPlugin plugin = load_plugin_file(build_dir() + "/plugins/lory_batcher_random.so");
   auto batcher = create_plugin_object<BatcherPlugin>(plugin);
-  InstanceStream stream(corpus, batcher->plan({corpus, context_length, seed, ""}, ParamValues()), context_length);
+  ParamValues params;
+  params.set("shuffle_instances", shuffle_instances);
+  InstanceStream stream(corpus, batcher->plan({corpus, context_length, seed, ""}, params), context_length);
   Instances out;
   const size_t length = static_cast<size_t>(stream.instance_length());
   for (size_t i = 0; i < stream.instance_count(); ++i) {
@@ -224,7 +226,8 @@ TEST(RandomBatcher, SameSeedGivesTheSameInstancesAndAnotherSeedOthers) {
 TEST(RandomBatcher, EachTrainingTokenIsUsedAtMostOncePerEpochAndDomainsLineUp) {
   TempDir dir;
   const auto corpus = Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 50)));
-  const Instances instances = instances_of(*corpus, 3, 50);
+  // In stream order (instances not shuffled), so that every document's tokens come in order.
+  const Instances instances = instances_of(*corpus, 3, 50, /*shuffle_instances=*/false);
   const uint32_t eod = corpus->manifest().eod_id;
   // Walk every instance token and match it to its place in its document: (doc, offset) pairs.
   std::set<std::pair<uint32_t, uint32_t>> used;
@@ -253,6 +256,13 @@ TEST(RandomBatcher, EachTrainingTokenIsUsedAtMostOncePerEpochAndDomainsLineUp) {
   for (const auto& d : corpus->manifest().domains) train_tokens += d.train_tokens;
   // Only the tail that does not fill a last instance is left out.
   EXPECT_GT(used.size() + eod_tokens + 51, train_tokens + corpus->documents_of_split(Split::Train).size());
+  // Shuffling the instances changes their order, not the set of instances.
+  Instances shuffled = instances_of(*corpus, 3, 50, /*shuffle_instances=*/true);
+  EXPECT_NE(shuffled.tokens, instances.tokens);
+  auto sorted = instances.tokens;
+  std::sort(sorted.begin(), sorted.end());
+  std::sort(shuffled.tokens.begin(), shuffled.tokens.end());
+  EXPECT_EQ(shuffled.tokens, sorted);
 }
 
 }  // namespace

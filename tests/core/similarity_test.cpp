@@ -97,7 +97,9 @@ TEST_F(SimilarityBatcher, PlantedClustersEndUpNextToEachOther) {
   // The random batcher on the same corpus, for contrast.
   auto random_batcher = create_plugin_object<BatcherPlugin>(
       load_plugin_file(testing::build_dir() + "/plugins/lory_batcher_random.so"));
-  const InstanceStream random_stream(*corpus, random_batcher->plan({*corpus, 64, 1, ""}, ParamValues()), 64);
+  ParamValues random_params;
+  random_params.set("shuffle_instances", true);
+  const InstanceStream random_stream(*corpus, random_batcher->plan({*corpus, 64, 1, ""}, random_params), 64);
   EXPECT_LT(random_stream.adjacent_same_domain_rate(), 0.25);
 }
 

@@ -61,6 +61,8 @@ class Corpus {
   const CorpusManifest& manifest() const { return manifest_; }
   // sha256 over the tokens and documents files: what a run records to detect a changed corpus.
   std::string checksum() const;
+  // The same value from manifest.json alone (no verification, no mapping): cheap for a supervisor.
+  static std::string checksum_from_manifest(const std::string& directory);
 
   size_t document_count() const { return document_count_; }
   const DocumentRecord& document(size_t i) const { return documents_[i]; }

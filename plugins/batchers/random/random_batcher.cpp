@@ -1,6 +1,10 @@
 // The `random` batcher: training documents in a seeded random order, the standard way LMs are
-// pre-trained and the baseline the similarity batcher is compared with.
+// pre-trained and the baseline the similarity batcher is compared with. The instances cut from
+// that stream are shuffled too (seeded): documents are often longer than a batch, and without it
+// a batch would hold consecutive pieces of one or two documents.
 #include <fmt/format.h>
+
+#include <numeric>
 
 #include "lory/batcher_api.h"
 #include "lory/plugin.h"
@@ -10,20 +14,35 @@ namespace lory_plugins::random_batcher {
 
 class RandomBatcher final : public lory::BatcherPlugin {
  public:
-  lory::InstancePlan plan(const lory::BatcherContext& context, const lory::ParamValues&) override {
+  lory::InstancePlan plan(const lory::BatcherContext& context, const lory::ParamValues& params) override {
     lory::InstancePlan plan;
     plan.document_order = context.corpus.documents_of_split(lory::Split::Train);
     lory::SeededRandom random(context.seed);
     random.shuffle(plan.document_order);
-    plan.description = fmt::format("random document order (seed {})", context.seed);
+    if (params.get_bool("shuffle_instances")) {
+      uint64_t stream = 0;
+      for (uint32_t doc : plan.document_order) stream += context.corpus.document(doc).length + 1;
+      plan.instance_order.resize(stream / static_cast<uint64_t>(context.context_length + 1));
+      std::iota(plan.instance_order.begin(), plan.instance_order.end(), 0);
+      random.shuffle(plan.instance_order);
+    }
+    plan.description = fmt::format("random document order{} (seed {})",
+                                   params.get_bool("shuffle_instances") ? ", shuffled instances" : "", context.seed);
     return plan;
   }
 };
 
 std::unique_ptr<lory::BatcherPlugin> create() { return std::make_unique<RandomBatcher>(); }
 
+const LoryParamSpec kParams[] = {
+    {"shuffle_instances", LORY_PARAM_BOOL, "true", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
+     "shuffle the cut instances too (seeded); false = train on the stream in order"},
+};
+
 }  // namespace lory_plugins::random_batcher
 
-LORY_PLUGIN_METADATA_NO_PARAMS(LORY_PLUGIN_BATCHER, "random",
-                               "Training documents shuffled with the run's seed, joined by end-of-document tokens")
+LORY_PLUGIN_METADATA(LORY_PLUGIN_BATCHER, "random",
+                     "Training documents shuffled with the run's seed, joined by end-of-document tokens; instances "
+                     "shuffled",
+                     lory_plugins::random_batcher::kParams)
 LORY_BATCHER_FACTORY(lory_plugins::random_batcher::create)

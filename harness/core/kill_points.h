@@ -1,0 +1,19 @@
+// Test-only crash injection, for the crash-safety tests of the grid runner: when the environment
+// variable LORY_TEST_KILL_AT is "<point>:<step>", the process sends itself SIGKILL (exactly what
+// `kill -9` does) the first time it passes that named point at that step. Points used:
+//   after_step          a training step is done, before its rows and checkpoint
+//   metrics_transaction inside the metrics INSERT transaction, before COMMIT
+//   evals_transaction   inside the evals INSERT transaction, before COMMIT
+//   checkpoint_file     the checkpoint's temporary file is written, not yet renamed
+//   checkpoint_index    the checkpoint file is in place, latest.json not yet updated
+//   before_done         the run is finished, not yet marked done
+// Unset (always, outside tests) it costs one string comparison per point.
+#pragma once
+
+#include <cstdint>
+
+namespace lory {
+
+void kill_point(const char* point, int64_t step);
+
+}  // namespace lory

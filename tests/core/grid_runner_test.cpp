@@ -1,0 +1,257 @@
+// The grid runner against crashes, kills, divergence, broken plugins, parallel jobs, interrupts
+// and a changed corpus: nothing lost, nothing duplicated, and resumed runs end where
+// uninterrupted ones do (bit-identical on CPU with one thread).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+#include <tuple>
+
+#include "core/sqlite_db.h"
+#include "test_support.h"
+
+namespace lory {
+namespace {
+
+using testing::build_dir;
+using testing::run_command;
+using testing::TempDir;
+
+// Every result row of a database except timings, in a canonical order: what "the same results" means.
+using Rows = std::vector<std::tuple<std::string, std::string, int64_t, std::string, double>>;
+
+Rows result_rows(const std::string& db_path) {
+  Database db(db_path, Database::Mode::ReadOnly);
+  Rows rows;
+  Statement metrics = db.prepare(
+      "SELECT r.cell_hash, m.name, m.step, m.value FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name != "
+      "'train/tokens_per_s' ORDER BY 1, 2, 3");
+  while (metrics.step()) {
+    rows.emplace_back("metric", metrics.column_text(0), metrics.column_int(2), metrics.column_text(1),
+                      metrics.column_double(3));
+  }
+  Statement evals = db.prepare(
+      "SELECT r.cell_hash, v.mode || '/' || v.domain, v.step, v.loss FROM evals v JOIN runs r ON r.id = v.run_id "
+      "ORDER BY 1, 2, 3");
+  while (evals.step()) rows.emplace_back("eval", evals.column_text(0), evals.column_int(2), evals.column_text(1), evals.column_double(3));
+  Statement routing = db.prepare(
+      "SELECT r.cell_hash, s.layer || '/' || s.domain || '/' || s.expert, s.step, s.weight_mean FROM routing_stats s "
+      "JOIN runs r ON r.id = s.run_id ORDER BY 1, 2, 3");
+  while (routing.step()) {
+    rows.emplace_back("routing", routing.column_text(0), routing.column_int(2), routing.column_text(1),
+                      routing.column_double(3));
+  }
+  return rows;
+}
+
+int64_t count(const std::string& db_path, const std::string& sql) {
+  Database db(db_path, Database::Mode::ReadOnly);
+  return db.query_int(sql).value_or(-1);
+}
+
+std::string query_text(const std::string& db_path, const std::string& sql) {
+  Database db(db_path, Database::Mode::ReadOnly);
+  Statement s = db.prepare(sql);
+  return s.step() ? s.column_text(0) : "";
+}
+
+class GridRunner : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    testing::prepare_byte_corpus(*dir_, testing::synthetic_documents(3, 40, 20, 80));
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  // An experiment of `seeds` tiny dense cells; `extra` is appended to the [trainer] table.
+  static std::string experiment(const std::string& name, int seeds, int steps, const std::string& extra = "",
+                                const std::string& more_tables = "") {
+    std::string seed_list;
+    for (int s = 1; s <= seeds; ++s) seed_list += (s > 1 ? ", " : "") + std::to_string(s);
+    const std::string path = dir_->file(name + ".toml");
+    testing::write_text(path, fmt::format(R"(
+[experiment]
+name = "{}"
+[data]
+corpus = "corpus"
+[model]
+context_length = 32
+[model.transformer]
+d_model = 32
+n_layers = 2
+n_heads = 2
+[router]
+plugin = "lory"
+[router.lory]
+experts = 4
+segment_length = 8
+[trainer]
+steps = {}
+batch_size = 4
+lr = 0.003
+log_every = 2
+checkpoint_every = 4
+threads = 1
+dense_warmup_fraction = 0.2
+{}
+[eval]
+every = 6
+tokens_per_domain = 128
+[grid]
+seeds = [{}]
+{}
+)",
+                                          name, steps, extra, seed_list, more_tables));
+    return path;
+  }
+  static testing::CommandResult lory_run(const std::string& file, const std::string& db, const std::string& flags = "",
+                                         const std::string& environment = "") {
+    return run_command(fmt::format("{} {}/lory run {} --db {} {}", environment, build_dir(), file, db, flags));
+  }
+  static TempDir* dir_;
+};
+TempDir* GridRunner::dir_ = nullptr;
+
+TEST_F(GridRunner, KillNineAtSixPointsThenResumeGivesExactlyTheUninterruptedResults) {
+  const std::string file = experiment("crash", 1, 12);
+  const std::string baseline_db = dir_->file("crash-baseline/r.sqlite");
+  const auto baseline = lory_run(file, baseline_db);
+  ASSERT_EQ(baseline.exit_code, 0) << baseline.output;
+  const Rows expected = result_rows(baseline_db);
+  ASSERT_GT(expected.size(), 30u);
+  const std::vector<std::string> points = {"after_step:6",      "metrics_transaction:6", "evals_transaction:6",
+                                           "checkpoint_file:8", "checkpoint_index:8",    "before_done:12"};
+  for (const std::string& point : points) {
+    const std::string db = dir_->file(fmt::format("crash-{}/r.sqlite", point.substr(0, point.find(':'))));
+    const auto crashed = lory_run(file, db, "", "LORY_TEST_KILL_AT=" + point);
+    EXPECT_NE(crashed.exit_code, 0) << point;
+    EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "failed") << point << "\n" << crashed.output;
+    EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("signal 9"), std::string::npos) << point;
+    const auto without_flag = lory_run(file, db);
+    EXPECT_NE(without_flag.output.find("not retried (pass --retry-failed)"), std::string::npos) << without_flag.output;
+    const auto resumed = lory_run(file, db, "--retry-failed");
+    ASSERT_EQ(resumed.exit_code, 0) << point << "\n" << resumed.output;
+    EXPECT_EQ(count(db, "SELECT count(*) FROM runs"), 1) << point;
+    EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done") << point;
+    EXPECT_EQ(query_text(db, "PRAGMA integrity_check"), "ok") << point;
+    EXPECT_EQ(result_rows(db), expected) << point << ": the resumed run's rows differ from the uninterrupted run's";
+  }
+}
+
+TEST_F(GridRunner, APluginThatThrowsFailsOnlyItsOwnCell) {
+  const std::string file = experiment(
+      "throwing", 1, 4, "",
+      fmt::format("[[grid.cells]]\nbatcher.plugin = \"random\"\n[[grid.cells]]\nbatcher.plugin = \"throwing_batcher\"\n"
+                  "[plugins]\npath = [\"{}/tests/plugins/factory_throws.so\"]\n",
+                  build_dir()));
+  const std::string db = dir_->file("throwing/r.sqlite");
+  const auto result = lory_run(file, db);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 1) << result.output;
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'failed' AND reason LIKE '%out of coffee%'"), 1)
+      << result.output;
+  EXPECT_NE(result.output.find("1 of 2 cells of 'throwing' are not done"), std::string::npos) << result.output;
+}
+
+TEST_F(GridRunner, ANonFiniteLossStopsTheCellAsDivergedWithinOneStep) {
+  const std::string file = experiment("nan", 1, 12, "inject_nan_at_step = 5");
+  const std::string db = dir_->file("nan/r.sqlite");
+  const auto result = lory_run(file, db);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "diverged") << result.output;
+  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("non-finite loss at step 5"), std::string::npos);
+  EXPECT_EQ(count(db, "SELECT last_step FROM runs"), 4);
+  EXPECT_EQ(count(db, "SELECT max(step) FROM metrics"), 4);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE value != value OR abs(value) > 1e300"), 0);
+}
+
+TEST_F(GridRunner, ParallelJobsGiveTheSameResultsAsSequentialOnes) {
+  const std::string file = experiment("parallel", 4, 8);
+  const std::string sequential = dir_->file("parallel-1/r.sqlite"), parallel = dir_->file("parallel-2/r.sqlite");
+  ASSERT_EQ(lory_run(file, sequential).exit_code, 0);
+  const auto result = lory_run(file, parallel, "--jobs 2 --order shuffled --order-seed 7");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("2 at a time"), std::string::npos) << result.output;
+  EXPECT_EQ(count(parallel, "SELECT count(*) FROM runs WHERE status = 'done'"), 4);
+  EXPECT_EQ(result_rows(parallel), result_rows(sequential));
+  EXPECT_EQ(query_text(parallel, "PRAGMA integrity_check"), "ok");
+}
+
+TEST_F(GridRunner, CtrlCCheckpointsAndMarksInterruptedThenARerunResumes) {
+  const std::string file = experiment("interrupt", 1, 400);
+  const std::string db = dir_->file("interrupt/r.sqlite");
+  const std::string log = dir_->file("interrupt.log");
+  const pid_t supervisor = fork();
+  if (supervisor == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl((build_dir() + "/lory").c_str(), "lory", "run", file.c_str(), "--db", db.c_str(), nullptr);
+    _exit(127);
+  }
+  // Wait for training to be under way, then interrupt the supervisor once.
+  for (int i = 0; i < 600; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (std::filesystem::exists(db) && count(db, "SELECT count(*) FROM runs WHERE last_step >= 10") == 1) break;
+  }
+  ::kill(supervisor, SIGINT);
+  int status = 0;
+  waitpid(supervisor, &status, 0);
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << testing::read_text(log);
+  const int64_t stopped_at = count(db, "SELECT last_step FROM runs");
+  EXPECT_LT(stopped_at, 400);
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("interrupt/runs/interrupt/1-" +
+                                                 query_text(db, "SELECT substr(cell_hash, 1, 12) FROM runs") +
+                                                 "/latest.json")));
+  const auto resumed = lory_run(file, db);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
+  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE name = 'train/loss'"), 200);
+}
+
+TEST_F(GridRunner, AChangedCorpusIsNotMixedSilently) {
+  TempDir own;
+  testing::prepare_byte_corpus(own, testing::synthetic_documents(2, 20, 20, 40));
+  const std::string file = own.file("changing.toml");
+  testing::write_text(file, testing::read_text(experiment("changing", 2, 4)));
+  const std::string db = own.file("r.sqlite");
+  ASSERT_EQ(lory_run(file, db, "", "").exit_code, 0);
+  testing::prepare_byte_corpus(own, testing::synthetic_documents(2, 21, 20, 40));  // the same folder, new content
+  testing::write_text(file, testing::read_text(file) + "\n# one more seed\n");
+  const auto refused = lory_run(file, db);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("the corpus of experiment 'changing' changed"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("--allow-corpus-change"), std::string::npos);
+  const auto allowed = lory_run(file, db, "--allow-corpus-change");
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
+}
+
+TEST_F(GridRunner, ARunLeftRunningByADeadWorkerIsResumedAndStatusShowsProgress) {
+  const std::string file = experiment("stale", 2, 6);
+  const std::string db = dir_->file("stale/r.sqlite");
+  ASSERT_EQ(lory_run(file, db).exit_code, 0);
+  {
+    Database writable(db, Database::Mode::ReadWrite);
+    writable.exec("UPDATE runs SET status = 'running', worker_pid = 999999 WHERE id = 2");
+  }
+  const auto status = run_command(fmt::format("{}/lory status {} --db {}", build_dir(), file, db));
+  EXPECT_NE(status.output.find("experiment 'stale': 1 running, 1 done"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("6/6"), std::string::npos) << status.output;
+  const auto overview = run_command(fmt::format("{}/lory status --db {}", build_dir(), db));
+  EXPECT_NE(overview.output.find("stale"), std::string::npos) << overview.output;
+  const auto rerun = lory_run(file, db);
+  EXPECT_EQ(rerun.exit_code, 0) << rerun.output;
+  EXPECT_NE(rerun.output.find("1 done before, 1 to train"), std::string::npos) << rerun.output;
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 2);
+}
+
+}  // namespace
+}  // namespace lory
