@@ -11,5 +11,6 @@ void register_query_command(CLI::App& app);
 void register_score_command(CLI::App& app);
 void register_export_command(CLI::App& app);
 void register_status_command(CLI::App& app);
+void register_report_command(CLI::App& app);
 
 }  // namespace lory::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   lory::cli::register_score_command(app);
   lory::cli::register_export_command(app);
   lory::cli::register_status_command(app);
+  lory::cli::register_report_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

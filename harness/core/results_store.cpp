@@ -89,6 +89,81 @@ CREATE TABLE routing_stats (
 ALTER TABLE runs ADD COLUMN worker_pid INTEGER;
 ALTER TABLE runs ADD COLUMN heartbeat_at TEXT;
 )sql",
+      // 3: per-layer routing summaries, and the views behind `lory report`.
+      R"sql(
+CREATE TABLE routing_layer_stats (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  step INTEGER NOT NULL,
+  mode TEXT NOT NULL,
+  layer INTEGER NOT NULL,
+  experts INTEGER NOT NULL,
+  entropy REAL NOT NULL,
+  load_imbalance REAL NOT NULL,
+  unused_experts INTEGER NOT NULL,
+  specialisation REAL NOT NULL,
+  tokens INTEGER NOT NULL,
+  PRIMARY KEY (run_id, step, mode, layer)
+) WITHOUT ROWID;
+
+-- Every run with the keys that group and pair runs: the cell without its seed (for means over
+-- seeds), and the cell without its router (to pair an MoE run with the dense run that shares
+-- everything else).
+CREATE VIEW run_cells AS
+SELECT r.id AS run_id, x.name AS experiment, r.label, r.status, r.seed, r.cell_hash,
+       json_extract(r.config, '$.router.plugin') AS router,
+       json_extract(r.config, '$.batcher.plugin') AS batcher,
+       trim(replace(r.label, 'seed=' || r.seed, '')) AS group_label,
+       json_remove(r.config, '$.trainer.seed') AS group_key,
+       json_remove(r.config, '$.router') AS baseline_key
+FROM runs r JOIN experiments x ON x.id = r.experiment_id;
+
+-- The last evaluation of each run, every mode and domain.
+CREATE VIEW final_evals AS
+SELECT c.run_id, c.experiment, c.label, c.group_label, c.router, c.batcher, c.seed, v.mode, v.domain, v.step,
+       v.tokens, v.loss, v.ppl
+FROM run_cells c JOIN evals v ON v.run_id = c.run_id
+WHERE v.step = (SELECT max(step) FROM evals WHERE run_id = c.run_id);
+
+-- Each MoE run against the dense run of the same experiment that shares everything but the router
+-- (same seed, data, model, batcher, trainer, eval): the paper's relative change, as an improvement
+-- (dense - moe) / dense, so +0.139 is Books' +13.9%.
+CREATE VIEW moe_vs_dense AS
+SELECT m.experiment, m.run_id, m.label, m.group_label, m.router, m.batcher, m.seed, fm.mode, fm.domain,
+       fm.ppl AS moe_ppl, fd.ppl AS dense_ppl, d.run_id AS dense_run_id,
+       (fd.ppl - fm.ppl) / fd.ppl AS relative_improvement
+FROM run_cells m
+JOIN run_cells d ON d.experiment = m.experiment AND d.router = 'dense' AND d.baseline_key = m.baseline_key
+JOIN final_evals fm ON fm.run_id = m.run_id
+JOIN final_evals fd ON fd.run_id = d.run_id AND fd.mode = fm.mode AND fd.domain = fm.domain
+WHERE m.router != 'dense';
+
+-- Expert x domain routing weights of each run's last evaluation, per layer.
+CREATE VIEW expert_domain_matrix AS
+SELECT c.run_id, c.experiment, c.label, s.mode, s.layer, s.domain, s.expert, s.weight_mean, s.activated_frac, s.step
+FROM run_cells c JOIN routing_stats s ON s.run_id = c.run_id
+WHERE s.step = (SELECT max(step) FROM routing_stats WHERE run_id = c.run_id);
+
+-- The same numbers over seeds: mean, sample standard deviation and n of every cell group.
+CREATE VIEW final_evals_over_seeds AS
+SELECT c.experiment, c.group_label, min(c.router) AS router, min(c.batcher) AS batcher, f.mode, f.domain,
+       avg(f.ppl) AS ppl_mean,
+       CASE WHEN count(*) > 1 THEN sqrt(max(0, (sum(f.ppl * f.ppl) - sum(f.ppl) * sum(f.ppl) / count(*)) / (count(*) - 1)))
+            ELSE NULL END AS ppl_std,
+       count(*) AS n
+FROM final_evals f JOIN run_cells c ON c.run_id = f.run_id
+GROUP BY c.experiment, c.group_key, f.mode, f.domain;
+
+CREATE VIEW moe_vs_dense_over_seeds AS
+SELECT m.experiment, m.group_label, min(m.router) AS router, min(m.batcher) AS batcher, m.mode, m.domain,
+       avg(m.relative_improvement) AS improvement_mean,
+       CASE WHEN count(*) > 1 THEN sqrt(max(0, (sum(m.relative_improvement * m.relative_improvement) -
+                                                sum(m.relative_improvement) * sum(m.relative_improvement) / count(*)) /
+                                               (count(*) - 1)))
+            ELSE NULL END AS improvement_std,
+       count(*) AS n
+FROM moe_vs_dense m JOIN run_cells c ON c.run_id = m.run_id
+GROUP BY m.experiment, c.group_key, m.mode, m.domain;
+)sql",
   };
   return list;
 }
@@ -368,9 +443,24 @@ void ResultsStore::write_routing_stats(int64_t run_id, const std::vector<Routing
   transaction.commit();
 }
 
+void ResultsStore::write_routing_layer_stats(int64_t run_id, const std::vector<RoutingLayerRow>& rows) {
+  if (rows.empty()) return;
+  Transaction transaction(db_);
+  Statement insert = db_.prepare(
+      "INSERT OR REPLACE INTO routing_layer_stats (run_id, step, mode, layer, experts, entropy, load_imbalance, "
+      "unused_experts, specialisation, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  for (const RoutingLayerRow& row : rows) {
+    insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.layer).bind(5, row.experts);
+    insert.bind(6, row.entropy).bind(7, row.load_imbalance).bind(8, row.unused_experts).bind(9, row.specialisation);
+    insert.bind(10, row.tokens);
+    insert.run();
+  }
+  transaction.commit();
+}
+
 void ResultsStore::delete_rows_after(int64_t run_id, int64_t step) {
   Transaction transaction(db_);
-  for (const char* table : {"metrics", "evals", "routing_stats"}) {
+  for (const char* table : {"metrics", "evals", "routing_stats", "routing_layer_stats"}) {
     db_.prepare(fmt::format("DELETE FROM {} WHERE run_id = ? AND step > ?", table)).bind(1, run_id).bind(2, step).run();
   }
   transaction.commit();

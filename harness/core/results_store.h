@@ -66,6 +66,19 @@ struct RoutingStatRow {
   int64_t tokens;         // tokens of the domain in this evaluation
 };
 
+// One layer's routing at one evaluation, over all domains (see core/routing_summary.h).
+struct RoutingLayerRow {
+  int64_t step;
+  std::string mode;
+  int64_t layer;
+  int64_t experts;
+  double entropy;         // mean per-token routing entropy, nats
+  double load_imbalance;  // max / mean expert mass
+  int64_t unused_experts; // experts no token activated (weight > 2/E)
+  double specialisation;  // I(domain; expert) / H(expert), 0..1
+  int64_t tokens;
+};
+
 class ResultsStore {
  public:
   static constexpr const char* kDefaultPath = "results/lory.sqlite";
@@ -93,6 +106,7 @@ class ResultsStore {
   void write_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
   void write_evals(int64_t run_id, const std::vector<EvalRow>& rows);
   void write_routing_stats(int64_t run_id, const std::vector<RoutingStatRow>& rows);
+  void write_routing_layer_stats(int64_t run_id, const std::vector<RoutingLayerRow>& rows);
   // Rows written after `step` (by an interrupted attempt) are removed before a resumed run
   // writes them again, so no step is ever counted twice.
   void delete_rows_after(int64_t run_id, int64_t step);

@@ -1,6 +1,9 @@
 #include "evaluator.h"
 
 #include <cmath>
+#include <map>
+
+#include "core/routing_summary.h"
 
 namespace lory {
 
@@ -49,6 +52,21 @@ int64_t Evaluator::scored_tokens(int64_t domain) const {
   return domains_.at(static_cast<size_t>(domain)).valid_NL.sum().item<int64_t>();
 }
 
+namespace {
+
+// Routing of one layer over the whole evaluation: expert mass per domain (for the per-domain
+// rows and the specialisation score), activations, and the token-mean entropy.
+struct LayerAccumulator {
+  int64_t experts = 0;
+  std::vector<std::vector<double>> mass_DE;    // per domain index, per expert
+  std::vector<std::vector<double>> active_DE;  // tokens whose weight on e exceeds 2/E
+  std::vector<int64_t> tokens_D;
+  double entropy_sum = 0;
+  int64_t tokens = 0;
+};
+
+}  // namespace
+
 EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::string& mode,
                                const EvalRouting& routing, bool routing_stats) const {
   torch::NoGradGuard no_grad;
@@ -57,13 +75,12 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
   EvalResult result;
   double all_loss = 0;
   int64_t all_tokens = 0;
-  for (const DomainSequences& domain : domains_) {
+  std::map<int64_t, LayerAccumulator> layers;
+  const size_t domain_count = domains_.size();
+  for (size_t d = 0; d < domain_count; ++d) {
+    const DomainSequences& domain = domains_[d];
     double loss_sum = 0;
     int64_t tokens = 0;
-    // Routing accumulators per layer: weight sums and activation counts per expert.
-    std::vector<torch::Tensor> weight_sum_E, active_count_E;
-    std::vector<int64_t> experts_of_layer;
-    int64_t routed_tokens = 0;
     const int64_t n = domain.tokens_NL1.size(0);
     for (int64_t start = 0; start < n; start += batch_size_) {
       const int64_t end = std::min(n, start + batch_size_);
@@ -87,28 +104,31 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
                                                torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
               .view_as(targets_BL);
       loss_sum += loss_BL.masked_select(valid_BL).to(torch::kFloat64).sum().item<double>();
-      tokens += valid_BL.sum().item<int64_t>();
-      if (routing_stats) {
-        const torch::Tensor mask_BL1 = valid_BL.unsqueeze(-1).to(torch::kFloat32);
-        routed_tokens += valid_BL.sum().item<int64_t>();
-        for (const RoutingRecord& record : context.records()) {
-          const size_t layer = static_cast<size_t>(record.layer);
-          if (weight_sum_E.size() <= layer) {
-            weight_sum_E.resize(layer + 1);
-            active_count_E.resize(layer + 1);
-            experts_of_layer.resize(layer + 1, 0);
-          }
-          const int64_t experts = record.expert_count;
-          const torch::Tensor w_BLE = record.weights_BLE.to(torch::kFloat32) * mask_BL1;
-          const torch::Tensor active_BLE =
-              (experts == 1 ? torch::ones_like(w_BLE) : (record.weights_BLE > 2.0 / experts).to(torch::kFloat32)) *
-              mask_BL1;
-          const torch::Tensor sum_E = w_BLE.sum(torch::IntArrayRef{0, 1}).to(torch::kFloat64);
-          const torch::Tensor active_E = active_BLE.sum(torch::IntArrayRef{0, 1}).to(torch::kFloat64);
-          weight_sum_E[layer] = weight_sum_E[layer].defined() ? weight_sum_E[layer] + sum_E : sum_E;
-          active_count_E[layer] = active_count_E[layer].defined() ? active_count_E[layer] + active_E : active_E;
-          experts_of_layer[layer] = experts;
+      const int64_t batch_tokens = valid_BL.sum().item<int64_t>();
+      tokens += batch_tokens;
+      if (!routing_stats) continue;
+      const torch::Tensor mask_BL1 = valid_BL.unsqueeze(-1).to(torch::kFloat64);
+      for (const RoutingRecord& record : context.records()) {
+        LayerAccumulator& layer = layers[record.layer];
+        const int64_t experts = record.expert_count;
+        if (layer.experts == 0) {
+          layer.experts = experts;
+          layer.mass_DE.assign(domain_count, std::vector<double>(static_cast<size_t>(experts), 0.0));
+          layer.active_DE = layer.mass_DE;
+          layer.tokens_D.assign(domain_count, 0);
         }
+        const torch::Tensor w_BLE = record.weights_BLE.to(torch::kFloat64);
+        const torch::Tensor active_BLE = experts == 1 ? torch::ones_like(w_BLE) : (w_BLE > 2.0 / experts).to(torch::kFloat64);
+        const torch::Tensor mass_E = (w_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
+        const torch::Tensor active_E = (active_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
+        const torch::Tensor entropy_BL = -(w_BLE * torch::log(w_BLE.clamp_min(1e-30))).sum(-1);
+        for (int64_t e = 0; e < experts; ++e) {
+          layer.mass_DE[d][static_cast<size_t>(e)] += mass_E[e].item<double>();
+          layer.active_DE[d][static_cast<size_t>(e)] += active_E[e].item<double>();
+        }
+        layer.entropy_sum += (entropy_BL * mask_BL1.squeeze(-1)).sum().item<double>();
+        layer.tokens_D[d] += batch_tokens;
+        layer.tokens += batch_tokens;
       }
     }
     if (tokens == 0) continue;
@@ -116,15 +136,26 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
     result.evals.push_back({step, domain.name, mode, tokens, mean_loss, std::exp(mean_loss)});
     all_loss += loss_sum;
     all_tokens += tokens;
-    for (size_t layer = 0; layer < weight_sum_E.size(); ++layer) {
-      if (!weight_sum_E[layer].defined() || routed_tokens == 0) continue;
-      for (int64_t e = 0; e < experts_of_layer[layer]; ++e) {
-        result.routing.push_back({step, mode, static_cast<int64_t>(layer), domain.name, e,
-                                  weight_sum_E[layer][e].item<double>() / static_cast<double>(routed_tokens),
-                                  active_count_E[layer][e].item<double>() / static_cast<double>(routed_tokens),
-                                  routed_tokens});
+  }
+  for (const auto& [layer_index, layer] : layers) {
+    int64_t unused = 0;
+    for (int64_t e = 0; e < layer.experts; ++e) {
+      double active = 0;
+      for (size_t d = 0; d < domain_count; ++d) active += layer.active_DE[d][static_cast<size_t>(e)];
+      unused += active == 0;
+    }
+    for (size_t d = 0; d < domain_count; ++d) {
+      const int64_t routed = layer.tokens_D[d];
+      if (routed == 0) continue;
+      for (int64_t e = 0; e < layer.experts; ++e) {
+        result.routing.push_back({step, mode, layer_index, domains_[d].name, e,
+                                  layer.mass_DE[d][static_cast<size_t>(e)] / static_cast<double>(routed),
+                                  layer.active_DE[d][static_cast<size_t>(e)] / static_cast<double>(routed), routed});
       }
     }
+    result.layers.push_back({step, mode, layer_index, layer.experts,
+                             layer.tokens > 0 ? layer.entropy_sum / static_cast<double>(layer.tokens) : 0.0,
+                             load_imbalance(layer.mass_DE), unused, specialisation_score(layer.mass_DE), layer.tokens});
   }
   if (all_tokens > 0) {
     const double mean = all_loss / static_cast<double>(all_tokens);

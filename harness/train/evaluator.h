@@ -18,6 +18,7 @@ namespace lory {
 struct EvalResult {
   std::vector<EvalRow> evals;
   std::vector<RoutingStatRow> routing;
+  std::vector<RoutingLayerRow> layers;
 };
 
 class Evaluator {

@@ -158,6 +158,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       const EvalResult result = evaluator.evaluate(*model, step, mode, routing, s.routing_stats);
       store.write_evals(run.id, result.evals);
       store.write_routing_stats(run.id, result.routing);
+      store.write_routing_layer_stats(run.id, result.layers);
       for (const EvalRow& row : result.evals) {
         if (row.domain != "all") continue;
         std::printf("%seval step %lld (%s routing): loss %.4f, ppl %.2f over %lld held-out tokens\n",

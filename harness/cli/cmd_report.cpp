@@ -1,0 +1,410 @@
+// `lory report EXP --out DIR`: the comparison report of an experiment (report.md, report.html and
+// PNG figures): per-domain perplexity over seeds and against dense, loss curves against tokens,
+// the tokens MoE runs need to reach the dense run's final loss, expert x domain heatmaps and
+// per-layer specialisation, expert utilisation over training, throughput. Every number comes from
+// the results store's views, and the SQL to get it again is printed at the end.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "commands.h"
+#include "core/results_store.h"
+#include "report/gnuplot_figures.h"
+#include "report/report_document.h"
+
+namespace lory::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ReportOptions {
+  std::string experiment;
+  std::string out;
+  std::string db = ResultsStore::kDefaultPath;
+};
+
+struct RunInfo {
+  int64_t id;
+  std::string label, group_label, router, batcher, status;
+  int64_t seed;
+};
+
+struct MeanStd {
+  double mean = 0, std = NAN;
+  int64_t n = 0;
+};
+
+std::string format_mean_std(const MeanStd& m, const char* format) {
+  const std::string mean = fmt::format(fmt::runtime(format), m.mean);
+  return m.n >= 2 && std::isfinite(m.std) ? mean + " ± " + fmt::format(fmt::runtime(format), m.std) : mean;
+}
+
+std::vector<RunInfo> load_runs(Database& db, const std::string& experiment) {
+  Statement s = db.prepare(
+      "SELECT run_id, label, group_label, router, batcher, status, seed FROM run_cells WHERE experiment = ? ORDER BY "
+      "router != 'dense', group_label, seed");
+  s.bind(1, experiment);
+  std::vector<RunInfo> runs;
+  while (s.step()) {
+    runs.push_back({s.column_int(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4),
+                    s.column_text(5), s.column_int(6)});
+  }
+  return runs;
+}
+
+std::vector<std::string> group_order(const std::vector<RunInfo>& runs) {
+  std::vector<std::string> groups;
+  for (const RunInfo& r : runs) {
+    if (std::find(groups.begin(), groups.end(), r.group_label) == groups.end()) groups.push_back(r.group_label);
+  }
+  return groups;
+}
+
+// Domains in table order: sorted, with "all" last.
+std::vector<std::string> ordered_domains(const std::set<std::string>& domains) {
+  std::vector<std::string> out;
+  for (const auto& d : domains) {
+    if (d != "all") out.push_back(d);
+  }
+  if (domains.count("all")) out.push_back("all");
+  return out;
+}
+
+// Metric curve of a run: (cumulative training tokens, value).
+std::vector<std::pair<double, double>> curve(Database& db, int64_t run, const std::string& metric) {
+  Statement s = db.prepare(
+      "SELECT t.value, m.value FROM metrics m JOIN metrics t ON t.run_id = m.run_id AND t.step = m.step AND t.name = "
+      "'train/tokens' WHERE m.run_id = ? AND m.name = ? ORDER BY m.step");
+  s.bind(1, run).bind(2, metric);
+  std::vector<std::pair<double, double>> points;
+  while (s.step()) points.emplace_back(s.column_double(0), s.column_double(1));
+  return points;
+}
+
+// Moving average over `window` logged points: training loss is noisy from batch to batch.
+std::vector<std::pair<double, double>> smoothed(const std::vector<std::pair<double, double>>& points, size_t window) {
+  std::vector<std::pair<double, double>> out;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const size_t from = i + 1 >= window ? i + 1 - window : 0;
+    double sum = 0;
+    for (size_t j = from; j <= i; ++j) sum += points[j].second;
+    out.emplace_back(points[i].first, sum / static_cast<double>(i - from + 1));
+  }
+  return out;
+}
+
+void add_perplexity_section(ReportDocument& doc, Database& db, const std::string& experiment,
+                            const std::vector<std::string>& groups) {
+  Statement s = db.prepare(
+      "SELECT group_label, domain, ppl_mean, ppl_std, n FROM final_evals_over_seeds WHERE experiment = ? AND mode = "
+      "'default'");
+  s.bind(1, experiment);
+  std::map<std::string, std::map<std::string, MeanStd>> ppl;
+  std::set<std::string> domains;
+  while (s.step()) {
+    ppl[s.column_text(0)][s.column_text(1)] = {s.column_double(2),
+                                               s.column_type(3) == SQLITE_NULL ? NAN : s.column_double(3), s.column_int(4)};
+    domains.insert(s.column_text(1));
+  }
+  const auto columns = ordered_domains(domains);
+  doc.heading(2, "Held-out perplexity per domain");
+  std::vector<std::string> header = {"cell", "seeds"};
+  header.insert(header.end(), columns.begin(), columns.end());
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& group : groups) {
+    if (!ppl.count(group)) continue;
+    std::vector<std::string> row = {group, std::to_string(ppl[group].begin()->second.n)};
+    for (const auto& d : columns) row.push_back(ppl[group].count(d) ? format_mean_std(ppl[group][d], "{:.2f}") : "-");
+    rows.push_back(std::move(row));
+  }
+  doc.paragraph("Final evaluation of every cell (routing as in training, causal), mean ± sample standard deviation "
+                "over seeds when there are at least two.");
+  doc.table(header, rows);
+
+  Statement c = db.prepare(
+      "SELECT group_label, domain, improvement_mean, improvement_std, n FROM moe_vs_dense_over_seeds WHERE experiment "
+      "= ? AND mode = 'default'");
+  c.bind(1, experiment);
+  std::map<std::string, std::map<std::string, MeanStd>> change;
+  while (c.step()) {
+    change[c.column_text(0)][c.column_text(1)] = {c.column_double(2),
+                                                  c.column_type(3) == SQLITE_NULL ? NAN : c.column_double(3),
+                                                  c.column_int(4)};
+  }
+  doc.heading(2, "Change relative to the dense baseline");
+  if (change.empty()) {
+    doc.paragraph("No MoE cell has a dense cell that shares everything but the router, so there is no paired "
+                  "comparison.");
+    return;
+  }
+  rows.clear();
+  bool any_within_spread = false, any_single_seed = false;
+  for (const auto& group : groups) {
+    if (!change.count(group)) continue;
+    std::vector<std::string> row = {group, std::to_string(change[group].begin()->second.n)};
+    for (const auto& d : columns) {
+      if (!change[group].count(d)) {
+        row.push_back("-");
+        continue;
+      }
+      const MeanStd& m = change[group][d];
+      std::string cell = fmt::format("{:+.1f}%", 100 * m.mean);
+      if (m.n >= 2 && std::isfinite(m.std)) {
+        cell += fmt::format(" ± {:.1f}", 100 * m.std);
+        if (std::abs(m.mean) < m.std) {
+          cell += " ~";
+          any_within_spread = true;
+        }
+      } else {
+        any_single_seed = true;
+      }
+      row.push_back(cell);
+    }
+    rows.push_back(std::move(row));
+  }
+  doc.paragraph("Perplexity improvement over the dense run that shares everything but the router, (dense - MoE) / "
+                "dense, paired seed by seed (the paper's +13.9% on Books is this number).");
+  doc.table(header, rows);
+  if (any_within_spread) {
+    doc.paragraph("~ marks a difference smaller than its spread over seeds: not distinguishable from noise.");
+  }
+  if (any_single_seed) {
+    doc.paragraph("Cells with one seed have no spread estimate: run more seeds (grid.seeds) before trusting small "
+                  "differences.");
+  }
+}
+
+void add_loss_section(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs, const std::string& out) {
+  doc.heading(2, "Training loss");
+  std::vector<Series> series;
+  for (const RunInfo& r : runs) {
+    auto points = curve(db, r.id, "train/loss");
+    if (!points.empty()) series.push_back({r.label, smoothed(points, 3)});
+  }
+  if (series.empty()) {
+    doc.paragraph("No training metrics yet.");
+    return;
+  }
+  line_plot(out + "/loss_curves.png", "Training loss (moving average of 3 logged steps)", "training tokens",
+            "loss (nats per token)", series);
+  doc.figure("loss_curves.png", "Training loss of every cell against training tokens");
+
+  // Tokens each MoE run needs to reach its paired dense run's final (smoothed) training loss.
+  Statement pairs = db.prepare(
+      "SELECT DISTINCT run_id, label, dense_run_id FROM moe_vs_dense m WHERE experiment = (SELECT experiment FROM "
+      "run_cells WHERE run_id = ?) ORDER BY run_id");
+  pairs.bind(1, runs.front().id);
+  std::vector<std::vector<std::string>> rows;
+  while (pairs.step()) {
+    const auto moe = smoothed(curve(db, pairs.column_int(0), "train/loss"), 3);
+    const auto dense = smoothed(curve(db, pairs.column_int(2), "train/loss"), 3);
+    if (moe.empty() || dense.empty()) continue;
+    const double target = dense.back().second, dense_tokens = dense.back().first;
+    std::string reached = "not reached", fraction = "-";
+    for (const auto& [tokens, loss] : moe) {
+      if (loss <= target) {
+        reached = fmt::format("{:.0f}", tokens);
+        fraction = fmt::format("{:.2f}", tokens / dense_tokens);
+        break;
+      }
+    }
+    rows.push_back({pairs.column_text(1), fmt::format("{:.4f}", target), fmt::format("{:.0f}", dense_tokens), reached,
+                    fraction});
+  }
+  if (!rows.empty()) {
+    doc.heading(3, "Tokens to reach the dense model's final loss");
+    doc.paragraph("First training-token count at which the MoE run's smoothed training loss is at or below the final "
+                  "smoothed training loss of its paired dense run (the paper: fewer than half the tokens with 32 "
+                  "experts).");
+    doc.table({"MoE run", "dense final loss", "dense tokens", "MoE tokens to reach it", "fraction"}, rows);
+  }
+}
+
+void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs, const std::string& out) {
+  // One run per MoE cell group (its lowest seed).
+  std::vector<RunInfo> representatives;
+  std::set<std::string> seen;
+  for (const RunInfo& r : runs) {
+    if (r.router != "dense" && seen.insert(r.group_label).second) representatives.push_back(r);
+  }
+  doc.heading(2, "Expert specialisation");
+  if (representatives.empty()) {
+    doc.paragraph("No MoE cells.");
+    return;
+  }
+  doc.paragraph("Per layer at the last evaluation: mean routing entropy per token (nats), specialisation = "
+                "I(domain; expert) / H(expert) of the routing mass (0 = routing ignores the domain, 1 = the domain "
+                "determines it), load imbalance (max / mean expert mass) and experts no token activated (weight > "
+                "2/E). The heatmaps show the mean routing weight of every expert per domain for a lower, a middle and "
+                "an upper layer.");
+  for (const RunInfo& r : representatives) {
+    doc.heading(3, r.label);
+    Statement layers = db.prepare(
+        "SELECT layer, experts, entropy, specialisation, load_imbalance, unused_experts FROM routing_layer_stats WHERE "
+        "run_id = ? AND mode = 'default' AND step = (SELECT max(step) FROM routing_layer_stats WHERE run_id = ?) ORDER "
+        "BY layer");
+    layers.bind(1, r.id).bind(2, r.id);
+    std::vector<std::vector<std::string>> rows;
+    std::vector<int64_t> layer_ids;
+    while (layers.step()) {
+      layer_ids.push_back(layers.column_int(0));
+      rows.push_back({std::to_string(layers.column_int(0)), std::to_string(layers.column_int(1)),
+                      fmt::format("{:.3f}", layers.column_double(2)), fmt::format("{:.3f}", layers.column_double(3)),
+                      fmt::format("{:.2f}", layers.column_double(4)), std::to_string(layers.column_int(5))});
+    }
+    if (rows.empty()) {
+      doc.paragraph("No routing statistics (eval.routing_stats = false?).");
+      continue;
+    }
+    doc.table({"layer", "experts", "entropy", "specialisation", "load imbalance", "unused experts"}, rows);
+    std::vector<int64_t> shown = {layer_ids.front(), layer_ids[layer_ids.size() / 2], layer_ids.back()};
+    shown.erase(std::unique(shown.begin(), shown.end()), shown.end());
+    for (int64_t layer : shown) {
+      Statement m = db.prepare(
+          "SELECT domain, expert, weight_mean FROM expert_domain_matrix WHERE run_id = ? AND mode = 'default' AND "
+          "layer = ? ORDER BY domain, expert");
+      m.bind(1, r.id).bind(2, layer);
+      std::vector<std::string> domains, experts;
+      std::vector<std::vector<double>> values;
+      while (m.step()) {
+        if (domains.empty() || domains.back() != m.column_text(0)) {
+          domains.push_back(m.column_text(0));
+          values.emplace_back();
+        }
+        values.back().push_back(m.column_double(2));
+      }
+      if (values.empty()) continue;
+      for (size_t e = 0; e < values.front().size(); ++e) experts.push_back(std::to_string(e));
+      const std::string file = fmt::format("heatmap_run{}_layer{}.png", r.id, layer);
+      heatmap(out + "/" + file, fmt::format("{}: layer {}", r.label, layer), domains, experts, values,
+              "mean routing weight");
+      doc.figure(file, fmt::format("Expert x domain routing weights, {}, layer {}", r.label, layer));
+    }
+  }
+  doc.heading(2, "Expert utilisation over training");
+  std::vector<Series> used_series, entropy_series;
+  double most_experts = 0;
+  for (const RunInfo& r : runs) {
+    if (r.router == "dense") continue;
+    const auto unused = curve(db, r.id, "router/unused_experts");
+    Statement experts = db.prepare("SELECT max(expert) + 1 FROM routing_stats WHERE run_id = ?");
+    experts.bind(1, r.id);
+    const double count = experts.step() ? experts.column_double(0) : 0;
+    if (unused.empty() || count <= 0) continue;
+    most_experts = std::max(most_experts, count);
+    std::vector<std::pair<double, double>> used;
+    for (const auto& [tokens, value] : unused) used.emplace_back(tokens, count - value);
+    used_series.push_back({r.label, used});
+    entropy_series.push_back({r.label, curve(db, r.id, "router/entropy")});
+  }
+  if (used_series.empty()) {
+    doc.paragraph("No routing metrics logged during training.");
+    return;
+  }
+  doc.paragraph("An expert counts as activated for a token when its routing weight exceeds 2/E (the paper's rule); "
+                "the first figure counts the experts some token of the logged batch activated, the second shows how "
+                "peaked routing is (mean routing entropy per token; ln E = uniform).");
+  line_plot(out + "/utilisation.png", "Experts activated (weight > 2/E) by some token of the logged batch",
+            "training tokens", "experts in use (mean over layers)", used_series, most_experts);
+  doc.figure("utilisation.png", "Expert utilisation over training (the paper's activated-experts count)");
+  line_plot(out + "/routing_entropy.png", "Routing entropy per token", "training tokens", "entropy (nats, mean over layers)",
+            entropy_series);
+  doc.figure("routing_entropy.png", "Routing entropy over training");
+}
+
+void add_throughput_section(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs,
+                            const std::vector<std::string>& groups) {
+  doc.heading(2, "Throughput");
+  std::map<std::string, std::vector<double>> by_group;
+  double dense_sum = 0;
+  int dense_runs = 0;
+  for (const RunInfo& r : runs) {
+    // The first logged interval includes start-up work: leave it out.
+    Statement s = db.prepare(
+        "SELECT avg(value) FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s' AND step > (SELECT min(step) "
+        "FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s')");
+    s.bind(1, r.id).bind(2, r.id);
+    if (!s.step() || s.column_type(0) == SQLITE_NULL) continue;
+    by_group[r.group_label].push_back(s.column_double(0));
+    if (r.router == "dense") {
+      dense_sum += s.column_double(0);
+      ++dense_runs;
+    }
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& group : groups) {
+    if (!by_group.count(group)) continue;
+    const auto& v = by_group[group];
+    double mean = 0;
+    for (double x : v) mean += x / static_cast<double>(v.size());
+    rows.push_back({group, fmt::format("{:.0f}", mean),
+                    dense_runs ? fmt::format("{:.3f}", mean / (dense_sum / dense_runs)) : "-"});
+  }
+  doc.paragraph("Training tokens per second (mean over logged intervals and seeds; 2-vCPU machines are noisy, so "
+                "compare cells of one experiment run on one machine).");
+  doc.table({"cell", "tokens/s", "relative to dense"}, rows);
+}
+
+void run_report(const ReportOptions& options) {
+  ResultsStore store(options.db);  // migrates an older database so that the views exist
+  Database& db = store.database();
+  std::string experiment = options.experiment;
+  if (experiment.size() > 5 && experiment.substr(experiment.size() - 5) == ".toml") {
+    Statement s = db.prepare("SELECT name FROM experiments WHERE file = ?");
+    s.bind(1, fs::weakly_canonical(experiment).string());
+    if (s.step()) experiment = s.column_text(0);
+  }
+  const std::vector<RunInfo> runs = load_runs(db, experiment);
+  if (runs.empty()) throw UserError(fmt::format("no runs of an experiment named '{}' in '{}'", experiment, options.db));
+  fs::create_directories(options.out);
+  const std::vector<std::string> groups = group_order(runs);
+
+  ReportDocument doc;
+  doc.heading(1, "lory report: " + experiment);
+  std::map<std::string, int> statuses;
+  for (const RunInfo& r : runs) ++statuses[r.status];
+  std::string status_text;
+  for (const auto& [status, n] : statuses) status_text += fmt::format("{}{} {}", status_text.empty() ? "" : ", ", n, status);
+  Statement info = db.prepare("SELECT description FROM experiments WHERE name = ?");
+  info.bind(1, experiment);
+  doc.paragraph(fmt::format("{}{} runs ({}) in {}; generated {}.",
+                            info.step() && !info.column_text(0).empty() ? info.column_text(0) + ". " : "", runs.size(),
+                            status_text, options.db, utc_now_iso8601()));
+  add_perplexity_section(doc, db, experiment, groups);
+  add_loss_section(doc, db, runs, options.out);
+  add_routing_sections(doc, db, runs, options.out);
+  add_throughput_section(doc, db, runs, groups);
+  doc.heading(2, "The same numbers with SQL");
+  doc.paragraph("Every table above is a query on the results store's views (docs/results-schema.md); for example, "
+                "with `lory query \"...\" --db " + options.db + "`:");
+  doc.code(fmt::format(
+      "SELECT group_label, domain, ppl_mean, ppl_std, n FROM final_evals_over_seeds\n"
+      "  WHERE experiment = '{0}' AND mode = 'default';\n"
+      "SELECT group_label, domain, improvement_mean, improvement_std, n FROM moe_vs_dense_over_seeds\n"
+      "  WHERE experiment = '{0}' AND mode = 'default';\n"
+      "SELECT layer, domain, expert, weight_mean FROM expert_domain_matrix WHERE run_id = {1} AND mode = 'default';",
+      experiment, runs.back().id));
+  std::ofstream(fs::path(options.out) / "report.md") << doc.markdown();
+  std::ofstream(fs::path(options.out) / "report.html") << doc.html("lory report: " + experiment);
+  std::printf("wrote %s/report.md, report.html and figures\n", options.out.c_str());
+}
+
+}  // namespace
+
+void register_report_command(CLI::App& app) {
+  auto options = std::make_shared<ReportOptions>();
+  CLI::App* cmd = app.add_subcommand("report", "Write the comparison report of an experiment (Markdown, HTML, PNG)");
+  cmd->add_option("experiment", options->experiment, "Experiment name or its .toml file")->required();
+  cmd->add_option("--out", options->out, "Output folder")->required();
+  cmd->add_option("--db", options->db, "Results database")->capture_default_str();
+  cmd->callback([options] { run_report(*options); });
+}
+
+}  // namespace lory::cli

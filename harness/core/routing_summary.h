@@ -1,0 +1,19 @@
+// Per-layer summaries of routing at evaluation, from the routing mass of every (domain, expert):
+// how specialised the experts are to domains, and how evenly the load spreads. Torch-free, so the
+// evaluator, the report and the tests share one definition.
+#pragma once
+
+#include <vector>
+
+namespace lory {
+
+// mass_DE[d][e]: the routing weight that tokens of domain d put on expert e, summed over tokens.
+// Returns I(D; E) / H(E) for the joint distribution proportional to mass_DE: 0 when routing does
+// not depend on the domain, 1 when the expert mix is a function of the domain (one-hot routing
+// fully determined by the domain). 0 when H(E) = 0 (a single expert).
+double specialisation_score(const std::vector<std::vector<double>>& mass_DE);
+
+// max / mean of the experts' total mass (1 = perfectly even).
+double load_imbalance(const std::vector<std::vector<double>>& mass_DE);
+
+}  // namespace lory

@@ -1,0 +1,140 @@
+// The comparison report: the SQL views on a hand-built database, the specialisation score, and a
+// report of a tiny real experiment with every section and figure.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "core/results_store.h"
+#include "core/routing_summary.h"
+#include "test_support.h"
+
+namespace lory {
+namespace {
+
+using testing::TempDir;
+
+TEST(SpecialisationScore, IsZeroForRoutingThatIgnoresTheDomainAndOneWhenTheDomainDeterminesIt) {
+  EXPECT_NEAR(specialisation_score({{0.25, 0.25, 0.25, 0.25}, {0.25, 0.25, 0.25, 0.25}, {0.25, 0.25, 0.25, 0.25}}), 0,
+              1e-12);
+  EXPECT_NEAR(specialisation_score({{0.7, 0.1, 0.2}, {7.0, 1.0, 2.0}}), 0, 1e-12);  // same mix, different amounts
+  EXPECT_NEAR(specialisation_score({{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}}), 1, 1e-12);
+  EXPECT_NEAR(specialisation_score({{5, 0}, {0, 3}, {2, 0}}), 1, 1e-12);  // two domains share an expert
+  const double partial = specialisation_score({{0.8, 0.2}, {0.2, 0.8}});
+  EXPECT_GT(partial, 0.2);
+  EXPECT_LT(partial, 0.4);
+  EXPECT_EQ(specialisation_score({{1.0}, {2.0}}), 0);  // one expert: nothing to specialise
+  EXPECT_DOUBLE_EQ(load_imbalance({{1, 1}, {1, 1}}), 1.0);
+  EXPECT_DOUBLE_EQ(load_imbalance({{3, 0}, {1, 0}}), 2.0);
+}
+
+// Two seeds of dense and of lory; lory is 10% better on books in seed 1 and 20% in seed 2.
+void build_database(const std::string& path) {
+  ResultsStore store(path);
+  const int64_t experiment = store.upsert_experiment("views", "/x/views.toml", "", "");
+  const auto config = [](const std::string& router, int seed) {
+    return fmt::format(R"({{"data":{{"corpus":"c"}},"router":{{"plugin":"{}"}},"trainer":{{"seed":{}}}}})", router, seed);
+  };
+  for (int seed = 1; seed <= 2; ++seed) {
+    const int64_t dense = store.ensure_run(experiment, fmt::format("d{}", seed), fmt::format("dense seed={}", seed),
+                                           config("dense", seed), seed);
+    const int64_t lory = store.ensure_run(experiment, fmt::format("l{}", seed), fmt::format("lory seed={}", seed),
+                                          config("lory", seed), seed);
+    // An earlier evaluation that the views must ignore, then the final one.
+    store.write_evals(dense, {{50, "books", "default", 100, 0, 999.0}, {100, "books", "default", 100, 0, 100.0}});
+    store.write_evals(lory, {{50, "books", "default", 100, 0, 999.0},
+                             {100, "books", "default", 100, 0, seed == 1 ? 90.0 : 80.0}});
+    store.write_routing_stats(lory, {{50, "default", 0, "books", 0, 0.9, 1, 100},
+                                     {100, "default", 0, "books", 0, 0.6, 1, 100},
+                                     {100, "default", 0, "books", 1, 0.4, 0, 100}});
+  }
+}
+
+TEST(ResultViews, ReturnTheRightNumbersOnAHandBuiltDatabase) {
+  TempDir dir;
+  build_database(dir.file("r.sqlite"));
+  Database db(dir.file("r.sqlite"), Database::Mode::ReadOnly);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM final_evals"), 4);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM final_evals WHERE ppl = 999"), 0);
+  Statement pairs = db.prepare("SELECT seed, relative_improvement, dense_ppl FROM moe_vs_dense ORDER BY seed");
+  ASSERT_TRUE(pairs.step());
+  EXPECT_NEAR(pairs.column_double(1), 0.10, 1e-12);
+  EXPECT_EQ(pairs.column_double(2), 100.0);
+  ASSERT_TRUE(pairs.step());
+  EXPECT_NEAR(pairs.column_double(1), 0.20, 1e-12);
+  EXPECT_FALSE(pairs.step());
+  Statement over_seeds = db.prepare(
+      "SELECT ppl_mean, ppl_std, n FROM final_evals_over_seeds WHERE group_label = 'lory' AND domain = 'books'");
+  ASSERT_TRUE(over_seeds.step());
+  EXPECT_NEAR(over_seeds.column_double(0), 85.0, 1e-9);
+  EXPECT_NEAR(over_seeds.column_double(1), std::sqrt(50.0), 1e-9);  // sample std of 90 and 80
+  EXPECT_EQ(over_seeds.column_int(2), 2);
+  Statement improvement = db.prepare("SELECT improvement_mean, improvement_std, n FROM moe_vs_dense_over_seeds");
+  ASSERT_TRUE(improvement.step());
+  EXPECT_NEAR(improvement.column_double(0), 0.15, 1e-12);
+  EXPECT_NEAR(improvement.column_double(1), std::sqrt(0.005), 1e-12);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM expert_domain_matrix"), 4);  // last step only, 2 runs x 2 experts
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM expert_domain_matrix WHERE weight_mean = 0.9"), 0);
+}
+
+TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
+  TempDir dir;
+  testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 40, 20, 80));
+  testing::write_text(dir.file("tiny.toml"), R"(
+[experiment]
+name = "tiny-report"
+[data]
+corpus = "corpus"
+[model]
+context_length = 32
+[model.transformer]
+d_model = 32
+n_layers = 3
+n_heads = 2
+[router.lory]
+experts = 4
+segment_length = 8
+[trainer]
+steps = 16
+batch_size = 4
+lr = 0.003
+log_every = 2
+threads = 1
+[eval]
+every = 8
+tokens_per_domain = 128
+[grid]
+seeds = [1, 2]
+[[grid.cells]]
+router.plugin = "dense"
+[[grid.cells]]
+router.plugin = "lory"
+)");
+  const std::string db = dir.file("r.sqlite");
+  const auto trained = testing::run_command(fmt::format("{}/lory run {} --db {} --jobs 2", testing::build_dir(),
+                                                        dir.file("tiny.toml"), db));
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  const auto reported = testing::run_command(
+      fmt::format("{}/lory report tiny-report --out {} --db {}", testing::build_dir(), dir.file("report"), db));
+  ASSERT_EQ(reported.exit_code, 0) << reported.output;
+  const std::string report = testing::read_text(dir.file("report/report.md"));
+  for (const char* section :
+       {"## Held-out perplexity per domain", "## Change relative to the dense baseline", "## Training loss",
+        "### Tokens to reach the dense model's final loss", "## Expert specialisation", "## Expert utilisation over training",
+        "## Throughput", "## The same numbers with SQL", "router=lory"}) {
+    EXPECT_NE(report.find(section), std::string::npos) << section << "\n" << report;
+  }
+  EXPECT_NE(report.find(" ± "), std::string::npos) << "two seeds: mean ± std expected";
+  for (const char* figure : {"loss_curves.png", "utilisation.png", "routing_entropy.png", "heatmap_run3_layer0.png", "heatmap_run3_layer1.png",
+                             "heatmap_run3_layer2.png"}) {
+    EXPECT_NE(report.find(figure), std::string::npos) << figure;
+    const auto path = dir.file(std::string("report/") + figure);
+    ASSERT_TRUE(std::filesystem::exists(path)) << figure;
+    EXPECT_GT(std::filesystem::file_size(path), 2000u) << figure;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir.file("report/report.html")));
+}
+
+}  // namespace
+}  // namespace lory
