@@ -16,7 +16,7 @@
 
 #include "tensor_memory.h"
 #include "lory/allocator_tuning.h"
-#include "testkit/plugin_set.h"
+#include "lory/testkit/plugin_set.h"
 #include "train/adamw.h"
 
 namespace {

@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "lory/allocator_tuning.h"
-#include "testkit/plugin_set.h"
+#include "lory/testkit/plugin_set.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "lory/allocator_tuning.h"
-#include "testkit/plugin_set.h"
+#include "lory/testkit/plugin_set.h"
 #include "train/adamw.h"
 
 namespace {

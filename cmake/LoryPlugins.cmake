@@ -13,8 +13,9 @@ function(lory_use_torch_pch target)
 endfunction()
 
 # lory_add_plugin(NAME SOURCES ... [LIBRARIES ...])
-# Builds a plugin as a MODULE library named lory_<kind>_<name>.so into the build's plugin folder,
-# where `lory` finds it without configuration.
+# Builds an in-tree plugin as a MODULE library into the build's plugin folder, where `lory` finds
+# it without configuration, and installs it into <prefix>/lib/lory/plugins. (Plugins built outside
+# the tree use lory_add_router_plugin & co. from the installed SDK: cmake/LorySdkPlugins.cmake.)
 function(lory_add_plugin name)
   cmake_parse_arguments(ARG "" "" "SOURCES;LIBRARIES" ${ARGN})
   add_library(${name} MODULE ${ARG_SOURCES})
@@ -25,6 +26,7 @@ function(lory_add_plugin name)
     VISIBILITY_INLINES_HIDDEN ON
     DEFINE_SYMBOL "")
   target_link_libraries(${name} PRIVATE ${ARG_LIBRARIES})
+  install(TARGETS ${name} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/lory/plugins)
   if("lory_nn" IN_LIST ARG_LIBRARIES)
     lory_use_torch_pch(${name})
   endif()

@@ -1,4 +1,4 @@
-#include "testkit/router_checks.h"
+#include "lory/testkit/router_checks.h"
 
 #include <algorithm>
 #include <cmath>

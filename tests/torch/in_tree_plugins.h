@@ -1,7 +1,7 @@
 // The build's own plugins (build/plugins), loaded once per test process.
 #pragma once
 
-#include "testkit/plugin_set.h"
+#include "lory/testkit/plugin_set.h"
 
 namespace lory::testing {
 const testkit::PluginSet& plugins();

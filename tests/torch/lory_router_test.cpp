@@ -5,7 +5,7 @@
 
 #include "in_tree_plugins.h"
 #include "lory/expert_merge.h"
-#include "testkit/router_checks.h"
+#include "lory/testkit/router_checks.h"
 #include "train/upcycling.h"
 
 namespace lory {

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "in_tree_plugins.h"
-#include "testkit/router_checks.h"
+#include "lory/testkit/router_checks.h"
 
 namespace lory {
 namespace {

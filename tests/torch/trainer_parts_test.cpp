@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/diagnostics.h"
 #include "in_tree_plugins.h"
 #include "test_support.h"
 #include "train/adamw.h"

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "core/plugin_loader.h"
 #include "lory/model_api.h"
 #include "lory/router_api.h"
 
@@ -15,8 +14,12 @@ namespace lory::testkit {
 
 class PluginSet {
  public:
-  // Loads every plugin found on `search_path` (folders or files); throws PluginError on problems.
+  // Loads every plugin found on `search_path` (folders or files); throws std::runtime_error with
+  // the loader's messages on problems.
   explicit PluginSet(const std::vector<std::string>& search_path);
+  ~PluginSet();
+  PluginSet(const PluginSet&) = delete;
+  PluginSet& operator=(const PluginSet&) = delete;
 
   // The plugin's declared defaults with `overrides` applied; throws on an unknown name.
   ParamValues params(const std::string& plugin, const std::map<std::string, ParamValue>& overrides = {}) const;
@@ -31,9 +34,8 @@ class PluginSet {
                                  const std::map<std::string, ParamValue>& more = {}) const;
 
  private:
-  PluginRegistry registry_;
-  mutable std::map<std::string, std::shared_ptr<RouterPlugin>> routers_;
-  std::shared_ptr<ModelPlugin> transformer_;
+  struct Loaded;  // the plugin registry: harness internals stay out of this header
+  std::unique_ptr<Loaded> loaded_;
 };
 
 }  // namespace lory::testkit
