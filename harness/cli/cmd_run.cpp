@@ -22,6 +22,7 @@ struct RunOptions {
   bool dry_run = false;
   std::vector<std::string> plugin_path;
   int jobs = 1;
+  int nproc_per_node = 1;
   bool retry_failed = false, fail_fast = false, allow_corpus_change = false, code_version_in_identity = false;
   std::string order = "grid";
   uint64_t order_seed = 0;
@@ -84,6 +85,7 @@ void run_experiment_command(const RunOptions& options) {
   supervisor.allow_corpus_change = options.allow_corpus_change;
   supervisor.shuffle_order = options.order == "shuffled";
   supervisor.order_seed = options.order_seed;
+  supervisor.processes_per_cell = options.nproc_per_node;
   run_grid(experiment, supervisor);
 }
 
@@ -97,6 +99,10 @@ void register_run_command(CLI::App& app) {
   cmd->add_flag("--dry-run", options->dry_run, "Print the expanded cells (keys that differ) without training");
   cmd->add_option("--plugin-path", options->plugin_path, "Extra plugin folder or file (repeatable)");
   cmd->add_option("--jobs,-j", options->jobs, "Cells trained at once, each in its own worker")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--nproc-per-node", options->nproc_per_node,
+                  "Data-parallel ranks per cell on this machine (Gloo process group; trainer.batch_size is global)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_flag("--retry-failed", options->retry_failed, "Train failed and diverged cells again");

@@ -5,8 +5,12 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -39,9 +43,28 @@ struct PendingCell {
 
 struct RunningCell {
   PendingCell cell;
-  pid_t pid;
+  std::vector<pid_t> ranks;  // every process of the cell (one per data-parallel rank)
+  std::set<pid_t> alive;
+  std::string first_failure;  // how the first rank that failed ended
   Clock::time_point started;
 };
+
+// A free TCP port on the loopback interface for a cell's process group.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof address;
+  int port = 29500;
+  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  if (fd >= 0) ::close(fd);
+  return port;
+}
 
 // A run marked running is still being trained only if its worker process exists on this host
 // (and is a lory-worker: process ids are reused).
@@ -70,10 +93,15 @@ std::string format_seconds(double seconds) {
   return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
 }
 
-pid_t spawn_worker(const std::vector<std::string>& arguments, const std::string& log_file) {
+pid_t spawn_worker(const std::vector<std::string>& arguments, const std::string& log_file,
+                   const std::vector<std::string>& extra_environment) {
   std::vector<char*> argv;
   for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  for (const auto& e : extra_environment) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   if (!log_file.empty()) {
@@ -87,7 +115,7 @@ pid_t spawn_worker(const std::vector<std::string>& arguments, const std::string&
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
   posix_spawnattr_setpgroup(&attributes, 0);
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, arguments[0].c_str(), &actions, &attributes, argv.data(), environ);
+  const int rc = posix_spawn(&pid, arguments[0].c_str(), &actions, &attributes, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   if (rc != 0) throw UserError(fmt::format("cannot start '{}': {} (is the build complete?)", arguments[0], std::strerror(rc)));
@@ -169,27 +197,47 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
                   interrupts == 1 ? "finish their step, checkpoint and stop (Ctrl-C again to stop at once)"
                                   : "stopped at once");
       std::fflush(stdout);
-      for (const auto& [pid, cell] : running) ::kill(pid, signal_number);
+      for (const auto& [pid, cell] : running) {
+        // The ranks of a data-parallel cell decide together to stop: tell rank 0's group once.
+        if (signal_number == SIGKILL || pid == cell.ranks.front()) ::kill(pid, signal_number);
+      }
     }
-    while (!stop_launching && next < queue.size() && static_cast<int>(running.size()) < options.jobs) {
+    std::set<int64_t> running_cells;
+    for (const auto& [pid, cell] : running) running_cells.insert(cell.cell.run_id);
+    while (!stop_launching && next < queue.size() && static_cast<int>(running_cells.size()) < options.jobs) {
       const PendingCell cell = queue[next++];
       const RunRecord run = *store.find_run(cell.run_id);
       std::vector<std::string> arguments = {executable_dir() + "/lory-worker", "train", "--db", options.db_path,
                                             "--run-id", std::to_string(cell.run_id), "--corpus",
                                             experiment.corpus_path(experiment.cells[cell.index].config)};
       for (const auto& p : options.plugin_path) arguments.insert(arguments.end(), {"--plugin-path", p});
+      const std::string directory = run_directory(options.db_path, run);
       std::string log_file;
-      if (options.jobs > 1) {
-        fs::create_directories(run_directory(options.db_path, run));
-        log_file = run_directory(options.db_path, run) + "/worker.log";
-      }
-      std::printf("[%zu/%zu] %s (run %lld, cell %s)%s%s\n", next, queue.size(), label_of(cell).c_str(),
+      if (options.jobs > 1 || options.processes_per_cell > 1) fs::create_directories(directory);
+      if (options.jobs > 1) log_file = directory + "/worker.log";
+      std::printf("[%zu/%zu] %s (run %lld, cell %s)%s%s%s\n", next, queue.size(), label_of(cell).c_str(),
                   static_cast<long long>(cell.run_id), experiment.cells[cell.index].identity.substr(0, 12).c_str(),
                   run.last_step > 0 ? fmt::format(": resuming after step {}", run.last_step).c_str() : "",
+                  options.processes_per_cell > 1 ? fmt::format(", {} ranks", options.processes_per_cell).c_str() : "",
                   log_file.empty() ? "" : fmt::format(", log {}", log_file).c_str());
       std::fflush(stdout);
-      const pid_t pid = spawn_worker(arguments, log_file);
-      running[pid] = {cell, pid, Clock::now()};
+      RunningCell launched{cell, {}, {}, "", Clock::now()};
+      const int port = free_port();
+      for (int rank = 0; rank < options.processes_per_cell; ++rank) {
+        std::vector<std::string> environment;
+        if (options.processes_per_cell > 1) {
+          environment = {fmt::format("RANK={}", rank), fmt::format("LOCAL_RANK={}", rank),
+                         fmt::format("WORLD_SIZE={}", options.processes_per_cell), "MASTER_ADDR=127.0.0.1",
+                         fmt::format("MASTER_PORT={}", port)};
+        }
+        // Rank 0 speaks for the cell; the other ranks' output goes to their own logs.
+        const std::string rank_log = rank == 0 ? log_file : fmt::format("{}/worker-rank{}.log", directory, rank);
+        const pid_t pid = spawn_worker(arguments, rank_log, environment);
+        launched.ranks.push_back(pid);
+        launched.alive.insert(pid);
+      }
+      for (pid_t pid : launched.ranks) running[pid] = launched;
+      running_cells.insert(cell.run_id);
     }
     if (running.empty()) break;
     int status = 0;
@@ -200,14 +248,35 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
     }
     auto it = running.find(pid);
     if (it == running.end()) continue;
+    const std::vector<pid_t> ranks = it->second.ranks;
+    const bool failed = !(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 130));
+    std::string first_failure = it->second.first_failure;
+    if (failed && first_failure.empty()) {
+      first_failure = ranks.size() > 1 ? fmt::format("rank {}: {}", std::find(ranks.begin(), ranks.end(), pid) - ranks.begin(),
+                                                     describe_ending(status))
+                                       : describe_ending(status);
+      // The other ranks would wait for the dead one until their collectives time out: end them now.
+      for (pid_t other : ranks) {
+        if (other != pid && running.count(other)) ::kill(other, SIGKILL);
+      }
+    }
+    for (pid_t other : ranks) {
+      if (running.count(other)) {
+        running[other].alive.erase(pid);
+        running[other].first_failure = first_failure;
+      }
+    }
     const RunningCell finished = it->second;
     running.erase(it);
+    if (!finished.alive.empty()) continue;  // wait for the cell's last rank
     RunRecord run = *store.find_run(finished.cell.run_id);
     if (run.status == run_status::kRunning || run.status == run_status::kQueued) {
       // The worker could not record its ending (killed, crashed): record it for it.
       const bool interrupted = interrupts > 0 && WIFSIGNALED(status);
       store.mark_finished(run.id, interrupted ? run_status::kInterrupted : run_status::kFailed,
-                          interrupted ? "stopped at once by a second interrupt" : describe_ending(status), run.last_step);
+                          interrupted ? "stopped at once by a second interrupt"
+                                      : (first_failure.empty() ? describe_ending(status) : first_failure),
+                          run.last_step);
       run = *store.find_run(run.id);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - finished.started).count();
@@ -226,7 +295,9 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
       if (options.fail_fast && run.status != run_status::kInterrupted && !stop_launching) {
         stop_launching = true;
         std::printf("--fail-fast: stopping the grid; running workers finish their step and checkpoint\n");
-        for (const auto& [other, cell] : running) ::kill(other, SIGINT);
+        for (const auto& [other, cell] : running) {
+          if (other == cell.ranks.front()) ::kill(other, SIGINT);
+        }
         forwarded = interrupts = 1;
       }
     }

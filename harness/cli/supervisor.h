@@ -22,6 +22,7 @@ struct SupervisorOptions {
   bool allow_corpus_change = false;
   bool shuffle_order = false;  // run cells in a seeded random order, so early results cover the grid
   uint64_t order_seed = 0;
+  int processes_per_cell = 1;  // data-parallel ranks of every cell on this machine (torchrun's convention)
 };
 
 // Returns normally when every cell is done; throws UserError naming the cells that are not.

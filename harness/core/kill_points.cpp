@@ -14,6 +14,7 @@ namespace {
 struct Target {
   std::string point;
   int64_t step = -1;
+  bool this_rank = true;
 };
 
 const Target& target() {
@@ -25,6 +26,10 @@ const Target& target() {
     if (!colon) return parsed;
     parsed.point.assign(value, colon);
     parsed.step = std::strtoll(colon + 1, nullptr, 10);
+    // LORY_TEST_KILL_RANK limits the kill to one rank of a data-parallel group.
+    const char* kill_rank = std::getenv("LORY_TEST_KILL_RANK");
+    const char* rank = std::getenv("RANK");
+    if (kill_rank) parsed.this_rank = std::string(kill_rank) == (rank ? rank : "0");
     return parsed;
   }();
   return t;
@@ -34,7 +39,7 @@ const Target& target() {
 
 void kill_point(const char* point, int64_t step) {
   const Target& t = target();
-  if (t.step == step && t.point == point) kill(getpid(), SIGKILL);
+  if (t.this_rank && t.step == step && t.point == point) kill(getpid(), SIGKILL);
 }
 
 }  // namespace lory

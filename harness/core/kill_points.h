@@ -7,6 +7,7 @@
 //   checkpoint_file     the checkpoint's temporary file is written, not yet renamed
 //   checkpoint_index    the checkpoint file is in place, latest.json not yet updated
 //   before_done         the run is finished, not yet marked done
+// LORY_TEST_KILL_RANK=N restricts it to rank N of a data-parallel group (RANK).
 // Unset (always, outside tests) it costs one string comparison per point.
 #pragma once
 

@@ -1,6 +1,7 @@
 #include "evaluator.h"
 
 #include <cmath>
+#include <functional>
 #include <map>
 
 #include "core/routing_summary.h"
@@ -60,29 +61,43 @@ struct LayerAccumulator {
   int64_t experts = 0;
   std::vector<std::vector<double>> mass_DE;    // per domain index, per expert
   std::vector<std::vector<double>> active_DE;  // tokens whose weight on e exceeds 2/E
-  std::vector<int64_t> tokens_D;
+  std::vector<double> tokens_D;
   double entropy_sum = 0;
-  int64_t tokens = 0;
+  double tokens = 0;
+
+  // Every number in one flat list (for an all-reduce), and back.
+  void visit(const std::function<void(double&)>& f) {
+    for (auto& row : mass_DE) for (double& v : row) f(v);
+    for (auto& row : active_DE) for (double& v : row) f(v);
+    for (double& v : tokens_D) f(v);
+    f(entropy_sum);
+    f(tokens);
+  }
 };
 
 }  // namespace
 
 EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::string& mode,
-                               const EvalRouting& routing, bool routing_stats) const {
+                               const EvalRouting& routing, bool routing_stats, DataParallel* group) const {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  EvalResult result;
-  double all_loss = 0;
-  int64_t all_tokens = 0;
-  std::map<int64_t, LayerAccumulator> layers;
+  const int rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
   const size_t domain_count = domains_.size();
+  std::vector<double> loss_sum(domain_count, 0.0), tokens(domain_count, 0.0);
+  // Laid out from the model, not from what this rank happens to see, so that the ranks' lists agree.
+  std::vector<LayerAccumulator> layers(static_cast<size_t>(routing_stats ? model.layer_count() : 0));
+  for (size_t l = 0; l < layers.size(); ++l) {
+    layers[l].experts = model.feed_forward(static_cast<int64_t>(l))->expert_count();
+    layers[l].mass_DE.assign(domain_count, std::vector<double>(static_cast<size_t>(layers[l].experts), 0.0));
+    layers[l].active_DE = layers[l].mass_DE;
+    layers[l].tokens_D.assign(domain_count, 0.0);
+  }
   for (size_t d = 0; d < domain_count; ++d) {
     const DomainSequences& domain = domains_[d];
-    double loss_sum = 0;
-    int64_t tokens = 0;
     const int64_t n = domain.tokens_NL1.size(0);
-    for (int64_t start = 0; start < n; start += batch_size_) {
+    for (int64_t batch = 0, start = 0; start < n; ++batch, start += batch_size_) {
+      if (batch % world != rank) continue;
       const int64_t end = std::min(n, start + batch_size_);
       const torch::Tensor batch_BL1 = domain.tokens_NL1.slice(0, start, end);
       torch::Tensor valid_BL = domain.valid_NL.slice(0, start, end);
@@ -103,41 +118,56 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
                                                targets_BL.reshape({-1}),
                                                torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
               .view_as(targets_BL);
-      loss_sum += loss_BL.masked_select(valid_BL).to(torch::kFloat64).sum().item<double>();
-      const int64_t batch_tokens = valid_BL.sum().item<int64_t>();
-      tokens += batch_tokens;
+      loss_sum[d] += loss_BL.masked_select(valid_BL).to(torch::kFloat64).sum().item<double>();
+      const double batch_tokens = static_cast<double>(valid_BL.sum().item<int64_t>());
+      tokens[d] += batch_tokens;
       if (!routing_stats) continue;
       const torch::Tensor mask_BL1 = valid_BL.unsqueeze(-1).to(torch::kFloat64);
       for (const RoutingRecord& record : context.records()) {
-        LayerAccumulator& layer = layers[record.layer];
-        const int64_t experts = record.expert_count;
-        if (layer.experts == 0) {
-          layer.experts = experts;
-          layer.mass_DE.assign(domain_count, std::vector<double>(static_cast<size_t>(experts), 0.0));
-          layer.active_DE = layer.mass_DE;
-          layer.tokens_D.assign(domain_count, 0);
-        }
+        if (record.layer < 0 || record.layer >= static_cast<int64_t>(layers.size())) continue;
+        LayerAccumulator& layer = layers[static_cast<size_t>(record.layer)];
+        const int64_t experts = layer.experts;
+        if (record.expert_count != experts) continue;
         const torch::Tensor w_BLE = record.weights_BLE.to(torch::kFloat64);
         const torch::Tensor active_BLE = experts == 1 ? torch::ones_like(w_BLE) : (w_BLE > 2.0 / experts).to(torch::kFloat64);
         const torch::Tensor mass_E = (w_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
         const torch::Tensor active_E = (active_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
         const torch::Tensor entropy_BL = -(w_BLE * torch::log(w_BLE.clamp_min(1e-30))).sum(-1);
+        const auto mass = mass_E.accessor<double, 1>();
+        const auto active = active_E.accessor<double, 1>();
         for (int64_t e = 0; e < experts; ++e) {
-          layer.mass_DE[d][static_cast<size_t>(e)] += mass_E[e].item<double>();
-          layer.active_DE[d][static_cast<size_t>(e)] += active_E[e].item<double>();
+          layer.mass_DE[d][static_cast<size_t>(e)] += mass[e];
+          layer.active_DE[d][static_cast<size_t>(e)] += active[e];
         }
         layer.entropy_sum += (entropy_BL * mask_BL1.squeeze(-1)).sum().item<double>();
         layer.tokens_D[d] += batch_tokens;
         layer.tokens += batch_tokens;
       }
     }
-    if (tokens == 0) continue;
-    const double mean_loss = loss_sum / static_cast<double>(tokens);
-    result.evals.push_back({step, domain.name, mode, tokens, mean_loss, std::exp(mean_loss)});
-    all_loss += loss_sum;
-    all_tokens += tokens;
   }
-  for (const auto& [layer_index, layer] : layers) {
+  if (group && group->distributed()) {
+    std::vector<double> flat = loss_sum;
+    flat.insert(flat.end(), tokens.begin(), tokens.end());
+    for (auto& layer : layers) layer.visit([&](double& v) { flat.push_back(v); });
+    group->sum(flat);
+    size_t at = 0;
+    for (double& v : loss_sum) v = flat[at++];
+    for (double& v : tokens) v = flat[at++];
+    for (auto& layer : layers) layer.visit([&](double& v) { v = flat[at++]; });
+  }
+
+  EvalResult result;
+  double all_loss = 0, all_tokens = 0;
+  for (size_t d = 0; d < domain_count; ++d) {
+    if (tokens[d] == 0) continue;
+    const double mean_loss = loss_sum[d] / tokens[d];
+    result.evals.push_back({step, domains_[d].name, mode, static_cast<int64_t>(tokens[d]), mean_loss, std::exp(mean_loss)});
+    all_loss += loss_sum[d];
+    all_tokens += tokens[d];
+  }
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LayerAccumulator& layer = layers[l];
+    if (layer.tokens == 0) continue;
     int64_t unused = 0;
     for (int64_t e = 0; e < layer.experts; ++e) {
       double active = 0;
@@ -145,21 +175,21 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
       unused += active == 0;
     }
     for (size_t d = 0; d < domain_count; ++d) {
-      const int64_t routed = layer.tokens_D[d];
+      const double routed = layer.tokens_D[d];
       if (routed == 0) continue;
       for (int64_t e = 0; e < layer.experts; ++e) {
-        result.routing.push_back({step, mode, layer_index, domains_[d].name, e,
-                                  layer.mass_DE[d][static_cast<size_t>(e)] / static_cast<double>(routed),
-                                  layer.active_DE[d][static_cast<size_t>(e)] / static_cast<double>(routed), routed});
+        result.routing.push_back({step, mode, static_cast<int64_t>(l), domains_[d].name, e,
+                                  layer.mass_DE[d][static_cast<size_t>(e)] / routed,
+                                  layer.active_DE[d][static_cast<size_t>(e)] / routed, static_cast<int64_t>(routed)});
       }
     }
-    result.layers.push_back({step, mode, layer_index, layer.experts,
-                             layer.tokens > 0 ? layer.entropy_sum / static_cast<double>(layer.tokens) : 0.0,
-                             load_imbalance(layer.mass_DE), unused, specialisation_score(layer.mass_DE), layer.tokens});
+    result.layers.push_back({step, mode, static_cast<int64_t>(l), layer.experts, layer.entropy_sum / layer.tokens,
+                             load_imbalance(layer.mass_DE), unused, specialisation_score(layer.mass_DE),
+                             static_cast<int64_t>(layer.tokens)});
   }
   if (all_tokens > 0) {
-    const double mean = all_loss / static_cast<double>(all_tokens);
-    result.evals.push_back({step, "all", mode, all_tokens, mean, std::exp(mean)});
+    const double mean = all_loss / all_tokens;
+    result.evals.push_back({step, "all", mode, static_cast<int64_t>(all_tokens), mean, std::exp(mean)});
   }
   if (was_training) model.train();
   return result;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/results_store.h"
+#include "data_parallel.h"
 #include "lory/corpus.h"
 #include "lory/model_api.h"
 
@@ -28,8 +29,10 @@ class Evaluator {
 
   // `mode` names the routing rule in the stored rows ("default" or "prompt"). Targets before
   // skip_first_tokens are never scored; under the prompt rule, neither are the prompt's.
+  // With a data-parallel group, every rank evaluates its share of the sequences and the sums are
+  // reduced: every rank returns the same result.
   EvalResult evaluate(LanguageModel& model, int64_t step, const std::string& mode, const EvalRouting& routing,
-                      bool routing_stats) const;
+                      bool routing_stats, DataParallel* group = nullptr) const;
 
   int64_t domain_count() const { return static_cast<int64_t>(domains_.size()); }
   int64_t scored_tokens(int64_t domain) const;

@@ -24,7 +24,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Settings {
-  int64_t steps, batch_size, micro_batch_size, accumulation, log_every, eval_every, checkpoint_every;
+  int64_t steps, batch_size, log_every, eval_every, checkpoint_every;
+  int64_t micro_batch_size, accumulation;  // per rank; set once the group's size is known
   int64_t upcycle_at;  // step at which the dense warm-up ends; -1 without warm-up
   int64_t inject_nan_at;
   double grad_clip;
@@ -39,8 +40,6 @@ Settings read_settings(const RunSetup& setup) {
   const ParamValues& e = setup.config().section("eval").values;
   Settings s{};
   s.batch_size = t.get_int("batch_size");
-  s.micro_batch_size = t.get_int("micro_batch_size") > 0 ? t.get_int("micro_batch_size") : s.batch_size;
-  s.accumulation = s.batch_size / s.micro_batch_size;
   const int64_t tokens_per_step = s.batch_size * setup.context_length();
   s.steps = t.get_int("steps") > 0 ? t.get_int("steps") : (t.get_int("tokens") + tokens_per_step - 1) / tokens_per_step;
   s.log_every = t.get_int("log_every");
@@ -101,10 +100,26 @@ void add_router_metrics(const RoutingContext& context, int64_t step, std::vector
 
 }  // namespace
 
-TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir) {
-  const Settings s = read_settings(setup);
+TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
+                       DataParallel& group) {
+  Settings s = read_settings(setup);
   const ParamValues& trainer_config = setup.config().section("trainer").values;
   const uint64_t seed = static_cast<uint64_t>(trainer_config.get_int("seed"));
+  const bool main = group.is_main();  // only rank 0 writes rows, checkpoints and progress
+  const int world = group.world_size();
+  // trainer.batch_size is the global batch: every rank takes an equal share of each step.
+  if (s.batch_size % world != 0) {
+    throw UserError(fmt::format("trainer.batch_size = {} must be a multiple of the {} data-parallel ranks",
+                                s.batch_size, world));
+  }
+  const int64_t per_rank = s.batch_size / world;
+  s.micro_batch_size = trainer_config.get_int("micro_batch_size") > 0 ? trainer_config.get_int("micro_batch_size") : per_rank;
+  if (per_rank % s.micro_batch_size != 0) {
+    throw UserError(fmt::format("trainer.micro_batch_size = {} must divide the {} sequences each of the {} ranks takes "
+                                "per step",
+                                s.micro_batch_size, per_rank, world));
+  }
+  s.accumulation = per_rank / s.micro_batch_size;
   torch::manual_seed(seed);
 
   CheckpointStore checkpoints(run_dir);
@@ -118,35 +133,45 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
   if (saved) {
     state = checkpoints.restore(*model, &optimizer);
     data.seek(state.data);
-    // Rows an interrupted attempt wrote after its last checkpoint are written again below.
-    store.delete_rows_after(run.id, state.step);
-    std::printf("resuming run %lld from step %lld (checkpoint in %s)\n", static_cast<long long>(run.id),
-                static_cast<long long>(state.step), run_dir.c_str());
+    if (main) {
+      // Rows an interrupted attempt wrote after its last checkpoint are written again below.
+      store.delete_rows_after(run.id, state.step);
+      std::printf("resuming run %lld from step %lld (checkpoint in %s)\n", static_cast<long long>(run.id),
+                  static_cast<long long>(state.step), run_dir.c_str());
+    }
   }
-  store.mark_running(run.id, current_code_version(), current_host(), s.steps, setup.corpus().checksum());
-  store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
-  if (!start_dense || saved) store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
+  group.broadcast_module(*model);
   const InstanceStream& stream = data.stream();
-  store.set_run_attribute(run.id, "batcher_plan", stream.plan().description);
-  store.set_run_attribute(run.id, "adjacent_same_domain_rate", fmt::format("{:.6f}", stream.adjacent_same_domain_rate()));
-  store.set_run_attribute(run.id, "random_order_same_domain_rate",
-                          fmt::format("{:.6f}", stream.random_order_same_domain_rate()));
-  store.set_run_attribute(run.id, "dropped_documents", std::to_string(stream.plan().dropped_documents.size()));
-  std::printf("data: %s; %zu instances; adjacent documents share a domain %.1f%% of the time (random order: %.1f%%)\n",
-              stream.plan().description.c_str(), stream.instance_count(), 100 * stream.adjacent_same_domain_rate(),
-              100 * stream.random_order_same_domain_rate());
-  for (const auto& [name, value] : stream.plan().stats) {
-    store.set_run_attribute(run.id, "batcher/" + name, fmt::format("{}", value));
-    std::printf("  batcher %s = %g\n", name.c_str(), value);
+  if (main) {
+    store.mark_running(run.id, current_code_version(), current_host(), s.steps, setup.corpus().checksum());
+    store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
+    if (!start_dense || saved) {
+      store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
+    }
+    store.set_run_attribute(run.id, "batcher_plan", stream.plan().description);
+    store.set_run_attribute(run.id, "adjacent_same_domain_rate",
+                            fmt::format("{:.6f}", stream.adjacent_same_domain_rate()));
+    store.set_run_attribute(run.id, "random_order_same_domain_rate",
+                            fmt::format("{:.6f}", stream.random_order_same_domain_rate()));
+    store.set_run_attribute(run.id, "dropped_documents", std::to_string(stream.plan().dropped_documents.size()));
+    std::printf("data: %s; %zu instances; adjacent documents share a domain %.1f%% of the time (random order: %.1f%%)\n",
+                stream.plan().description.c_str(), stream.instance_count(), 100 * stream.adjacent_same_domain_rate(),
+                100 * stream.random_order_same_domain_rate());
+    for (const auto& [name, value] : stream.plan().stats) {
+      store.set_run_attribute(run.id, "batcher/" + name, fmt::format("{}", value));
+      std::printf("  batcher %s = %g\n", name.c_str(), value);
+    }
+    store.set_run_attribute(run.id, "threads", std::to_string(torch::get_num_threads()));
+    store.set_run_attribute(run.id, "world_size", std::to_string(world));
+    if (world > 1) std::printf("data parallel: %d ranks, %lld sequences per rank per step\n", world, static_cast<long long>(per_rank));
   }
-  store.set_run_attribute(run.id, "threads", std::to_string(torch::get_num_threads()));
 
   const Evaluator evaluator(setup.corpus(), setup.context_length(), s.eval_batch_size, s.eval_tokens_per_domain,
                             s.eval_skip_first_tokens);
-  const bool terminal = isatty(fileno(stdout));
+  const bool terminal = main && isatty(fileno(stdout));
   std::vector<MetricRow> pending;
   auto interval_start = Clock::now();
-  int64_t interval_tokens = 0;
+  int64_t interval_tokens = 0, interval_steps = 0;
   const auto run_start = Clock::now();
   const int64_t start_step = state.step;
   model->train();
@@ -155,7 +180,8 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
     std::vector<std::pair<std::string, EvalRouting>> modes = {{"default", {EvalRouting::Rule::Train, 0}}};
     if (s.eval_prompt_routing) modes.push_back({"prompt", {EvalRouting::Rule::Prompt, s.eval_prompt_length}});
     for (const auto& [mode, routing] : modes) {
-      const EvalResult result = evaluator.evaluate(*model, step, mode, routing, s.routing_stats);
+      const EvalResult result = evaluator.evaluate(*model, step, mode, routing, s.routing_stats, &group);
+      if (!main) continue;
       store.write_evals(run.id, result.evals);
       store.write_routing_stats(run.id, result.routing);
       store.write_routing_layer_stats(run.id, result.layers);
@@ -171,14 +197,17 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
   while (state.step < s.steps) {
     if (s.upcycle_at > 0 && !state.upcycled && state.step >= s.upcycle_at) {
       upcycle_feed_forwards(*model, [&](const FeedForwardSpec& spec) { return setup.build_router_layer(spec); });
+      group.broadcast_module(*model);
       state.upcycled = true;
       state.upcycle_step = state.step;
       optimizer.retain_only(named_parameters(*model));
-      store.set_run_attribute(run.id, "upcycle_step", std::to_string(state.step));
-      store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
-      store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
-      std::printf("%sstep %lld: dense warm-up over, FFNs upcycled into %s layers\n", terminal ? "\n" : "",
-                  static_cast<long long>(state.step), setup.router_name().c_str());
+      if (main) {
+        store.set_run_attribute(run.id, "upcycle_step", std::to_string(state.step));
+        store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
+        store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
+        std::printf("%sstep %lld: dense warm-up over, FFNs upcycled into %s layers\n", terminal ? "\n" : "",
+                    static_cast<long long>(state.step), setup.router_name().c_str());
+      }
     }
     const int64_t step = state.step + 1;  // 1-based number of the step being taken
     const double lr = s.schedule.at(state.step);
@@ -186,8 +215,8 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
     double loss_sum = 0;
     std::optional<RoutingContext> logged_context;
     for (int64_t micro = 0; micro < s.accumulation; ++micro) {
-      const TokenBatch batch = data.next(s.micro_batch_size);
-      const bool record = log_step && micro + 1 == s.accumulation;
+      const TokenBatch batch = data.next_shard(s.micro_batch_size, group.rank(), world);
+      const bool record = main && log_step && micro + 1 == s.accumulation;
       RoutingContext context(ForwardMode::Train, record);
       const torch::Tensor inputs_BL = batch.tokens_BL1.slice(1, 0, -1);
       const torch::Tensor targets_BL = batch.tokens_BL1.slice(1, 1);
@@ -200,11 +229,17 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       loss_sum += lm_loss.item<double>();
       if (record) logged_context.emplace(std::move(context));
     }
-    const double train_loss = loss_sum / static_cast<double>(s.accumulation);
     std::vector<torch::Tensor> grads;
     for (const auto& p : model->parameters()) {
       if (p.grad().defined()) grads.push_back(p.grad());
     }
+    group.average_gradients(grads);
+    // One small all-reduce carries the loss and whether any rank was asked to stop, so that the
+    // ranks decide together (one rank leaving alone would leave the others waiting).
+    std::vector<double> shared = {loss_sum / static_cast<double>(s.accumulation), stop_requested() ? 1.0 : 0.0};
+    group.sum(shared);
+    const double train_loss = shared[0] / world;
+    const bool stopping = shared[1] > 0;
     double grad_norm = 0;
     {
       torch::NoGradGuard no_grad;
@@ -212,7 +247,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       grad_norm = std::sqrt(grad_norm);
     }
     if (!std::isfinite(train_loss) || !std::isfinite(grad_norm)) {
-      if (!pending.empty()) store.write_metrics(run.id, pending);
+      if (main && !pending.empty()) store.write_metrics(run.id, pending);
       return {run_status::kDiverged,
               fmt::format("non-finite {} at step {} (loss {}, gradient norm {})",
                           std::isfinite(train_loss) ? "gradient" : "loss", step, train_loss, grad_norm),
@@ -228,11 +263,12 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
     }
     state.step = step;
     state.data = data.position();
-    kill_point("after_step", step);
     state.tokens_seen += s.batch_size * setup.context_length();
     interval_tokens += s.batch_size * setup.context_length();
+    ++interval_steps;
+    kill_point("after_step", step);
 
-    if (log_step) {
+    if (log_step && main) {
       const double seconds = std::chrono::duration<double>(Clock::now() - interval_start).count();
       const double tokens_per_s = static_cast<double>(interval_tokens) / std::max(seconds, 1e-9);
       pending.push_back({step, "train/loss", train_loss});
@@ -240,6 +276,9 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       pending.push_back({step, "train/grad_norm", grad_norm});
       pending.push_back({step, "train/tokens_per_s", tokens_per_s});
       pending.push_back({step, "train/tokens", static_cast<double>(state.tokens_seen)});
+      if (group.distributed()) {
+        pending.push_back({step, "train/allreduce_s", group.take_allreduce_seconds() / static_cast<double>(interval_steps)});
+      }
       if (logged_context) add_router_metrics(*logged_context, step, pending);
       store.write_metrics(run.id, pending);
       pending.clear();
@@ -256,16 +295,18 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       std::fflush(stdout);
       interval_start = Clock::now();
       interval_tokens = 0;
+      interval_steps = 0;
     }
     if ((s.eval_every > 0 && step % s.eval_every == 0) || step == s.steps) evaluate_and_store(step);
-    const bool stopping = stop_requested();
-    if ((s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || step == s.steps || stopping) {
+    if (main && ((s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || step == s.steps || stopping)) {
       checkpoints.save(*model, optimizer, state);
     }
     if (stopping && step < s.steps) {
-      if (!pending.empty()) store.write_metrics(run.id, pending);
-      std::printf("%sstopped at step %lld on request; checkpoint written\n", terminal ? "\n" : "",
-                  static_cast<long long>(step));
+      if (main && !pending.empty()) store.write_metrics(run.id, pending);
+      if (main) {
+        std::printf("%sstopped at step %lld on request; checkpoint written\n", terminal ? "\n" : "",
+                    static_cast<long long>(step));
+      }
       return {run_status::kInterrupted, fmt::format("stopped on request at step {}", step), state.step};
     }
   }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/results_store.h"
+#include "data_parallel.h"
 #include "run_setup.h"
 
 namespace lory {
@@ -17,8 +18,10 @@ struct TrainOutcome {
   int64_t last_step = 0;
 };
 
-// Trains run `run` of `store` to the end (or to divergence) and returns how it ended; the caller
-// records the outcome. Exceptions (bad config, plugin errors) propagate.
-TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir);
+// Trains run `run` of `store` to the end (or to divergence, or a stop request) and returns how it
+// ended; the caller records the outcome. Exceptions (bad config, plugin errors) propagate. With
+// a data-parallel group, every rank calls it; only rank 0 writes to the store and checkpoints.
+TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
+                       DataParallel& group);
 
 }  // namespace lory

@@ -60,4 +60,11 @@ TokenBatch TrainingData::next(int64_t batch_size) {
   return batch;
 }
 
+TokenBatch TrainingData::next_shard(int64_t per_rank, int rank, int world_size) {
+  if (world_size == 1) return next(per_rank);
+  const TokenBatch all = next(per_rank * world_size);
+  const torch::Tensor rows = torch::arange(rank, per_rank * world_size, world_size, torch::kInt64);
+  return {all.tokens_BL1.index_select(0, rows), all.domains_BL1.index_select(0, rows)};
+}
+
 }  // namespace lory

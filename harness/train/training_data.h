@@ -29,6 +29,9 @@ class TrainingData {
                int64_t context_length, uint64_t seed, std::string cache_dir);
 
   TokenBatch next(int64_t batch_size);
+  // Data parallelism: reads per_rank * world_size instances and returns this rank's share (rows
+  // rank, rank + world_size, ...). Together the ranks see what next(per_rank * world_size) gives.
+  TokenBatch next_shard(int64_t per_rank, int rank, int world_size);
   DataPosition position() const { return position_; }
   void seek(DataPosition position);
   // The plan of the current epoch (its description and quality statistics).

@@ -14,6 +14,7 @@
 #include "core/results_store.h"
 #include "lory/allocator_tuning.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/evaluator.h"
 #include "core/kill_points.h"
 #include "train/run_setup.h"
@@ -50,12 +51,16 @@ int train_command(const RunSelection& selection) {
   ResultsStore store(selection.db);
   const auto run = store.find_run(selection.run_id);
   if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
+  // Data-parallel ranks other than 0 never write to the store: rank 0 records how the run ended.
+  const int rank = std::getenv("RANK") ? std::atoi(std::getenv("RANK")) : 0;
   try {
     CellConfig config = CellConfig::from_json(run->config_json);
     set_threads(config);
     RunSetup setup(std::move(config), selection.corpus, selection.plugin_path);
-    const TrainOutcome outcome = train_run(setup, store, *run, run_directory(selection.db, *run));
+    const std::unique_ptr<DataParallel> group = DataParallel::from_environment();
+    const TrainOutcome outcome = train_run(setup, store, *run, run_directory(selection.db, *run), *group);
     kill_point("before_done", outcome.last_step);
+    if (rank != 0) return outcome.status == run_status::kDone ? 0 : 1;
     store.mark_finished(run->id, outcome.status, outcome.reason, outcome.last_step);
     if (outcome.status == run_status::kInterrupted) return kExitInterrupted;
     if (outcome.status != run_status::kDone) {
@@ -65,8 +70,10 @@ int train_command(const RunSelection& selection) {
     }
     return 0;
   } catch (const std::exception& e) {
-    const auto latest = store.find_run(run->id);
-    store.mark_finished(run->id, run_status::kFailed, e.what(), latest ? latest->last_step : 0);
+    if (rank == 0) {
+      const auto latest = store.find_run(run->id);
+      store.mark_finished(run->id, run_status::kFailed, e.what(), latest ? latest->last_step : 0);
+    }
     throw;
   }
 }

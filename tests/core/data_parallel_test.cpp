@@ -1,0 +1,162 @@
+// Data parallelism on c10d/Gloo: two ranks on localhost against one rank with the same global
+// batch, a rank killed under the supervisor and resumed, and a rank killed without a supervisor
+// (torchrun style), which the collective timeout must turn into a clean failure, not a hang.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "core/sqlite_db.h"
+#include "test_support.h"
+
+namespace lory {
+namespace {
+
+using testing::build_dir;
+using testing::run_command;
+using testing::TempDir;
+
+std::vector<std::pair<int64_t, double>> losses(const std::string& db_path, const std::string& name = "train/loss") {
+  Database db(db_path, Database::Mode::ReadOnly);
+  Statement s = db.prepare("SELECT step, value FROM metrics WHERE name = ? ORDER BY step");
+  s.bind(1, name);
+  std::vector<std::pair<int64_t, double>> out;
+  while (s.step()) out.emplace_back(s.column_int(0), s.column_double(1));
+  return out;
+}
+
+std::string text(const std::string& db_path, const std::string& sql) {
+  Database db(db_path, Database::Mode::ReadOnly);
+  Statement s = db.prepare(sql);
+  return s.step() ? s.column_text(0) : "";
+}
+
+class DataParallelTraining : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    testing::prepare_byte_corpus(*dir_, testing::synthetic_documents(3, 40, 20, 80));
+    testing::write_text(dir_->file("dp.toml"), R"(
+[experiment]
+name = "dp"
+[data]
+corpus = "corpus"
+[model]
+context_length = 32
+[model.transformer]
+d_model = 32
+n_layers = 2
+n_heads = 2
+[router]
+plugin = "lory"
+[router.lory]
+experts = 4
+segment_length = 8
+[trainer]
+steps = 12
+batch_size = 8
+lr = 0.003
+log_every = 2
+checkpoint_every = 4
+dense_warmup_fraction = 0.2
+[eval]
+every = 6
+tokens_per_domain = 128
+)");
+    one_rank_ = new testing::CommandResult(lory_run("one/r.sqlite", ""));
+    two_ranks_ = new testing::CommandResult(lory_run("two/r.sqlite", "--nproc-per-node 2"));
+  }
+  static void TearDownTestSuite() {
+    delete one_rank_;
+    delete two_ranks_;
+    delete dir_;
+  }
+  static testing::CommandResult lory_run(const std::string& db, const std::string& flags, const std::string& env = "") {
+    return run_command(fmt::format("{} {}/lory run {} --db {} {}", env, build_dir(), dir_->file("dp.toml"),
+                                   dir_->file(db), flags));
+  }
+  static TempDir* dir_;
+  static testing::CommandResult *one_rank_, *two_ranks_;
+};
+TempDir* DataParallelTraining::dir_ = nullptr;
+testing::CommandResult* DataParallelTraining::one_rank_ = nullptr;
+testing::CommandResult* DataParallelTraining::two_ranks_ = nullptr;
+
+TEST_F(DataParallelTraining, TwoRanksFollowTheOneRankLossTrajectoryWithOneSetOfRows) {
+  ASSERT_EQ(one_rank_->exit_code, 0) << one_rank_->output;
+  ASSERT_EQ(two_ranks_->exit_code, 0) << two_ranks_->output;
+  const auto one = losses(dir_->file("one/r.sqlite")), two = losses(dir_->file("two/r.sqlite"));
+  ASSERT_EQ(one.size(), 6u);
+  ASSERT_EQ(two.size(), one.size());  // one row per logged step: only rank 0 writes
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(one[i].first, two[i].first);
+    // Documented tolerance: the same sums in another order (per-rank means, then the average).
+    EXPECT_NEAR(two[i].second, one[i].second, 1e-4 * std::abs(one[i].second)) << "step " << one[i].first;
+  }
+  EXPECT_EQ(text(dir_->file("two/r.sqlite"), "SELECT value FROM run_attributes WHERE name = 'world_size'"), "2");
+  EXPECT_EQ(text(dir_->file("two/r.sqlite"), "SELECT count(*) FROM runs"), "1");
+  EXPECT_EQ(text(dir_->file("two/r.sqlite"), "SELECT count(*) FROM evals"),
+            text(dir_->file("one/r.sqlite"), "SELECT count(*) FROM evals"));
+  // Sharded evaluation, reduced: the same perplexities.
+  const double ppl_one = std::stod(text(dir_->file("one/r.sqlite"), "SELECT ppl FROM evals WHERE step = 12 AND domain = 'all'"));
+  const double ppl_two = std::stod(text(dir_->file("two/r.sqlite"), "SELECT ppl FROM evals WHERE step = 12 AND domain = 'all'"));
+  EXPECT_NEAR(ppl_two, ppl_one, 1e-4 * ppl_one);
+  EXPECT_FALSE(losses(dir_->file("two/r.sqlite"), "train/allreduce_s").empty());
+}
+
+TEST_F(DataParallelTraining, KillingOneRankFailsTheCellAndTheResumedRunMatches) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto killed = lory_run("killed/r.sqlite", "--nproc-per-node 2", "LORY_TEST_KILL_AT=after_step:6 LORY_TEST_KILL_RANK=1");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+  EXPECT_NE(killed.exit_code, 0);
+  EXPECT_EQ(text(dir_->file("killed/r.sqlite"), "SELECT status FROM runs"), "failed");
+  EXPECT_NE(text(dir_->file("killed/r.sqlite"), "SELECT reason FROM runs").find("rank 1"), std::string::npos)
+      << text(dir_->file("killed/r.sqlite"), "SELECT reason FROM runs");
+  const auto resumed = lory_run("killed/r.sqlite", "--nproc-per-node 2 --retry-failed");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(losses(dir_->file("killed/r.sqlite")), losses(dir_->file("two/r.sqlite")));
+}
+
+TEST_F(DataParallelTraining, WithoutASupervisorTheCollectiveTimeoutEndsTheSurvivingRank) {
+  // Register the run (its first attempt dies at once), then start the two ranks by hand, the way
+  // torchrun or srun would, and kill rank 1 after step 3.
+  const std::string db = dir_->file("manual/r.sqlite");
+  lory_run("manual/r.sqlite", "", "LORY_TEST_KILL_AT=after_step:1");
+  std::vector<pid_t> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      setenv("RANK", std::to_string(rank).c_str(), 1);
+      setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
+      setenv("WORLD_SIZE", "2", 1);
+      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_PORT", "29731", 1);
+      setenv("LORY_COLLECTIVE_TIMEOUT", "5", 1);
+      setenv("LORY_TEST_KILL_AT", "after_step:3", 1);
+      setenv("LORY_TEST_KILL_RANK", "1", 1);
+      const int null = ::open("/dev/null", O_WRONLY);
+      dup2(null, 1);
+      dup2(null, 2);
+      execl((build_dir() + "/lory-worker").c_str(), "lory-worker", "train", "--db", db.c_str(), "--run-id", "1",
+            "--corpus", dir_->file("corpus").c_str(), nullptr);
+      _exit(127);
+    }
+    ranks.push_back(pid);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (pid_t pid : ranks) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << "the surviving rank hung";
+  EXPECT_EQ(text(db, "SELECT status FROM runs"), "failed");
+  EXPECT_NE(text(db, "SELECT reason FROM runs").find("data-parallel"), std::string::npos) << text(db, "SELECT reason FROM runs");
+}
+
+}  // namespace
+}  // namespace lory
