@@ -10,6 +10,7 @@
 #include "core/results_store.h"
 #include "core/sha256.h"
 #include "core/text_table.h"
+#include "slurm_launcher.h"
 #include "supervisor.h"
 
 namespace lory::cli {
@@ -26,6 +27,10 @@ struct RunOptions {
   bool retry_failed = false, fail_fast = false, allow_corpus_change = false, code_version_in_identity = false;
   std::string order = "grid";
   uint64_t order_seed = 0;
+  std::string launcher = "local";
+  SlurmOptions slurm;
+  std::string cell;  // run-cell: identity prefix, or index with --cell-index
+  int64_t cell_index = -1;
 };
 
 void print_dry_run(const Experiment& experiment) {
@@ -53,7 +58,8 @@ void print_dry_run(const Experiment& experiment) {
   if (varying.empty()) std::printf("  (all cells share one config)\n");
 }
 
-void run_experiment_command(const RunOptions& options) {
+// Validated experiment and the plugin path it was resolved with.
+std::pair<Experiment, std::vector<std::string>> load_for_run(const RunOptions& options) {
   Diagnostics diagnostics;
   const ConfigNode tree = read_experiment_tree(options.experiment_file, diagnostics);
   std::vector<std::string> plugin_path = options.plugin_path;
@@ -72,10 +78,10 @@ void run_experiment_command(const RunOptions& options) {
     // Asked for: the same config built by other code is another cell.
     for (ExperimentCell& cell : experiment.cells) cell.identity = sha256_hex(cell.identity + current_code_version());
   }
-  if (options.dry_run) {
-    print_dry_run(experiment);
-    return;
-  }
+  return {std::move(experiment), std::move(plugin_path)};
+}
+
+SupervisorOptions supervisor_options(const RunOptions& options, const std::vector<std::string>& plugin_path) {
   SupervisorOptions supervisor;
   supervisor.db_path = options.db;
   supervisor.plugin_path = plugin_path;
@@ -86,7 +92,45 @@ void run_experiment_command(const RunOptions& options) {
   supervisor.shuffle_order = options.order == "shuffled";
   supervisor.order_seed = options.order_seed;
   supervisor.processes_per_cell = options.nproc_per_node;
-  run_grid(experiment, supervisor);
+  return supervisor;
+}
+
+void run_experiment_command(const RunOptions& options) {
+  auto [experiment, plugin_path] = load_for_run(options);
+  if (options.dry_run) {
+    print_dry_run(experiment);
+    return;
+  }
+  if (options.launcher == "slurm") {
+    SlurmOptions slurm = options.slurm;
+    slurm.db_path = options.db;
+    slurm.plugin_path = plugin_path;
+    slurm.processes_per_cell = options.nproc_per_node;
+    launch_on_slurm(experiment, slurm);
+    return;
+  }
+  run_grid(experiment, supervisor_options(options, plugin_path));
+}
+
+// One cell of an experiment (what a Slurm array task runs).
+void run_cell_command(const RunOptions& options) {
+  auto [experiment, plugin_path] = load_for_run(options);
+  std::vector<ExperimentCell> chosen;
+  for (size_t i = 0; i < experiment.cells.size(); ++i) {
+    const ExperimentCell& cell = experiment.cells[i];
+    const bool matches = options.cell_index >= 0 ? static_cast<int64_t>(i) == options.cell_index
+                                                 : !options.cell.empty() && cell.identity.rfind(options.cell, 0) == 0;
+    if (matches) chosen.push_back(cell);
+  }
+  if (chosen.size() != 1) {
+    throw UserError(fmt::format("{} cells of '{}' match {}; give a longer --cell prefix or --cell-index (0..{})",
+                                chosen.size(), experiment.name,
+                                options.cell_index >= 0 ? fmt::format("index {}", options.cell_index) : "'" + options.cell + "'",
+                                experiment.cells.size() - 1));
+  }
+  experiment.cells = chosen;
+  experiment.merged_duplicates = 0;
+  run_grid(experiment, supervisor_options(options, plugin_path));
 }
 
 }  // namespace
@@ -116,7 +160,26 @@ void register_run_command(CLI::App& app) {
   cmd->add_option("--order-seed", options->order_seed, "Seed of --order shuffled")->capture_default_str();
   cmd->add_flag("--code-version-in-identity", options->code_version_in_identity,
                 "Make the code version part of every cell's identity (by default it is recorded, not hashed)");
+  cmd->add_option("--launcher", options->launcher, "local: train here; slurm: submit a job array (one cell per task)")
+      ->check(CLI::IsMember({"local", "slurm"}))
+      ->capture_default_str();
+  cmd->add_option("--partition", options->slurm.partition, "Slurm partition");
+  cmd->add_option("--time", options->slurm.time_limit, "Slurm time limit per cell (e.g. 02:00:00)");
+  cmd->add_option("--cpus-per-task", options->slurm.cpus_per_task, "Slurm CPUs per cell (default threads x ranks)");
+  cmd->add_flag("--emit-only", options->slurm.emit_only, "Write the sbatch scripts without submitting them");
   cmd->callback([options] { run_experiment_command(*options); });
+
+  auto cell_options = std::make_shared<RunOptions>();
+  CLI::App* cell_cmd = app.add_subcommand("run-cell", "Train one cell of an experiment (what a Slurm array task runs)");
+  cell_cmd->add_option("experiment", cell_options->experiment_file, "Experiment TOML file")->required()->check(CLI::ExistingFile);
+  auto* by_hash = cell_cmd->add_option("--cell", cell_options->cell, "Prefix of the cell's identity (lory run --dry-run)");
+  cell_cmd->add_option("--cell-index", cell_options->cell_index, "Index of the cell in grid order")->excludes(by_hash);
+  cell_cmd->add_option("--db", cell_options->db, "Results database")->capture_default_str();
+  cell_cmd->add_option("--plugin-path", cell_options->plugin_path, "Extra plugin folder or file (repeatable)");
+  cell_cmd->add_option("--nproc-per-node", cell_options->nproc_per_node, "Data-parallel ranks of the cell")
+      ->check(CLI::Range(1, 256));
+  cell_cmd->add_flag("--retry-failed", cell_options->retry_failed, "Train the cell again if it failed");
+  cell_cmd->callback([cell_options] { run_cell_command(*cell_options); });
 }
 
 }  // namespace lory::cli

@@ -12,5 +12,6 @@ void register_score_command(CLI::App& app);
 void register_export_command(CLI::App& app);
 void register_status_command(CLI::App& app);
 void register_report_command(CLI::App& app);
+void register_merge_command(CLI::App& app);
 
 }  // namespace lory::cli

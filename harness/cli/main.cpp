@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   lory::cli::register_export_command(app);
   lory::cli::register_status_command(app);
   lory::cli::register_report_command(app);
+  lory::cli::register_merge_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

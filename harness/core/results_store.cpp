@@ -198,8 +198,12 @@ constexpr const char* kRunColumns =
 }  // namespace
 
 std::string run_directory(const std::string& db_path, const RunRecord& run) {
-  const std::filesystem::path base = std::filesystem::path(db_path).parent_path();
-  return (base / "runs" / run.experiment / fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12))).string();
+  // Next to the database and named after it: two databases in one folder never share a run's
+  // checkpoints (run ids restart at 1 in every database).
+  const std::filesystem::path db(db_path);
+  return (db.parent_path() / (db.stem().string() + ".runs") / run.experiment /
+          fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12)))
+      .string();
 }
 
 std::string cache_directory(const std::string& db_path) {

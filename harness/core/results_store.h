@@ -117,8 +117,8 @@ class ResultsStore {
   Database db_;
 };
 
-// Where a run keeps its checkpoints and worker log:
-// <folder of the database>/runs/<experiment>/<run id>-<first 12 hex of the cell hash>.
+// Where a run keeps its checkpoints and worker logs, next to its database:
+// <folder>/<database name>.runs/<experiment>/<run id>-<first 12 hex of the cell hash>.
 std::string run_directory(const std::string& db_path, const RunRecord& run);
 // The folder of reusable caches next to a database (batcher plans).
 std::string cache_directory(const std::string& db_path);

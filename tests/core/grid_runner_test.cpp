@@ -207,7 +207,7 @@ TEST_F(GridRunner, CtrlCCheckpointsAndMarksInterruptedThenARerunResumes) {
   ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << testing::read_text(log);
   const int64_t stopped_at = count(db, "SELECT last_step FROM runs");
   EXPECT_LT(stopped_at, 400);
-  EXPECT_TRUE(std::filesystem::exists(dir_->file("interrupt/runs/interrupt/1-" +
+  EXPECT_TRUE(std::filesystem::exists(dir_->file("interrupt/r.runs/interrupt/1-" +
                                                  query_text(db, "SELECT substr(cell_hash, 1, 12) FROM runs") +
                                                  "/latest.json")));
   const auto resumed = lory_run(file, db);

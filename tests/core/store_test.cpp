@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/results_merge.h"
 #include "core/results_store.h"
 #include "core/sha256.h"
 #include "test_support.h"
@@ -157,6 +158,41 @@ TEST(ResultsStore, RefusesFilesThatAreNotLoryDatabases) {
   }
   Database still_there(dir.file("other.sqlite"), Database::Mode::ReadOnly);
   EXPECT_EQ(still_there.query_int("SELECT count(*) FROM customers"), 0);
+}
+
+TEST(LoryMerge, CopiesRunsWithTheirRowsAndKeepsRunsAlreadyDoneInTheTarget) {
+  TempDir dir;
+  const auto fill = [](const std::string& path, const std::string& status, double loss) {
+    ResultsStore store(path);
+    const int64_t experiment = store.upsert_experiment("grid", "/x/grid.toml", "", "");
+    const int64_t run = store.ensure_run(experiment, "cellA", "a", "{}", 1);
+    store.write_metrics(run, {{1, "train/loss", loss}, {2, "train/loss", loss - 1}});
+    store.set_run_attribute(run, "world_size", "1");
+    store.mark_finished(run, status, "", 2);
+    return run;
+  };
+  fill(dir.file("target.sqlite"), run_status::kFailed, 9.0);
+  fill(dir.file("cell1.sqlite"), run_status::kDone, 5.0);
+  {
+    ResultsStore other(dir.file("cell2.sqlite"));
+    const int64_t run = other.ensure_run(other.upsert_experiment("grid", "/x/grid.toml", "", ""), "cellB", "b", "{}", 2);
+    other.write_evals(run, {{2, "all", "default", 10, 1.0, 2.7}});
+    other.mark_finished(run, run_status::kDone, "", 2);
+  }
+  const MergeSummary first = merge_results(dir.file("target.sqlite"), {dir.file("cell1.sqlite"), dir.file("cell2.sqlite")});
+  EXPECT_EQ(first.runs_copied, 2u);
+  EXPECT_EQ(first.runs_kept, 0u);
+  Database db(dir.file("target.sqlite"), Database::Mode::ReadOnly);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM runs WHERE status = 'done'"), 2);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM metrics"), 2);  // the failed attempt's rows were replaced
+  EXPECT_EQ(db.query_int("SELECT CAST(value AS INTEGER) FROM metrics WHERE step = 1"), 5);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM evals"), 1);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM run_attributes"), 1);
+  // Merging again changes nothing: both runs are done in the target.
+  const MergeSummary second = merge_results(dir.file("target.sqlite"), {dir.file("cell1.sqlite"), dir.file("cell2.sqlite")});
+  EXPECT_EQ(second.runs_copied, 0u);
+  EXPECT_EQ(second.runs_kept, 2u);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM metrics"), 2);
 }
 
 TEST(ResultsStore, RefusesASchemaNewerThanItKnows) {
