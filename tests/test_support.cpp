@@ -67,6 +67,29 @@ std::string prepare_byte_corpus(const TempDir& dir, const std::vector<TestDocume
   return corpus;
 }
 
+std::string tiny_experiment(const std::string& name, const std::string& trainer, const std::string& eval,
+                            const std::string& extra) {
+  return fmt::format(R"([experiment]
+name = "{}"
+[data]
+corpus = "corpus"
+[model]
+context_length = 32
+[model.transformer]
+d_model = 32
+n_layers = 2
+n_heads = 2
+[trainer]
+threads = 1
+{}
+[eval]
+tokens_per_domain = 128
+{}
+{}
+)",
+                     name, trainer, eval, extra);
+}
+
 std::vector<TestDocument> synthetic_documents(int domains, int per_domain, int min_words, int max_words) {
   // Each domain has its own small vocabulary, so that domains are distinguishable by content.
   std::vector<TestDocument> out;

@@ -1,6 +1,6 @@
-// `lory score` and `lory export`: use a trained run (its final checkpoint) from the CLI. Both
-// hand the work to lory-worker; text is tokenized by lory-data (SentencePiece and LibTorch never
-// share a process).
+// `lory score`, `lory export` and `lory embed`: use a trained run (its final checkpoint) from the
+// CLI. All hand the work to lory-worker; text is tokenized by lory-data (SentencePiece and
+// LibTorch never share a process).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -23,6 +23,7 @@ struct TrainedRunOptions {
   std::string routing = "inference";
   int64_t prompt_length = 128;
   std::string out_dir;                    // export
+  std::string out_file;                   // embed
 
   void add_common(CLI::App* cmd) {
     cmd->add_option("run", run, "Run id, or a prefix of its cell hash")->required();
@@ -59,6 +60,16 @@ void run_score(const TrainedRunOptions& options) {
   if (!ending.empty()) throw UserError("scoring failed: " + ending);
 }
 
+void run_embed(const TrainedRunOptions& options) {
+  ResultsStore store(options.db);
+  const RunRecord run = store.resolve_run(options.run);
+  auto arguments = worker_arguments("embed", options, run, run_corpus_dir(store, run, options.corpus));
+  arguments.insert(arguments.end(), {"--out", options.out_file});
+  std::fflush(stdout);
+  const std::string ending = run_program(arguments);
+  if (!ending.empty()) throw UserError("embedding failed: " + ending);
+}
+
 void run_export(const TrainedRunOptions& options) {
   ResultsStore store(options.db);
   const RunRecord run = store.resolve_run(options.run);
@@ -90,6 +101,15 @@ void register_score_command(CLI::App& app) {
     if (!*text && !*ids) throw UserError("give --text FILE or --token-ids FILE");
     run_score(*options);
   });
+}
+
+void register_embed_command(CLI::App& app) {
+  auto options = std::make_shared<TrainedRunOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "embed", "Embed every corpus document with a trained run (mean final hidden state), for the similarity batcher");
+  options->add_common(cmd);
+  cmd->add_option("--out", options->out_file, "Output file (use as batcher.similarity.embedding_file)")->required();
+  cmd->callback([options] { run_embed(*options); });
 }
 
 void register_export_command(CLI::App& app) {

@@ -64,10 +64,7 @@ std::string run_program_to_file(const std::vector<std::string>& arguments, const
 
 std::string run_corpus_dir(ResultsStore& store, const RunRecord& run, const std::string& override_dir) {
   if (!override_dir.empty()) return override_dir;
-  Statement s = store.database().prepare("SELECT file FROM experiments WHERE id = ?");
-  s.bind(1, run.experiment_id);
-  if (!s.step()) throw UserError(fmt::format("run {} has no experiment row", run.id));
-  const fs::path experiment_file = s.column_text(0);
+  const fs::path experiment_file = store.experiment_file(run);
   const fs::path corpus = CellConfig::from_json(run.config_json).section("data").values.get_string("corpus");
   const fs::path resolved = corpus.is_absolute() ? corpus : (experiment_file.parent_path() / corpus).lexically_normal();
   std::error_code ec;

@@ -17,6 +17,7 @@ const char* param_type_name(ParamType type) {
     case ParamType::Int: return "integer";
     case ParamType::Float: return "float";
     case ParamType::String: return "string";
+    case ParamType::Path: return "path";
   }
   return "?";
 }
@@ -83,7 +84,8 @@ std::optional<ParamValue> parse_param_literal(ParamType type, const std::string&
       if (text.empty() || *end || errno) return std::nullopt;
       return ParamValue(v);
     }
-    case ParamType::String: return ParamValue(text);
+    case ParamType::String:
+    case ParamType::Path: return ParamValue(text);
   }
   return std::nullopt;
 }
@@ -134,7 +136,7 @@ ParamSchema schema_from_c(const LoryParamSpec* specs, uint32_t count) {
     if (!c.name || !*c.name) throw std::invalid_argument(fmt::format("parameter #{} has no name", i));
     ParamSpec spec;
     spec.name = c.name;
-    if (c.type < LORY_PARAM_BOOL || c.type > LORY_PARAM_STRING) {
+    if (c.type < LORY_PARAM_BOOL || c.type > LORY_PARAM_PATH) {
       throw std::invalid_argument(fmt::format("parameter '{}' has unknown type {}", spec.name, c.type));
     }
     spec.type = static_cast<ParamType>(c.type);
@@ -192,6 +194,7 @@ ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, 
           if (member.kind() == ConfigNode::Kind::Int) value = static_cast<double>(member.as_int());
           break;
         case ParamType::String:
+        case ParamType::Path:
           if (member.kind() == ConfigNode::Kind::String) value = member.as_string();
           break;
       }

@@ -14,7 +14,13 @@
 
 namespace lory {
 
-enum class ParamType { Bool = LORY_PARAM_BOOL, Int = LORY_PARAM_INT, Float = LORY_PARAM_FLOAT, String = LORY_PARAM_STRING };
+enum class ParamType {
+  Bool = LORY_PARAM_BOOL,
+  Int = LORY_PARAM_INT,
+  Float = LORY_PARAM_FLOAT,
+  String = LORY_PARAM_STRING,
+  Path = LORY_PARAM_PATH  // held as a string
+};
 
 const char* param_type_name(ParamType type);
 

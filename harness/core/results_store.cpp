@@ -358,6 +358,13 @@ RunRecord ResultsStore::resolve_run(const std::string& id_or_hash_prefix) {
   return matches.front();
 }
 
+std::string ResultsStore::experiment_file(const RunRecord& run) {
+  Statement s = db_.prepare("SELECT file FROM experiments WHERE id = ?");
+  s.bind(1, run.experiment_id);
+  if (!s.step()) throw UserError(fmt::format("run {} has no experiment row in '{}'", run.id, db_.path()));
+  return s.column_text(0);
+}
+
 void ResultsStore::mark_running(int64_t run_id, const std::string& code_version, const std::string& host,
                                 int64_t total_steps, const std::string& corpus_checksum) {
   Transaction transaction(db_);

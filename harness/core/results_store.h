@@ -97,6 +97,9 @@ class ResultsStore {
   std::vector<RunRecord> runs_of_experiment(const std::string& experiment_name);
   // A run by id, or by a unique prefix of its cell hash.
   RunRecord resolve_run(const std::string& id_or_hash_prefix);
+  // The experiment file (absolute path) a run was registered from; relative paths of its config
+  // are resolved against its folder.
+  std::string experiment_file(const RunRecord& run);
 
   void mark_running(int64_t run_id, const std::string& code_version, const std::string& host, int64_t total_steps,
                     const std::string& corpus_checksum);

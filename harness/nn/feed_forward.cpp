@@ -16,6 +16,24 @@ int64_t FeedForward::active_parameter_count() const {
   return count;
 }
 
+ExpertWeights register_experts(torch::nn::Module& module, const FeedForwardSpec& spec, int64_t experts, int64_t d_ff) {
+  const int64_t E = experts, D = spec.d_model, F = d_ff;
+  return {module.register_parameter("w_gate_EFD", torch::randn({E, F, D}) * spec.init_std),
+          module.register_parameter("w_up_EFD", torch::randn({E, F, D}) * spec.init_std),
+          module.register_parameter("w_down_EDF", torch::randn({E, D, F}) * spec.output_init_std)};
+}
+
+void copy_dense_into_experts(const ExpertWeights& experts, const DenseFFNWeights& dense) {
+  if (dense.w_gate_FD.sizes() != experts.w_gate_EFD.sizes().slice(1)) {
+    throw std::runtime_error("experts of width " + std::to_string(experts.w_gate_EFD.size(1)) +
+                             " cannot be upcycled from a dense FFN of width " + std::to_string(dense.w_gate_FD.size(0)));
+  }
+  torch::NoGradGuard no_grad;
+  experts.w_gate_EFD.copy_(dense.w_gate_FD.unsqueeze(0).expand_as(experts.w_gate_EFD));
+  experts.w_up_EFD.copy_(dense.w_up_FD.unsqueeze(0).expand_as(experts.w_up_EFD));
+  experts.w_down_EDF.copy_(dense.w_down_DF.unsqueeze(0).expand_as(experts.w_down_EDF));
+}
+
 void FeedForward::upcycle_from(const DenseFFNWeights&) {
   throw std::runtime_error(name() + " cannot be upcycled from a dense FFN; set trainer.dense_warmup_fraction = 0");
 }

@@ -4,11 +4,34 @@
 
 #include <filesystem>
 
+#include "core/harness_sections.h"
+
 namespace lory {
 
-RunSetup::RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path)
+namespace {
+
+void resolve_path_parameters(const PluginDescriptor& plugin, ParamValues& params, const std::string& base_directory) {
+  for (const ParamSpec& spec : plugin.schema.params()) {
+    if (spec.type != ParamType::Path || !params.has(spec.name)) continue;
+    const std::filesystem::path value = params.get_string(spec.name);
+    if (!value.empty() && value.is_relative()) {
+      params.set(spec.name, (std::filesystem::path(base_directory) / value).lexically_normal().string());
+    }
+  }
+}
+
+}  // namespace
+
+RunSetup::RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path,
+                   const std::string& base_directory)
     : config_(std::move(config)), registry_(PluginRegistry::discover_default(plugin_path)) {
   registry_.throw_if_problems();
+  for (const char* section : {"model", "router", "batcher"}) {
+    SectionConfig& s = config_.section(section);
+    const LoadedPlugin& plugin =
+        registry_.require(s.plugin(), static_cast<PluginKind>(find_harness_section(section)->plugin_kind), section);
+    resolve_path_parameters(plugin.descriptor, s.plugin_params, base_directory);
+  }
   corpus_ = Corpus::open(corpus_directory);
   const LoadedPlugin& model = registry_.require(config_.section("model").plugin(), PluginKind::Model, "model.plugin");
   const LoadedPlugin& router = registry_.require(router_name(), PluginKind::Router, "router.plugin");

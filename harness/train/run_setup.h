@@ -18,7 +18,10 @@ namespace lory {
 
 class RunSetup {
  public:
-  RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path);
+  // `base_directory`: the experiment file's folder, against which relative `path` parameters of
+  // the plugins are resolved before the plugins see them.
+  RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path,
+           const std::string& base_directory);
 
   const CellConfig& config() const { return config_; }
   const Corpus& corpus() const { return *corpus_; }

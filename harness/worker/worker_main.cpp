@@ -43,6 +43,10 @@ struct RunSelection {
 constexpr int kExitDiverged = 2;
 constexpr int kExitInterrupted = 130;
 
+std::string experiment_folder(ResultsStore& store, const RunRecord& run) {
+  return std::filesystem::path(store.experiment_file(run)).parent_path().string();
+}
+
 void set_threads(const CellConfig& config) {
   torch::set_num_threads(static_cast<int>(config.section("trainer").values.get_int("threads")));
 }
@@ -56,7 +60,7 @@ int train_command(const RunSelection& selection) {
   try {
     CellConfig config = CellConfig::from_json(run->config_json);
     set_threads(config);
-    RunSetup setup(std::move(config), selection.corpus, selection.plugin_path);
+    RunSetup setup(std::move(config), selection.corpus, selection.plugin_path, experiment_folder(store, *run));
     const std::unique_ptr<DataParallel> group = DataParallel::from_environment();
     const TrainOutcome outcome = train_run(setup, store, *run, run_directory(selection.db, *run), *group);
     kill_point("before_done", outcome.last_step);
@@ -79,11 +83,12 @@ int train_command(const RunSelection& selection) {
 }
 
 // A trained run's model, restored from its final checkpoint.
-std::shared_ptr<LanguageModel> load_trained(const RunSelection& selection, const RunRecord& run,
+std::shared_ptr<LanguageModel> load_trained(ResultsStore& store, const RunSelection& selection, const RunRecord& run,
                                             std::unique_ptr<RunSetup>& setup) {
   CellConfig config = CellConfig::from_json(run.config_json);
   set_threads(config);
-  setup = std::make_unique<RunSetup>(std::move(config), selection.corpus, selection.plugin_path);
+  setup = std::make_unique<RunSetup>(std::move(config), selection.corpus, selection.plugin_path,
+                                     experiment_folder(store, run));
   const CheckpointStore checkpoints(run_directory(selection.db, run));
   const auto state = checkpoints.latest_state();
   if (!state) {
@@ -103,7 +108,7 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
   const auto run = store.find_run(selection.run_id);
   if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
   std::unique_ptr<RunSetup> setup;
-  auto model = load_trained(selection, *run, setup);
+  auto model = load_trained(store, selection, *run, setup);
   std::ifstream in(token_ids_file);
   if (!in) throw UserError(fmt::format("cannot read token ids from '{}'", token_ids_file));
   std::vector<int64_t> ids;
@@ -132,12 +137,61 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
   return 0;
 }
 
+// One vector per corpus document: the mean of the trained model's final hidden states over the
+// document's tokens (windows of the context length), in the LORYEMB1 format of the similarity
+// batcher's embedding_file.
+int embed_command(const RunSelection& selection, const std::string& out_file) {
+  ResultsStore store(selection.db);
+  const auto run = store.find_run(selection.run_id);
+  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
+  std::unique_ptr<RunSetup> setup;
+  auto model = load_trained(store, selection, *run, setup);
+  torch::NoGradGuard no_grad;
+  const Corpus& corpus = setup->corpus();
+  const int64_t context = setup->context_length();
+  const uint64_t rows = corpus.document_count();
+  int64_t dimension = 0;
+  std::ofstream out(out_file, std::ios::binary);
+  if (!out) throw UserError(fmt::format("cannot write '{}'", out_file));
+  out.write("LORYEMB1", 8);
+  out.write(reinterpret_cast<const char*>(&rows), 8);
+  const auto dimension_at = out.tellp();
+  out.write(reinterpret_cast<const char*>(&dimension), 8);  // rewritten once known
+  std::vector<uint32_t> tokens;
+  for (uint64_t i = 0; i < rows; ++i) {
+    const DocumentRecord& record = corpus.document(i);
+    tokens.resize(record.length);
+    corpus.copy_tokens(record.offset, record.length, tokens.data());
+    torch::Tensor sum_D;
+    int64_t counted = 0;
+    for (int64_t start = 0; start < static_cast<int64_t>(tokens.size()); start += context) {
+      const int64_t end = std::min<int64_t>(static_cast<int64_t>(tokens.size()), start + context);
+      const torch::Tensor window_1L =
+          torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.begin() + end), torch::kInt64).unsqueeze(0);
+      RoutingContext routing(ForwardMode::Eval, false);
+      const torch::Tensor h_D = model->hidden_states(window_1L, routing)[0].sum(0).to(torch::kFloat32);
+      sum_D = sum_D.defined() ? sum_D + h_D : h_D;
+      counted += end - start;
+    }
+    const torch::Tensor mean_D = (sum_D / static_cast<double>(std::max<int64_t>(1, counted))).contiguous();
+    dimension = mean_D.size(0);
+    out.write(reinterpret_cast<const char*>(mean_D.data_ptr<float>()), static_cast<std::streamsize>(dimension * 4));
+  }
+  out.seekp(dimension_at);
+  const uint64_t dimension_u = static_cast<uint64_t>(dimension);
+  out.write(reinterpret_cast<const char*>(&dimension_u), 8);
+  if (!out) throw UserError(fmt::format("cannot write '{}' (disk full?)", out_file));
+  std::printf("wrote %s: %llu documents x %lld dimensions (mean final hidden state of run %lld)\n", out_file.c_str(),
+              static_cast<unsigned long long>(rows), static_cast<long long>(dimension), static_cast<long long>(run->id));
+  return 0;
+}
+
 int export_command(const RunSelection& selection, const std::string& out_dir) {
   ResultsStore store(selection.db);
   const auto run = store.find_run(selection.run_id);
   if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
   std::unique_ptr<RunSetup> setup;
-  auto model = load_trained(selection, *run, setup);
+  auto model = load_trained(store, selection, *run, setup);
   std::filesystem::create_directories(out_dir);
   c10::Dict<std::string, at::Tensor> weights;
   for (const auto& item : model->named_parameters()) weights.insert(item.key(), item.value().detach().clone());
@@ -179,8 +233,14 @@ int main(int argc, char** argv) {
   CLI::App* export_cmd = app.add_subcommand("export", "Write a trained run's weights for torch.load");
   export_selection.add_options(export_cmd);
   export_cmd->add_option("--out", out_dir, "Output folder")->required();
+  RunSelection embed_selection;
+  std::string embed_out;
+  CLI::App* embed = app.add_subcommand("embed", "Mean final hidden state of every corpus document (LORYEMB1 file)");
+  embed_selection.add_options(embed);
+  embed->add_option("--out", embed_out, "Output file")->required();
   try {
     app.parse(argc, argv);
+    if (*embed) return embed_command(embed_selection, embed_out);
     if (*train) {
       install_stop_handlers();
       return train_command(train_selection);

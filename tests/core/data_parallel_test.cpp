@@ -40,33 +40,13 @@ class DataParallelTraining : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     testing::prepare_byte_corpus(*dir_, testing::synthetic_documents(3, 40, 20, 80));
-    testing::write_text(dir_->file("dp.toml"), R"(
-[experiment]
-name = "dp"
-[data]
-corpus = "corpus"
-[model]
-context_length = 32
-[model.transformer]
-d_model = 32
-n_layers = 2
-n_heads = 2
-[router]
-plugin = "lory"
-[router.lory]
-experts = 4
-segment_length = 8
-[trainer]
-steps = 12
-batch_size = 8
-lr = 0.003
-log_every = 2
-checkpoint_every = 4
-dense_warmup_fraction = 0.2
-[eval]
-every = 6
-tokens_per_domain = 128
-)");
+    testing::write_text(dir_->file("dp.toml"),
+                        testing::tiny_experiment("dp",
+                                                 "steps = 12\nbatch_size = 8\nlr = 0.003\nlog_every = 2\n"
+                                                 "checkpoint_every = 4\ndense_warmup_fraction = 0.2",
+                                                 "every = 6",
+                                                 "[router]\nplugin = \"lory\"\n[router.lory]\nexperts = 4\n"
+                                                 "segment_length = 8"));
     one_rank_ = new testing::CommandResult(lory_run("one/r.sqlite", ""));
     two_ranks_ = new testing::CommandResult(lory_run("two/r.sqlite", "--nproc-per-node 2"));
   }

@@ -21,28 +21,9 @@ class TinyExperiment : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     testing::prepare_byte_corpus(*dir_, testing::synthetic_documents(3, 40, 20, 80));
-    testing::write_text(dir_->file("tiny.toml"), R"(
-[experiment]
-name = "tiny"
-description = "end-to-end test"
-[data]
-corpus = "corpus"
-[model]
-context_length = 32
-[model.transformer]
-d_model = 32
-n_layers = 2
-n_heads = 2
-[trainer]
-steps = 12
-batch_size = 4
-lr = 0.003
-log_every = 4
-threads = 1
-[eval]
-every = 6
-tokens_per_domain = 128
-)");
+    testing::write_text(dir_->file("tiny.toml"),
+                        testing::tiny_experiment("tiny", "steps = 12\nbatch_size = 4\nlr = 0.003\nlog_every = 4",
+                                                 "every = 6"));
     run_ = new testing::CommandResult(
         run_command(fmt::format("{}/lory run {} --db {}", build_dir(), dir_->file("tiny.toml"), dir_->file("r.sqlite"))));
   }
@@ -106,6 +87,22 @@ TEST_F(TinyExperiment, ExportLoadsInPythonTorch) {
       dir_->file("export/weights.pt")));
   ASSERT_EQ(loaded.exit_code, 0) << loaded.output;
   EXPECT_NE(loaded.output.find("(257, 32)"), std::string::npos) << loaded.output;
+}
+
+TEST_F(TinyExperiment, EmbedWritesOneVectorPerDocumentForTheSimilarityBatcher) {
+  const auto embedded = run_command(fmt::format("{}/lory embed 1 --out {} --db {}", build_dir(), dir_->file("doc.emb"),
+                                                dir_->file("r.sqlite")));
+  ASSERT_EQ(embedded.exit_code, 0) << embedded.output;
+  // Header (8 + 8 + 8 bytes), then 120 documents x d_model 32 floats.
+  EXPECT_EQ(std::filesystem::file_size(dir_->file("doc.emb")), 24u + 120u * 32u * 4u);
+  testing::write_text(dir_->file("embedded.toml"),
+                      testing::read_text(dir_->file("tiny.toml")) + "[batcher]\nplugin = \"similarity\"\n"
+                                                                   "[batcher.similarity]\nembedding = \"file\"\n"
+                                                                   "embedding_file = \"doc.emb\"\n");
+  const auto trained = run_command(fmt::format("{}/lory run {} --db {}", build_dir(), dir_->file("embedded.toml"),
+                                               dir_->file("embedded.sqlite")));
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  EXPECT_NE(trained.output.find("similarity: file embeddings (d=32)"), std::string::npos) << trained.output;
 }
 
 TEST_F(TinyExperiment, DryRunPrintsTheCellsWithoutTraining) {

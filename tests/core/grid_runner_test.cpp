@@ -75,39 +75,16 @@ class GridRunner : public ::testing::Test {
     std::string seed_list;
     for (int s = 1; s <= seeds; ++s) seed_list += (s > 1 ? ", " : "") + std::to_string(s);
     const std::string path = dir_->file(name + ".toml");
-    testing::write_text(path, fmt::format(R"(
-[experiment]
-name = "{}"
-[data]
-corpus = "corpus"
-[model]
-context_length = 32
-[model.transformer]
-d_model = 32
-n_layers = 2
-n_heads = 2
-[router]
-plugin = "lory"
-[router.lory]
-experts = 4
-segment_length = 8
-[trainer]
-steps = {}
-batch_size = 4
-lr = 0.003
-log_every = 2
-checkpoint_every = 4
-threads = 1
-dense_warmup_fraction = 0.2
-{}
-[eval]
-every = 6
-tokens_per_domain = 128
-[grid]
-seeds = [{}]
-{}
-)",
-                                          name, steps, extra, seed_list, more_tables));
+    testing::write_text(
+        path, testing::tiny_experiment(
+                  name,
+                  fmt::format("steps = {}\nbatch_size = 4\nlr = 0.003\nlog_every = 2\ncheckpoint_every = 4\n"
+                              "dense_warmup_fraction = 0.2\n{}",
+                              steps, extra),
+                  "every = 6",
+                  fmt::format("[router]\nplugin = \"lory\"\n[router.lory]\nexperts = 4\nsegment_length = 8\n"
+                              "[grid]\nseeds = [{}]\n{}",
+                              seed_list, more_tables)));
     return path;
   }
   static testing::CommandResult lory_run(const std::string& file, const std::string& db, const std::string& flags = "",

@@ -81,36 +81,13 @@ TEST(ResultViews, ReturnTheRightNumbersOnAHandBuiltDatabase) {
 TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
   TempDir dir;
   testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 40, 20, 80));
-  testing::write_text(dir.file("tiny.toml"), R"(
-[experiment]
-name = "tiny-report"
-[data]
-corpus = "corpus"
-[model]
-context_length = 32
-[model.transformer]
-d_model = 32
-n_layers = 3
-n_heads = 2
-[router.lory]
-experts = 4
-segment_length = 8
-[trainer]
-steps = 16
-batch_size = 4
-lr = 0.003
-log_every = 2
-threads = 1
-[eval]
-every = 8
-tokens_per_domain = 128
-[grid]
-seeds = [1, 2]
-[[grid.cells]]
-router.plugin = "dense"
-[[grid.cells]]
-router.plugin = "lory"
-)");
+  std::string experiment = testing::tiny_experiment(
+      "tiny-report", "steps = 16\nbatch_size = 4\nlr = 0.003\nlog_every = 2", "every = 8",
+      "[router.lory]\nexperts = 4\nsegment_length = 8\n[grid]\nseeds = [1, 2]\n"
+      "[[grid.cells]]\nrouter.plugin = \"dense\"\n[[grid.cells]]\nrouter.plugin = \"lory\"");
+  // Three layers, so that the report has a lower, a middle and an upper layer to show.
+  experiment.replace(experiment.find("n_layers = 2"), 12, "n_layers = 3");
+  testing::write_text(dir.file("tiny.toml"), experiment);
   const std::string db = dir.file("r.sqlite");
   const auto trained = testing::run_command(fmt::format("{}/lory run {} --db {} --jobs 2", testing::build_dir(),
                                                         dir.file("tiny.toml"), db));

@@ -14,24 +14,20 @@ namespace smear_example {
 class SmearFeedForward final : public lory::FeedForward {
  public:
   SmearFeedForward(const lory::FeedForwardSpec& spec, int64_t experts, double router_init_std)
-      : layer_(spec.layer_index), experts_(experts) {
-    const int64_t E = experts, D = spec.d_model, F = spec.d_ff;
-    w_gate_EFD = register_parameter("w_gate_EFD", torch::randn({E, F, D}) * spec.init_std);
-    w_up_EFD = register_parameter("w_up_EFD", torch::randn({E, F, D}) * spec.init_std);
-    w_down_EDF = register_parameter("w_down_EDF", torch::randn({E, D, F}) * spec.output_init_std);
-    router_ED = register_parameter("router_ED", torch::randn({E, D}) * router_init_std);
+      : layer_(spec.layer_index), expert_count_(experts) {
+    experts_ = lory::register_experts(*this, spec, experts, spec.d_ff);
+    router_ED = register_parameter("router_ED", torch::randn({experts, spec.d_model}) * router_init_std);
   }
 
   // h_BLD -> y_BLD. One routing decision per sequence: w_BE = softmax(R(mean_L h)).
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
     const torch::Tensor w_BE = torch::softmax(torch::matmul(h_BLD.mean(1), router_ED.t()), -1);
     // The executor takes segments [S, T, D]: here every sequence is one segment (S = B, T = L).
-    const torch::Tensor y_BLD = lory::merged_expert_ffn(h_BLD, w_BE, {w_gate_EFD, w_up_EFD, w_down_EDF},
-                                                        /*chunk_segments=*/16);
+    const torch::Tensor y_BLD = lory::merged_expert_ffn(h_BLD, w_BE, experts_, /*chunk_segments=*/16);
     if (context.recording()) {
       lory::RoutingRecord record;
       record.layer = layer_;
-      record.expert_count = experts_;
+      record.expert_count = expert_count_;
       record.weights_BLE = w_BE.detach().to(torch::kFloat32).unsqueeze(1).expand({-1, h_BLD.size(1), -1}).contiguous();
       record.stats = lory::weight_statistics(record.weights_BLE);
       context.add_record(std::move(record));
@@ -39,17 +35,14 @@ class SmearFeedForward final : public lory::FeedForward {
     return y_BLD;
   }
 
-  int64_t expert_count() const override { return experts_; }
-  int64_t active_parameter_count() const override { return w_gate_EFD[0].numel() * 3 + router_ED.numel(); }
-  void upcycle_from(const lory::DenseFFNWeights& dense) override {
-    w_gate_EFD.copy_(dense.w_gate_FD.unsqueeze(0).expand_as(w_gate_EFD));
-    w_up_EFD.copy_(dense.w_up_FD.unsqueeze(0).expand_as(w_up_EFD));
-    w_down_EDF.copy_(dense.w_down_DF.unsqueeze(0).expand_as(w_down_EDF));
-  }
+  int64_t expert_count() const override { return expert_count_; }
+  int64_t active_parameter_count() const override { return experts_.w_gate_EFD[0].numel() * 3 + router_ED.numel(); }
+  void upcycle_from(const lory::DenseFFNWeights& dense) override { lory::copy_dense_into_experts(experts_, dense); }
 
  private:
-  int64_t layer_, experts_;
-  torch::Tensor w_gate_EFD, w_up_EFD, w_down_EDF, router_ED;
+  int64_t layer_, expert_count_;
+  lory::ExpertWeights experts_;
+  torch::Tensor router_ED;
 };
 
 class SmearRouter final : public lory::RouterPlugin {

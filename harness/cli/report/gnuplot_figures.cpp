@@ -54,6 +54,8 @@ void line_plot(const std::string& png_path, const std::string& title, const std:
          << "set title " << quoted(title) << "\n"
          << "set xlabel " << quoted(x_label) << "\nset ylabel " << quoted(y_label) << "\n"
          << "set key outside right top\nset grid\n"
+         // 200k, 1M rather than 200000 running into 300000.
+         << "set format x \"%.1s%c\"\n"
          << (y_max > 0 ? fmt::format("set yrange [0:{}]\n", y_max) : "") << "plot ";
   for (size_t i = 0; i < series.size(); ++i) {
     script << (i ? ", \\\n     " : "") << quoted(base + ".dat") << " index " << i << " using 1:2 with lines lw 2 title "

@@ -9,13 +9,9 @@
 
 #include <torch/torch.h>
 
-namespace lory {
+#include "lory/feed_forward.h"
 
-struct ExpertWeights {
-  torch::Tensor w_gate_EFD;
-  torch::Tensor w_up_EFD;
-  torch::Tensor w_down_EDF;
-};
+namespace lory {
 
 // x_STD: S segments of T tokens (zero-padded where a segment is shorter); w_SE: the segments'
 // expert weights. Returns y_STD. `chunk_segments` bounds how many merged weight triples exist at

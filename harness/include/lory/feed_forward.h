@@ -27,6 +27,20 @@ struct DenseFFNWeights {
   torch::Tensor w_down_DF;
 };
 
+// E SwiGLU experts as [E, ...] tensors (the layout the expert-merge and dispatch executors take).
+struct ExpertWeights {
+  torch::Tensor w_gate_EFD;
+  torch::Tensor w_up_EFD;
+  torch::Tensor w_down_EDF;
+};
+
+// Registers E experts of width d_ff on `module` as parameters w_gate_EFD, w_up_EFD, w_down_EDF,
+// normally initialised with the spec's scales (init_std; output_init_std for W_down).
+ExpertWeights register_experts(torch::nn::Module& module, const FeedForwardSpec& spec, int64_t experts, int64_t d_ff);
+
+// Upcycling: every expert becomes a copy of `dense`. Throws when the widths differ.
+void copy_dense_into_experts(const ExpertWeights& experts, const DenseFFNWeights& dense);
+
 // y_XD = SwiGLU(h_XD) for any leading shape X.
 torch::Tensor swiglu(const torch::Tensor& h_XD, const torch::Tensor& w_gate_FD, const torch::Tensor& w_up_FD,
                      const torch::Tensor& w_down_DF);

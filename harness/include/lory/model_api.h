@@ -23,6 +23,9 @@ class LanguageModel : public torch::nn::Module {
   // tokens_BL (int64) -> logits_BLV. Causal: logits at position t depend on tokens <= t only
   // (up to the documented first-segment leak of segment routers).
   virtual torch::Tensor forward(const torch::Tensor& tokens_BL, RoutingContext& context) = 0;
+  // tokens_BL -> the final hidden states h_BLD that the LM head reads (document embeddings for
+  // the similarity batcher: `lory embed`).
+  virtual torch::Tensor hidden_states(const torch::Tensor& tokens_BL, RoutingContext& context) = 0;
 
   virtual int64_t layer_count() const = 0;
   virtual FeedForwardSpec feed_forward_spec(int64_t layer) const = 0;

@@ -36,7 +36,9 @@ typedef enum LoryParamType {
   LORY_PARAM_BOOL = 1,
   LORY_PARAM_INT = 2,
   LORY_PARAM_FLOAT = 3,
-  LORY_PARAM_STRING = 4
+  LORY_PARAM_STRING = 4,
+  LORY_PARAM_PATH = 5 /* a string naming a file or folder: the plugin receives it resolved against
+                         the experiment file's folder when relative (empty stays empty) */
 } LoryParamType;
 
 /* One declared parameter of a plugin: the harness validates the plugin's TOML table against

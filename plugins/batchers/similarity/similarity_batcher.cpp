@@ -36,6 +36,10 @@ std::string plan_key(const lory::BatcherContext& context, const lory::ParamValue
                            p.has(name) ? std::visit([](const auto& v) { return fmt::format("{}", v); }, p.all().at(name))
                                        : "");
   }
+  // The embeddings themselves, when read from a file: a rewritten file is another plan.
+  if (p.get_string("embedding") == "file" && !p.get_string("embedding_file").empty()) {
+    options += "|file-sha256=" + lory::sha256_file_hex(p.get_string("embedding_file"));
+  }
   return lory::sha256_hex(context.corpus.checksum() + "|" + options);
 }
 
@@ -160,8 +164,8 @@ std::unique_ptr<lory::BatcherPlugin> create() { return std::make_unique<Similari
 const LoryParamSpec kParams[] = {
     {"embedding", LORY_PARAM_STRING, "tfidf", -LORY_UNBOUNDED, LORY_UNBOUNDED, "tfidf|file",
      "tfidf = TF-IDF over the corpus tokens, randomly projected; file = vectors from embedding_file"},
-    {"embedding_file", LORY_PARAM_STRING, "", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "LORYEMB1 file of one vector per corpus document (e.g. `lory embed RUN`)"},
+    {"embedding_file", LORY_PARAM_PATH, "", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
+     "LORYEMB1 file of one vector per corpus document (e.g. `lory embed RUN`), relative to the experiment file"},
     {"dimension", LORY_PARAM_INT, "128", 8, 4096, nullptr, "dimension of the projected TF-IDF vectors"},
     {"neighbours", LORY_PARAM_INT, "10", 1, 1000, nullptr, "k of the nearest-neighbour graph"},
     {"index", LORY_PARAM_STRING, "auto", -LORY_UNBOUNDED, LORY_UNBOUNDED, "auto|exact|hnsw|ivf",

@@ -128,9 +128,13 @@ class TransformerModel final : public lory::LanguageModel {
   }
 
   torch::Tensor forward(const torch::Tensor& tokens_BL, lory::RoutingContext& context) override {
+    return torch::matmul(hidden_states(tokens_BL, context), (tied_ ? embedding_VD : lm_head_VD).t());
+  }
+
+  torch::Tensor hidden_states(const torch::Tensor& tokens_BL, lory::RoutingContext& context) override {
     torch::Tensor x_BLD = torch::embedding(embedding_VD, tokens_BL);
     for (auto& block : blocks_) x_BLD = block->forward(x_BLD, context);
-    return torch::matmul(final_norm->forward(x_BLD), (tied_ ? embedding_VD : lm_head_VD).t());
+    return final_norm->forward(x_BLD);
   }
 
   int64_t layer_count() const override { return layers_; }

@@ -46,11 +46,8 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
  public:
   ExpertChoiceFeedForward(const lory::FeedForwardSpec& spec, Options options)
       : options_(options), layer_(spec.layer_index) {
-    const int64_t E = options.experts, D = spec.d_model, F = options.expert_d_ff;
-    w_gate_EFD = register_parameter("w_gate_EFD", torch::randn({E, F, D}) * spec.init_std);
-    w_up_EFD = register_parameter("w_up_EFD", torch::randn({E, F, D}) * spec.init_std);
-    w_down_EDF = register_parameter("w_down_EDF", torch::randn({E, D, F}) * spec.output_init_std);
-    router_ED = register_parameter("router_ED", torch::randn({E, D}) * options.router_init_std);
+    experts_ = lory::register_experts(*this, spec, options.experts, options.expert_d_ff);
+    router_ED = register_parameter("router_ED", torch::randn({options.experts, spec.d_model}) * options.router_init_std);
   }
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
@@ -69,9 +66,8 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
       probs_XE = torch::softmax(torch::matmul(h_XD, router_ED.t()), -1);
       assignments = choose_units(probs_XE, torch::arange(B * L, torch::kInt64).view({-1, 1}));
     }
-    const lory::ExpertWeights experts{w_gate_EFD, w_up_EFD, w_down_EDF};
-    const torch::Tensor y_XD = options_.naive ? lory::dispatch_to_experts_reference(h_XD, assignments, experts)
-                                              : lory::dispatch_to_experts(h_XD, assignments, experts);
+        const torch::Tensor y_XD = options_.naive ? lory::dispatch_to_experts_reference(h_XD, assignments, experts_)
+                                              : lory::dispatch_to_experts(h_XD, assignments, experts_);
     if (context.recording()) {
       lory::RoutingRecord record;
       record.layer = layer_;
@@ -92,19 +88,10 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
   int64_t expert_count() const override { return options_.experts; }
   // On average a token is processed by capacity_factor experts.
   int64_t active_parameter_count() const override {
-    return static_cast<int64_t>(std::llround(options_.capacity_factor * static_cast<double>(w_gate_EFD[0].numel() * 3))) +
+    return static_cast<int64_t>(std::llround(options_.capacity_factor * static_cast<double>(experts_.w_gate_EFD[0].numel() * 3))) +
            router_ED.numel();
   }
-  void upcycle_from(const lory::DenseFFNWeights& dense) override {
-    if (dense.w_gate_FD.size(0) != w_gate_EFD.size(1)) {
-      throw std::runtime_error(fmt::format("expert_choice experts of width {} cannot be upcycled from a dense FFN of "
-                                           "width {}",
-                                           w_gate_EFD.size(1), dense.w_gate_FD.size(0)));
-    }
-    w_gate_EFD.copy_(dense.w_gate_FD.unsqueeze(0).expand_as(w_gate_EFD));
-    w_up_EFD.copy_(dense.w_up_FD.unsqueeze(0).expand_as(w_up_EFD));
-    w_down_EDF.copy_(dense.w_down_DF.unsqueeze(0).expand_as(w_down_EDF));
-  }
+  void upcycle_from(const lory::DenseFFNWeights& dense) override { lory::copy_dense_into_experts(experts_, dense); }
 
  private:
   // Every expert takes its C highest-scoring units; unit u covers the tokens unit_tokens_UT[u]
@@ -152,7 +139,8 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
 
   Options options_;
   int64_t layer_;
-  torch::Tensor w_gate_EFD, w_up_EFD, w_down_EDF, router_ED;
+  lory::ExpertWeights experts_;
+  torch::Tensor router_ED;
 };
 
 class ExpertChoiceRouter final : public lory::RouterPlugin {

@@ -45,11 +45,8 @@ Options read_options(const lory::ParamValues& p) {
 class LoryFeedForward final : public lory::FeedForward {
  public:
   LoryFeedForward(const lory::FeedForwardSpec& spec, Options options) : options_(options), layer_(spec.layer_index) {
-    const int64_t E = options.experts, D = spec.d_model, F = spec.d_ff;
-    w_gate_EFD = register_parameter("w_gate_EFD", torch::randn({E, F, D}) * spec.init_std);
-    w_up_EFD = register_parameter("w_up_EFD", torch::randn({E, F, D}) * spec.init_std);
-    w_down_EDF = register_parameter("w_down_EDF", torch::randn({E, D, F}) * spec.output_init_std);
-    router_ED = register_parameter("router_ED", torch::randn({E, D}) * options.router_init_std);
+    experts_ = lory::register_experts(*this, spec, options.experts, spec.d_ff);
+    router_ED = register_parameter("router_ED", torch::randn({options.experts, spec.d_model}) * options.router_init_std);
   }
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
@@ -64,21 +61,16 @@ class LoryFeedForward final : public lory::FeedForward {
   int64_t expert_count() const override { return options_.experts; }
 
   // What one token goes through: the merged FFN (one expert's size) and the router.
-  int64_t active_parameter_count() const override { return w_gate_EFD[0].numel() * 3 + router_ED.numel(); }
+  int64_t active_parameter_count() const override { return experts_.w_gate_EFD[0].numel() * 3 + router_ED.numel(); }
 
-  void upcycle_from(const lory::DenseFFNWeights& dense) override {
-    w_gate_EFD.copy_(dense.w_gate_FD.unsqueeze(0).expand_as(w_gate_EFD));
-    w_up_EFD.copy_(dense.w_up_FD.unsqueeze(0).expand_as(w_up_EFD));
-    w_down_EDF.copy_(dense.w_down_DF.unsqueeze(0).expand_as(w_down_EDF));
-  }
+  void upcycle_from(const lory::DenseFFNWeights& dense) override { lory::copy_dense_into_experts(experts_, dense); }
 
  private:
   torch::Tensor route(const torch::Tensor& mean_XD) const { return torch::softmax(torch::matmul(mean_XD, router_ED.t()), -1); }
 
   torch::Tensor run_experts(const torch::Tensor& x_STD, const torch::Tensor& w_SE) const {
-    const lory::ExpertWeights experts{w_gate_EFD, w_up_EFD, w_down_EDF};
-    return options_.naive ? lory::merged_expert_ffn_reference(x_STD, w_SE, experts)
-                          : lory::merged_expert_ffn(x_STD, w_SE, experts, options_.chunk_segments);
+        return options_.naive ? lory::merged_expert_ffn_reference(x_STD, w_SE, experts_)
+                          : lory::merged_expert_ffn(x_STD, w_SE, experts_, options_.chunk_segments);
   }
 
   torch::Tensor forward_segment_routed(const torch::Tensor& h_BLD, lory::RoutingContext& context) {
@@ -159,7 +151,8 @@ class LoryFeedForward final : public lory::FeedForward {
 
   Options options_;
   int64_t layer_;
-  torch::Tensor w_gate_EFD, w_up_EFD, w_down_EDF, router_ED;
+  lory::ExpertWeights experts_;
+  torch::Tensor router_ED;
 };
 
 class LoryRouter final : public lory::RouterPlugin {
