@@ -25,6 +25,7 @@ struct RunOptions {
   int jobs = 1;
   int nproc_per_node = 1;
   bool retry_failed = false, fail_fast = false, allow_corpus_change = false, code_version_in_identity = false;
+  bool register_only = false;  // run-cell: register the run for an outside launcher, train nothing
   std::string order = "grid";
   uint64_t order_seed = 0;
   std::string launcher = "local";
@@ -92,6 +93,7 @@ SupervisorOptions supervisor_options(const RunOptions& options, const std::vecto
   supervisor.shuffle_order = options.order == "shuffled";
   supervisor.order_seed = options.order_seed;
   supervisor.processes_per_cell = options.nproc_per_node;
+  supervisor.register_only = options.register_only;
   return supervisor;
 }
 
@@ -179,6 +181,9 @@ void register_run_command(CLI::App& app) {
   cell_cmd->add_option("--nproc-per-node", cell_options->nproc_per_node, "Data-parallel ranks of the cell")
       ->check(CLI::Range(1, 256));
   cell_cmd->add_flag("--retry-failed", cell_options->retry_failed, "Train the cell again if it failed");
+  cell_cmd->add_flag("--register-only", cell_options->register_only,
+                     "Register the cell's run and print the lory-worker command for an outside launcher "
+                     "(torchrun, srun) that sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; train nothing");
   cell_cmd->callback([cell_options] { run_cell_command(*cell_options); });
 }
 

@@ -98,8 +98,16 @@ pid_t spawn_worker(const std::vector<std::string>& arguments, const std::string&
   std::vector<char*> argv;
   for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  // getenv returns the first match, so a variable the supervisor sets must replace an inherited
+  // one (a RANK or MASTER_PORT left in the shell would otherwise win). The data-parallel variables
+  // are never inherited: a cell's process group is the supervisor's to describe.
+  auto name_of = [](const char* entry) { return std::string(entry, std::strcspn(entry, "=")); };
+  std::set<std::string> replaced = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  for (const auto& e : extra_environment) replaced.insert(name_of(e.c_str()));
   std::vector<char*> envp;
-  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  for (char** e = environ; *e; ++e) {
+    if (!replaced.count(name_of(*e))) envp.push_back(*e);
+  }
   for (const auto& e : extra_environment) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   posix_spawn_file_actions_t actions;
@@ -175,6 +183,20 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
               total == 1 ? "" : "s", already_done, queue.size(),
               options.jobs > 1 ? fmt::format(", {} at a time", options.jobs).c_str() : "");
   std::fflush(stdout);
+
+  if (options.register_only) {
+    // For an outside launcher (torchrun, srun): the run exists in the store, and this is the
+    // command every rank runs, with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set by it.
+    for (const PendingCell& cell : queue) {
+      std::string command = fmt::format("{}/lory-worker train --db {} --run-id {} --corpus {}", executable_dir(),
+                                        options.db_path, cell.run_id,
+                                        experiment.corpus_path(experiment.cells[cell.index].config));
+      for (const auto& p : options.plugin_path) command += " --plugin-path " + p;
+      std::printf("run %lld (%s): %s\n", static_cast<long long>(cell.run_id),
+                  experiment.cells[cell.index].label.c_str(), command.c_str());
+    }
+    return;
+  }
 
   // 2. Train, up to `jobs` workers at a time.
   struct sigaction action {};

@@ -23,6 +23,7 @@ struct SupervisorOptions {
   bool shuffle_order = false;  // run cells in a seeded random order, so early results cover the grid
   uint64_t order_seed = 0;
   int processes_per_cell = 1;  // data-parallel ranks of every cell on this machine (torchrun's convention)
+  bool register_only = false;  // register the cells' runs and print their worker commands; train nothing
 };
 
 // Returns normally when every cell is done; throws UserError naming the cells that are not.

@@ -75,6 +75,24 @@ if [ "$mode" = emit ]; then
   done
   [ ! -e "$db" ]  # nothing was trained or submitted
   echo "emitted sbatch scripts are well formed"
+
+  # A cell done in the target store is not submitted again.
+  "$build/lory" run-cell "$work/grid.toml" --cell-index 0 --db "$db" > /dev/null
+  dense_cell=$("$build/lory" run "$work/grid.toml" --dry-run --db "$db" | awk '$1 == "1" {print $2}')
+  "$build/lory" run "$work/grid.toml" --launcher slurm --emit-only --db "$db" | grep -q '1 cell(s) already done'
+  grep -q '^#SBATCH --array=0-0$' "$folder/cells.sbatch"
+  ! grep -q "$dense_cell" "$folder/cells.sbatch"
+  echo "done cells are left out of the array"
+
+  # An outside launcher (torchrun, srun): register the cell, then run the printed worker command.
+  registered=$("$build/lory" run-cell "$work/grid.toml" --cell-index 1 --db "$db" --register-only)
+  echo "$registered"
+  command=$(echo "$registered" | sed -n 's/^run [0-9]* ([^)]*): //p')
+  [ -n "$command" ]
+  case "$command" in */lory-worker\ train\ --db\ *\ --run-id\ *) ;; *) echo "unexpected: $command"; exit 1 ;; esac
+  RANK=0 WORLD_SIZE=1 $command > /dev/null
+  "$build/lory" query "SELECT count(*) AS done FROM runs WHERE status = 'done'" --db "$db" --csv | tail -n 1 | grep -qx 2
+  echo "a registered cell trains under an outside launcher's environment"
   exit 0
 fi
 
