@@ -129,6 +129,15 @@ void DataParallel::sum(std::vector<double>& values) {
   for (size_t i = 0; i < values.size(); ++i) values[i] = t[static_cast<int64_t>(i)].item<double>();
 }
 
+void DataParallel::max(std::vector<double>& values) {
+  if (!distributed() || values.empty()) return;
+  std::vector<torch::Tensor> one = {torch::tensor(values, torch::kFloat64)};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::MAX;
+  wait(group_->allreduce(one, options), "statistics all-reduce");
+  for (size_t i = 0; i < values.size(); ++i) values[i] = one[0][static_cast<int64_t>(i)].item<double>();
+}
+
 void DataParallel::barrier() {
   if (!distributed()) return;
   wait(group_->barrier(), "barrier");

@@ -36,6 +36,8 @@ class DataParallel {
   // Sums a float64 tensor over ranks, in place.
   void sum(torch::Tensor& values);
   void sum(std::vector<double>& values);
+  // The largest value of each entry over ranks, in place.
+  void max(std::vector<double>& values);
   void barrier();
 
   // Seconds spent in gradient all-reduces since the last call (for the metrics).

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <tuple>
 
 #include "adamw.h"
 #include "core/kill_points.h"
@@ -80,22 +81,48 @@ std::string format_duration(double seconds) {
 
 // Training metrics of one logged step: averages of the routers' statistics over layers, and
 // per layer, under "router/...".
-void add_router_metrics(const RoutingContext& context, int64_t step, std::vector<MetricRow>& rows) {
-  std::map<std::string, std::pair<double, int64_t>> mean_over_layers;
+// The routing statistics of one logged step: per layer, their mean over layers, and the aux
+// losses summed over layers, each with the rule that combines it over data-parallel ranks.
+void add_router_metrics(const RoutingContext& context, int64_t step, DataParallel& group,
+                        std::vector<MetricRow>& rows) {
+  std::vector<std::pair<MetricRow, Reduce>> local;
+  std::map<std::string, std::tuple<double, int64_t, Reduce>> mean_over_layers;
   for (const RoutingRecord& record : context.records()) {
     for (const RoutingStat& stat : record.stats) {
-      rows.push_back({step, fmt::format("router/layer{}/{}", record.layer, stat.name), stat.value});
-      auto& [sum, count] = mean_over_layers[stat.name];
+      local.push_back({{step, fmt::format("router/layer{}/{}", record.layer, stat.name), stat.value}, stat.reduce});
+      auto& [sum, count, reduce] = mean_over_layers[stat.name];
       sum += stat.value;
       ++count;
+      reduce = stat.reduce;
     }
   }
-  for (const auto& [name, sum_count] : mean_over_layers) {
-    rows.push_back({step, "router/" + name, sum_count.first / static_cast<double>(sum_count.second)});
+  for (const auto& [name, entry] : mean_over_layers) {
+    const auto& [sum, count, reduce] = entry;
+    local.push_back({{step, "router/" + name, sum / static_cast<double>(count)}, reduce});
   }
-  std::map<std::string, double> aux_sums;
-  for (const auto& [layer, stat] : context.aux_stats()) aux_sums[stat.name] += stat.value;
-  for (const auto& [name, value] : aux_sums) rows.push_back({step, name, value});
+  std::map<std::string, std::pair<double, Reduce>> aux_sums;
+  for (const auto& [layer, stat] : context.aux_stats()) {
+    aux_sums[stat.name].first += stat.value;
+    aux_sums[stat.name].second = stat.reduce;
+  }
+  for (const auto& [name, entry] : aux_sums) local.push_back({{step, name, entry.first}, entry.second});
+
+  // Every rank holds the same rows in the same order (the same model, each on its own equal
+  // shard), so they are combined entry by entry: maxima maximised; everything else, a mean over a
+  // shard (statistics) or a loss of a shard (aux losses), averaged.
+  if (group.distributed()) {
+    std::vector<double> summed(local.size(), 0.0), maximised(local.size(), 0.0);
+    for (size_t i = 0; i < local.size(); ++i) {
+      (local[i].second == Reduce::Max ? maximised : summed)[i] = local[i].first.value;
+    }
+    group.sum(summed);
+    group.max(maximised);
+    for (size_t i = 0; i < local.size(); ++i) {
+      local[i].first.value = local[i].second == Reduce::Max ? maximised[i]
+                                                            : summed[i] / static_cast<double>(group.world_size());
+    }
+  }
+  for (auto& [row, reduce] : local) rows.push_back(std::move(row));
 }
 
 }  // namespace
@@ -216,7 +243,8 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
     std::optional<RoutingContext> logged_context;
     for (int64_t micro = 0; micro < s.accumulation; ++micro) {
       const TokenBatch batch = data.next_shard(s.micro_batch_size, group.rank(), world);
-      const bool record = main && log_step && micro + 1 == s.accumulation;
+      // Every rank records the logged step: its routing statistics are combined over ranks.
+      const bool record = log_step && micro + 1 == s.accumulation;
       RoutingContext context(ForwardMode::Train, record);
       const torch::Tensor inputs_BL = batch.tokens_BL1.slice(1, 0, -1);
       const torch::Tensor targets_BL = batch.tokens_BL1.slice(1, 1);
@@ -230,7 +258,10 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       if (record) logged_context.emplace(std::move(context));
     }
     std::vector<torch::Tensor> grads;
-    for (const auto& p : model->parameters()) {
+    for (auto& p : model->parameters()) {
+      // The ranks' gradient buckets must list the same tensors: a parameter one rank's shard did
+      // not reach (an expert no token chose) contributes zeros there.
+      if (!p.grad().defined() && group.distributed() && p.requires_grad()) p.mutable_grad() = torch::zeros_like(p);
       if (p.grad().defined()) grads.push_back(p.grad());
     }
     group.average_gradients(grads);
@@ -268,7 +299,11 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
     ++interval_steps;
     kill_point("after_step", step);
 
+    // Collective on every rank, before only rank 0 goes on to write.
+    std::vector<MetricRow> router_rows;
+    if (logged_context) add_router_metrics(*logged_context, step, group, router_rows);
     if (log_step && main) {
+      pending.insert(pending.end(), router_rows.begin(), router_rows.end());
       const double seconds = std::chrono::duration<double>(Clock::now() - interval_start).count();
       const double tokens_per_s = static_cast<double>(interval_tokens) / std::max(seconds, 1e-9);
       pending.push_back({step, "train/loss", train_loss});
@@ -279,7 +314,6 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       if (group.distributed()) {
         pending.push_back({step, "train/allreduce_s", group.take_allreduce_seconds() / static_cast<double>(interval_steps)});
       }
-      if (logged_context) add_router_metrics(*logged_context, step, pending);
       store.write_metrics(run.id, pending);
       pending.clear();
       const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();

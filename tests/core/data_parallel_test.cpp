@@ -86,6 +86,17 @@ TEST_F(DataParallelTraining, TwoRanksFollowTheOneRankLossTrajectoryWithOneSetOfR
   const double ppl_two = std::stod(text(dir_->file("two/r.sqlite"), "SELECT ppl FROM evals WHERE step = 12 AND domain = 'all'"));
   EXPECT_NEAR(ppl_two, ppl_one, 1e-4 * ppl_one);
   EXPECT_FALSE(losses(dir_->file("two/r.sqlite"), "train/allreduce_s").empty());
+  // Training routing statistics are combined over ranks (means of equal shards averaged), so
+  // they describe the whole global batch, as one rank's would.
+  for (const char* name : {"router/entropy", "router/max_weight", "router/layer1/active_experts"}) {
+    const auto stat_one = losses(dir_->file("one/r.sqlite"), name), stat_two = losses(dir_->file("two/r.sqlite"), name);
+    ASSERT_FALSE(stat_one.empty()) << name;
+    ASSERT_EQ(stat_two.size(), stat_one.size()) << name;
+    for (size_t i = 0; i < stat_one.size(); ++i) {
+      EXPECT_NEAR(stat_two[i].second, stat_one[i].second, 1e-4 * std::max(1.0, std::abs(stat_one[i].second)))
+          << name << " at step " << stat_one[i].first;
+    }
+  }
 }
 
 TEST_F(DataParallelTraining, KillingOneRankFailsTheCellAndTheResumedRunMatches) {
