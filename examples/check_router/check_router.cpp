@@ -1,7 +1,10 @@
 // Checks a router plugin with lory's reusable test helpers (Lory::testkit), from outside the lory
-// tree: causality at every position, and analytic gradients against finite differences.
-// Usage: check_router PLUGIN_DIR ROUTER [causal|not-causal]
-// Exits 0 when the router behaves as expected.
+// tree: causality at every position, analytic gradients against finite differences, and that
+// every parameter (the router's included) receives a gradient at all, so that a configuration
+// in which the router is never used cannot pass by comparing zero with zero.
+// Usage: check_router PLUGIN_DIR ROUTER causal|not-causal [NAME=VALUE ...]
+// NAME=VALUE overrides a parameter of the router (e.g. segment_length=4, so that the 12-token
+// test sequences hold several segments). Exits 0 when the router behaves as expected.
 #include <lory/testkit/plugin_set.h>
 #include <lory/testkit/router_checks.h>
 
@@ -9,9 +12,23 @@
 #include <cstring>
 #include <string>
 
+namespace {
+
+// Parses VALUE with the type the plugin declared for NAME.
+lory::ParamValue parse_override(const lory::ParamValues& params, const std::string& name, const std::string& text) {
+  const auto it = params.all().find(name);
+  if (it == params.all().end()) throw std::invalid_argument("the router has no parameter '" + name + "'");
+  if (std::holds_alternative<int64_t>(it->second)) return static_cast<int64_t>(std::stoll(text));
+  if (std::holds_alternative<double>(it->second)) return std::stod(text);
+  if (std::holds_alternative<bool>(it->second)) return text == "true";
+  return text;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: check_router PLUGIN_DIR ROUTER causal|not-causal\n");
+    std::fprintf(stderr, "usage: check_router PLUGIN_DIR ROUTER causal|not-causal [NAME=VALUE ...]\n");
     return 2;
   }
   const std::string router = argv[2];
@@ -19,6 +36,18 @@ int main(int argc, char** argv) {
   torch::manual_seed(0);
   const lory::testkit::PluginSet plugins({argv[1], LORY_INSTALLED_PLUGIN_DIR});
   lory::ParamValues params = plugins.params(router);
+  try {
+    for (int i = 4; i < argc; ++i) {
+      const std::string assignment = argv[i];
+      const size_t equals = assignment.find('=');
+      if (equals == std::string::npos) throw std::invalid_argument("'" + assignment + "' is not NAME=VALUE");
+      const std::string name = assignment.substr(0, equals);
+      params.set(name, parse_override(params, name, assignment.substr(equals + 1)));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "check_router: %s\n", e.what());
+    return 2;
+  }
   auto layer = plugins.build_layer(router, {8, 12, 0, 1, 0.3, 0.3}, params);
   layer->to(torch::kFloat64);
   const torch::Tensor h_BLD = torch::randn({2, 12, 8}, torch::kFloat64);
@@ -27,8 +56,21 @@ int main(int argc, char** argv) {
     leaking_positions += !lory::testkit::earlier_outputs_changed(*layer, h_BLD, p).empty();
   }
   const double gradient_error = lory::testkit::gradient_check(*layer, h_BLD);
-  std::printf("%s: %d of 11 positions leak into earlier outputs; gradient relative error %.2e\n", router.c_str(),
-              leaking_positions, gradient_error);
+
+  // Gradient flow: a parameter whose gradient is exactly zero takes no part in this forward.
+  layer->zero_grad();
+  lory::RoutingContext context(lory::ForwardMode::Train, false);
+  const torch::Tensor y_BLD = layer->forward(h_BLD, context);
+  (y_BLD * torch::randn_like(y_BLD)).sum().backward();
+  std::string without_gradient;
+  for (const auto& parameter : layer->named_parameters()) {
+    const torch::Tensor& grad = parameter.value().grad();
+    if (!grad.defined() || grad.abs().max().item<double>() == 0) without_gradient += " " + parameter.key();
+  }
+  std::printf("%s: %d of 11 positions leak into earlier outputs; gradient relative error %.2e; %s\n", router.c_str(),
+              leaking_positions, gradient_error,
+              without_gradient.empty() ? "every parameter has a gradient"
+                                       : ("no gradient for:" + without_gradient).c_str());
   const bool causal_as_expected = (leaking_positions == 0) == expect_causal;
-  return causal_as_expected && gradient_error < 1e-6 ? 0 : 1;
+  return causal_as_expected && gradient_error < 1e-6 && without_gradient.empty() ? 0 : 1;
 }

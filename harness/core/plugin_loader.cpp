@@ -48,7 +48,10 @@ LoadedPlugin load_plugin_file(const std::string& path) {
   try {
     library->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    throw PluginError(fmt::format("'{}' could not be loaded as a shared library: {}", path, e.what()));
+    throw PluginError(fmt::format(
+        "'{}' could not be loaded as a shared library: {} (an \"undefined symbol\" means it was built against "
+        "another lory SDK or LibTorch: rebuild it against this harness's SDK, plugin ABI version {})",
+        path, e.what(), LORY_PLUGIN_ABI_VERSION));
   }
   if (!library->has(LORY_PLUGIN_INFO_SYMBOL)) {
     throw PluginError(fmt::format(

@@ -79,6 +79,14 @@ TEST(PluginLoader, AbiMismatchNamesBothVersions) {
       << error;
 }
 
+TEST(PluginLoader, PluginOfAnOlderAbiIsRefusedWithBothVersions) {
+  // Version 0's metadata is a smaller struct: only its header may be read.
+  const std::string error = load_error(test_plugin("old_abi"));
+  EXPECT_NE(error.find("was built for plugin ABI version 0, but this harness uses version 1"), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("rebuild the plugin against this harness's SDK"), std::string::npos) << error;
+}
+
 TEST(PluginLoader, LibTorchMismatchNamesBothVersions) {
   const std::string error = load_error(test_plugin("torch_mismatch"));
   EXPECT_NE(error.find("built against LibTorch 0.4.1"), std::string::npos) << error;
@@ -143,8 +151,8 @@ TEST(PluginRegistry, TwoPluginsWithOneNameIsAnErrorNamingBothFiles) {
 
 TEST(PluginRegistry, DiscoveryCollectsEveryBrokenFileInAFolder) {
   const PluginRegistry registry = PluginRegistry::discover({testing::build_dir() + "/tests/plugins"});
-  // abi_mismatch, torch_mismatch, no_metadata, broken_parameter, and the duplicate name.
-  EXPECT_EQ(registry.problems().size(), 5u);
+  // abi_mismatch, old_abi, torch_mismatch, no_metadata, broken_parameter, and the duplicate name.
+  EXPECT_EQ(registry.problems().size(), 6u);
   EXPECT_TRUE(registry.find("test_batcher"));
   EXPECT_THROW(registry.throw_if_problems(), PluginError);
 }

@@ -23,13 +23,22 @@ for example in routers/smear routers/multihead_lory check_router; do
     exit 1
   fi
 done
-# The installed test helpers on the two routers: SMEAR is not causal (documented), multi-head Lory is.
+# The installed test helpers on the two routers: SMEAR is not causal (documented), multi-head Lory is
+# (segments of 4 tokens, so that the 12-token sequences of the check hold three segments).
 "$work/build-check_router/check_router" "$work/build-smear" smear not-causal
-"$work/build-check_router/check_router" "$work/build-multihead_lory" multihead_lory causal
+"$work/build-check_router/check_router" "$work/build-multihead_lory" multihead_lory causal segment_length=4
 export LORY_PLUGIN_PATH="$work/build-smear:$work/build-multihead_lory"
 lory="$work/prefix/bin/lory"
 "$lory" plugins --describe smear | grep -q "router_init_std"
 "$lory" plugins --describe multihead_lory | grep -q "heads"
+# Both report the LibTorch they were built against (multihead_lory includes lory/plugin.h first).
+for router in smear multihead_lory; do
+  if ! "$lory" plugins --describe "$router" | grep -q "LibTorch [0-9]"; then
+    echo "$router does not report its LibTorch version:"
+    "$lory" plugins --describe "$router"
+    exit 1
+  fi
+done
 
 # A tiny corpus, written and prepared with the installed lory-data.
 for domain in alpha beta; do

@@ -8,8 +8,10 @@
 // mixtures (a finer-grained merge at the same cost as Lory: the merged FFN is still F wide).
 // Segment 1 gets uniform weights, which keeps every position strictly causal. With H = 1 it is Lory
 // with the uniform first-segment rule.
-#include <lory/expert_merge.h>
+// lory/plugin.h may come first: the LibTorch version in the metadata is decided where
+// LORY_PLUGIN_METADATA expands, after every include.
 #include <lory/plugin.h>
+#include <lory/expert_merge.h>
 #include <lory/router_api.h>
 
 #include <stdexcept>

@@ -35,12 +35,21 @@
 #endif
 
 // The torch version a plugin was compiled against is the one its own headers announce; a plugin
-// that never includes LibTorch says "none" and may be loaded by any harness build.
-#ifdef TORCH_VERSION
-#define LORY_TORCH_VERSION_STRING TORCH_VERSION
-#else
-#define LORY_TORCH_VERSION_STRING "none"
+// that never includes LibTorch says "none" and may be loaded by any harness build. It is decided
+// where the metadata macro expands (the end of the plugin's source, after all of its includes),
+// not where this header is included: overload resolution picks the (int) overload, declared by
+// lory/routing.h (which every torch-side SDK header includes) or below when LibTorch came first,
+// over the (...) fallback. So the include order of a plugin cannot hide its LibTorch version.
+namespace lory::plugin_detail {
+inline const char* torch_version_of_plugin(...) { return "none"; }
+}  // namespace lory::plugin_detail
+#if defined(TORCH_VERSION) && !defined(LORY_TORCH_VERSION_OVERLOAD)
+#define LORY_TORCH_VERSION_OVERLOAD
+namespace lory::plugin_detail {
+inline const char* torch_version_of_plugin(int) { return TORCH_VERSION; }
+}  // namespace lory::plugin_detail
 #endif
+#define LORY_TORCH_VERSION_STRING ::lory::plugin_detail::torch_version_of_plugin(0)
 
 // Open range bound for LoryParamSpec.
 #define LORY_UNBOUNDED HUGE_VAL

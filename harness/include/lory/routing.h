@@ -13,6 +13,14 @@
 #include <string>
 #include <vector>
 
+// The LibTorch version a plugin reports in its metadata (see lory/plugin.h).
+#ifndef LORY_TORCH_VERSION_OVERLOAD
+#define LORY_TORCH_VERSION_OVERLOAD
+namespace lory::plugin_detail {
+inline const char* torch_version_of_plugin(int) { return TORCH_VERSION; }
+}  // namespace lory::plugin_detail
+#endif
+
 namespace lory {
 
 enum class ForwardMode { Train, Eval };
