@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <tuple>
 
 #include "adamw.h"
@@ -125,6 +126,37 @@ void add_router_metrics(const RoutingContext& context, int64_t step, DataParalle
   for (auto& [row, reduce] : local) rows.push_back(std::move(row));
 }
 
+// Upcycling happens after the dense warm-up; a router that cannot be upcycled from this dense
+// model (experts of another width, a router without upcycle_from) must fail the cell now, with
+// the key to change, not after the warm-up's steps. The trial layer is thrown away, and the random
+// stream is restored, so the check changes no result.
+void check_upcycling_possible(LanguageModel& model, RunSetup& setup) {
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  torch::Tensor rng_state;
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    rng_state = generator.get_state();
+  }
+  std::string problem;
+  try {
+    torch::NoGradGuard no_grad;
+    const auto dense = model.feed_forward(0)->dense_weights();
+    if (!dense) throw std::runtime_error("the warm-up model's FFN exposes no dense weights");
+    setup.build_router_layer(model.feed_forward_spec(0))->upcycle_from(*dense);
+  } catch (const std::exception& e) {
+    problem = e.what();
+  }
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng_state);
+  }
+  if (!problem.empty()) {
+    throw UserError(fmt::format("trainer.dense_warmup_fraction > 0, but the dense warm-up model cannot be upcycled "
+                                "into '{}' layers: {}; set trainer.dense_warmup_fraction = 0 for this cell",
+                                setup.router_name(), problem));
+  }
+}
+
 }  // namespace
 
 TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
@@ -154,6 +186,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
   TrainingState state;
   const bool start_dense = s.upcycle_at > 0 && !(saved && saved->upcycled);
   std::shared_ptr<LanguageModel> model = setup.build_model(start_dense);
+  if (start_dense) check_upcycling_possible(*model, setup);
   AdamW optimizer(s.adamw);
   TrainingData data(setup.corpus_handle(), setup.batcher(), setup.batcher_params(), setup.context_length(), seed,
                     cache_directory(store.database().path()));

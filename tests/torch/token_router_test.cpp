@@ -130,26 +130,25 @@ TEST(TopKRouter, KEqualToEWithoutCapacityIsTheSoftmaxMixtureOfAllExperts) {
 }
 
 TEST(TopKRouter, BalanceLossEqualsItsFormulaOnAHandComputedCase) {
-  // D = 2, E = 2, router = identity, so the router logits are the inputs themselves.
+  // D = 2, E = 2, router = identity, so the router logits are the inputs themselves. Three of the
+  // four tokens choose expert 0, so f = (3/4, 1/4): an uneven case, where E * sum_e f_e P_e
+  // differs from look-alikes such as E * sum_e f_e^2 (1.25) or a constant 1.
   auto l = layer("topk", {{"experts", int64_t{2}}, {"k", int64_t{1}}, {"balance_loss_weight", 0.5}}, spec(2, 4));
   {
     torch::NoGradGuard no_grad;
     l->named_parameters()["router_ED"].copy_(torch::eye(2, torch::kFloat64));
   }
-  const double h[4][2] = {{2.0, 0.0}, {0.0, 1.0}, {1.0, 0.5}, {0.0, 3.0}};
+  const double h[4][2] = {{2.0, 0.0}, {1.0, 0.5}, {0.5, 0.0}, {0.0, 3.0}};
   torch::Tensor h_BLD = torch::zeros({1, 4, 2}, torch::kFloat64);
-  double p0_sum = 0, p1_sum = 0;
-  int chose0 = 0;
+  double p0[4], p0_sum = 0;
   for (int t = 0; t < 4; ++t) {
     h_BLD[0][t][0] = h[t][0];
     h_BLD[0][t][1] = h[t][1];
-    const double p0 = std::exp(h[t][0]) / (std::exp(h[t][0]) + std::exp(h[t][1]));
-    p0_sum += p0;
-    p1_sum += 1 - p0;
-    chose0 += p0 > 0.5;
+    p0[t] = 1.0 / (1.0 + std::exp(h[t][1] - h[t][0]));
+    p0_sum += p0[t];
   }
-  // E * sum_e f_e P_e with f = (2/4, 2/4) and P_e the mean probabilities.
-  const double expected = 2.0 * ((chose0 / 4.0) * (p0_sum / 4.0) + ((4 - chose0) / 4.0) * (p1_sum / 4.0));
+  const double f0 = 3.0 / 4, f1 = 1.0 / 4, P0 = p0_sum / 4, P1 = 1 - P0;
+  const double expected = 2.0 * (f0 * P0 + f1 * P1);
   RoutingContext context(ForwardMode::Train, false);
   l->forward(h_BLD, context);
   double unscaled = -1, scaled = -1;
@@ -157,10 +156,39 @@ TEST(TopKRouter, BalanceLossEqualsItsFormulaOnAHandComputedCase) {
     if (stat.name == "aux/balance_unscaled") unscaled = stat.value;
     if (stat.name == "aux/balance") scaled = stat.value;
   }
-  EXPECT_EQ(chose0, 2);
   EXPECT_NEAR(unscaled, expected, 1e-12);
+  EXPECT_GT(std::abs(unscaled - 1.25), 0.05);  // not E * sum f^2
   EXPECT_NEAR(scaled, 0.5 * expected, 1e-12);
-  EXPECT_NEAR(context.total_aux_loss().item<double>(), 0.5 * expected, 1e-12);
+  const torch::Tensor aux = context.total_aux_loss();
+  EXPECT_NEAR(aux.item<double>(), 0.5 * expected, 1e-12);
+
+  // Its gradient reaches the router through P only (f counts choices): with logits z_t = h_t and
+  // dp_t0/dz_t0 = p_t0 (1 - p_t0) = -dp_t0/dz_t1, d(aux)/dR_j = 0.5 * 2/4 * sum_t (f0 - f1) *
+  // p_t0 (1 - p_t0) * (+h_t for j = 0, -h_t for j = 1).
+  aux.backward();
+  const torch::Tensor grad_router = l->named_parameters()["router_ED"].grad();
+  ASSERT_TRUE(grad_router.defined());
+  for (int d = 0; d < 2; ++d) {
+    double g0 = 0;
+    for (int t = 0; t < 4; ++t) g0 += 0.5 * 2.0 / 4 * (f0 - f1) * p0[t] * (1 - p0[t]) * h[t][d];
+    EXPECT_NEAR(grad_router[0][d].item<double>(), g0, 1e-12) << "d " << d;
+    EXPECT_NEAR(grad_router[1][d].item<double>(), -g0, 1e-12) << "d " << d;
+  }
+}
+
+TEST(TopKRouter, TopOneGateIsTheRawProbabilitySoTheLmLossTrainsTheRouter) {
+  // renormalize = true (the default) over a single choice would make every gate 1 and cut the
+  // router off from the LM loss: with k = 1 the gate stays the softmax probability.
+  torch::manual_seed(26);
+  auto l = layer("topk", {{"experts", int64_t{4}}, {"k", int64_t{1}}, {"balance_loss_weight", 0.0}});
+  const torch::Tensor h_BLD = torch::randn({2, 6, 8}, torch::kFloat64);
+  RoutingContext context(ForwardMode::Train, true);
+  const torch::Tensor y_BLD = l->forward(h_BLD, context);
+  const torch::Tensor probs_BLE = torch::softmax(torch::matmul(h_BLD, l->named_parameters()["router_ED"].t()), -1);
+  const torch::Tensor w_BLE = context.records().at(0).weights_BLE.to(torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(w_BLE.amax(-1), probs_BLE.amax(-1), 1e-6, 1e-6));
+  (y_BLD * torch::randn_like(y_BLD)).sum().backward();
+  EXPECT_GT(l->named_parameters()["router_ED"].grad().abs().max().item<double>(), 0);
 }
 
 TEST(TopKRouter, TokenChoiceIsCausalWithoutCapacityAndWithPositionCapacity) {

@@ -20,7 +20,7 @@ namespace lory_plugins::expert_choice {
 
 struct Options {
   int64_t experts, segment_length, inference_k, expert_d_ff;
-  bool segment_level, topk_inference, naive;
+  bool segment_level, topk_inference, inference_renormalize, naive;
   double capacity_factor, router_init_std;
 };
 
@@ -32,6 +32,7 @@ Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& sp
   o.expert_d_ff = p.get_int("expert_d_ff") > 0 ? p.get_int("expert_d_ff") : spec.d_ff;
   o.segment_level = p.get_string("level") == "segment";
   o.topk_inference = p.get_string("inference_routing") == "token_topk";
+  o.inference_renormalize = p.get_bool("inference_renormalize");
   o.naive = p.get_string("implementation") == "naive";
   o.capacity_factor = p.get_float("capacity_factor");
   o.router_init_std = p.get_float("router_init_std");
@@ -129,12 +130,15 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
     return {choose_units(probs_SE, token_BNT.reshape({B * N, T})), probs_SE};
   }
 
-  // Inference: token choice with the same router, gates renormalised over the k chosen.
+  // Inference: token choice with the same router. The gates are the softmax scores, as in
+  // training (an expert's output is scaled by the token's score there too); renormalising over
+  // the k chosen is an option: with k = 1 it makes every gate 1, several times the scale the
+  // model was trained with.
   lory::ExpertAssignments choose_by_tokens(const torch::Tensor& probs_XE) const {
     const int64_t X = probs_XE.size(0), k = options_.inference_k;
     const auto [values_XK, experts_XK] = probs_XE.topk(k, -1);
-    return {torch::arange(X, torch::kInt64).repeat_interleave(k), experts_XK.reshape({-1}),
-            (values_XK / values_XK.sum(-1, true)).reshape({-1})};
+    const torch::Tensor gates_XK = options_.inference_renormalize ? values_XK / values_XK.sum(-1, true) : values_XK;
+    return {torch::arange(X, torch::kInt64).repeat_interleave(k), experts_XK.reshape({-1}), gates_XK.reshape({-1})};
   }
 
   Options options_;
@@ -162,6 +166,8 @@ const LoryParamSpec kParams[] = {
     {"inference_routing", LORY_PARAM_STRING, "token_topk", -LORY_UNBOUNDED, LORY_UNBOUNDED,
      "token_topk|expert_choice", "rule outside training: causal token top-k, or expert choice as in training"},
     {"inference_k", LORY_PARAM_INT, "1", 1, 1024, nullptr, "k of the token top-k inference rule"},
+    {"inference_renormalize", LORY_PARAM_BOOL, "false", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
+     "token top-k inference: rescale the k chosen gates to sum to 1 (default: softmax scores, as in training)"},
     {"expert_d_ff", LORY_PARAM_INT, "0", 0, 1 << 20, nullptr, "FFN width of each expert; 0 = the model's d_ff"},
     {"router_init_std", LORY_PARAM_FLOAT, "0.02", 0, 1, nullptr, "std of the router's normal init"},
     {"implementation", LORY_PARAM_STRING, "grouped", -LORY_UNBOUNDED, LORY_UNBOUNDED, "grouped|naive",

@@ -63,7 +63,9 @@ class TopKFeedForward final : public lory::FeedForward {
     const torch::Tensor probs_XE = options_.sigmoid_gate ? torch::sigmoid(logits_XE) : torch::softmax(logits_XE, -1);
     const auto [top_values_XK, top_experts_XK] = probs_XE.topk(k, -1);
     torch::Tensor gates_XK = top_values_XK;
-    if (options_.renormalize) gates_XK = gates_XK / gates_XK.sum(-1, true);
+    // Only over several choices: with k = 1 a renormalised gate is always 1, and the router would
+    // get no gradient from the LM loss at all (Switch Transformer keeps the raw probability).
+    if (options_.renormalize && k > 1) gates_XK = gates_XK / gates_XK.sum(-1, true);
 
     lory::ExpertAssignments assignments{torch::arange(X, torch::kInt64).repeat_interleave(k),
                                         top_experts_XK.reshape({-1}), gates_XK.reshape({-1})};
@@ -150,7 +152,7 @@ const LoryParamSpec kParams[] = {
      "FFN width of each expert; 0 = the model's d_ff (top-2 with half width matches dense FLOPs)"},
     {"gate", LORY_PARAM_STRING, "softmax", -LORY_UNBOUNDED, LORY_UNBOUNDED, "softmax|sigmoid", "router nonlinearity"},
     {"renormalize", LORY_PARAM_BOOL, "true", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "rescale the k chosen gates to sum to 1"},
+     "rescale the k chosen gates to sum to 1 (k > 1 only: with k = 1 the gate stays the raw probability)"},
     {"capacity_factor", LORY_PARAM_FLOAT, "0", 0, 1000, nullptr,
      "expert capacity = ceil(factor * tokens * k / E); 0 = dropless"},
     {"drop_policy", LORY_PARAM_STRING, "position", -LORY_UNBOUNDED, LORY_UNBOUNDED, "position|weight",
