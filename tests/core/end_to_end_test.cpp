@@ -113,5 +113,63 @@ TEST_F(TinyExperiment, DryRunPrintsTheCellsWithoutTraining) {
   EXPECT_FALSE(std::filesystem::exists(dir_->file("dry.sqlite")));
 }
 
+// A small Lory model on the embedded sample corpus (byte-level tokens, so no tokenizer training):
+// a dense warm-up, upcycling into 4 experts, and a training loss that keeps falling after it.
+TEST(SampleCorpusTraining, SmallLoryModelTrainsOnTheEmbeddedSampleAfterDenseWarmUp) {
+  TempDir dir;
+  std::string inputs;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(LORY_SOURCE_DIR_FOR_TESTS) + "/data/sample")) {
+    if (entry.path().extension() == ".gz") inputs += " --jsonl " + entry.path().string();
+  }
+  const auto prepared =
+      run_command(fmt::format("{}/lory-data prepare --out {} --tokenizer byte {}", build_dir(), dir.file("corpus"), inputs));
+  ASSERT_EQ(prepared.exit_code, 0) << prepared.output;
+  std::string experiment = testing::tiny_experiment(
+      "sample-lory", "steps = 40\nbatch_size = 8\nlr = 0.004\nlog_every = 4\ndense_warmup_fraction = 0.1", "every = 40",
+      "[router]\nplugin = \"lory\"\n[router.lory]\nexperts = 4\nsegment_length = 8");
+  testing::write_text(dir.file("sample.toml"), experiment);
+  const auto trained =
+      run_command(fmt::format("{}/lory run {} --db {}", build_dir(), dir.file("sample.toml"), dir.file("r.sqlite")));
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  Database db(dir.file("r.sqlite"), Database::Mode::ReadOnly);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM runs WHERE status = 'done' AND last_step = 40"), 1);
+  EXPECT_EQ(db.query_int("SELECT CAST(value AS INTEGER) FROM run_attributes WHERE name = 'upcycle_step'"), 4);
+  const auto loss_at = [&](int step) {
+    Statement s = db.prepare("SELECT value FROM metrics WHERE name = 'train/loss' AND step = ?");
+    s.bind(1, int64_t{step});
+    return s.step() ? s.column_double(0) : -1.0;
+  };
+  // Byte-level loss starts near ln(257) = 5.55; it must fall, and go on falling after upcycling.
+  EXPECT_LT(loss_at(40), loss_at(4) - 0.5) << trained.output;
+  EXPECT_LT(loss_at(40), loss_at(8)) << trained.output;
+  // The held-out evaluation covers the sample's six domains with four experts per layer.
+  EXPECT_EQ(db.query_int("SELECT count(DISTINCT domain) FROM evals WHERE step = 40 AND domain <> 'all'"), 6);
+  EXPECT_EQ(db.query_int("SELECT count(DISTINCT expert) FROM routing_stats WHERE step = 40"), 4);
+}
+
+// Every committed experiment expands and validates against the built plugins, and the CLI
+// answers --version and --help.
+TEST(CommittedExperiments, EveryExperimentFileDryRuns) {
+  TempDir dir;
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(LORY_SOURCE_DIR_FOR_TESTS) + "/experiments")) {
+    if (entry.path().extension() != ".toml") continue;
+    ++files;
+    const auto dry = run_command(fmt::format("{}/lory run {} --dry-run --db {}", build_dir(), entry.path().string(),
+                                             dir.file("dry.sqlite")));
+    EXPECT_EQ(dry.exit_code, 0) << entry.path() << "\n" << dry.output;
+    EXPECT_NE(dry.output.find(" cell"), std::string::npos) << dry.output;
+  }
+  EXPECT_GE(files, 3);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("dry.sqlite")));
+  const auto version = run_command(build_dir() + "/lory --version");
+  EXPECT_EQ(version.exit_code, 0) << version.output;
+  EXPECT_FALSE(version.output.empty());
+  for (const char* command : {"run", "run-cell", "query", "status", "report", "merge", "plugins"}) {
+    const auto help = run_command(fmt::format("{}/lory {} --help", build_dir(), command));
+    EXPECT_EQ(help.exit_code, 0) << command << "\n" << help.output;
+  }
+}
+
 }  // namespace
 }  // namespace lory
