@@ -261,5 +261,36 @@ TEST(LoryRouter, RoutingRecordsBroadcastSegmentWeightsToTokens) {
   }
 }
 
+TEST(LoryRouter, RoutingWeightsEqualAnExplicitPerSegmentLoopOfThePreviousSegmentsMean) {
+  // Written with plain loops over sequences and segments, independent of the router's shift: the
+  // weights of segment k > 1 of sequence b are softmax(R · mean(h[b, segment k-1])), those of
+  // segment 1 softmax(R · mean(h[b, segment 1])) (paper rule). A router reading segment k-2, the
+  // next segment, or another sequence's segment fails here even where causality holds.
+  torch::manual_seed(13);
+  const int64_t B = 3, L = 11, T = 3, E = 4;  // segments 3, 3, 3, 2: the last one short
+  auto layer = lory_layer({{"experts", E}, {"segment_length", T}});
+  const torch::Tensor h_BLD = torch::randn({B, L, 8}, torch::kFloat64);
+  RoutingContext context(ForwardMode::Train, true);
+  layer->forward(h_BLD, context);
+  const torch::Tensor w_BLE = context.records().at(0).weights_BLE.to(torch::kFloat64);
+  const torch::Tensor router_ED = layer->named_parameters()["router_ED"];
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t start = 0, k = 0; start < L; start += T, ++k) {
+      const int64_t source_start = k == 0 ? 0 : start - T;
+      const int64_t source_end = std::min(source_start + T, L);
+      torch::Tensor mean_D = torch::zeros({8}, torch::kFloat64);
+      for (int64_t t = source_start; t < source_end; ++t) mean_D += h_BLD[b][t];
+      mean_D /= static_cast<double>(source_end - source_start);
+      const torch::Tensor expected_E = torch::softmax(torch::matmul(router_ED, mean_D), 0);
+      for (int64_t t = start; t < std::min(start + T, L); ++t) {
+        // Records are float32: compare at float32 precision.
+        EXPECT_TRUE(torch::allclose(w_BLE[b][t], expected_E, 1e-6, 1e-6))
+            << "sequence " << b << ", segment " << k + 1 << ", position " << t << ": " << w_BLE[b][t] << " vs "
+            << expected_E;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lory
