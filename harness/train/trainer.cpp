@@ -30,6 +30,7 @@ struct Settings {
   int64_t micro_batch_size, accumulation;  // per rank; set once the group's size is known
   int64_t upcycle_at;  // step at which the dense warm-up ends; -1 without warm-up
   int64_t inject_nan_at;
+  int64_t inject_nan_grad_at;
   double grad_clip;
   LrSchedule schedule;
   AdamW::Options adamw;
@@ -53,6 +54,7 @@ Settings read_settings(const RunSetup& setup) {
                      : -1;
   s.grad_clip = t.get_float("grad_clip");
   s.inject_nan_at = t.get_int("inject_nan_at_step");
+  s.inject_nan_grad_at = t.get_int("inject_nan_grad_at_step");
   s.schedule = {t.get_float("lr"), t.get_float("min_lr_ratio"),
                 static_cast<int64_t>(std::llround(t.get_float("warmup_fraction") * static_cast<double>(s.steps))),
                 s.steps};
@@ -296,6 +298,10 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       // not reach (an expert no token chose) contributes zeros there.
       if (!p.grad().defined() && group.distributed() && p.requires_grad()) p.mutable_grad() = torch::zeros_like(p);
       if (p.grad().defined()) grads.push_back(p.grad());
+    }
+    if (step == s.inject_nan_grad_at && !grads.empty()) {
+      torch::NoGradGuard no_grad;
+      grads.front().view({-1})[0] = std::numeric_limits<double>::infinity();
     }
     group.average_gradients(grads);
     // One small all-reduce carries the loss and whether any rank was asked to stop, so that the

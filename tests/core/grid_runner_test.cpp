@@ -61,6 +61,17 @@ std::string query_text(const std::string& db_path, const std::string& sql) {
   return s.step() ? s.column_text(0) : "";
 }
 
+// Whether the store shows a run past `step`; false while the store is still being created (a
+// polling test may look between the file's creation and its schema).
+bool run_reached_step(const std::string& db_path, int64_t step) {
+  if (!std::filesystem::exists(db_path)) return false;
+  try {
+    return count(db_path, fmt::format("SELECT count(*) FROM runs WHERE last_step >= {}", step)) == 1;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 class GridRunner : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -148,6 +159,64 @@ TEST_F(GridRunner, ANonFiniteLossStopsTheCellAsDivergedWithinOneStep) {
   EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE value != value OR abs(value) > 1e300"), 0);
 }
 
+TEST_F(GridRunner, ANonFiniteGradientWithAFiniteLossStopsTheCellAsDiverged) {
+  const std::string file = experiment("nan-grad", 1, 12, "inject_nan_grad_at_step = 7");
+  const std::string db = dir_->file("nan-grad/r.sqlite");
+  const auto result = lory_run(file, db);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "diverged") << result.output;
+  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("non-finite gradient at step 7"), std::string::npos)
+      << query_text(db, "SELECT reason FROM runs");
+  EXPECT_EQ(count(db, "SELECT last_step FROM runs"), 6);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE value != value OR abs(value) > 1e300"), 0);
+}
+
+TEST_F(GridRunner, FailFastStopsTheGridAtTheFirstFailedCell) {
+  // The throwing cell comes first in grid order; without --fail-fast the others would train.
+  const std::string file = experiment(
+      "fail-fast", 2, 4, "",
+      fmt::format("[[grid.cells]]\nbatcher.plugin = \"throwing_batcher\"\n[[grid.cells]]\nbatcher.plugin = \"random\"\n"
+                  "[plugins]\npath = [\"{}/tests/plugins/factory_throws.so\"]\n",
+                  build_dir()));
+  const std::string db = dir_->file("fail-fast/r.sqlite");
+  const auto result = lory_run(file, db, "--fail-fast");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.output.find("--fail-fast: stopping the grid"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("3 not started"), std::string::npos) << result.output;
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 0) << result.output;
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'failed'"), 1) << result.output;
+  // The default goes on past a failure.
+  const auto without = lory_run(file, db);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 2) << without.output;
+}
+
+TEST_F(GridRunner, ShuffledOrderIsSeededAndDiffersFromGridOrder) {
+  const std::string file = experiment("order", 4, 2);
+  // Each in a fresh store, where run ids follow grid order.
+  const auto launch_order = [&](const std::string& store, const std::string& flags) {
+    const auto trained = lory_run(file, dir_->file("order-" + store + "/r.sqlite"), flags);
+    EXPECT_EQ(trained.exit_code, 0) << trained.output;
+    std::vector<std::string> runs;  // "[i/N] label (run R, ...": the order the cells were launched in
+    size_t at = 0;
+    while ((at = trained.output.find("(run ", at)) != std::string::npos) {
+      runs.push_back(trained.output.substr(at, trained.output.find(',', at) - at));
+      ++at;
+    }
+    return runs;
+  };
+  const auto grid = launch_order("grid", ""), a = launch_order("a", "--order shuffled --order-seed 3"),
+             b = launch_order("b", "--order shuffled --order-seed 3"), c = launch_order("c", "--order shuffled --order-seed 4");
+  ASSERT_EQ(grid.size(), 4u);
+  EXPECT_EQ(a, b);      // one seed, one order
+  EXPECT_NE(a, grid);   // and not the grid's
+  EXPECT_NE(a, c);      // another seed, another order
+  auto sorted = a;
+  std::sort(sorted.begin(), sorted.end());
+  auto sorted_grid = grid;
+  std::sort(sorted_grid.begin(), sorted_grid.end());
+  EXPECT_EQ(sorted, sorted_grid);  // the same cells
+}
+
 TEST_F(GridRunner, ParallelJobsGiveTheSameResultsAsSequentialOnes) {
   const std::string file = experiment("parallel", 4, 8);
   const std::string sequential = dir_->file("parallel-1/r.sqlite"), parallel = dir_->file("parallel-2/r.sqlite");
@@ -175,7 +244,7 @@ TEST_F(GridRunner, CtrlCCheckpointsAndMarksInterruptedThenARerunResumes) {
   // Wait for training to be under way, then interrupt the supervisor once.
   for (int i = 0; i < 600; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (std::filesystem::exists(db) && count(db, "SELECT count(*) FROM runs WHERE last_step >= 10") == 1) break;
+    if (run_reached_step(db, 10)) break;
   }
   ::kill(supervisor, SIGINT);
   int status = 0;
@@ -192,6 +261,66 @@ TEST_F(GridRunner, CtrlCCheckpointsAndMarksInterruptedThenARerunResumes) {
   EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
   EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE name = 'train/loss'"), 200);
+}
+
+TEST_F(GridRunner, ASecondCtrlCStopsAtOnceAndTheRerunResumesFromTheLastCheckpoint) {
+  // Steps of a wider model take long enough (~0.1 s) that the second interrupt, 20 ms after the
+  // first, lands while the worker is still finishing its step: it must be stopped at once.
+  const std::string file = dir_->file("twice.toml");
+  testing::write_text(file, R"([experiment]
+name = "twice"
+[data]
+corpus = "corpus"
+[model]
+context_length = 128
+[model.transformer]
+d_model = 128
+n_layers = 2
+n_heads = 4
+[trainer]
+threads = 1
+steps = 24
+batch_size = 16
+log_every = 1
+checkpoint_every = 4
+[eval]
+every = 24
+tokens_per_domain = 128
+)");
+  const std::string db = dir_->file("twice/r.sqlite");
+  const std::string log = dir_->file("twice.log");
+  const pid_t supervisor = fork();
+  if (supervisor == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl((build_dir() + "/lory").c_str(), "lory", "run", file.c_str(), "--db", db.c_str(), nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 1200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    if (run_reached_step(db, 5)) break;
+  }
+  ::kill(supervisor, SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ::kill(supervisor, SIGINT);
+  int status = 0;
+  waitpid(supervisor, &status, 0);
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  const std::string output = testing::read_text(log);
+  EXPECT_NE(output.find("second interrupt"), std::string::npos) << output;
+  ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << output;
+  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("stopped at once by a second interrupt"), std::string::npos)
+      << query_text(db, "SELECT reason FROM runs");
+  EXPECT_LT(count(db, "SELECT last_step FROM runs"), 24);
+  // Rows written after the last checkpoint are replaced on resume: one row per step, no duplicates.
+  const auto resumed = lory_run(file, db);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
+  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE name = 'train/loss'"), 24);
+  EXPECT_EQ(count(db, "SELECT count(DISTINCT step) FROM metrics WHERE name = 'train/loss'"), 24);
+  EXPECT_EQ(query_text(db, "PRAGMA integrity_check"), "ok");
 }
 
 TEST_F(GridRunner, AChangedCorpusIsNotMixedSilently) {
