@@ -10,7 +10,7 @@ void register_merge_command(CLI::App& app) {
   auto into = std::make_shared<std::string>();
   auto sources = std::make_shared<std::vector<std::string>>();
   CLI::App* cmd = app.add_subcommand("merge", "Merge results stores (e.g. the per-cell files of a Slurm array) into one");
-  cmd->add_option("--into", *into, "Target results database (created when missing)")->required();
+  cmd->add_option("--into,--db", *into, "Target results database (created when missing)")->required();
   cmd->add_option("sources", *sources, "Source databases")->required()->check(CLI::ExistingFile);
   cmd->callback([into, sources] {
     const MergeSummary summary = merge_results(*into, *sources);

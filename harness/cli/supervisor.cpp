@@ -329,7 +329,9 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   const size_t never_started = queue.size() - next;
   std::printf("\n%zu trained, %zu done before, %zu not done%s\n\n", trained, already_done, not_done.size(),
               never_started ? fmt::format(", {} not started", never_started).c_str() : "");
-  std::printf("%s", perplexity_table(options.db_path, experiment.name).c_str());
+  std::set<std::string> current_cells;
+  for (const ExperimentCell& cell : experiment.cells) current_cells.insert(cell.identity);
+  std::printf("%s", perplexity_table(options.db_path, experiment.name, current_cells).c_str());
   if (!not_done.empty() || never_started > 0 || !skipped_failed.empty()) {
     throw UserError(fmt::format("{} of {} cells of '{}' are not done:\n  {}{}\n(`lory status {}` shows them; rerun to "
                                 "resume interrupted cells, with --retry-failed for failed ones)",
@@ -340,10 +342,11 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   }
 }
 
-std::string perplexity_table(const std::string& db_path, const std::string& experiment_name) {
+std::string perplexity_table(const std::string& db_path, const std::string& experiment_name,
+                             const std::set<std::string>& only_cells) {
   Database db(db_path, Database::Mode::ReadOnly);
   Statement s = db.prepare(
-      "SELECT r.id, r.label, r.status, v.domain, v.ppl, v.step FROM runs r JOIN experiments x ON x.id = "
+      "SELECT r.id, r.label, r.cell_hash, v.domain, v.ppl, v.step FROM runs r JOIN experiments x ON x.id = "
       "r.experiment_id JOIN evals v ON v.run_id = r.id AND v.mode = 'default' AND v.step = (SELECT max(step) "
       "FROM evals WHERE run_id = r.id AND mode = 'default') WHERE x.name = ? ORDER BY r.id, v.domain");
   s.bind(1, experiment_name);
@@ -352,6 +355,7 @@ std::string perplexity_table(const std::string& db_path, const std::string& expe
   std::set<std::string> domains;
   while (s.step()) {
     const int64_t run = s.column_int(0);
+    if (!only_cells.empty() && !only_cells.count(s.column_text(2))) continue;  // a cell no longer in the grid
     label_step[run] = {s.column_text(1), s.column_int(5)};
     domains.insert(s.column_text(3));
     ppl[run][s.column_text(3)] = s.column_double(4);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,9 @@ struct SupervisorOptions {
 // Returns normally when every cell is done; throws UserError naming the cells that are not.
 void run_grid(const Experiment& experiment, const SupervisorOptions& options);
 
-// The final per-domain perplexity of every run of an experiment, as a table (cells x domains).
-std::string perplexity_table(const std::string& db_path, const std::string& experiment_name);
+// The final per-domain perplexity of the runs of an experiment, as a table (cells x domains);
+// with `only_cells`, only the runs of those cell identities (the grid as it is now).
+std::string perplexity_table(const std::string& db_path, const std::string& experiment_name,
+                             const std::set<std::string>& only_cells = {});
 
 }  // namespace lory::cli

