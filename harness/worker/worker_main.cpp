@@ -138,8 +138,8 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
 }
 
 // One vector per corpus document: the mean of the trained model's final hidden states over the
-// document's tokens (windows of the context length), in the LORYEMB1 format of the similarity
-// batcher's embedding_file.
+// document's tokens (windows of the context length), in the LORYEMB2 format of the similarity
+// batcher's embedding_file, which carries the corpus checksum and the run id.
 int embed_command(const RunSelection& selection, const std::string& out_file) {
   ResultsStore store(selection.db);
   const auto run = store.find_run(selection.run_id);
@@ -153,10 +153,16 @@ int embed_command(const RunSelection& selection, const std::string& out_file) {
   int64_t dimension = 0;
   std::ofstream out(out_file, std::ios::binary);
   if (!out) throw UserError(fmt::format("cannot write '{}'", out_file));
-  out.write("LORYEMB1", 8);
+  out.write("LORYEMB2", 8);
   out.write(reinterpret_cast<const char*>(&rows), 8);
   const auto dimension_at = out.tellp();
   out.write(reinterpret_cast<const char*>(&dimension), 8);  // rewritten once known
+  // Provenance: the corpus it belongs to (the batcher refuses it for another) and the run.
+  std::string checksum = corpus.checksum();
+  checksum.resize(64, ' ');
+  out.write(checksum.data(), 64);
+  const int64_t source_run = run->id;
+  out.write(reinterpret_cast<const char*>(&source_run), 8);
   std::vector<uint32_t> tokens;
   for (uint64_t i = 0; i < rows; ++i) {
     const DocumentRecord& record = corpus.document(i);
@@ -235,7 +241,7 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--out", out_dir, "Output folder")->required();
   RunSelection embed_selection;
   std::string embed_out;
-  CLI::App* embed = app.add_subcommand("embed", "Mean final hidden state of every corpus document (LORYEMB1 file)");
+  CLI::App* embed = app.add_subcommand("embed", "Mean final hidden state of every corpus document (LORYEMB2 file)");
   embed_selection.add_options(embed);
   embed->add_option("--out", embed_out, "Output file")->required();
   try {

@@ -93,8 +93,8 @@ TEST_F(TinyExperiment, EmbedWritesOneVectorPerDocumentForTheSimilarityBatcher) {
   const auto embedded = run_command(fmt::format("{}/lory embed 1 --out {} --db {}", build_dir(), dir_->file("doc.emb"),
                                                 dir_->file("r.sqlite")));
   ASSERT_EQ(embedded.exit_code, 0) << embedded.output;
-  // Header (8 + 8 + 8 bytes), then 120 documents x d_model 32 floats.
-  EXPECT_EQ(std::filesystem::file_size(dir_->file("doc.emb")), 24u + 120u * 32u * 4u);
+  // Header (8 + 8 + 8 bytes, corpus checksum 64, run id 8), then 120 documents x d_model 32 floats.
+  EXPECT_EQ(std::filesystem::file_size(dir_->file("doc.emb")), 96u + 120u * 32u * 4u);
   testing::write_text(dir_->file("embedded.toml"),
                       testing::read_text(dir_->file("tiny.toml")) + "[batcher]\nplugin = \"similarity\"\n"
                                                                    "[batcher.similarity]\nembedding = \"file\"\n"
@@ -102,7 +102,17 @@ TEST_F(TinyExperiment, EmbedWritesOneVectorPerDocumentForTheSimilarityBatcher) {
   const auto trained = run_command(fmt::format("{}/lory run {} --db {}", build_dir(), dir_->file("embedded.toml"),
                                                dir_->file("embedded.sqlite")));
   ASSERT_EQ(trained.exit_code, 0) << trained.output;
-  EXPECT_NE(trained.output.find("similarity: file embeddings (d=32)"), std::string::npos) << trained.output;
+  EXPECT_NE(trained.output.find("similarity: file (mean hidden state of run 1) embeddings (d=32)"), std::string::npos)
+      << trained.output;
+  // Made from another corpus: refused by checksum, with the command that fixes it.
+  TempDir other;
+  testing::prepare_byte_corpus(other, testing::synthetic_documents(3, 40, 20, 81));
+  std::filesystem::copy_file(dir_->file("doc.emb"), other.file("doc.emb"));
+  testing::write_text(other.file("embedded.toml"), testing::read_text(dir_->file("embedded.toml")));
+  const auto refused = run_command(fmt::format("{}/lory run {} --db {}", build_dir(), other.file("embedded.toml"),
+                                               other.file("r.sqlite")));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("was made from another corpus"), std::string::npos) << refused.output;
 }
 
 TEST_F(TinyExperiment, DryRunPrintsTheCellsWithoutTraining) {

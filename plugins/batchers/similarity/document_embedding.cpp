@@ -85,8 +85,23 @@ Embeddings embeddings_from_file(const std::string& path, const lory::Corpus& cor
   in.read(magic, 8);
   in.read(reinterpret_cast<char*>(&rows), 8);
   in.read(reinterpret_cast<char*>(&dimension), 8);
-  if (!in || std::memcmp(magic, "LORYEMB1", 8) != 0) {
-    throw std::runtime_error(fmt::format("'{}' is not a lory embedding file (LORYEMB1 header)", path));
+  const bool version_2 = in && std::memcmp(magic, "LORYEMB2", 8) == 0;
+  if (!in || (!version_2 && std::memcmp(magic, "LORYEMB1", 8) != 0)) {
+    throw std::runtime_error(fmt::format("'{}' is not a lory embedding file (LORYEMB2 or LORYEMB1 header)", path));
+  }
+  int64_t source_run = 0;
+  if (version_2) {
+    char checksum[64];
+    in.read(checksum, 64);
+    in.read(reinterpret_cast<char*>(&source_run), 8);
+    if (!in) throw std::runtime_error(fmt::format("'{}' is truncated", path));
+    const std::string made_from(checksum, 64), expected = corpus.checksum();
+    if (made_from != expected.substr(0, 64)) {
+      throw std::runtime_error(fmt::format(
+          "'{}' was made from another corpus (checksum {}..., this corpus {}...): run `lory embed` again on this "
+          "corpus",
+          path, made_from.substr(0, 12), expected.substr(0, 12)));
+    }
   }
   if (rows != corpus.document_count()) {
     throw std::runtime_error(fmt::format("'{}' has {} rows but the corpus has {} documents: it was made for another "
@@ -98,6 +113,7 @@ Embeddings embeddings_from_file(const std::string& path, const lory::Corpus& cor
   if (!in) throw std::runtime_error(fmt::format("'{}' is truncated", path));
   Embeddings out;
   out.dimension = static_cast<int64_t>(dimension);
+  out.source_run = source_run;
   out.vectors.resize(documents.size() * dimension);
   for (size_t i = 0; i < documents.size(); ++i) {
     std::memcpy(out.vectors.data() + i * dimension, all.data() + documents[i] * dimension, dimension * sizeof(float));

@@ -15,13 +15,17 @@ namespace lory_plugins::similarity {
 struct Embeddings {
   int64_t dimension = 0;
   std::vector<float> vectors;  // documents.size() x dimension, row-major, unit length
+  int64_t source_run = 0;      // the trained run a file's embeddings came from (0: unknown or none)
   const float* row(size_t i) const { return vectors.data() + i * static_cast<size_t>(dimension); }
 };
 
 Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32_t>& documents, int64_t dimension);
 
-// A float32 file: "LORYEMB1", uint64 rows, uint64 dimension, then rows x dimension floats, one row
-// per document of the corpus in document order; the rows of `documents` are taken and normalised.
+// A float32 file written by `lory embed`: "LORYEMB2", uint64 rows, uint64 dimension, the corpus
+// checksum it was made from (64 bytes, hex sha256), int64 source run id, then rows x dimension
+// floats, one row per document of the corpus in document order; the rows of `documents` are
+// taken and normalised. A file made from another corpus is refused by checksum. Version-1 files
+// ("LORYEMB1": no checksum nor run) are still read, checked by row count only.
 Embeddings embeddings_from_file(const std::string& path, const lory::Corpus& corpus,
                                 const std::vector<uint32_t>& documents);
 

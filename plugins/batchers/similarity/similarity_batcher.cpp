@@ -122,7 +122,11 @@ CachedPlan build_plan(const lory::BatcherContext& context, const lory::ParamValu
   plan.stats["dropped_near_duplicates"] = static_cast<double>(chains.dropped.size());
   plan.stats["documents"] = static_cast<double>(documents.size());
   plan.description = fmt::format("similarity: {} embeddings (d={}), {}-NN by {}, {} chains over {} documents{}",
-                                 from_file ? "file" : "tf-idf projection", embeddings.dimension,
+                                 from_file ? (embeddings.source_run > 0
+                                                  ? fmt::format("file (mean hidden state of run {})", embeddings.source_run)
+                                                  : std::string("file"))
+                                           : std::string("tf-idf projection"),
+                                 embeddings.dimension,
                                  p.get_int("neighbours"), graph.method, chains.chains.size(), rows.size(),
                                  chains.dropped.empty() ? "" : fmt::format(", {} near-duplicates dropped", chains.dropped.size()));
   return plan;
@@ -165,7 +169,7 @@ const LoryParamSpec kParams[] = {
     {"embedding", LORY_PARAM_STRING, "tfidf", -LORY_UNBOUNDED, LORY_UNBOUNDED, "tfidf|file",
      "tfidf = TF-IDF over the corpus tokens, randomly projected; file = vectors from embedding_file"},
     {"embedding_file", LORY_PARAM_PATH, "", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "LORYEMB1 file of one vector per corpus document (e.g. `lory embed RUN`), relative to the experiment file"},
+     "LORYEMB2 file of one vector per corpus document (`lory embed RUN`), relative to the experiment file"},
     {"dimension", LORY_PARAM_INT, "128", 8, 4096, nullptr, "dimension of the projected TF-IDF vectors"},
     {"neighbours", LORY_PARAM_INT, "10", 1, 1000, nullptr, "k of the nearest-neighbour graph"},
     {"index", LORY_PARAM_STRING, "auto", -LORY_UNBOUNDED, LORY_UNBOUNDED, "auto|exact|hnsw|ivf",

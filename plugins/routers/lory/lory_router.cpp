@@ -4,7 +4,9 @@
 // weights are sum_e w_e W_e with w = softmax(R(mean of h over segment k - 1 of the same
 // sequence)); segment 1 follows the `first_segment` rule. No auxiliary loss unless asked.
 // When T does not divide the sequence length, the last segment is shorter (its mean is over its
-// own tokens) and is routed like any other.
+// own tokens) and is routed like any other. When T >= the sequence length there is one segment
+// only: it follows the first-segment rule, so under `paper` (stop-gradient) and `uniform` the
+// router gets no gradient from the LM loss at all; choose T < context_length.
 #include <fmt/format.h>
 
 #include <cmath>
