@@ -46,7 +46,7 @@ std::string launch_on_slurm(const Experiment& experiment, const SlurmOptions& op
   std::string plugin_flags;
   for (const auto& p : options.plugin_path) plugin_flags += " --plugin-path " + shell_quote(fs::absolute(p).string());
 
-  // Cells already done in the target store are not submitted again: the header says "pending".
+  // Only pending cells are submitted: those done in the target store are left out.
   std::set<std::string> done;
   if (fs::exists(store)) {
     ResultsStore results(store.string());
@@ -62,7 +62,10 @@ std::string launch_on_slurm(const Experiment& experiment, const SlurmOptions& op
     std::printf("every cell of '%s' is done in %s; nothing to submit\n", experiment.name.c_str(), store.string().c_str());
     return folder.string();
   }
-  if (!done.empty()) std::printf("%zu cell(s) already done in %s are left out\n", done.size(), store.string().c_str());
+  if (pending.size() < experiment.cells.size()) {
+    std::printf("%zu cell(s) already done in %s are left out\n", experiment.cells.size() - pending.size(),
+                store.string().c_str());
+  }
 
   int threads = 1;
   std::string cells;

@@ -82,10 +82,9 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-// Training metrics of one logged step: averages of the routers' statistics over layers, and
-// per layer, under "router/...".
-// The routing statistics of one logged step: per layer, their mean over layers, and the aux
-// losses summed over layers, each with the rule that combines it over data-parallel ranks.
+// The training metrics of one logged step, under "router/...": the routers' statistics per layer
+// and their mean over layers, and the aux losses summed over layers; each is combined over
+// data-parallel ranks by its rule.
 void add_router_metrics(const RoutingContext& context, int64_t step, DataParallel& group,
                         std::vector<MetricRow>& rows) {
   std::vector<std::pair<MetricRow, Reduce>> local;

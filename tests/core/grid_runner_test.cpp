@@ -72,6 +72,24 @@ bool run_reached_step(const std::string& db_path, int64_t step) {
   }
 }
 
+// Starts `lory run FILE --db DB` as a child process (output to LOG) and returns its pid once its
+// run has passed `step` (or after 30 s), for tests that interrupt it.
+pid_t start_supervisor_when_step_reached(const std::string& file, const std::string& db, const std::string& log,
+                                         int64_t step) {
+  const pid_t supervisor = fork();
+  if (supervisor == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl((build_dir() + "/lory").c_str(), "lory", "run", file.c_str(), "--db", db.c_str(), nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 1200 && !run_reached_step(db, step); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return supervisor;
+}
+
 class GridRunner : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -233,19 +251,8 @@ TEST_F(GridRunner, CtrlCCheckpointsAndMarksInterruptedThenARerunResumes) {
   const std::string file = experiment("interrupt", 1, 400);
   const std::string db = dir_->file("interrupt/r.sqlite");
   const std::string log = dir_->file("interrupt.log");
-  const pid_t supervisor = fork();
-  if (supervisor == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl((build_dir() + "/lory").c_str(), "lory", "run", file.c_str(), "--db", db.c_str(), nullptr);
-    _exit(127);
-  }
   // Wait for training to be under way, then interrupt the supervisor once.
-  for (int i = 0; i < 600; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (run_reached_step(db, 10)) break;
-  }
+  const pid_t supervisor = start_supervisor_when_step_reached(file, db, log, 10);
   ::kill(supervisor, SIGINT);
   int status = 0;
   waitpid(supervisor, &status, 0);
@@ -289,18 +296,7 @@ tokens_per_domain = 128
 )");
   const std::string db = dir_->file("twice/r.sqlite");
   const std::string log = dir_->file("twice.log");
-  const pid_t supervisor = fork();
-  if (supervisor == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl((build_dir() + "/lory").c_str(), "lory", "run", file.c_str(), "--db", db.c_str(), nullptr);
-    _exit(127);
-  }
-  for (int i = 0; i < 1200; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    if (run_reached_step(db, 5)) break;
-  }
+  const pid_t supervisor = start_supervisor_when_step_reached(file, db, log, 5);
   ::kill(supervisor, SIGINT);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ::kill(supervisor, SIGINT);
