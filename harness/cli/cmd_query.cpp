@@ -42,7 +42,7 @@ bool only_whitespace_or_semicolons(const std::string& s) {
 }
 
 void run_query(const QueryOptions& options) {
-  Database db(options.db, Database::Mode::ReadOnly);
+  Database db = open_results_read_only(options.db);
   Statement statement = db.prepare(options.sql);
   if (!only_whitespace_or_semicolons(statement.tail())) {
     throw UserError("lory query runs one statement at a time; split the SQL into separate calls");

@@ -353,7 +353,7 @@ void add_throughput_section(ReportDocument& doc, Database& db, const std::vector
 }
 
 void run_report(const ReportOptions& options) {
-  ResultsStore store(options.db);  // migrates an older database so that the views exist
+  ResultsStore store(options.db, ResultsStore::Open::MustExist);  // migrates an older database so that the views exist
   Database& db = store.database();
   std::string experiment = options.experiment;
   if (experiment.size() > 5 && experiment.substr(experiment.size() - 5) == ".toml") {

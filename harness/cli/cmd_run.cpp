@@ -2,9 +2,11 @@
 // done yet, each in its own lory-worker process; `--dry-run` prints the cells instead.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.h"
+#include "core/cell_resources.h"
 #include "core/experiment.h"
 #include "core/plugin_loader.h"
 #include "core/results_store.h"
@@ -66,7 +68,7 @@ std::pair<Experiment, std::vector<std::string>> load_for_run(const RunOptions& o
   std::vector<std::string> plugin_path = options.plugin_path;
   for (const auto& p : experiment_plugin_path(tree, options.experiment_file, diagnostics)) plugin_path.push_back(p);
   const PluginRegistry registry = PluginRegistry::discover_default(plugin_path);
-  registry.throw_if_problems();
+  registry.throw_if_problems(/*skip_unloadable=*/true);
   Experiment experiment;
   if (diagnostics.empty()) experiment = resolve_experiment(tree, options.experiment_file, registry, diagnostics);
   if (!diagnostics.empty()) {
@@ -75,6 +77,7 @@ std::pair<Experiment, std::vector<std::string>> load_for_run(const RunOptions& o
     throw UserError(fmt::format("{} error{} in {}:\n{}", count, count == 1 ? "" : "s", options.experiment_file,
                                 report));
   }
+  if (!diagnostics.warnings().empty()) std::fprintf(stderr, "%s", diagnostics.format_warnings().c_str());
   if (options.code_version_in_identity) {
     // Asked for: the same config built by other code is another cell.
     for (ExperimentCell& cell : experiment.cells) cell.identity = sha256_hex(cell.identity + current_code_version());
@@ -97,12 +100,31 @@ SupervisorOptions supervisor_options(const RunOptions& options, const std::vecto
   return supervisor;
 }
 
+// The corpus and memory checks (core/cell_resources.h): errors before a real run registers
+// anything; notes after a dry run's table, which also serves to plan a grid whose corpus is not
+// prepared yet.
+void check_resources(const RunOptions& options, const Experiment& experiment) {
+  Diagnostics resources;
+  check_cells_can_run(experiment, resources);
+  if (resources.empty()) return;
+  const std::string report = resources.format();
+  const auto count = std::count(report.begin(), report.end(), '\n');
+  if (options.dry_run) {
+    std::printf("\nnot ready to train (a real run stops here, before registering any cell):\n%s", report.c_str());
+    return;
+  }
+  throw UserError(fmt::format("{} error{} in {} (nothing was registered or started):\n{}", count,
+                              count == 1 ? "" : "s", options.experiment_file, report));
+}
+
 void run_experiment_command(const RunOptions& options) {
   auto [experiment, plugin_path] = load_for_run(options);
   if (options.dry_run) {
     print_dry_run(experiment);
+    check_resources(options, experiment);
     return;
   }
+  check_resources(options, experiment);
   if (options.launcher == "slurm") {
     SlurmOptions slurm = options.slurm;
     slurm.db_path = options.db;
@@ -132,7 +154,10 @@ void run_cell_command(const RunOptions& options) {
   }
   experiment.cells = chosen;
   experiment.merged_duplicates = 0;
-  run_grid(experiment, supervisor_options(options, plugin_path));
+  if (!options.register_only) check_resources(options, experiment);
+  SupervisorOptions supervisor = supervisor_options(options, plugin_path);
+  supervisor.lock_suffix = "#" + chosen.front().identity.substr(0, 12);
+  run_grid(experiment, supervisor);
 }
 
 }  // namespace

@@ -100,7 +100,7 @@ void print_experiment(Database& db, const std::string& name) {
 }
 
 void run_status_command(const StatusOptions& options) {
-  Database db(options.db, Database::Mode::ReadOnly);
+  Database db = open_results_read_only(options.db);
   if (options.experiment.empty()) {
     print_overview(db);
   } else {

@@ -39,7 +39,7 @@ std::vector<std::string> worker_arguments(const std::string& command, const Trai
 }
 
 void run_score(const TrainedRunOptions& options) {
-  ResultsStore store(options.db);
+  ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
   const std::string corpus = run_corpus_dir(store, run, options.corpus);
   std::string ids_file = options.token_ids_file;
@@ -61,7 +61,7 @@ void run_score(const TrainedRunOptions& options) {
 }
 
 void run_embed(const TrainedRunOptions& options) {
-  ResultsStore store(options.db);
+  ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
   auto arguments = worker_arguments("embed", options, run, run_corpus_dir(store, run, options.corpus));
   arguments.insert(arguments.end(), {"--out", options.out_file});
@@ -71,7 +71,7 @@ void run_embed(const TrainedRunOptions& options) {
 }
 
 void run_export(const TrainedRunOptions& options) {
-  ResultsStore store(options.db);
+  ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
   auto arguments = worker_arguments("export", options, run, run_corpus_dir(store, run, options.corpus));
   arguments.insert(arguments.end(), {"--out", options.out_dir});

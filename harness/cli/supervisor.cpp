@@ -16,13 +16,16 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/results_store.h"
 #include "core/text_table.h"
 #include "lory/corpus.h"
 #include "lory/seeded_random.h"
+#include "supervisor_lock.h"
 #include "trained_run.h"
+#include "worker_liveness.h"
 
 extern char** environ;
 
@@ -46,6 +49,7 @@ struct RunningCell {
   std::vector<pid_t> ranks;  // every process of the cell (one per data-parallel rank)
   std::set<pid_t> alive;
   std::string first_failure;  // how the first rank that failed ended
+  int first_failure_status = 0;  // its wait status
   Clock::time_point started;
 };
 
@@ -66,16 +70,14 @@ int free_port() {
   return port;
 }
 
-// A run marked running is still being trained only if its worker process exists on this host
-// (and is a lory-worker: process ids are reused).
-bool worker_alive(const RunRecord& run) {
-  if (run.worker_pid <= 0 || run.host != current_host()) return false;
-  std::FILE* comm = std::fopen(fmt::format("/proc/{}/comm", run.worker_pid).c_str(), "r");
-  if (!comm) return false;
-  char name[64] = {};
-  const bool read = std::fgets(name, sizeof name, comm) != nullptr;
-  std::fclose(comm);
-  return read && std::strncmp(name, "lory-worker", 11) == 0;
+// A worker ended by a signal sent from outside it (kill, the OOM killer, a shutdown, a terminal
+// hang-up) was interrupted, not wrong: its cell resumes from its checkpoint on a plain rerun.
+// Signals a process raises by its own fault (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, ...) mark a
+// failed cell, retried only with --retry-failed.
+bool killed_from_outside(int status) {
+  if (!WIFSIGNALED(status)) return false;
+  const int signal_number = WTERMSIG(status);
+  return signal_number == SIGKILL || signal_number == SIGTERM || signal_number == SIGINT || signal_number == SIGHUP;
 }
 
 std::string describe_ending(int status) {
@@ -133,6 +135,10 @@ pid_t spawn_worker(const std::vector<std::string>& arguments, const std::string&
 }  // namespace
 
 void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
+  // Before the store is touched: a second supervisor of this grid would train its queued cells twice.
+  check_results_file(options.db_path);  // refuses a file that is not ours before the lock's folder is made
+  std::optional<SupervisorLock> lock;
+  if (!options.register_only) lock.emplace(options.db_path, experiment.name + options.lock_suffix);
   ResultsStore store(options.db_path);
   const int64_t experiment_id = store.upsert_experiment(
       experiment.name, fs::weakly_canonical(experiment.file).string(), experiment.description, experiment.source_text);
@@ -141,7 +147,7 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   // 1. What each cell needs.
   std::map<std::string, std::string> checksum_of_corpus;
   std::vector<PendingCell> queue;
-  std::vector<std::string> mismatched, skipped_failed;
+  std::vector<std::string> mismatched, skipped_failed, left_to_others;
   size_t already_done = 0;
   for (size_t i = 0; i < total; ++i) {
     const ExperimentCell& cell = experiment.cells[i];
@@ -160,7 +166,9 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
     } else if ((run.status == run_status::kFailed || run.status == run_status::kDiverged) && !options.retry_failed) {
       skipped_failed.push_back(fmt::format("run {} ({}): {} at step {}: {}", run.id, run.label, run.status,
                                            run.last_step, run.reason));
-    } else if (run.status == run_status::kRunning && worker_alive(run)) {
+    } else if (run.status == run_status::kRunning && worker_liveness(run).alive) {
+      left_to_others.push_back(fmt::format("run {} ({}): being trained by process {} on {}, at step {} of {}", run.id,
+                                           run.label, run.worker_pid, run.host, run.last_step, run.total_steps));
       std::printf("run %lld (%s) is being trained by process %lld; left to it\n", static_cast<long long>(run.id),
                   run.label.c_str(), static_cast<long long>(run.worker_pid));
     } else {
@@ -243,7 +251,7 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
                   options.processes_per_cell > 1 ? fmt::format(", {} ranks", options.processes_per_cell).c_str() : "",
                   log_file.empty() ? "" : fmt::format(", log {}", log_file).c_str());
       std::fflush(stdout);
-      RunningCell launched{cell, {}, {}, "", Clock::now()};
+      RunningCell launched{cell, {}, {}, "", 0, Clock::now()};
       const int port = free_port();
       for (int rank = 0; rank < options.processes_per_cell; ++rank) {
         std::vector<std::string> environment;
@@ -273,7 +281,9 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
     const std::vector<pid_t> ranks = it->second.ranks;
     const bool failed = !(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 130));
     std::string first_failure = it->second.first_failure;
+    int first_failure_status = it->second.first_failure_status;
     if (failed && first_failure.empty()) {
+      first_failure_status = status;
       first_failure = ranks.size() > 1 ? fmt::format("rank {}: {}", std::find(ranks.begin(), ranks.end(), pid) - ranks.begin(),
                                                      describe_ending(status))
                                        : describe_ending(status);
@@ -286,6 +296,7 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
       if (running.count(other)) {
         running[other].alive.erase(pid);
         running[other].first_failure = first_failure;
+        running[other].first_failure_status = first_failure_status;
       }
     }
     const RunningCell finished = it->second;
@@ -293,12 +304,18 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
     if (!finished.alive.empty()) continue;  // wait for the cell's last rank
     RunRecord run = *store.find_run(finished.cell.run_id);
     if (run.status == run_status::kRunning || run.status == run_status::kQueued) {
-      // The worker could not record its ending (killed, crashed): record it for it.
-      const bool interrupted = interrupts > 0 && WIFSIGNALED(status);
-      store.mark_finished(run.id, interrupted ? run_status::kInterrupted : run_status::kFailed,
-                          interrupted ? "stopped at once by a second interrupt"
-                                      : (first_failure.empty() ? describe_ending(status) : first_failure),
-                          run.last_step);
+      // The worker could not record its ending (killed, crashed): record it for it. The cell's
+      // first failing rank decides (the supervisor itself kills the others).
+      const int ending = first_failure.empty() ? status : first_failure_status;
+      const std::string how = first_failure.empty() ? describe_ending(status) : first_failure;
+      if (interrupts > 0 && WIFSIGNALED(status)) {
+        store.mark_finished(run.id, run_status::kInterrupted, "stopped at once by a second interrupt", run.last_step);
+      } else if (killed_from_outside(ending)) {
+        store.mark_finished(run.id, run_status::kInterrupted,
+                            how + "; interrupted: a rerun resumes it from its last checkpoint", run.last_step);
+      } else {
+        store.mark_finished(run.id, run_status::kFailed, how, run.last_step);
+      }
       run = *store.find_run(run.id);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - finished.started).count();
@@ -327,24 +344,28 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   const size_t never_started = queue.size() - next;
-  std::printf("\n%zu trained, %zu done before, %zu not done%s\n\n", trained, already_done, not_done.size(),
-              never_started ? fmt::format(", {} not started", never_started).c_str() : "");
+  std::printf("\n%zu trained, %zu done before, %zu not done%s%s\n\n", trained, already_done,
+              not_done.size() + left_to_others.size(),
+              never_started ? fmt::format(", {} not started", never_started).c_str() : "",
+              left_to_others.empty() ? ""
+                                     : fmt::format(", {} being trained by another process", left_to_others.size()).c_str());
   std::set<std::string> current_cells;
   for (const ExperimentCell& cell : experiment.cells) current_cells.insert(cell.identity);
   std::printf("%s", perplexity_table(options.db_path, experiment.name, current_cells).c_str());
-  if (!not_done.empty() || never_started > 0 || !skipped_failed.empty()) {
-    throw UserError(fmt::format("{} of {} cells of '{}' are not done:\n  {}{}\n(`lory status {}` shows them; rerun to "
+  std::vector<std::string> unfinished = not_done;
+  unfinished.insert(unfinished.end(), skipped_failed.begin(), skipped_failed.end());
+  unfinished.insert(unfinished.end(), left_to_others.begin(), left_to_others.end());
+  if (!unfinished.empty() || never_started > 0) {
+    throw UserError(fmt::format("{} of {} cells of '{}' are not done:\n  {}\n(`lory status {}` shows them; rerun to "
                                 "resume interrupted cells, with --retry-failed for failed ones)",
-                                not_done.size() + never_started + skipped_failed.size(), total, experiment.name,
-                                fmt::join(not_done, "\n  "),
-                                skipped_failed.empty() ? "" : "\n  " + fmt::format("{}", fmt::join(skipped_failed, "\n  ")),
-                                experiment.name));
+                                unfinished.size() + never_started, total, experiment.name,
+                                fmt::join(unfinished, "\n  "), experiment.name));
   }
 }
 
 std::string perplexity_table(const std::string& db_path, const std::string& experiment_name,
                              const std::set<std::string>& only_cells) {
-  Database db(db_path, Database::Mode::ReadOnly);
+  Database db = open_results_read_only(db_path);
   Statement s = db.prepare(
       "SELECT r.id, r.label, r.cell_hash, v.domain, v.ppl, v.step FROM runs r JOIN experiments x ON x.id = "
       "r.experiment_id JOIN evals v ON v.run_id = r.id AND v.mode = 'default' AND v.step = (SELECT max(step) "

@@ -5,6 +5,9 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <string_view>
+#include <utility>
+#include <vector>
 #include <toml++/toml.h>
 
 namespace lory {
@@ -151,24 +154,91 @@ SourceLocation location_of(const toml::source_region& region,
   return where;
 }
 
+// Deeper than any experiment needs (section.plugin.key is 3; grid cells add 2). Conversion
+// recurses once per level, so a file nested thousands of levels deep (a generated or hostile
+// file) must be refused before it is converted, not crash the reader with a stack overflow.
+constexpr int kMaxNesting = 32;
+
+// The first node nested deeper than kMaxNesting, found without recursion; nullptr if none.
+const toml::node* first_too_deep(const toml::node& root) {
+  std::vector<std::pair<const toml::node*, int>> stack = {{&root, 0}};
+  while (!stack.empty()) {
+    const auto [node, depth] = stack.back();
+    stack.pop_back();
+    if (depth > kMaxNesting) return node;
+    if (const auto* table = node->as_table()) {
+      for (const auto& [key, value] : *table) stack.push_back({&value, depth + 1});
+    } else if (const auto* array = node->as_array()) {
+      for (const auto& element : *array) stack.push_back({&element, depth + 1});
+    }
+  }
+  return nullptr;
+}
+
+// toml++ itself recurses once per level of a dotted key or table header while it builds and frees
+// its tree, so a single line nested ~100,000 levels deep overflows the stack inside the parser.
+// Such a line is found in the text first: the 1-based line and column of the first key or header
+// with more than kMaxNesting dotted parts (outside quotes and multi-line strings), if any.
+std::optional<std::pair<int, int>> first_too_deep_line(const std::string& text) {
+  bool in_multiline = false;
+  int line_number = 0;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + start, end - start);
+    ++line_number;
+    for (const char* fence : {"\"\"\"", "'''"}) {
+      size_t count = 0;
+      for (size_t at = line.find(fence); at != std::string_view::npos; at = line.find(fence, at + 3)) ++count;
+      if (count % 2 == 1) in_multiline = !in_multiline;
+    }
+    const size_t first = line.find_first_not_of(" \t");
+    if (!in_multiline && first != std::string_view::npos && line[first] != '#') {
+      const bool header = line[first] == '[';
+      int dots = 0;
+      char quote = 0;
+      for (size_t i = first; i < line.size(); ++i) {
+        const char c = line[i];
+        if (quote) {
+          if (c == quote) quote = 0;
+        } else if (c == '"' || c == '\'') {
+          quote = c;
+        } else if (c == '.') {
+          ++dots;
+        } else if ((header && c == ']') || (!header && c == '=')) {
+          break;
+        }
+      }
+      if (dots >= kMaxNesting) return std::make_pair(line_number, static_cast<int>(first) + 1);
+    }
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
 // nullopt for values lory cannot hold (dates, times): reported once here, then left out so that
-// they cause no second, misleading error.
-std::optional<ConfigNode> convert(const toml::node& node, const std::shared_ptr<const std::string>& file,
-                                  Diagnostics& diagnostics) {
+// they cause no second, misleading error. `path` names the value for messages ("trainer.seed").
+std::optional<ConfigNode> convert(const toml::node& node, const std::string& path,
+                                  const std::shared_ptr<const std::string>& file, Diagnostics& diagnostics) {
   const SourceLocation where = location_of(node.source(), file);
   if (const auto* table = node.as_table()) {
     ConfigNode out = ConfigNode::table(where);
     for (const auto& [key, value] : *table) {
-      if (auto converted = convert(value, file, diagnostics)) {
-        out.set(std::string(key.str()), std::move(*converted), location_of(key.source(), file));
+      const std::string name(key.str());
+      if (auto converted = convert(value, path.empty() ? name : path + "." + name, file, diagnostics)) {
+        out.set(name, std::move(*converted), location_of(key.source(), file));
       }
     }
     return out;
   }
   if (const auto* array = node.as_array()) {
     ConfigNode out = ConfigNode::array(where);
+    size_t index = 0;
     for (const auto& element : *array) {
-      if (auto converted = convert(element, file, diagnostics)) out.push_back(std::move(*converted));
+      if (auto converted = convert(element, fmt::format("{}[{}]", path, index++), file, diagnostics)) {
+        out.push_back(std::move(*converted));
+      }
     }
     return out;
   }
@@ -176,7 +246,9 @@ std::optional<ConfigNode> convert(const toml::node& node, const std::shared_ptr<
   if (const auto* v = node.as_integer()) return ConfigNode::scalar(static_cast<int64_t>(v->get()), where);
   if (const auto* v = node.as_floating_point()) return ConfigNode::scalar(v->get(), where);
   if (const auto* v = node.as_string()) return ConfigNode::scalar(v->get(), where);
-  diagnostics.error(where, "dates and times are not valid configuration values");
+  diagnostics.error(where, fmt::format("'{}' is a date or time, which is not a valid configuration value (quote it to "
+                                       "make it a string)",
+                                       path));
   return std::nullopt;
 }
 
@@ -185,9 +257,23 @@ std::optional<ConfigNode> convert(const toml::node& node, const std::shared_ptr<
 ConfigNode parse_toml_text(const std::string& text, const std::string& source_name,
                            Diagnostics& diagnostics) {
   auto file = std::make_shared<const std::string>(source_name);
+  if (const auto deep = first_too_deep_line(text)) {
+    diagnostics.error(SourceLocation{file, deep->first, deep->second},
+                      fmt::format("keys are nested more than {} levels deep here; lory's configuration needs at "
+                                  "most a few (section.plugin.key), so this file is not read further",
+                                  kMaxNesting));
+    return ConfigNode::table(SourceLocation{file, 0, 0});
+  }
   try {
     const toml::table parsed = toml::parse(text, source_name);
-    return *convert(parsed, file, diagnostics);
+    if (const toml::node* deep = first_too_deep(parsed)) {
+      diagnostics.error(location_of(deep->source(), file),
+                        fmt::format("keys are nested more than {} levels deep here; lory's configuration needs at "
+                                    "most a few (section.plugin.key), so this file is not read further",
+                                    kMaxNesting));
+      return ConfigNode::table(SourceLocation{file, 0, 0});
+    }
+    return *convert(parsed, "", file, diagnostics);
   } catch (const toml::parse_error& error) {
     diagnostics.error(location_of(error.source(), file),
                       "invalid TOML: " + std::string(error.description()));

@@ -96,14 +96,37 @@ std::string corpus_manifest_json(const CorpusManifest& m, const std::string& ext
   return j.dump(2) + "\n";
 }
 
-std::shared_ptr<const Corpus> Corpus::open(const std::string& directory) {
+// What is at a corpus path before any file of it is read: a folder holding a manifest, or a
+// message saying what it is instead.
+static void check_corpus_folder(const std::string& directory) {
   const fs::path dir(directory);
   std::error_code ec;
+  if (fs::is_regular_file(dir, ec)) {
+    throw UserError(fmt::format("'{}' is a file, not a corpus folder: name the folder that `lory-data prepare --out "
+                                "FOLDER` wrote",
+                                directory));
+  }
   if (!fs::is_directory(dir, ec)) {
     throw UserError(fmt::format("corpus folder '{}' does not exist; prepare one with `lory-data prepare --out {} "
                                 "...` (see README)",
                                 directory, directory));
   }
+  if (fs::is_empty(dir, ec)) {
+    throw UserError(fmt::format("corpus folder '{}' is empty; prepare it with `lory-data prepare --out {} ...` (see "
+                                "README)",
+                                directory, directory));
+  }
+  if (!fs::exists(dir / "manifest.json", ec)) {
+    throw UserError(fmt::format("'{}' has no manifest.json, so it is not a prepared corpus: `lory-data prepare --out "
+                                "FOLDER` writes one (raw text goes in with --jsonl or --folder)",
+                                directory));
+  }
+}
+
+std::shared_ptr<const Corpus> Corpus::open(const std::string& directory) {
+  const fs::path dir(directory);
+  std::error_code ec;
+  check_corpus_folder(directory);
   std::shared_ptr<Corpus> corpus(new Corpus());
   corpus->directory_ = directory;
   corpus->manifest_ = parse_corpus_manifest(read_text(dir / "manifest.json", directory),
@@ -173,6 +196,7 @@ Corpus::~Corpus() {
 std::string Corpus::checksum() const { return sha256_hex(manifest_.tokens_sha256 + manifest_.documents_sha256); }
 
 std::string Corpus::checksum_from_manifest(const std::string& directory) {
+  check_corpus_folder(directory);
   const fs::path path = fs::path(directory) / "manifest.json";
   const CorpusManifest m = parse_corpus_manifest(read_text(path, directory), path.string());
   return sha256_hex(m.tokens_sha256 + m.documents_sha256);

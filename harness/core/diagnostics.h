@@ -26,14 +26,20 @@ struct Diagnostic {
 class Diagnostics {
  public:
   void error(const SourceLocation& where, std::string message);
+  // Something legal that is almost certainly not meant (lr = 0): shown, but nothing stops.
+  void warning(const SourceLocation& where, std::string message);
   bool empty() const { return errors_.empty(); }
   size_t size() const { return errors_.size(); }
   const std::vector<Diagnostic>& errors() const { return errors_; }
-  // One line per error, sorted by file, line and column, duplicates removed.
+  const std::vector<Diagnostic>& warnings() const { return warnings_; }
+  // One line per error ("file:line:col: error: ..."), sorted by file, line and column, duplicates
+  // removed; format_warnings() likewise with "warning:".
   std::string format() const;
+  std::string format_warnings() const;
 
  private:
   std::vector<Diagnostic> errors_;
+  std::vector<Diagnostic> warnings_;
 };
 
 // Thrown where one error ends the operation; the message is already user-facing.

@@ -49,4 +49,9 @@ std::string did_you_mean_suffix(const std::string& word, const std::vector<std::
   return match.empty() ? "" : " (did you mean '" + match + "'?)";
 }
 
+std::string quoted_dotted_key_hint(const std::string& key) {
+  if (key.find('.') == std::string::npos) return "";
+  return ": a quoted key is one name, not a path; write " + key + " without quotes";
+}
+
 }  // namespace lory

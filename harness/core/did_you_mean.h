@@ -15,4 +15,10 @@ std::string closest_match(const std::string& word, const std::vector<std::string
 // " (did you mean 'x'?)" or "".
 std::string did_you_mean_suffix(const std::string& word, const std::vector<std::string>& candidates);
 
+// For a key holding a '.': TOML reads a quoted "router.lory.experts" as one key of that name,
+// not as a path, so "unknown key 'router.lory.experts'" would name a valid key. This says so:
+// ": a quoted key is one name, not a path; write router.lory.experts without quotes". "" for
+// a key without a dot.
+std::string quoted_dotted_key_hint(const std::string& key);
+
 }  // namespace lory

@@ -52,6 +52,11 @@ void read_with_includes(const std::string& path, Diagnostics& diagnostics, std::
       }
       const fs::path included = fs::path(path).parent_path() / entry->as_string();
       std::error_code ec;
+      if (fs::is_directory(included, ec)) {
+        diagnostics.error(entry->where(), fmt::format("included path '{}' is a folder; include names TOML files",
+                                                      included.string()));
+        continue;
+      }
       if (!fs::is_regular_file(included, ec)) {
         diagnostics.error(entry->where(), fmt::format("included file '{}' does not exist", included.string()));
         continue;
@@ -185,6 +190,13 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
   }
   const auto leaf_axis = [&](const Leaf& leaf, const std::string& where_name) {
     Axis axis;
+    for (const std::string& part : leaf.path) {
+      if (part.find('.') == std::string::npos) continue;
+      diagnostics.error(leaf.node->key_where(),
+                        fmt::format("'{}.\"{}\"' sweeps a key named \"{}\"{}", where_name, part, part,
+                                    quoted_dotted_key_hint(part)));
+      return axis;
+    }
     if (!leaf.node->is_array()) {
       diagnostics.error(leaf.node->where(),
                         fmt::format("'{}.{}' must be an array of values to sweep, got {} {}", where_name,
@@ -277,6 +289,15 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
   return axes;
 }
 
+void record_locations(const ConfigNode& table, const std::string& prefix,
+                      std::map<std::string, SourceLocation>& out) {
+  for (const ConfigNode& member : table.children()) {
+    const std::string path = prefix.empty() ? member.key() : prefix + "." + member.key();
+    out[path] = member.is_table() ? member.where() : member.key_where();
+    if (member.is_table()) record_locations(member, path, out);
+  }
+}
+
 std::vector<GridPoint> cartesian(const std::vector<Axis>& axes) {
   std::vector<GridPoint> points(1);
   for (const Axis& axis : axes) {
@@ -299,8 +320,10 @@ std::vector<GridPoint> cartesian(const std::vector<Axis>& axes) {
 void check_top_level_keys(const ConfigNode& tree, Diagnostics& diagnostics) {
   for (const ConfigNode& member : tree.children()) {
     if (std::find(kTopLevelKeys.begin(), kTopLevelKeys.end(), member.key()) == kTopLevelKeys.end()) {
+      const std::string hint = quoted_dotted_key_hint(member.key());
       diagnostics.error(member.key_where(), fmt::format("unknown key '{}'{}", member.key(),
-                                                        did_you_mean_suffix(member.key(), kTopLevelKeys)));
+                                                        hint.empty() ? did_you_mean_suffix(member.key(), kTopLevelKeys)
+                                                                     : hint));
     } else if (member.key() != "include" && !member.is_table()) {
       diagnostics.error(member.where(), fmt::format("'{}' must be a table ([{}])", member.key(), member.key()));
     }
@@ -315,10 +338,41 @@ std::vector<std::string> params_declaring(const PluginCatalog& catalog, PluginKi
   return out;
 }
 
+// Where `key` of `table` was written (its key), or `fallback` when the table does not hold it.
+SourceLocation key_location(const ConfigNode* table, const std::string& key, const SourceLocation& fallback) {
+  if (table && table->is_table()) {
+    if (const ConfigNode* node = table->find(key)) return node->key_where().known() ? node->key_where() : node->where();
+  }
+  return fallback;
+}
+
+// The plugin a section selects, as written ("lory"), or its default; "" when not a string.
+std::string selected_plugin_name(const HarnessSection& section, const ConfigNode* table) {
+  if (table) {
+    if (const ConfigNode* plugin = table->find("plugin")) {
+      return plugin->kind() == ConfigNode::Kind::String ? plugin->as_string() : "";
+    }
+  }
+  const ParamSpec* spec = section.schema.find("plugin");
+  return spec && spec->default_value ? std::get<std::string>(*spec->default_value) : "";
+}
+
+// The plugin's own cross-parameter rules (LORY_PARAM_CHECK), each reported at the parameter it
+// names, so that a grid of such cells fails here, all at once, not one worker at a time.
+void check_plugin_rules(const PluginDescriptor& plugin, const ParamValues& values, const std::string& section,
+                        const ConfigNode* plugin_table, const SourceLocation& where, Diagnostics& diagnostics) {
+  if (!plugin.check) return;
+  for (const ParamProblem& problem : plugin.check(values)) {
+    diagnostics.error(problem.key.empty() ? where : key_location(plugin_table, problem.key, where),
+                      fmt::format("{}.{}: {}", section, plugin.name, problem.message));
+  }
+}
+
 SectionConfig resolve_plugin_section(const HarnessSection& section, const ConfigNode* table,
                                      const SourceLocation& where, const PluginCatalog& catalog,
                                      Diagnostics& diagnostics) {
   const std::string kind_name = plugin_kind_name(section.plugin_kind);
+  const std::string selected_name = selected_plugin_name(section, table);
   ConfigNode harness_keys = ConfigNode::table(where);
   std::vector<const ConfigNode*> plugin_tables;
   if (table) {
@@ -328,12 +382,17 @@ SectionConfig resolve_plugin_section(const HarnessSection& section, const Config
       } else if (section.schema.find(member.key())) {
         harness_keys.set(member.key(), member, member.key_where());
       } else {
-        const auto owners = params_declaring(catalog, section.plugin_kind, member.key());
+        auto owners = params_declaring(catalog, section.plugin_kind, member.key());
+        // The plugin this section selects first: `router.experts` with the lory router means
+        // router.lory.experts, whichever other router also has an `experts`.
+        const auto selected_owner = std::find(owners.begin(), owners.end(), selected_name);
+        if (selected_owner != owners.end()) std::rotate(owners.begin(), selected_owner, selected_owner + 1);
         if (!owners.empty()) {
           diagnostics.error(member.key_where(),
-                            fmt::format("'{}.{}' is a parameter of the {} plugin '{}': write it under [{}.{}]",
+                            fmt::format("'{}.{}' is a parameter of the {} plugin '{}': write it under [{}.{}] (or as "
+                                        "{}.{}.{})",
                                         section.name, member.key(), kind_name, owners.front(), section.name,
-                                        owners.front()));
+                                        owners.front(), section.name, owners.front(), member.key()));
         } else {
           std::vector<std::string> candidates = section.schema.names();
           for (const auto& n : catalog.names_of_kind(section.plugin_kind)) candidates.push_back(n);
@@ -380,49 +439,102 @@ SectionConfig resolve_plugin_section(const HarnessSection& section, const Config
                                     plugin_kind_name(descriptor->kind), kind_name));
       continue;
     }
+    const size_t errors_before = diagnostics.size();
     ParamValues params = validate_params(plugin_table, descriptor->schema, section.name + "." + name,
                                          plugin_table->where(), diagnostics);
     if (descriptor == selected) {
       out.plugin_params = std::move(params);
       selected_has_table = true;
+      if (diagnostics.size() == errors_before) {
+        check_plugin_rules(*selected, out.plugin_params, section.name, plugin_table, plugin_table->where(),
+                           diagnostics);
+      }
     }
   }
   if (selected && !selected_has_table) {
+    const size_t errors_before = diagnostics.size();
     out.plugin_params = validate_params(nullptr, selected->schema, section.name + "." + plugin, where, diagnostics);
+    if (diagnostics.size() == errors_before) {
+      check_plugin_rules(*selected, out.plugin_params, section.name, nullptr, where, diagnostics);
+    }
   }
   return out;
 }
 
-void check_trainer_consistency(const SectionConfig& trainer, const SourceLocation& where, Diagnostics& diagnostics) {
+// More tokens than any model has been trained on (~15T): a value this large is a typo, and
+// step, token and progress counters would overflow long before it trained.
+constexpr double kMaxTrainingTokens = 1e15;
+
+void check_trainer_consistency(const SectionConfig& trainer, const ConfigNode* table, const SourceLocation& where,
+                               Diagnostics& diagnostics) {
   if (!trainer.values.has("steps") || !trainer.values.has("tokens")) return;
   const int64_t steps = trainer.values.get_int("steps"), tokens = trainer.values.get_int("tokens");
   if ((steps > 0) == (tokens > 0)) {
-    diagnostics.error(where, fmt::format("set exactly one of trainer.steps and trainer.tokens (got steps = {}, "
-                                         "tokens = {})",
-                                         steps, tokens));
+    // Both set: at the one written last; neither: at the section.
+    const SourceLocation at = steps > 0 ? key_location(table, "tokens", key_location(table, "steps", where)) : where;
+    diagnostics.error(at, fmt::format("set exactly one of trainer.steps and trainer.tokens (got steps = {}, "
+                                      "tokens = {})",
+                                      steps, tokens));
   }
   if (!trainer.values.has("batch_size") || !trainer.values.has("micro_batch_size")) return;
   const int64_t batch = trainer.values.get_int("batch_size"), micro = trainer.values.get_int("micro_batch_size");
   if (micro > 0 && batch % micro != 0) {
-    diagnostics.error(where, fmt::format("trainer.micro_batch_size = {} must divide trainer.batch_size = {}", micro,
-                                         batch));
+    diagnostics.error(key_location(table, "micro_batch_size", where),
+                      fmt::format("trainer.micro_batch_size = {} must divide trainer.batch_size = {}", micro, batch));
   }
 }
 
-void check_eval_consistency(const CellConfig& config, const SourceLocation& where, Diagnostics& diagnostics) {
+// Rules between the trainer and the model's context length: what one step holds, and a budget
+// that is at least one step and not absurd. lr = 0 is legal (a frozen-model control) but almost
+// never meant, so it is a warning.
+void check_training_budget(const CellConfig& config, const ConfigNode* trainer_table, const SourceLocation& where,
+                           Diagnostics& diagnostics) {
+  const ParamValues& trainer = config.section("trainer").values;
+  const ParamValues& model = config.section("model").values;
+  if (!model.has("context_length") || !trainer.has("batch_size") || !trainer.has("steps") || !trainer.has("tokens")) {
+    return;
+  }
+  const int64_t context = model.get_int("context_length"), batch = trainer.get_int("batch_size");
+  const int64_t steps = trainer.get_int("steps"), tokens = trainer.get_int("tokens");
+  const double tokens_per_step = static_cast<double>(batch) * static_cast<double>(context);
+  if (tokens > 0 && steps == 0 && static_cast<double>(tokens) < tokens_per_step) {
+    diagnostics.error(key_location(trainer_table, "tokens", where),
+                      fmt::format("trainer.tokens = {} is less than one step (trainer.batch_size x "
+                                  "model.context_length = {} x {} = {:.0f} tokens); ask for at least that many",
+                                  tokens, batch, context, tokens_per_step));
+  }
+  const double total = steps > 0 ? static_cast<double>(steps) * tokens_per_step : static_cast<double>(tokens);
+  if (total > kMaxTrainingTokens) {
+    const std::string key = steps > 0 ? "steps" : "tokens";
+    diagnostics.error(key_location(trainer_table, key, where),
+                      fmt::format("trainer.{} = {} asks for {:.3g} training tokens, more than the {:.0e} lory accepts "
+                                  "(more than any language model has been trained on); a typo?",
+                                  key, steps > 0 ? steps : tokens, total, kMaxTrainingTokens));
+  }
+  if (trainer.has("lr") && trainer.get_float("lr") == 0.0) {
+    diagnostics.warning(key_location(trainer_table, "lr", where),
+                        "trainer.lr = 0: the optimizer will not change the model (weight decay included); the run "
+                        "measures an untrained model");
+  }
+}
+
+void check_eval_consistency(const CellConfig& config, const ConfigNode* table, const SourceLocation& where,
+                            Diagnostics& diagnostics) {
   const ParamValues& eval = config.section("eval").values;
   const ParamValues& model = config.section("model").values;
   if (!model.has("context_length")) return;
   const int64_t context = model.get_int("context_length");
   if (eval.has("skip_first_tokens") && eval.get_int("skip_first_tokens") >= context) {
-    diagnostics.error(where, fmt::format("eval.skip_first_tokens = {} leaves nothing to score in sequences of "
-                                         "model.context_length = {}",
-                                         eval.get_int("skip_first_tokens"), context));
+    diagnostics.error(key_location(table, "skip_first_tokens", where),
+                      fmt::format("eval.skip_first_tokens = {} leaves nothing to score in sequences of "
+                                  "model.context_length = {}",
+                                  eval.get_int("skip_first_tokens"), context));
   }
   if (eval.has("prompt_routing") && eval.get_bool("prompt_routing") && eval.has("prompt_length") &&
       eval.get_int("prompt_length") >= context) {
-    diagnostics.error(where, fmt::format("eval.prompt_length = {} must be shorter than model.context_length = {}",
-                                         eval.get_int("prompt_length"), context));
+    diagnostics.error(key_location(table, "prompt_length", where),
+                      fmt::format("eval.prompt_length = {} must be shorter than model.context_length = {}",
+                                  eval.get_int("prompt_length"), context));
   }
 }
 
@@ -439,13 +551,28 @@ CellConfig resolve_cell(const ConfigNode& tree, const SourceLocation& file_where
     } else {
       config.sections[section.name].values = validate_params(table, section.schema, section.name, where, diagnostics);
     }
-    if (section.name == "trainer") check_trainer_consistency(config.sections["trainer"], where, diagnostics);
-    if (section.name == "eval") check_eval_consistency(config, where, diagnostics);
+    if (section.name == "trainer") check_trainer_consistency(config.sections["trainer"], table, where, diagnostics);
+    if (section.name == "eval") check_eval_consistency(config, table, where, diagnostics);
   }
+  const ConfigNode* trainer_table = tree.find("trainer");
+  check_training_budget(config, trainer_table && trainer_table->is_table() ? trainer_table : nullptr,
+                        trainer_table ? trainer_table->where() : file_where, diagnostics);
   return config;
 }
 
 }  // namespace
+
+SourceLocation ExperimentCell::where(const std::string& dotted_key) const {
+  std::string key = dotted_key;
+  while (!key.empty()) {
+    auto it = written_at.find(key);
+    if (it != written_at.end() && it->second.known()) return it->second;
+    const size_t dot = key.rfind('.');
+    key = dot == std::string::npos ? "" : key.substr(0, dot);
+  }
+  auto file = written_at.find("");
+  return file == written_at.end() ? SourceLocation{} : file->second;
+}
 
 std::vector<std::string> Experiment::varying_keys() const {
   std::map<std::string, std::set<std::string>> values;
@@ -499,7 +626,15 @@ std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const st
         continue;
       }
       const fs::path p = entry.as_string();
-      out.push_back(p.is_absolute() ? p.string() : (fs::path(path).parent_path() / p).lexically_normal().string());
+      const std::string resolved =
+          p.is_absolute() ? p.string() : (fs::path(path).parent_path() / p).lexically_normal().string();
+      std::error_code ec;
+      if (!fs::exists(resolved, ec)) {
+        diagnostics.error(entry.where(), fmt::format("plugin path entry '{}' does not exist{}", resolved,
+                                                     p.is_absolute() ? "" : " (relative paths start at this file's folder)"));
+        continue;
+      }
+      out.push_back(resolved);
     }
   }
   return out;
@@ -553,6 +688,8 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
     for (const Override& o : point.overrides) set_config_path(cell_tree, o.path, o.value, o.key_where);
     CellConfig config = resolve_cell(cell_tree, file_where, catalog, diagnostics);
     ExperimentCell cell;
+    record_locations(cell_tree, "", cell.written_at);
+    cell.written_at[""] = file_where;
     cell.identity = config.identity();
     const auto flat = config.flatten();
     cell.config = std::move(config);
@@ -573,6 +710,7 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
 Experiment load_experiment(const std::string& path, const PluginCatalog& catalog) {
   Diagnostics diagnostics;
   const ConfigNode tree = read_experiment_tree(path, diagnostics);
+  experiment_plugin_path(tree, path, diagnostics);  // its entries are checked; the catalog is the caller's
   Experiment experiment;
   if (diagnostics.empty()) experiment = resolve_experiment(tree, path, catalog, diagnostics);
   if (!diagnostics.empty()) {

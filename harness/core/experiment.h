@@ -18,6 +18,13 @@ struct ExperimentCell {
   std::string label;     // from the grid: "lory-8 seed=2"
   std::string identity;  // sha256 of the canonical resolved config
   CellConfig config;
+  // Where each table and key of the cell was written ("trainer.batch_size" -> file:line:col of
+  // the key, a grid override's own line included), for checks made after resolution.
+  std::map<std::string, SourceLocation> written_at;
+
+  // The location of `dotted_key`, else of its nearest enclosing table that was written, else of
+  // the experiment file.
+  SourceLocation where(const std::string& dotted_key) const;
 };
 
 struct Experiment {

@@ -113,7 +113,13 @@ std::string check_value(const ParamSpec& spec, const ParamValue& value) {
   if (spec.type == ParamType::Int || spec.type == ParamType::Float) {
     const double v = spec.type == ParamType::Int ? static_cast<double>(std::get<int64_t>(value))
                                                  : std::get<double>(value);
-    if (std::isnan(v) || v < spec.min_value || v > spec.max_value) {
+    // inf and nan are never a setting (TOML can write both): a learning rate of inf passes any
+    // open range and then fails inside the optimizer.
+    if (!std::isfinite(v)) {
+      return fmt::format("value {} is not a finite number: must be {}", param_value_text(value),
+                         spec.range_text().empty() ? "a finite number" : spec.range_text());
+    }
+    if (v < spec.min_value || v > spec.max_value) {
       return fmt::format("value {} is out of range: must be {}", param_value_text(value), spec.range_text());
     }
   }
@@ -175,8 +181,10 @@ ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, 
       if (!spec) {
         std::vector<std::string> candidates = schema.names();
         candidates.insert(candidates.end(), skip_keys.begin(), skip_keys.end());
+        const std::string hint = quoted_dotted_key_hint(member.key());
         diagnostics.error(member.key_where(), fmt::format("unknown key '{}'{}", key_path(member.key()),
-                                                          did_you_mean_suffix(member.key(), candidates)));
+                                                          hint.empty() ? did_you_mean_suffix(member.key(), candidates)
+                                                                       : hint));
         continue;
       }
       std::optional<ParamValue> value;

@@ -2,8 +2,11 @@
 // validate configs and print `lory plugins`, without creating any C++ object of the plugin.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "lory/param_check.h"
 
 #include "lory/plugin_abi.h"
 #include "param_schema.h"
@@ -24,6 +27,8 @@ struct PluginDescriptor {
   int cxx11_abi = -1;
   std::string torch_version;
   ParamSchema schema;
+  // The plugin's cross-parameter rules (LORY_PARAM_CHECK); empty when it declares none.
+  std::function<std::vector<ParamProblem>(const ParamValues&)> check;
 };
 
 class PluginCatalog {

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <torch/version.h>  // the version string only: the core never links LibTorch
 
+#include "elf_check.h"
 #include "lory/plugin.h"
 
 namespace lory {
@@ -21,13 +23,6 @@ LoryBuildFingerprint harness_fingerprint() {
 }
 
 namespace {
-
-bool looks_like_elf(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  in.read(magic, 4);
-  return in.gcount() == 4 && std::memcmp(magic, "\x7f" "ELF", 4) == 0;
-}
 
 bool valid_plugin_name(const std::string& name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
@@ -41,8 +36,8 @@ LoadedPlugin load_plugin_file(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw PluginError(fmt::format("plugin file '{}' does not exist", path));
   if (!fs::is_regular_file(path, ec)) throw PluginError(fmt::format("plugin file '{}' is not a regular file", path));
-  if (!looks_like_elf(path)) {
-    throw PluginError(fmt::format("'{}' is not a shared library (no ELF header): remove it from the plugin path", path));
+  if (const std::string problem = shared_library_problem(path); !problem.empty()) {
+    throw PluginError(fmt::format("'{}' {}: remove it from the plugin path or replace it", path, problem));
   }
   auto library = std::make_shared<boost::dll::shared_library>();
   try {
@@ -105,6 +100,17 @@ LoadedPlugin load_plugin_file(const std::string& path) {
     d.schema = schema_from_c(info->params, info->param_count);
   } catch (const std::invalid_argument& e) {
     throw PluginError(fmt::format("'{}': plugin '{}' declares a broken parameter: {}", path, d.name, e.what()));
+  }
+  if (library->has(kParamCheckAlias)) {
+    // The function lives in the library: the closure keeps it loaded as long as the descriptor.
+    ParamCheckFunction* function = &library->get_alias<ParamCheckFunction>(kParamCheckAlias);
+    d.check = [function, library, name = d.name](const ParamValues& params) {
+      try {
+        return function(params);
+      } catch (const std::exception& e) {
+        return std::vector<ParamProblem>{{"", fmt::format("the check of plugin '{}' failed: {}", name, e.what())}};
+      }
+    };
   }
   return LoadedPlugin{std::move(d), std::move(library)};
 }
@@ -170,6 +176,7 @@ PluginRegistry PluginRegistry::discover(const std::vector<std::string>& search_p
       registry.plugins_.push_back(std::move(plugin));
     } catch (const PluginError& e) {
       registry.problems_.push_back(e.what());
+      registry.unloadable_.push_back(e.what());
     }
   }
   return registry;
@@ -195,10 +202,19 @@ std::vector<const PluginDescriptor*> PluginRegistry::all() const {
   return out;
 }
 
-void PluginRegistry::throw_if_problems() const {
-  if (problems_.empty()) return;
+void PluginRegistry::throw_if_problems(bool skip_unloadable) const {
+  std::vector<std::string> fatal;
+  for (const auto& p : problems_) {
+    const bool unloadable = std::find(unloadable_.begin(), unloadable_.end(), p) != unloadable_.end();
+    if (skip_unloadable && unloadable) {
+      std::fprintf(stderr, "warning: plugin file skipped: %s\n", p.c_str());
+    } else {
+      fatal.push_back(p);
+    }
+  }
+  if (fatal.empty()) return;
   std::string message = "plugin discovery failed:";
-  for (const auto& p : problems_) message += "\n  " + p;
+  for (const auto& p : fatal) message += "\n  " + p;
   throw PluginError(message);
 }
 

@@ -44,9 +44,16 @@ class PluginRegistry : public PluginCatalog {
 
   const PluginDescriptor* find(const std::string& name) const override;
   std::vector<const PluginDescriptor*> all() const override;
+  // Everything discovery found wrong: files that could not be loaded, then conflicts (two plugins
+  // with one name, path entries that do not exist).
   const std::vector<std::string>& problems() const { return problems_; }
-  // Throws PluginError (with the problem list) when discovery found any.
-  void throw_if_problems() const;
+  // The subset of problems() that are files that could not be loaded (each names its file).
+  const std::vector<std::string>& unloadable_files() const { return unloadable_; }
+  // Throws PluginError (with the problem list) when discovery found any. With `skip_unloadable`,
+  // files that could not be loaded are only reported on stderr and left out, so that a truncated
+  // or foreign file in a plugin folder stops no grid that does not use it (a grid that names it
+  // then fails on "unknown plugin", just below the report); conflicts still throw.
+  void throw_if_problems(bool skip_unloadable = false) const;
 
   // The plugin called `name`, which must be of `kind`; `wanted_by` names the config key for
   // messages ("router.plugin"). Throws PluginError when unknown or of another kind.
@@ -55,6 +62,7 @@ class PluginRegistry : public PluginCatalog {
  private:
   std::vector<LoadedPlugin> plugins_;
   std::vector<std::string> problems_;
+  std::vector<std::string> unloadable_;
 };
 
 namespace detail {

@@ -8,7 +8,10 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "core/kill_points.h"
 #include "lory/build_info.h"
@@ -241,7 +244,79 @@ std::string current_code_version() {
   return version;
 }
 
-ResultsStore::ResultsStore(const std::string& path) : db_(path, Database::Mode::ReadWrite) { migrate(); }
+ResultsFileState check_results_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    throw UserError(fmt::format("cannot look at database '{}': {}", path, ec.message()));
+  }
+  if (!fs::exists(status)) return ResultsFileState::Missing;
+  if (fs::is_directory(status)) {
+    throw UserError(fmt::format("'{}' is a folder, not a results database: --db takes a file, e.g. {}", path,
+                                (fs::path(path) / "lory.sqlite").string()));
+  }
+  if (!fs::is_regular_file(status)) {
+    throw UserError(fmt::format("'{}' is not a regular file, so not a lory results database; pass another --db", path));
+  }
+  if (fs::file_size(path, ec) == 0 && !ec) return ResultsFileState::Empty;
+  {
+    std::ifstream in(path, std::ios::binary);
+    char header[16] = {};
+    in.read(header, sizeof header);
+    if (!in || std::memcmp(header, "SQLite format 3", 16) != 0) {
+      throw UserError(fmt::format("'{}' is not a lory database (not an SQLite file); pass another --db", path));
+    }
+  }
+  Database db(path, Database::Mode::ReadOnly);
+  std::vector<std::string> tables;
+  Statement s = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+  while (s.step()) tables.push_back(s.column_text(0));
+  if (tables.empty()) return ResultsFileState::Empty;
+  if (std::find(tables.begin(), tables.end(), "schema_version") == tables.end()) {
+    if (tables.size() > 5) tables.resize(5), tables.back() = "...";
+    throw UserError(fmt::format("'{}' is not a lory database: it holds another program's tables ({}) and no lory "
+                                "schema version; nothing was changed, pass another --db",
+                                path, fmt::join(tables, ", ")));
+  }
+  const int64_t version = db.query_int("SELECT max(version) FROM schema_version").value_or(0);
+  const int64_t known = static_cast<int64_t>(migrations().size());
+  if (version > known) {
+    throw UserError(fmt::format("database '{}' has schema version {}, newer than this lory understands ({}): use a "
+                                "newer lory, or another --db; nothing was changed",
+                                path, version, known));
+  }
+  return ResultsFileState::Lory;
+}
+
+Database open_results_read_only(const std::string& path) {
+  switch (check_results_file(path)) {
+    case ResultsFileState::Missing:
+      throw UserError(fmt::format("database '{}' does not exist (pass --db PATH, or run an experiment first)", path));
+    case ResultsFileState::Empty:
+      throw UserError(fmt::format("'{}' is empty: not a lory database (yet); pass another --db", path));
+    case ResultsFileState::Lory: break;
+  }
+  return Database(path, Database::Mode::ReadOnly);
+}
+
+namespace {
+
+// Checked before the read-write connection exists: opening one already switches the journal
+// mode (the header changes), which must never happen to a file that is not ours.
+const std::string& checked_for_writing(const std::string& path, ResultsStore::Open open) {
+  if (check_results_file(path) == ResultsFileState::Missing && open == ResultsStore::Open::MustExist) {
+    throw UserError(fmt::format("database '{}' does not exist (pass --db PATH, or run an experiment first)", path));
+  }
+  return path;
+}
+
+}  // namespace
+
+ResultsStore::ResultsStore(const std::string& path, Open open)
+    : db_(checked_for_writing(path, open), Database::Mode::ReadWrite) {
+  migrate();
+}
 
 void ResultsStore::migrate() {
   Transaction transaction(db_);

@@ -83,8 +83,11 @@ class ResultsStore {
  public:
   static constexpr const char* kDefaultPath = "results/lory.sqlite";
 
-  // Opens (creating and migrating when needed) for reading and writing.
-  explicit ResultsStore(const std::string& path);
+  enum class Open { CreateIfMissing, MustExist };
+  // Opens for reading and writing, migrating an older lory schema forward. Before anything is
+  // written, what is at `path` is checked read-only (see check_results_file): a folder, an empty
+  // file, another program's database or a newer lory's is refused and left byte for byte as it was.
+  explicit ResultsStore(const std::string& path, Open open = Open::CreateIfMissing);
 
   Database& database() { return db_; }
 
@@ -119,6 +122,18 @@ class ResultsStore {
 
   Database db_;
 };
+
+// What is at a --db path, found without writing a byte: nothing yet, an empty file or an SQLite
+// database without tables (nothing to lose: a store may be created in it), a lory results
+// database of this schema version or an older one (migrated when opened for writing), or
+// something that is not ours, which is a UserError saying what it is (a folder, not an SQLite
+// file, another program's tables, a schema version newer than this lory's).
+enum class ResultsFileState { Missing, Empty, Lory };
+ResultsFileState check_results_file(const std::string& path);
+
+// A read-only connection to an existing lory results database (status, query, report tables):
+// the same checks as above, and "does not exist" when there is no file.
+Database open_results_read_only(const std::string& path);
 
 // Where a run keeps its checkpoints and worker logs, next to its database:
 // <folder>/<database name>.runs/<experiment>/<run id>-<first 12 hex of the cell hash>.

@@ -88,6 +88,10 @@ bool Statement::is_readonly() const { return !stmt_ || sqlite3_stmt_readonly(stm
 
 Database::Database(const std::string& path, Mode mode) : path_(path) {
   namespace fs = std::filesystem;
+  std::error_code directory_ec;
+  if (fs::is_directory(path, directory_ec)) {
+    throw SqliteError(fmt::format("'{}' is a folder, not a database file", path), SQLITE_CANTOPEN);
+  }
   if (mode == Mode::ReadOnly) {
     std::error_code ec;
     if (!fs::exists(path, ec)) {

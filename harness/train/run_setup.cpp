@@ -25,7 +25,7 @@ void resolve_path_parameters(const PluginDescriptor& plugin, ParamValues& params
 RunSetup::RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path,
                    const std::string& base_directory)
     : config_(std::move(config)), registry_(PluginRegistry::discover_default(plugin_path)) {
-  registry_.throw_if_problems();
+  registry_.throw_if_problems(/*skip_unloadable=*/true);
   for (const char* section : {"model", "router", "batcher"}) {
     SectionConfig& s = config_.section(section);
     const LoadedPlugin& plugin =

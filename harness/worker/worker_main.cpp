@@ -43,6 +43,19 @@ struct RunSelection {
 constexpr int kExitDiverged = 2;
 constexpr int kExitInterrupted = 130;
 
+// What runs.reason keeps of an exception: its message, never LibTorch's C++ stack trace (a few KB
+// of frames that say nothing to a researcher), cut to a length a status table can show.
+std::string reason_of(const std::exception& e) {
+  std::string text = e.what();
+  if (const auto* torch_error = dynamic_cast<const c10::Error*>(&e)) text = torch_error->what_without_backtrace();
+  // LibTorch messages sometimes carry the trace inline after "Exception raised from".
+  if (const size_t trace = text.find("\nException raised from"); trace != std::string::npos) text.resize(trace);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  constexpr size_t kMaxReason = 1000;
+  if (text.size() > kMaxReason) text = text.substr(0, kMaxReason) + " [...]";
+  return text;
+}
+
 std::string experiment_folder(ResultsStore& store, const RunRecord& run) {
   return std::filesystem::path(store.experiment_file(run)).parent_path().string();
 }
@@ -76,9 +89,9 @@ int train_command(const RunSelection& selection) {
   } catch (const std::exception& e) {
     if (rank == 0) {
       const auto latest = store.find_run(run->id);
-      store.mark_finished(run->id, run_status::kFailed, e.what(), latest ? latest->last_step : 0);
+      store.mark_finished(run->id, run_status::kFailed, reason_of(e), latest ? latest->last_step : 0);
     }
-    throw;
+    throw UserError(reason_of(e));
   }
 }
 

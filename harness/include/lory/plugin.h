@@ -14,6 +14,7 @@
 #include <cmath>
 #include <iterator>
 
+#include "lory/param_check.h"
 #include "lory/plugin_abi.h"
 
 #define LORY_STRINGIFY_IMPL(x) #x
@@ -72,6 +73,9 @@ inline const char* torch_version_of_plugin(int) { return TORCH_VERSION; }
 
 #define LORY_PLUGIN_METADATA_NO_PARAMS(kind, name, description) \
   LORY_PLUGIN_METADATA_WITH(kind, name, description, nullptr, 0)
+
+// Optional: the plugin's cross-parameter rules, checked at validation (see lory/param_check.h).
+#define LORY_PARAM_CHECK(qualified_function) BOOST_DLL_ALIAS(qualified_function, lory_check_params)
 
 #define LORY_ROUTER_FACTORY(qualified_function) BOOST_DLL_ALIAS(qualified_function, lory_create_router)
 #define LORY_BATCHER_FACTORY(qualified_function) BOOST_DLL_ALIAS(qualified_function, lory_create_batcher)

@@ -96,16 +96,28 @@ class Block : public torch::nn::Module {
   std::shared_ptr<lory::FeedForward> ffn;
 };
 
+// RoPE rotates pairs of a head's channels, so a head's width must be whole and even.
+std::vector<lory::ParamProblem> check(const lory::ParamValues& p) {
+  const int64_t d_model = p.get_int("d_model"), heads = p.get_int("n_heads");
+  if (d_model % heads != 0) {
+    return {{"n_heads", fmt::format("d_model = {} must be a multiple of n_heads = {} (each head gets d_model / n_heads "
+                                    "channels)",
+                                    d_model, heads)}};
+  }
+  if ((d_model / heads) % 2 != 0) {
+    return {{"n_heads", fmt::format("the head width d_model / n_heads = {} / {} = {} must be even (RoPE rotates "
+                                    "channel pairs)",
+                                    d_model, heads, d_model / heads)}};
+  }
+  return {};
+}
+
 class TransformerModel final : public lory::LanguageModel {
  public:
   TransformerModel(const lory::ModelSpec& spec, const lory::ParamValues& p, const lory::FeedForwardFactory& factory) {
     const int64_t d_model = p.get_int("d_model"), heads = p.get_int("n_heads");
     layers_ = p.get_int("n_layers");
-    if (d_model % heads != 0 || (d_model / heads) % 2 != 0) {
-      throw std::invalid_argument(fmt::format("model.transformer: d_model = {} must be a multiple of n_heads = {} with "
-                                              "an even head width",
-                                              d_model, heads));
-    }
+    lory::throw_param_problems("model.transformer", check(p));
     // LLaMA's FFN width: 8/3 of d_model, rounded up to a multiple of 32 (set d_ff to match a paper exactly).
     int64_t d_ff = p.get_int("d_ff");
     if (d_ff == 0) d_ff = (8 * d_model / 3 + 31) / 32 * 32;
@@ -182,3 +194,4 @@ LORY_PLUGIN_METADATA(LORY_PLUGIN_MODEL, "transformer",
                      "LLaMA-style decoder: RMSNorm pre-norm, RoPE causal attention, router-built SwiGLU FFNs",
                      lory_plugins::transformer::kParams)
 LORY_MODEL_FACTORY(lory_plugins::transformer::create)
+LORY_PARAM_CHECK(lory_plugins::transformer::check)

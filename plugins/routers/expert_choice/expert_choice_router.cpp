@@ -24,7 +24,16 @@ struct Options {
   double capacity_factor, router_init_std;
 };
 
+std::vector<lory::ParamProblem> check(const lory::ParamValues& p) {
+  if (p.get_int("inference_k") > p.get_int("experts")) {
+    return {{"inference_k", fmt::format("inference_k = {} exceeds experts = {}", p.get_int("inference_k"),
+                                        p.get_int("experts"))}};
+  }
+  return {};
+}
+
 Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& spec) {
+  lory::throw_param_problems("router.expert_choice", check(p));
   Options o{};
   o.experts = p.get_int("experts");
   o.segment_length = p.get_int("segment_length");
@@ -36,10 +45,6 @@ Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& sp
   o.naive = p.get_string("implementation") == "naive";
   o.capacity_factor = p.get_float("capacity_factor");
   o.router_init_std = p.get_float("router_init_std");
-  if (o.inference_k > o.experts) {
-    throw std::invalid_argument(fmt::format("router.expert_choice: inference_k = {} exceeds experts = {}",
-                                            o.inference_k, o.experts));
-  }
   return o;
 }
 
@@ -181,3 +186,4 @@ LORY_PLUGIN_METADATA(LORY_PLUGIN_ROUTER, "expert_choice",
                      "inference)",
                      lory_plugins::expert_choice::kParams)
 LORY_ROUTER_FACTORY(lory_plugins::expert_choice::create)
+LORY_PARAM_CHECK(lory_plugins::expert_choice::check)

@@ -24,7 +24,16 @@ struct Options {
   double capacity_factor, balance_loss_weight, z_loss_weight, jitter, router_init_std;
 };
 
+std::vector<lory::ParamProblem> check(const lory::ParamValues& p) {
+  if (p.get_int("k") > p.get_int("experts")) {
+    return {{"k", fmt::format("k = {} exceeds experts = {} (each token picks k distinct experts)", p.get_int("k"),
+                              p.get_int("experts"))}};
+  }
+  return {};
+}
+
 Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& spec) {
+  lory::throw_param_problems("router.topk", check(p));
   Options o{};
   o.experts = p.get_int("experts");
   o.k = p.get_int("k");
@@ -38,9 +47,6 @@ Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& sp
   o.z_loss_weight = p.get_float("z_loss_weight");
   o.jitter = p.get_float("jitter");
   o.router_init_std = p.get_float("router_init_std");
-  if (o.k > o.experts) {
-    throw std::invalid_argument(fmt::format("router.topk: k = {} exceeds experts = {}", o.k, o.experts));
-  }
   return o;
 }
 
@@ -171,3 +177,4 @@ LORY_PLUGIN_METADATA(LORY_PLUGIN_ROUTER, "topk",
                      "Token choice: each token goes to its k best experts (capacity, balance and z losses)",
                      lory_plugins::topk::kParams)
 LORY_ROUTER_FACTORY(lory_plugins::topk::create)
+LORY_PARAM_CHECK(lory_plugins::topk::check)

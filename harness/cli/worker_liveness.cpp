@@ -1,0 +1,65 @@
+#include "worker_liveness.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+namespace lory::cli {
+
+namespace {
+
+// Seconds since the epoch of an ISO 8601 UTC time as the store writes it ("2026-12-02T14:17:59Z").
+std::optional<double> parse_utc(const std::string& text) {
+  std::tm tm{};
+  if (text.size() < 19 || !strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return std::nullopt;
+  return static_cast<double>(timegm(&tm));
+}
+
+std::optional<double> boot_time() {
+  std::ifstream in("/proc/stat");
+  std::string key;
+  double value = 0;
+  while (in >> key) {
+    if (key == "btime" && in >> value) return value;
+    in.ignore(1 << 20, '\n');
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+WorkerLiveness worker_liveness(const RunRecord& run) {
+  if (run.worker_pid <= 0) return {false, "no worker recorded"};
+  if (run.host != current_host()) return {false, fmt::format("recorded on host '{}', not this one", run.host)};
+  std::ifstream in(fmt::format("/proc/{}/stat", run.worker_pid));
+  std::string stat;
+  if (!in || !std::getline(in, stat)) return {false, "no such process"};
+  // "pid (comm) state ppid ... starttime(22nd) ...": comm may hold spaces and parentheses.
+  const size_t open = stat.find('('), close = stat.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) return {false, "unreadable /proc entry"};
+  const std::string comm = stat.substr(open + 1, close - open - 1);
+  std::istringstream rest(stat.substr(close + 1));
+  std::vector<std::string> fields;
+  for (std::string field; rest >> field;) fields.push_back(field);
+  if (fields.size() < 20) return {false, "unreadable /proc entry"};
+  const std::string& state = fields[0];
+  if (state == "Z" || state == "X" || state == "x") return {false, "its process has exited (a zombie)"};
+  if (comm.rfind("lory-worker", 0) != 0) return {false, fmt::format("process {} is now '{}'", run.worker_pid, comm)};
+  const auto boot = boot_time();
+  const auto heartbeat = parse_utc(run.heartbeat_at);
+  if (boot && heartbeat) {
+    const double started = *boot + std::stod(fields[19]) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    // The store's times have one-second resolution; the worker wrote its first heartbeat after it
+    // started, so a process started well after the last heartbeat is another one with the same id.
+    if (started > *heartbeat + 2.0) return {false, fmt::format("process {} is a newer lory-worker", run.worker_pid)};
+  }
+  return {true, ""};
+}
+
+}  // namespace lory::cli

@@ -1,0 +1,22 @@
+// Whether the worker process a run records (runs.worker_pid, runs.host) is still training it.
+// A process id alone says little: a killed worker whose parent died with it can linger as a
+// zombie (its /proc entry still there), and a process id is reused by later processes. So a run
+// counts as being trained only if its process, on this host, is alive (not a zombie), is a
+// lory-worker, and was started before the run's last heartbeat (a reused id belongs to a process
+// started after the worker it once named had stopped writing).
+#pragma once
+
+#include <string>
+
+#include "core/results_store.h"
+
+namespace lory::cli {
+
+struct WorkerLiveness {
+  bool alive = false;
+  std::string why;  // why it is not (for messages): "no such process", "a zombie", ...
+};
+
+WorkerLiveness worker_liveness(const RunRecord& run);
+
+}  // namespace lory::cli
