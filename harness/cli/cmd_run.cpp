@@ -124,6 +124,7 @@ void run_experiment_command(const RunOptions& options) {
     check_resources(options, experiment);
     return;
   }
+  check_results_file(options.db);  // a file that is not a lory database is refused before anything else
   check_resources(options, experiment);
   if (options.launcher == "slurm") {
     SlurmOptions slurm = options.slurm;

@@ -305,8 +305,12 @@ namespace {
 // Checked before the read-write connection exists: opening one already switches the journal
 // mode (the header changes), which must never happen to a file that is not ours.
 const std::string& checked_for_writing(const std::string& path, ResultsStore::Open open) {
-  if (check_results_file(path) == ResultsFileState::Missing && open == ResultsStore::Open::MustExist) {
+  const ResultsFileState state = check_results_file(path);
+  if (open == ResultsStore::Open::MustExist && state == ResultsFileState::Missing) {
     throw UserError(fmt::format("database '{}' does not exist (pass --db PATH, or run an experiment first)", path));
+  }
+  if (open == ResultsStore::Open::MustExist && state == ResultsFileState::Empty) {
+    throw UserError(fmt::format("'{}' is empty: not a lory database (yet); pass another --db", path));
   }
   return path;
 }

@@ -1,5 +1,6 @@
 // Plugin loading: a real plugin loads and works; every broken plugin gets its one-line error.
 #include <dlfcn.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -66,6 +67,47 @@ TEST(PluginLoader, FileThatIsNotASharedLibrary) {
   testing::write_text(dir.file("fake.so"), "#!/bin/sh\necho not a library\n");
   const std::string error = load_error(dir.file("fake.so"));
   EXPECT_NE(error.find("is not a shared library (no ELF header)"), std::string::npos) << error;
+}
+
+// The first bytes of a real plugin, as a half-finished copy leaves it. dlopen would map segments
+// past the end of such a file and the process would die of SIGBUS with nothing printed.
+std::string truncated_copy(const testing::TempDir& dir, const std::string& name, size_t bytes) {
+  const std::string whole = testing::read_text(testing::build_dir() + "/plugins/lory_router_expert_choice.so");
+  EXPECT_GT(whole.size(), bytes);
+  const std::string path = dir.file(name);
+  testing::write_text(path, whole.substr(0, bytes));
+  return path;
+}
+
+TEST(PluginLoader, TruncatedSharedLibrariesAreRefusedByNameBeforeDlopen) {
+  testing::TempDir dir;
+  for (const size_t bytes : {size_t{40}, size_t{4096}, size_t{30000}}) {
+    const std::string path = truncated_copy(dir, fmt::format("cut_{}.so", bytes), bytes);
+    const std::string error = load_error(path);
+    EXPECT_NE(error.find("'" + path + "' is truncated or damaged"), std::string::npos) << bytes << ": " << error;
+    EXPECT_NE(error.find(fmt::format("the file has {} bytes", bytes)), std::string::npos) << error;
+  }
+}
+
+TEST(PluginRegistry, ATruncatedFileIsReportedAndTheOtherPluginsStillLoad) {
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.file("plugins"));
+  truncated_copy(dir, "plugins/lory_half_copied.so", 30000);
+  std::filesystem::copy_file(test_plugin("good_batcher"), dir.file("plugins/good_batcher.so"));
+  const PluginRegistry registry = PluginRegistry::discover({dir.file("plugins")});
+  ASSERT_EQ(registry.problems().size(), 1u);
+  EXPECT_NE(registry.problems().front().find("lory_half_copied.so' is truncated"), std::string::npos)
+      << registry.problems().front();
+  EXPECT_EQ(registry.unloadable_files().size(), 1u);
+  EXPECT_TRUE(registry.find("test_batcher"));
+  EXPECT_NO_THROW(registry.throw_if_problems(/*skip_unloadable=*/true));
+  EXPECT_THROW(registry.throw_if_problems(), PluginError);
+  // Through the CLI: a message and a non-zero exit, never a signal.
+  const auto listed =
+      testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " + dir.file("plugins"));
+  EXPECT_EQ(listed.exit_code, 1) << listed.output;
+  EXPECT_NE(listed.output.find("lory_half_copied.so' is truncated or damaged"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("test_batcher"), std::string::npos) << listed.output;
 }
 
 TEST(PluginLoader, SharedLibraryWithoutMetadataSymbol) {

@@ -1,6 +1,8 @@
 // The SQLite results store: round trips, read-only queries, concurrent writers, bad files.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <cmath>
+#include <filesystem>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -137,27 +139,68 @@ TEST(LoryQuery, RefusesWritingStatementsAndLeavesTheFileUnchanged) {
   EXPECT_EQ(db.query_int("SELECT count(*) FROM runs"), 1);
 }
 
-TEST(ResultsStore, RefusesFilesThatAreNotLoryDatabases) {
+std::string refusal(const std::string& path) {
+  try {
+    ResultsStore store(path);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A file that is not a lory database is refused before the read-write connection exists: its
+// bytes, its journal mode and its change counters stay exactly as they were, and no -wal or -shm
+// file appears beside it.
+TEST(ResultsStore, RefusesFilesThatAreNotLoryDatabasesWithoutChangingAByte) {
   TempDir dir;
   testing::write_text(dir.file("text.sqlite"), "this is not a database at all, just some text that is long enough");
-  try {
-    ResultsStore store(dir.file("text.sqlite"));
-    FAIL() << "opened a text file";
-  } catch (const SqliteError& e) {
-    EXPECT_NE(std::string(e.what()).find("text.sqlite"), std::string::npos) << e.what();
-  }
+  const std::string text_hash = sha256_file_hex(dir.file("text.sqlite"));
+  EXPECT_NE(refusal(dir.file("text.sqlite")).find("'" + dir.file("text.sqlite") + "' is not a lory database (not an "
+                                                  "SQLite file)"),
+            std::string::npos)
+      << refusal(dir.file("text.sqlite"));
+  EXPECT_EQ(sha256_file_hex(dir.file("text.sqlite")), text_hash);
   {
     Database other(dir.file("other.sqlite"), Database::Mode::ReadWrite);
+    other.exec("PRAGMA journal_mode=DELETE");
     other.exec("CREATE TABLE customers (id INTEGER)");
+    other.exec("INSERT INTO customers VALUES (1), (2)");
   }
-  try {
-    ResultsStore store(dir.file("other.sqlite"));
-    FAIL() << "adopted a foreign database";
-  } catch (const SqliteError& e) {
-    EXPECT_NE(std::string(e.what()).find("not a lory results database"), std::string::npos) << e.what();
-  }
+  const std::string other_hash = sha256_file_hex(dir.file("other.sqlite"));
+  const std::string message = refusal(dir.file("other.sqlite"));
+  EXPECT_NE(message.find("is not a lory database: it holds another program's tables (customers)"), std::string::npos)
+      << message;
+  EXPECT_EQ(sha256_file_hex(dir.file("other.sqlite")), other_hash) << "the foreign database was written";
+  EXPECT_FALSE(std::filesystem::exists(dir.file("other.sqlite-wal")));
+  EXPECT_THROW(open_results_read_only(dir.file("other.sqlite")), UserError);
+  EXPECT_EQ(sha256_file_hex(dir.file("other.sqlite")), other_hash);
   Database still_there(dir.file("other.sqlite"), Database::Mode::ReadOnly);
-  EXPECT_EQ(still_there.query_int("SELECT count(*) FROM customers"), 0);
+  EXPECT_EQ(still_there.query_int("SELECT count(*) FROM customers"), 2);
+
+  std::filesystem::create_directories(dir.file("folder.sqlite"));
+  EXPECT_NE(refusal(dir.file("folder.sqlite")).find("is a folder, not a results database"), std::string::npos)
+      << refusal(dir.file("folder.sqlite"));
+  try {
+    open_results_read_only(dir.file("folder.sqlite"));
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a folder"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ResultsStore, AnEmptyFileIsNotALoryDatabaseToReadButMayBecomeOne) {
+  TempDir dir;
+  testing::write_text(dir.file("empty.sqlite"), "");
+  try {
+    open_results_read_only(dir.file("empty.sqlite"));
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("is empty: not a lory database"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(std::filesystem::file_size(dir.file("empty.sqlite")), 0u);
+  // Nothing in it to lose: `lory run` may create its store there.
+  ResultsStore store(dir.file("empty.sqlite"));
+  EXPECT_EQ(check_results_file(dir.file("empty.sqlite")), ResultsFileState::Lory);
 }
 
 TEST(LoryMerge, CopiesRunsWithTheirRowsAndKeepsRunsAlreadyDoneInTheTarget) {
@@ -202,11 +245,52 @@ TEST(ResultsStore, RefusesASchemaNewerThanItKnows) {
     Database db(dir.file("r.sqlite"), Database::Mode::ReadWrite);
     db.exec("INSERT INTO schema_version (version) VALUES (999)");
   }
+  const std::string hash = sha256_file_hex(dir.file("r.sqlite"));
+  EXPECT_NE(refusal(dir.file("r.sqlite")).find("schema version 999, newer than this lory understands"),
+            std::string::npos)
+      << refusal(dir.file("r.sqlite"));
+  // The read side (status, query, report tables) refuses it too, instead of misreading it.
   try {
-    ResultsStore store(dir.file("r.sqlite"));
+    open_results_read_only(dir.file("r.sqlite"));
     FAIL();
-  } catch (const SqliteError& e) {
+  } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("schema version 999"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(sha256_file_hex(dir.file("r.sqlite")), hash);
+}
+
+// The commands a user points at a database: every one says what the file is and exits non-zero,
+// and the file is left as it was.
+TEST(LoryCommands, RefuseDatabasesThatAreNotLorysAndLeaveThemUnchanged) {
+  TempDir dir;
+  {
+    Database other(dir.file("other.sqlite"), Database::Mode::ReadWrite);
+    other.exec("PRAGMA journal_mode=DELETE");
+    other.exec("CREATE TABLE notes (text TEXT)");
+  }
+  testing::write_text(dir.file("empty.sqlite"), "");
+  std::filesystem::create_directories(dir.file("folder"));
+  { ResultsStore store(dir.file("newer.sqlite")); }
+  {
+    Database db(dir.file("newer.sqlite"), Database::Mode::ReadWrite);
+    db.exec("INSERT INTO schema_version (version) VALUES (999)");
+  }
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"other.sqlite", "another program's tables (notes)"},
+      {"empty.sqlite", "not a lory database"},
+      {"folder", "is a folder"},
+      {"newer.sqlite", "schema version 999"}};
+  for (const auto& [file, expected] : cases) {
+    const std::string path = dir.file(file);
+    const std::string before = std::filesystem::is_directory(path) ? "" : sha256_file_hex(path);
+    for (const std::string& command :
+         std::vector<std::string>{"status", "query \"SELECT 1\"", "report x --out " + dir.file("report")}) {
+      const auto result =
+          testing::run_command(fmt::format("{}/lory {} --db {}", testing::build_dir(), command, path));
+      EXPECT_NE(result.exit_code, 0) << command << " " << file << "\n" << result.output;
+      EXPECT_NE(result.output.find(expected), std::string::npos) << command << " " << file << "\n" << result.output;
+    }
+    if (!before.empty()) EXPECT_EQ(sha256_file_hex(path), before) << file;
   }
 }
 
