@@ -8,6 +8,8 @@
 //   checkpoint_index    the checkpoint file is in place, latest.json not yet updated
 //   before_done         the run is finished, not yet marked done
 // LORY_TEST_KILL_RANK=N restricts it to rank N of a data-parallel group (RANK).
+// LORY_TEST_KILL_SIGNAL=N sends signal N instead (6 = SIGABRT: a crash of the worker's own, which
+// fails its cell, where SIGKILL from outside only interrupts it).
 // Unset (always, outside tests) it costs one string comparison per point.
 #pragma once
 

@@ -16,6 +16,7 @@
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/evaluator.h"
+#include "train/failure_reason.h"
 #include "core/kill_points.h"
 #include "train/run_setup.h"
 #include "train/stop_request.h"
@@ -42,19 +43,6 @@ struct RunSelection {
 // Exit statuses the supervisor reads (beside 0 = done and 1 = failed, recorded as such).
 constexpr int kExitDiverged = 2;
 constexpr int kExitInterrupted = 130;
-
-// What runs.reason keeps of an exception: its message, never LibTorch's C++ stack trace (a few KB
-// of frames that say nothing to a researcher), cut to a length a status table can show.
-std::string reason_of(const std::exception& e) {
-  std::string text = e.what();
-  if (const auto* torch_error = dynamic_cast<const c10::Error*>(&e)) text = torch_error->what_without_backtrace();
-  // LibTorch messages sometimes carry the trace inline after "Exception raised from".
-  if (const size_t trace = text.find("\nException raised from"); trace != std::string::npos) text.resize(trace);
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  constexpr size_t kMaxReason = 1000;
-  if (text.size() > kMaxReason) text = text.substr(0, kMaxReason) + " [...]";
-  return text;
-}
 
 std::string experiment_folder(ResultsStore& store, const RunRecord& run) {
   return std::filesystem::path(store.experiment_file(run)).parent_path().string();
@@ -89,9 +77,9 @@ int train_command(const RunSelection& selection) {
   } catch (const std::exception& e) {
     if (rank == 0) {
       const auto latest = store.find_run(run->id);
-      store.mark_finished(run->id, run_status::kFailed, reason_of(e), latest ? latest->last_step : 0);
+      store.mark_finished(run->id, run_status::kFailed, failure_reason(e), latest ? latest->last_step : 0);
     }
-    throw UserError(reason_of(e));
+    throw UserError(failure_reason(e));
   }
 }
 

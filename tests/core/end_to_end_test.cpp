@@ -123,6 +123,119 @@ TEST_F(TinyExperiment, DryRunPrintsTheCellsWithoutTraining) {
   EXPECT_FALSE(std::filesystem::exists(dir_->file("dry.sqlite")));
 }
 
+// What the file cannot say about itself, found before anything is registered or spawned: every
+// problem at its file:line:col, no database written, no worker started.
+TEST_F(TinyExperiment, CorpusAndMemoryProblemsStopARunBeforeAnyCellIsRegistered) {
+  namespace fs = std::filesystem;
+  const auto experiment_with = [&](const std::string& name, const std::string& corpus, const std::string& trainer) {
+    std::string text = testing::tiny_experiment(name, trainer.empty() ? "steps = 12\nbatch_size = 4" : trainer);
+    text.replace(text.find("corpus = \"corpus\""), 17, "corpus = \"" + corpus + "\"");
+    testing::write_text(dir_->file(name + ".toml"), text);
+    return dir_->file(name + ".toml");
+  };
+  fs::create_directories(dir_->file("corpus_empty"));
+  testing::write_text(dir_->file("corpus_raw/notes.txt"), "raw text, never prepared");
+  for (const char* copy : {"corpus_bad_manifest", "corpus_truncated"}) {
+    fs::remove_all(dir_->file(copy));
+    fs::copy(dir_->file("corpus"), dir_->file(copy), fs::copy_options::recursive);
+  }
+  testing::write_text(dir_->file("corpus_bad_manifest/manifest.json"), "{\"format_version\": 1,");
+  fs::resize_file(dir_->file("corpus_truncated/tokens.bin"), fs::file_size(dir_->file("corpus/tokens.bin")) / 2);
+  struct Case {
+    std::string name, corpus, trainer, expected;
+  };
+  const std::vector<Case> cases = {
+      {"missing", "no_such_corpus", "", "4:1: error: corpus folder '" + dir_->file("no_such_corpus") + "' does not exist"},
+      {"a_file", "tiny.toml", "", "4:1: error: '" + dir_->file("tiny.toml") + "' is a file, not a corpus folder"},
+      {"empty", "corpus_empty", "", "4:1: error: corpus folder '" + dir_->file("corpus_empty") + "' is empty"},
+      {"raw", "corpus_raw", "", "4:1: error: '" + dir_->file("corpus_raw") + "' has no manifest.json, so it is not a "
+                                "prepared corpus"},
+      {"bad_manifest", "corpus_bad_manifest", "", "4:1: error: " + dir_->file("corpus_bad_manifest") +
+                                                      "/manifest.json: malformed corpus manifest"},
+      {"truncated", "corpus_truncated", "", "4:1: error: corpus '" + dir_->file("corpus_truncated") +
+                                                "': tokens.bin has 23364 bytes but the manifest announces 23364 tokens "
+                                                "(46728 bytes): the file is truncated"},
+      {"huge_batch", "corpus", "steps = 2\nbatch_size = 2000000000",
+       "14:1: error: one forward/backward of 2000000000 sequences x 32 tokens needs at least"},
+  };
+  for (const Case& c : cases) {
+    const std::string file = experiment_with(c.name, c.corpus, c.trainer);
+    const std::string db = dir_->file("not-created-" + c.name + ".sqlite");
+    const auto result = run_command(fmt::format("{}/lory run {} --db {}", build_dir(), file, db));
+    EXPECT_NE(result.exit_code, 0) << c.name << "\n" << result.output;
+    EXPECT_NE(result.output.find(file + ":" + c.expected), std::string::npos)
+        << c.name << ": expected '" << c.expected << "' in\n" << result.output;
+    EXPECT_NE(result.output.find("nothing was registered or started"), std::string::npos) << result.output;
+    EXPECT_FALSE(fs::exists(db)) << c.name << ": a database was written";
+    EXPECT_FALSE(fs::exists(dir_->file("not-created-" + c.name + ".runs"))) << c.name;
+  }
+  // A dry run shows the same findings after its table, as a plan for a corpus still to prepare.
+  const auto dry = run_command(fmt::format("{}/lory run {} --dry-run --db {}", build_dir(), dir_->file("missing.toml"),
+                                           dir_->file("dry-missing.sqlite")));
+  EXPECT_EQ(dry.exit_code, 0) << dry.output;
+  EXPECT_NE(dry.output.find("not ready to train (a real run stops here"), std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("does not exist"), std::string::npos) << dry.output;
+}
+
+TEST_F(TinyExperiment, RunRefusesADatabaseThatIsNotLorysAndLeavesItUnchanged) {
+  {
+    Database other(dir_->file("customers.sqlite"), Database::Mode::ReadWrite);
+    other.exec("PRAGMA journal_mode=DELETE");
+    other.exec("CREATE TABLE customers (id INTEGER, name TEXT)");
+    other.exec("INSERT INTO customers VALUES (1, 'Ada')");
+  }
+  const std::string before = testing::read_text(dir_->file("customers.sqlite"));
+  const auto refused = run_command(fmt::format("{}/lory run {} --db {}", build_dir(), dir_->file("tiny.toml"),
+                                               dir_->file("customers.sqlite")));
+  EXPECT_NE(refused.exit_code, 0) << refused.output;
+  EXPECT_NE(refused.output.find("is not a lory database: it holds another program's tables (customers)"),
+            std::string::npos)
+      << refused.output;
+  EXPECT_EQ(testing::read_text(dir_->file("customers.sqlite")), before) << "the foreign database was written";
+  EXPECT_FALSE(std::filesystem::exists(dir_->file("customers.sqlite-wal")));
+  EXPECT_FALSE(std::filesystem::exists(dir_->file("customers.runs")));
+  const auto folder = run_command(fmt::format("{}/lory run {} --db {}", build_dir(), dir_->file("tiny.toml"),
+                                              dir_->path()));
+  EXPECT_NE(folder.exit_code, 0);
+  EXPECT_NE(folder.output.find("is a folder, not a results database"), std::string::npos) << folder.output;
+}
+
+// The plugins' own rules between their parameters, for every cell at once, at the lines that set
+// them, before anything runs: the case of a grid that used to spawn and fail each cell in turn.
+TEST_F(TinyExperiment, PluginRulesAreCheckedForEveryCellAtValidation) {
+  testing::write_text(dir_->file("rules.toml"),
+                      testing::tiny_experiment("rules", "steps = 12\nbatch_size = 4\nlr = 0",
+                                               "", "[[grid.cells]]\nmodel.transformer.n_heads = 3\n"
+                                                   "[[grid.cells]]\nmodel.transformer.n_heads = 32\n"
+                                                   "[[grid.cells]]\nrouter.plugin = \"topk\"\n"
+                                                   "router.topk.experts = 4\nrouter.topk.k = 6\n"));
+  for (const char* flags : {"--dry-run", ""}) {
+    const auto result = run_command(fmt::format("{}/lory run {} {} --db {}", build_dir(), dir_->file("rules.toml"),
+                                                flags, dir_->file("rules.sqlite")));
+    EXPECT_NE(result.exit_code, 0) << result.output;
+    EXPECT_NE(result.output.find("rules.toml:20:19: error: model.transformer: d_model = 32 must be a multiple of "
+                                 "n_heads = 3"),
+              std::string::npos)
+        << result.output;
+    EXPECT_NE(result.output.find("rules.toml:22:19: error: model.transformer: the head width d_model / n_heads = 32 / "
+                                 "32 = 1 must be even"),
+              std::string::npos)
+        << result.output;
+    EXPECT_NE(result.output.find("rules.toml:26:13: error: router.topk: k = 6 exceeds experts = 4"), std::string::npos)
+        << result.output;
+    EXPECT_FALSE(std::filesystem::exists(dir_->file("rules.sqlite")));
+  }
+  // lr = 0 is legal, and said.
+  testing::write_text(dir_->file("frozen.toml"),
+                      testing::tiny_experiment("frozen", "steps = 12\nbatch_size = 4\nlr = 0"));
+  const auto frozen = run_command(fmt::format("{}/lory run {} --dry-run --db {}", build_dir(),
+                                              dir_->file("frozen.toml"), dir_->file("frozen.sqlite")));
+  EXPECT_EQ(frozen.exit_code, 0) << frozen.output;
+  EXPECT_NE(frozen.output.find("frozen.toml:15:1: warning: trainer.lr = 0: the optimizer will not change the model"),
+            std::string::npos)
+      << frozen.output;
+}
+
 // A small Lory model on the embedded sample corpus (byte-level tokens, so no tokenizer training):
 // a dense warm-up, upcycling into 4 experts, and a training loss that keeps falling after it.
 TEST(SampleCorpusTraining, SmallLoryModelTrainsOnTheEmbeddedSampleAfterDenseWarmUp) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <thread>
 #include <tuple>
 
+#include "core/results_store.h"
 #include "core/sqlite_db.h"
 #include "test_support.h"
 
@@ -137,17 +139,123 @@ TEST_F(GridRunner, KillNineAtSixPointsThenResumeGivesExactlyTheUninterruptedResu
     const std::string db = dir_->file(fmt::format("crash-{}/r.sqlite", point.substr(0, point.find(':'))));
     const auto crashed = lory_run(file, db, "", "LORY_TEST_KILL_AT=" + point);
     EXPECT_NE(crashed.exit_code, 0) << point;
-    EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "failed") << point << "\n" << crashed.output;
+    // Killed from outside (kill -9, the OOM killer): interrupted, so a plain rerun resumes it.
+    EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << point << "\n" << crashed.output;
     EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("signal 9"), std::string::npos) << point;
-    const auto without_flag = lory_run(file, db);
-    EXPECT_NE(without_flag.output.find("not retried (pass --retry-failed)"), std::string::npos) << without_flag.output;
-    const auto resumed = lory_run(file, db, "--retry-failed");
+    const auto resumed = lory_run(file, db);
     ASSERT_EQ(resumed.exit_code, 0) << point << "\n" << resumed.output;
     EXPECT_EQ(count(db, "SELECT count(*) FROM runs"), 1) << point;
     EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done") << point;
     EXPECT_EQ(query_text(db, "PRAGMA integrity_check"), "ok") << point;
     EXPECT_EQ(result_rows(db), expected) << point << ": the resumed run's rows differ from the uninterrupted run's";
   }
+}
+
+TEST_F(GridRunner, AWorkerThatCrashesByItsOwnFaultFailsItsCellAndAPlainRerunLeavesIt) {
+  const std::string file = experiment("abort", 1, 8);
+  const std::string db = dir_->file("abort/r.sqlite");
+  const auto crashed = lory_run(file, db, "", "LORY_TEST_KILL_AT=after_step:3 LORY_TEST_KILL_SIGNAL=6");
+  EXPECT_NE(crashed.exit_code, 0);
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "failed") << crashed.output;
+  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("signal 6"), std::string::npos)
+      << query_text(db, "SELECT reason FROM runs");
+  const auto plain = lory_run(file, db);
+  EXPECT_NE(plain.exit_code, 0);
+  EXPECT_NE(plain.output.find("not retried (pass --retry-failed)"), std::string::npos) << plain.output;
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "failed");
+  const auto retried = lory_run(file, db, "--retry-failed");
+  EXPECT_EQ(retried.exit_code, 0) << retried.output;
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
+}
+
+// A process named lory-worker that is not training anything: a zombie (it has exited, its parent
+// has not reaped it) or a live one started after the run's last heartbeat (a reused process id).
+pid_t fake_worker(bool zombie) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_NAME, "lory-worker", 0, 0, 0);
+    if (!zombie) pause();
+    _exit(0);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // named (and, for a zombie, exited)
+  return pid;
+}
+
+void mark_running(const std::string& db, int64_t run, pid_t pid, const std::string& heartbeat_sql) {
+  Database writable(db, Database::Mode::ReadWrite);
+  writable.exec(fmt::format("UPDATE runs SET status = 'running', worker_pid = {}, host = '{}', heartbeat_at = "
+                            "strftime('%Y-%m-%dT%H:%M:%SZ', {}) WHERE id = {}",
+                            pid, current_host(), heartbeat_sql, run));
+}
+
+TEST_F(GridRunner, ARunWhoseWorkerIsAZombieOrAReusedProcessIdIsResumedNotLeftToIt) {
+  const std::string file = experiment("zombie", 2, 6);
+  const std::string db = dir_->file("zombie/r.sqlite");
+  ASSERT_EQ(lory_run(file, db).exit_code, 0);
+  const pid_t zombie = fake_worker(/*zombie=*/true);
+  const pid_t reused = fake_worker(/*zombie=*/false);
+  mark_running(db, 1, zombie, "'now'");
+  mark_running(db, 2, reused, "'now', '-1 hour'");  // its process started after the last heartbeat
+  const auto rerun = lory_run(file, db);
+  EXPECT_EQ(rerun.exit_code, 0) << rerun.output;
+  EXPECT_EQ(rerun.output.find("left to it"), std::string::npos) << rerun.output;
+  EXPECT_NE(rerun.output.find("0 done before, 2 to train"), std::string::npos) << rerun.output;
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 2);
+  ::kill(reused, SIGKILL);
+  waitpid(reused, nullptr, 0);
+  waitpid(zombie, nullptr, 0);
+}
+
+TEST_F(GridRunner, ARunALiveWorkerIsTrainingIsLeftToItAndTheGridIsNotReportedDone) {
+  const std::string file = experiment("live", 2, 6);
+  const std::string db = dir_->file("live/r.sqlite");
+  ASSERT_EQ(lory_run(file, db).exit_code, 0);
+  const pid_t worker = fake_worker(/*zombie=*/false);
+  mark_running(db, 2, worker, "'now', '+1 minute'");
+  const auto rerun = lory_run(file, db);
+  EXPECT_NE(rerun.exit_code, 0) << rerun.output;
+  EXPECT_NE(rerun.output.find(fmt::format("is being trained by process {}; left to it", worker)), std::string::npos)
+      << rerun.output;
+  EXPECT_NE(rerun.output.find("1 not done, 1 being trained by another process"), std::string::npos) << rerun.output;
+  EXPECT_NE(rerun.output.find("1 of 2 cells of 'live' are not done"), std::string::npos) << rerun.output;
+  ::kill(worker, SIGKILL);
+  waitpid(worker, nullptr, 0);
+}
+
+TEST_F(GridRunner, KillNineOfTheSupervisorAndItsWorkerThenAPlainRerunFinishesTheGrid) {
+  const std::string file = experiment("both-killed", 1, 400);
+  const std::string db = dir_->file("both-killed/r.sqlite");
+  const pid_t supervisor = start_supervisor_when_step_reached(file, db, dir_->file("both-killed.log"), 6);
+  const pid_t worker = static_cast<pid_t>(count(db, "SELECT worker_pid FROM runs"));
+  ASSERT_GT(worker, 0);
+  ::kill(supervisor, SIGKILL);
+  ::kill(worker, SIGKILL);
+  waitpid(supervisor, nullptr, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "running");  // nobody was left to record the ending
+  const auto rerun = lory_run(file, db);
+  EXPECT_EQ(rerun.exit_code, 0) << rerun.output;
+  EXPECT_EQ(rerun.output.find("left to it"), std::string::npos) << rerun.output;
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
+  EXPECT_EQ(count(db, "SELECT count(DISTINCT step) FROM metrics WHERE name = 'train/loss'"), 200);
+}
+
+TEST_F(GridRunner, ASecondLoryRunOfAGridBeingTrainedIsRefusedWithWhoHoldsIt) {
+  const std::string file = experiment("twice-run", 1, 400);
+  const std::string db = dir_->file("twice-run/r.sqlite");
+  const pid_t first = start_supervisor_when_step_reached(file, db, dir_->file("twice-run.log"), 4);
+  const auto second = lory_run(file, db);
+  EXPECT_NE(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find(fmt::format("'twice-run' in '{}' is being run by another lory process (process {}",
+                                           db, first)),
+            std::string::npos)
+      << second.output;
+  EXPECT_NE(second.output.find("nothing was started"), std::string::npos) << second.output;
+  ::kill(first, SIGINT);
+  waitpid(first, nullptr, 0);
+  // Once the first has stopped, the grid is free again and finishes.
+  const auto third = lory_run(file, db);
+  EXPECT_EQ(third.exit_code, 0) << third.output;
 }
 
 TEST_F(GridRunner, APluginThatThrowsFailsOnlyItsOwnCell) {

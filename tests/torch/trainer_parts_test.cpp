@@ -9,10 +9,25 @@
 #include "test_support.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/failure_reason.h"
 #include "train/lr_schedule.h"
 
 namespace lory {
 namespace {
+
+TEST(FailureReason, KeepsLibTorchsMessageWithoutItsStackTrace) {
+  try {
+    torch::ones({2, 3}).view({4});  // shape mismatch: a c10::Error whose what() carries a C++ backtrace
+    FAIL();
+  } catch (const std::exception& e) {
+    const std::string reason = failure_reason(e);
+    EXPECT_NE(reason.find("shape '[4]' is invalid for input of size 6"), std::string::npos) << reason;
+    EXPECT_EQ(reason.find("frame #"), std::string::npos) << reason;
+    EXPECT_EQ(reason.find("Exception raised from"), std::string::npos) << reason;
+    EXPECT_LE(reason.size(), kMaxFailureReason + 6);
+  }
+  EXPECT_EQ(failure_reason(std::runtime_error(std::string(5000, 'x'))).size(), kMaxFailureReason + 6);
+}
 
 TEST(AdamW, MatchesLibTorchAdamWOnAMatrix) {
   torch::manual_seed(3);
