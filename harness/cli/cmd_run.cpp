@@ -105,7 +105,7 @@ SupervisorOptions supervisor_options(const RunOptions& options, const std::vecto
 // prepared yet.
 void check_resources(const RunOptions& options, const Experiment& experiment) {
   Diagnostics resources;
-  check_cells_can_run(experiment, resources);
+  check_cells_can_run(experiment, options.jobs, resources);
   if (resources.empty()) return;
   const std::string report = resources.format();
   const auto count = std::count(report.begin(), report.end(), '\n');
@@ -155,7 +155,7 @@ void run_cell_command(const RunOptions& options) {
   }
   experiment.cells = chosen;
   experiment.merged_duplicates = 0;
-  if (!options.register_only) check_resources(options, experiment);
+  check_resources(options, experiment);
   SupervisorOptions supervisor = supervisor_options(options, plugin_path);
   supervisor.lock_suffix = "#" + chosen.front().identity.substr(0, 12);
   run_grid(experiment, supervisor);

@@ -156,6 +156,7 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
     const int64_t seed = cell.config.section("trainer").values.get_int("seed");
     const int64_t run_id = store.ensure_run(experiment_id, cell.identity, cell.label, cell.config.canonical_json(), seed);
     const RunRecord run = *store.find_run(run_id);
+    WorkerLiveness liveness;
     const bool has_results = run.status == run_status::kDone || run.last_step > 0;
     if (has_results && !run.corpus_checksum.empty() && run.corpus_checksum != checksum_of_corpus[corpus]) {
       mismatched.push_back(fmt::format("run {} ({}, {})", run.id, run.label, run.status));
@@ -166,12 +167,17 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
     } else if ((run.status == run_status::kFailed || run.status == run_status::kDiverged) && !options.retry_failed) {
       skipped_failed.push_back(fmt::format("run {} ({}): {} at step {}: {}", run.id, run.label, run.status,
                                            run.last_step, run.reason));
-    } else if (run.status == run_status::kRunning && worker_liveness(run).alive) {
+    } else if (run.status == run_status::kRunning &&
+               (liveness = worker_liveness(run, store.run_attribute(run.id, "worker_start").value_or(""))).alive) {
       left_to_others.push_back(fmt::format("run {} ({}): being trained by process {} on {}, at step {} of {}", run.id,
                                            run.label, run.worker_pid, run.host, run.last_step, run.total_steps));
       std::printf("run %lld (%s) is being trained by process %lld; left to it\n", static_cast<long long>(run.id),
                   run.label.c_str(), static_cast<long long>(run.worker_pid));
     } else {
+      if (run.status == run_status::kRunning) {
+        std::printf("run %lld (%s) was left running by process %lld: %s; resuming it\n", static_cast<long long>(run.id),
+                    run.label.c_str(), static_cast<long long>(run.worker_pid), liveness.why.c_str());
+      }
       queue.push_back({i, run_id});  // new, interrupted, or orphaned by a worker that died
     }
   }
@@ -317,6 +323,13 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
         store.mark_finished(run.id, run_status::kFailed, how, run.last_step);
       }
       run = *store.find_run(run.id);
+    } else if (run.status == run_status::kFailed && finished.ranks.size() > 1 && !first_failure.empty() &&
+               killed_from_outside(first_failure_status) && interrupts == 0) {
+      // A rank killed from outside took the cell down first; the survivors' collectives then
+      // failed and rank 0 recorded that as the cell's error. The kill is the cause: interrupted.
+      store.mark_finished(run.id, run_status::kInterrupted,
+                          first_failure + "; interrupted: a rerun resumes it from its last checkpoint", run.last_step);
+      run = *store.find_run(run.id);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - finished.started).count();
     if (run.status == run_status::kDone) {
@@ -345,7 +358,7 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   signal(SIGTERM, SIG_DFL);
   const size_t never_started = queue.size() - next;
   std::printf("\n%zu trained, %zu done before, %zu not done%s%s\n\n", trained, already_done,
-              not_done.size() + left_to_others.size(),
+              not_done.size() + skipped_failed.size() + left_to_others.size(),
               never_started ? fmt::format(", {} not started", never_started).c_str() : "",
               left_to_others.empty() ? ""
                                      : fmt::format(", {} being trained by another process", left_to_others.size()).c_str());

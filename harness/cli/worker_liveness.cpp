@@ -1,5 +1,7 @@
 #include "worker_liveness.h"
 
+#include "core/process_identity.h"
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -34,7 +36,7 @@ std::optional<double> boot_time() {
 
 }  // namespace
 
-WorkerLiveness worker_liveness(const RunRecord& run) {
+WorkerLiveness worker_liveness(const RunRecord& run, const std::string& recorded_start) {
   if (run.worker_pid <= 0) return {false, "no worker recorded"};
   if (run.host != current_host()) return {false, fmt::format("recorded on host '{}', not this one", run.host)};
   std::ifstream in(fmt::format("/proc/{}/stat", run.worker_pid));
@@ -51,6 +53,10 @@ WorkerLiveness worker_liveness(const RunRecord& run) {
   const std::string& state = fields[0];
   if (state == "Z" || state == "X" || state == "x") return {false, "its process has exited (a zombie)"};
   if (comm.rfind("lory-worker", 0) != 0) return {false, fmt::format("process {} is now '{}'", run.worker_pid, comm)};
+  if (!recorded_start.empty()) {
+    if (process_start_identity(static_cast<pid_t>(run.worker_pid)) == recorded_start) return {true, ""};
+    return {false, fmt::format("process {} is a newer lory-worker than the one that trained it", run.worker_pid)};
+  }
   const auto boot = boot_time();
   const auto heartbeat = parse_utc(run.heartbeat_at);
   if (boot && heartbeat) {

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
 #include <map>
 #include <optional>
 
@@ -20,8 +22,9 @@ struct CorpusFinding {
 CorpusFinding inspect_corpus(const std::string& directory) {
   CorpusFinding finding;
   try {
-    // Opening verifies sizes, bounds and checksums: a truncated or corrupted corpus is found here.
-    const auto corpus = Corpus::open(directory);
+    // Structure, sizes and record bounds: a missing, truncated or malformed corpus is found here
+    // at any corpus size; the worker verifies the checksums before it trains.
+    const auto corpus = Corpus::open(directory, /*verify_checksums=*/false);
     if (corpus->documents_of_split(Split::Train).empty()) {
       finding.problem = fmt::format("corpus '{}' holds no training documents; prepare it again with more text",
                                     directory);
@@ -60,7 +63,8 @@ void check_memory(const ExperimentCell& cell, const CorpusManifest& manifest, do
   const bool micro_set = trainer.get_int("micro_batch_size") > 0;
   diagnostics.error(cell.where(micro_set ? "trainer.micro_batch_size" : "trainer.batch_size"),
                     fmt::format("one forward/backward of {} sequences x {} tokens needs at least {} of activations "
-                                "(vocabulary {}, d_model {}, {} layers), more than this machine's {}: {}",
+                                "(vocabulary {}, d_model {}, {} layers), more than the {} of memory each cell has "
+                                "here: {}",
                                 micro, context, gigabytes(needed), manifest.vocab_size, d_model, layers,
                                 gigabytes(memory),
                                 fitting >= 1 ? fmt::format("set trainer.micro_batch_size to at most {} (a divisor of "
@@ -87,12 +91,20 @@ double activation_bytes_lower_bound(int64_t sequences, int64_t context, int64_t 
 
 double physical_memory_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size) : 0.0;
+  double memory = pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size) : 0.0;
+  // A container's or a Slurm job's limit (cgroup v2, then v1) is the memory that counts.
+  for (const char* limit_file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(limit_file);
+    double limit = 0;
+    if (in >> limit && limit > 0 && (memory <= 0 || limit < memory)) memory = limit;  // "max" reads as no number
+  }
+  return memory;
 }
 
-void check_cells_can_run(const Experiment& experiment, Diagnostics& diagnostics) {
+void check_cells_can_run(const Experiment& experiment, int cells_at_once, Diagnostics& diagnostics) {
   std::map<std::string, CorpusFinding> corpora;
-  const double memory = physical_memory_bytes();
+  // Cells trained side by side (-j) share the machine.
+  const double memory = physical_memory_bytes() / std::max(1, cells_at_once);
   for (const ExperimentCell& cell : experiment.cells) {
     const std::string directory = experiment.corpus_path(cell.config);
     auto it = corpora.find(directory);

@@ -13,7 +13,8 @@
 
 namespace lory {
 
-void check_cells_can_run(const Experiment& experiment, Diagnostics& diagnostics);
+// `cells_at_once` (lory run -j) divides the memory between the cells trained side by side.
+void check_cells_can_run(const Experiment& experiment, int cells_at_once, Diagnostics& diagnostics);
 
 // A lower bound, in bytes, on the activations LibTorch keeps for the backward pass of one
 // micro-batch of `sequences` x `context` tokens (fp32): the LM head's logits and their gradient,
@@ -22,7 +23,8 @@ void check_cells_can_run(const Experiment& experiment, Diagnostics& diagnostics)
 double activation_bytes_lower_bound(int64_t sequences, int64_t context, int64_t vocab, int64_t d_model,
                                     int64_t n_layers, int64_t n_heads);
 
-// Physical memory of this machine, in bytes (0 when unknown).
+// Memory this process may use, in bytes: physical memory, or the cgroup limit (a container, a
+// Slurm job) when that is smaller; 0 when unknown.
 double physical_memory_bytes();
 
 }  // namespace lory

@@ -195,10 +195,15 @@ std::optional<std::pair<int, int>> first_too_deep_line(const std::string& text) 
     }
     const size_t first = line.find_first_not_of(" \t");
     if (!in_multiline && first != std::string_view::npos && line[first] != '#') {
+      // Count the dots of the key part only: a header "[a.b]" followed by nothing but a comment,
+      // or what precedes the '=' of "a.b = ...". Other lines (continuations of a multi-line
+      // array of numbers, say) hold no key.
       const bool header = line[first] == '[';
       int dots = 0;
       char quote = 0;
-      for (size_t i = first; i < line.size(); ++i) {
+      bool is_key = false;
+      size_t i = first;
+      for (; i < line.size(); ++i) {
         const char c = line[i];
         if (quote) {
           if (c == quote) quote = 0;
@@ -206,11 +211,16 @@ std::optional<std::pair<int, int>> first_too_deep_line(const std::string& text) 
           quote = c;
         } else if (c == '.') {
           ++dots;
-        } else if ((header && c == ']') || (!header && c == '=')) {
+        } else if (header && c == ']') {
+          const size_t after = line.find_first_not_of("] \t", i);
+          is_key = after == std::string_view::npos || line[after] == '#';
+          break;
+        } else if (!header && c == '=') {
+          is_key = true;
           break;
         }
       }
-      if (dots >= kMaxNesting) return std::make_pair(line_number, static_cast<int>(first) + 1);
+      if (is_key && dots >= kMaxNesting) return std::make_pair(line_number, static_cast<int>(first) + 1);
     }
     start = end + 1;
   }

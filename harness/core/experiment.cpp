@@ -470,7 +470,7 @@ void check_trainer_consistency(const SectionConfig& trainer, const ConfigNode* t
   if (!trainer.values.has("steps") || !trainer.values.has("tokens")) return;
   const int64_t steps = trainer.values.get_int("steps"), tokens = trainer.values.get_int("tokens");
   if ((steps > 0) == (tokens > 0)) {
-    // Both set: at the one written last; neither: at the section.
+    // Both set: at trainer.tokens (the message names both); neither: at the section.
     const SourceLocation at = steps > 0 ? key_location(table, "tokens", key_location(table, "steps", where)) : where;
     diagnostics.error(at, fmt::format("set exactly one of trainer.steps and trainer.tokens (got steps = {}, "
                                       "tokens = {})",

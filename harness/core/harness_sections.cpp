@@ -66,6 +66,13 @@ std::vector<HarnessSection> build_sections() {
            float_param("dense_warmup_fraction", 0.0, 0, 0.99,
                        "train with a dense FFN for this fraction of steps, then copy it into every expert "
                        "(upcycling; the Lory paper uses 0.05)"),
+           string_param("upcycling_optimizer", "reset", {"reset", "copy"},
+                        "AdamW state of the experts at upcycling: reset (m = v = 0, step count 0: the first update "
+                        "is about lr * sign(g)) or copy (each expert inherits the dense FFN's moments and step "
+                        "count; the router starts fresh)"),
+           float_param("upcycling_lr_rewarmup_fraction", 0.0, 0, 0.99,
+                       "after upcycling, ramp the learning rate linearly from 0 back to the schedule over this "
+                       "fraction of steps; 0 = no re-warm-up"),
            int_param("log_every", 10, 1, kOpen, "steps between training-metric rows"),
            int_param("checkpoint_every", 0, 0, kOpen, "steps between checkpoints; 0 = only at the end"),
            int_param("inject_nan_at_step", 0, 0, kOpen,

@@ -29,7 +29,8 @@ MergeSummary merge_results(const std::string& target_path, const std::vector<std
   Database& db = target.database();
   for (const std::string& source_path : source_paths) {
     if (fs::weakly_canonical(source_path) == fs::weakly_canonical(target_path)) continue;
-    { ResultsStore migrate(source_path); }  // brings an older source to this schema; refuses a foreign file
+    // Brings an older source to this schema; refuses a foreign, empty or missing file untouched.
+    { ResultsStore migrate(source_path, ResultsStore::Open::MustExist); }
     db.prepare("ATTACH DATABASE ? AS src").bind(1, source_path).run();
     std::vector<std::pair<RunRecord, RunRecord>> copied;  // (source run, target run)
     try {

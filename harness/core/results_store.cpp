@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "core/kill_points.h"
+#include "core/process_identity.h"
 #include "lory/build_info.h"
 
 namespace lory {
@@ -273,7 +274,10 @@ ResultsFileState check_results_file(const std::string& path) {
   Statement s = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   while (s.step()) tables.push_back(s.column_text(0));
   if (tables.empty()) return ResultsFileState::Empty;
-  if (std::find(tables.begin(), tables.end(), "schema_version") == tables.end()) {
+  const auto has = [&](const char* table) { return std::find(tables.begin(), tables.end(), table) != tables.end(); };
+  // Lory creates schema_version, experiments and runs in one transaction: all three, or it is not ours
+  // (schema_version alone is a common table name).
+  if (!has("schema_version") || !has("experiments") || !has("runs")) {
     if (tables.size() > 5) tables.resize(5), tables.back() = "...";
     throw UserError(fmt::format("'{}' is not a lory database: it holds another program's tables ({}) and no lory "
                                 "schema version; nothing was changed, pass another --db",
@@ -460,7 +464,19 @@ void ResultsStore::mark_running(int64_t run_id, const std::string& code_version,
       .bind(7, now)
       .bind(8, run_id)
       .run();
+  // Which process this is, beyond its reusable id (see worker_liveness in the CLI).
+  db_.prepare("INSERT OR REPLACE INTO run_attributes (run_id, name, value) VALUES (?, 'worker_start', ?)")
+      .bind(1, run_id)
+      .bind(2, process_start_identity(::getpid()))
+      .run();
   transaction.commit();
+}
+
+std::optional<std::string> ResultsStore::run_attribute(int64_t run_id, const std::string& name) {
+  Statement s = db_.prepare("SELECT value FROM run_attributes WHERE run_id = ? AND name = ?");
+  s.bind(1, run_id).bind(2, name);
+  if (!s.step()) return std::nullopt;
+  return s.column_text(0);
 }
 
 void ResultsStore::mark_finished(int64_t run_id, const std::string& status, const std::string& reason,

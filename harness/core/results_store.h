@@ -108,6 +108,7 @@ class ResultsStore {
                     const std::string& corpus_checksum);
   void mark_finished(int64_t run_id, const std::string& status, const std::string& reason, int64_t last_step);
   void set_run_attribute(int64_t run_id, const std::string& name, const std::string& value);
+  std::optional<std::string> run_attribute(int64_t run_id, const std::string& name);
 
   void write_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
   void write_evals(int64_t run_id, const std::vector<EvalRow>& rows);

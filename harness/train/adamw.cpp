@@ -34,6 +34,14 @@ void AdamW::retain_only(const std::vector<std::pair<std::string, torch::Tensor>>
   }
 }
 
+std::optional<AdamW::Moments> AdamW::moments(const std::string& name) const {
+  auto it = state_.find(name);
+  if (it == state_.end() || !it->second.exp_avg.defined()) return std::nullopt;
+  return it->second;
+}
+
+void AdamW::set_moments(const std::string& name, Moments moments) { state_[name] = std::move(moments); }
+
 void AdamW::save(torch::serialize::OutputArchive& archive) const {
   torch::serialize::OutputArchive states;
   std::vector<std::string> names;

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,14 +25,20 @@ class AdamW {
   // Drops the state of parameters no longer in the model.
   void retain_only(const std::vector<std::pair<std::string, torch::Tensor>>& parameters);
 
+  // One parameter's state: first and second moments and the number of updates it has had (its
+  // own bias-correction clock). Read and set by upcycling with trainer.upcycling_optimizer = copy.
+  struct Moments {
+    torch::Tensor exp_avg, exp_avg_sq;
+    int64_t steps = 0;
+  };
+  std::optional<Moments> moments(const std::string& name) const;
+  void set_moments(const std::string& name, Moments moments);
+
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive);
 
  private:
-  struct State {
-    torch::Tensor exp_avg, exp_avg_sq;
-    int64_t steps = 0;
-  };
+  using State = Moments;
   Options options_;
   std::map<std::string, State> state_;
 };

@@ -29,6 +29,8 @@ struct Settings {
   int64_t steps, batch_size, log_every, eval_every, checkpoint_every;
   int64_t micro_batch_size, accumulation;  // per rank; set once the group's size is known
   int64_t upcycle_at;  // step at which the dense warm-up ends; -1 without warm-up
+  bool upcycling_copies_optimizer_state;
+  int64_t rewarmup_steps;  // linear LR ramp after upcycling; 0 = none
   int64_t inject_nan_at;
   int64_t inject_nan_grad_at;
   double grad_clip;
@@ -52,6 +54,10 @@ Settings read_settings(const RunSetup& setup) {
   s.upcycle_at = (warmup > 0 && setup.router_name() != "dense")
                      ? std::max<int64_t>(1, static_cast<int64_t>(std::llround(warmup * static_cast<double>(s.steps))))
                      : -1;
+  s.upcycling_copies_optimizer_state = t.get_string("upcycling_optimizer") == "copy";
+  s.rewarmup_steps = s.upcycle_at > 0 ? static_cast<int64_t>(std::llround(t.get_float("upcycling_lr_rewarmup_fraction") *
+                                                                          static_cast<double>(s.steps)))
+                                      : 0;
   s.grad_clip = t.get_float("grad_clip");
   s.inject_nan_at = t.get_int("inject_nan_at_step");
   s.inject_nan_grad_at = t.get_int("inject_nan_grad_at_step");
@@ -66,6 +72,15 @@ Settings read_settings(const RunSetup& setup) {
   s.eval_prompt_routing = e.get_bool("prompt_routing");
   s.eval_prompt_length = e.get_int("prompt_length");
   return s;
+}
+
+// The LR re-warm-up after upcycling: 1/R, 2/R, ..., 1 over the R steps from the upcycling step
+// on (the step's schedule value times this), so the new experts and router are not hit by the
+// peak learning rate at once. 1 before upcycling and without a re-warm-up.
+double rewarmup_factor(const Settings& s, const TrainingState& state) {
+  if (s.rewarmup_steps <= 0 || !state.upcycled) return 1.0;
+  const int64_t since = state.step - state.upcycle_step;
+  return std::min(1.0, static_cast<double>(since + 1) / static_cast<double>(s.rewarmup_steps));
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> named_parameters(const LanguageModel& model) {
@@ -257,13 +272,16 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
 
   while (state.step < s.steps) {
     if (s.upcycle_at > 0 && !state.upcycled && state.step >= s.upcycle_at) {
-      upcycle_feed_forwards(*model, [&](const FeedForwardSpec& spec) { return setup.build_router_layer(spec); });
+      const UpcyclingOutcome upcycled =
+          upcycle_feed_forwards(*model, [&](const FeedForwardSpec& spec) { return setup.build_router_layer(spec); },
+                                s.upcycling_copies_optimizer_state ? &optimizer : nullptr);
       group.broadcast_module(*model);
       state.upcycled = true;
       state.upcycle_step = state.step;
       optimizer.retain_only(named_parameters(*model));
       if (main) {
         store.set_run_attribute(run.id, "upcycle_step", std::to_string(state.step));
+        store.set_run_attribute(run.id, "upcycling_inherited_tensors", std::to_string(upcycled.inherited_tensors));
         store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
         store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
         std::printf("%sstep %lld: dense warm-up over, FFNs upcycled into %s layers\n", terminal ? "\n" : "",
@@ -271,7 +289,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
       }
     }
     const int64_t step = state.step + 1;  // 1-based number of the step being taken
-    const double lr = s.schedule.at(state.step);
+    const double lr = s.schedule.at(state.step) * rewarmup_factor(s, state);
     const bool log_step = step % s.log_every == 0 || step == s.steps;
     double loss_sum = 0;
     std::optional<RoutingContext> logged_context;

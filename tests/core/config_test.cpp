@@ -104,6 +104,20 @@ TEST(ExperimentValidation, EveryInvalidFileReportsItsExpectedErrorsAtTheRightPla
   EXPECT_GE(cases, 25);
 }
 
+// The nesting guard counts the dots of keys only: decimal points of a long multi-line array, or
+// dots in a comment, are not nesting.
+TEST(ConfigReader, DecimalPointsAndCommentsAreNotNesting) {
+  std::string numbers;
+  for (int i = 0; i < 40; ++i) numbers += fmt::format("{}.5, ", i);
+  const std::string text = "[experiment]\nname = \"t\"  # a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.a.b.c.d.e.f\n"
+                           "[grid.product]\nx = [\n  " + numbers + "\n  [" + numbers + "],\n]\n";
+  Diagnostics diagnostics;
+  const ConfigNode tree = parse_toml_text(text, "numbers.toml", diagnostics);
+  EXPECT_TRUE(diagnostics.empty()) << diagnostics.format();
+  ASSERT_TRUE(tree.find_path("grid.product.x"));
+  EXPECT_EQ(tree.find_path("grid.product.x")->children().size(), 41u);
+}
+
 TEST(ExperimentValidation, AllErrorsOfAFileAreReportedAtOnce) {
   const std::string report =
       load_errors((fs::path(test_data_dir()) / "config/invalid/several_errors_reported_together.toml").string());

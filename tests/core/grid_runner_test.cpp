@@ -14,6 +14,7 @@
 #include <thread>
 #include <tuple>
 
+#include "core/process_identity.h"
 #include "core/results_store.h"
 #include "core/sqlite_db.h"
 #include "test_support.h"
@@ -151,6 +152,37 @@ TEST_F(GridRunner, KillNineAtSixPointsThenResumeGivesExactlyTheUninterruptedResu
   }
 }
 
+// The `copy` upcycling recipe with an LR re-warm-up: killed after the upcycling step (3 of 12)
+// and resumed from the checkpoint of step 4, the run ends with exactly the rows of an
+// uninterrupted one, so the inherited optimizer state and the re-warm-up clock are checkpointed.
+// The re-warm-up shows in train/lr: k/6 of the flat schedule at the k-th of the 6 steps after it.
+TEST_F(GridRunner, TheCopyUpcyclingRecipeResumesAcrossTheUpcyclingStepExactly) {
+  const std::string file =
+      experiment("copy-recipe", 1, 12, "upcycling_optimizer = \"copy\"\nupcycling_lr_rewarmup_fraction = 0.5\n"
+                                      "warmup_fraction = 0\nmin_lr_ratio = 1.0\n");
+  const std::string baseline_db = dir_->file("copy-baseline/r.sqlite");
+  const auto baseline = lory_run(file, baseline_db);
+  ASSERT_EQ(baseline.exit_code, 0) << baseline.output;
+  EXPECT_EQ(query_text(baseline_db, "SELECT value FROM run_attributes WHERE name = 'upcycling_inherited_tensors'"),
+            "6");  // 2 layers x (gate, up, down)
+  // Upcycling before step 3 (0.2 x 12, rounded); logged every 2 steps: 2/6, 4/6, 6/6 of 0.003.
+  for (const auto& [step, lr] : std::vector<std::pair<int, double>>{{2, 0.003}, {4, 0.001}, {6, 0.002}, {8, 0.003}}) {
+    EXPECT_NEAR(std::stod(query_text(baseline_db, fmt::format("SELECT value FROM metrics WHERE name = 'train/lr' "
+                                                              "AND step = {}",
+                                                              step))),
+                lr, 1e-12)
+        << "step " << step;
+  }
+  const Rows expected = result_rows(baseline_db);
+  const std::string db = dir_->file("copy-killed/r.sqlite");
+  const auto crashed = lory_run(file, db, "", "LORY_TEST_KILL_AT=after_step:6");
+  EXPECT_NE(crashed.exit_code, 0);
+  const auto resumed = lory_run(file, db);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
+  EXPECT_EQ(result_rows(db), expected) << "the resumed copy-recipe run differs from the uninterrupted one";
+}
+
 TEST_F(GridRunner, AWorkerThatCrashesByItsOwnFaultFailsItsCellAndAPlainRerunLeavesIt) {
   const std::string file = experiment("abort", 1, 8);
   const std::string db = dir_->file("abort/r.sqlite");
@@ -181,26 +213,47 @@ pid_t fake_worker(bool zombie) {
   return pid;
 }
 
-void mark_running(const std::string& db, int64_t run, pid_t pid, const std::string& heartbeat_sql) {
+// Makes run `run` look as if process `pid` were training it. `start` is its worker_start attribute:
+// the process's own identity (what a real worker records), another one, or none (a run recorded
+// before the attribute existed, judged by its heartbeat).
+enum class RecordedStart { ThisProcess, Unchanged, None };
+void mark_running(const std::string& db, int64_t run, pid_t pid, const std::string& heartbeat_sql, RecordedStart start) {
   Database writable(db, Database::Mode::ReadWrite);
   writable.exec(fmt::format("UPDATE runs SET status = 'running', worker_pid = {}, host = '{}', heartbeat_at = "
                             "strftime('%Y-%m-%dT%H:%M:%SZ', {}) WHERE id = {}",
                             pid, current_host(), heartbeat_sql, run));
+  if (start == RecordedStart::ThisProcess) {
+    writable.exec(fmt::format("UPDATE run_attributes SET value = '{}' WHERE run_id = {} AND name = 'worker_start'",
+                              process_start_identity(pid), run));
+  } else if (start == RecordedStart::None) {
+    writable.exec(fmt::format("DELETE FROM run_attributes WHERE run_id = {} AND name = 'worker_start'", run));
+  }
 }
 
 TEST_F(GridRunner, ARunWhoseWorkerIsAZombieOrAReusedProcessIdIsResumedNotLeftToIt) {
-  const std::string file = experiment("zombie", 2, 6);
+  const std::string file = experiment("zombie", 3, 6);
   const std::string db = dir_->file("zombie/r.sqlite");
   ASSERT_EQ(lory_run(file, db).exit_code, 0);
   const pid_t zombie = fake_worker(/*zombie=*/true);
   const pid_t reused = fake_worker(/*zombie=*/false);
-  mark_running(db, 1, zombie, "'now'");
-  mark_running(db, 2, reused, "'now', '-1 hour'");  // its process started after the last heartbeat
+  mark_running(db, 1, zombie, "'now'", RecordedStart::ThisProcess);
+  // The id now names a newer lory-worker: its start differs from the one the run recorded...
+  mark_running(db, 2, reused, "'now', '+1 minute'", RecordedStart::Unchanged);
+  // ... or, for a run recorded without one, it started after the run's last heartbeat.
+  mark_running(db, 3, reused, "'now', '-1 hour'", RecordedStart::None);
   const auto rerun = lory_run(file, db);
   EXPECT_EQ(rerun.exit_code, 0) << rerun.output;
   EXPECT_EQ(rerun.output.find("left to it"), std::string::npos) << rerun.output;
-  EXPECT_NE(rerun.output.find("0 done before, 2 to train"), std::string::npos) << rerun.output;
-  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 2);
+  EXPECT_NE(rerun.output.find(fmt::format("was left running by process {}: its process has exited (a zombie)", zombie)),
+            std::string::npos)
+      << rerun.output;
+  EXPECT_NE(rerun.output.find(fmt::format("process {} is a newer lory-worker than the one that trained it", reused)),
+            std::string::npos)
+      << rerun.output;
+  EXPECT_NE(rerun.output.find(fmt::format("process {} is a newer lory-worker;", reused)), std::string::npos)
+      << rerun.output;
+  EXPECT_NE(rerun.output.find("0 done before, 3 to train"), std::string::npos) << rerun.output;
+  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 3);
   ::kill(reused, SIGKILL);
   waitpid(reused, nullptr, 0);
   waitpid(zombie, nullptr, 0);
@@ -211,7 +264,7 @@ TEST_F(GridRunner, ARunALiveWorkerIsTrainingIsLeftToItAndTheGridIsNotReportedDon
   const std::string db = dir_->file("live/r.sqlite");
   ASSERT_EQ(lory_run(file, db).exit_code, 0);
   const pid_t worker = fake_worker(/*zombie=*/false);
-  mark_running(db, 2, worker, "'now', '+1 minute'");
+  mark_running(db, 2, worker, "'now'", RecordedStart::ThisProcess);
   const auto rerun = lory_run(file, db);
   EXPECT_NE(rerun.exit_code, 0) << rerun.output;
   EXPECT_NE(rerun.output.find(fmt::format("is being trained by process {}; left to it", worker)), std::string::npos)

@@ -177,6 +177,18 @@ TEST(ResultsStore, RefusesFilesThatAreNotLoryDatabasesWithoutChangingAByte) {
   Database still_there(dir.file("other.sqlite"), Database::Mode::ReadOnly);
   EXPECT_EQ(still_there.query_int("SELECT count(*) FROM customers"), 2);
 
+  // A table named schema_version is common: without lory's own tables it is still not ours.
+  {
+    Database other(dir.file("migrations.sqlite"), Database::Mode::ReadWrite);
+    other.exec("PRAGMA journal_mode=DELETE");
+    other.exec("CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (1)");
+  }
+  const std::string migrations_hash = sha256_file_hex(dir.file("migrations.sqlite"));
+  EXPECT_NE(refusal(dir.file("migrations.sqlite")).find("another program's tables (schema_version)"),
+            std::string::npos)
+      << refusal(dir.file("migrations.sqlite"));
+  EXPECT_EQ(sha256_file_hex(dir.file("migrations.sqlite")), migrations_hash);
+
   std::filesystem::create_directories(dir.file("folder.sqlite"));
   EXPECT_NE(refusal(dir.file("folder.sqlite")).find("is a folder, not a results database"), std::string::npos)
       << refusal(dir.file("folder.sqlite"));

@@ -7,6 +7,7 @@
 #include "lory/expert_merge.h"
 #include "lory/testkit/router_checks.h"
 #include "train/upcycling.h"
+#include "train/adamw.h"
 
 namespace lory {
 namespace {
@@ -239,6 +240,90 @@ TEST(Upcycling, RightAfterTheCopyTheMoeModelsLogitsEqualTheDenseModels) {
   torch::NoGradGuard no_grad;
   RoutingContext context(ForwardMode::Eval, false);
   EXPECT_TRUE(torch::allclose(model->forward(tokens_BL, context), dense_logits, 1e-10, 1e-10));
+}
+
+// trainer.upcycling_optimizer = copy: after upcycling, every expert's AdamW moments and step count
+// equal the dense FFN's (for lory's stacked experts and topk's alike) and the router starts
+// fresh; `reset` gives the experts no state. Both recipes leave the same weights and the same
+// random stream behind (the probe layers of `copy` draw nothing from it).
+TEST(Upcycling, CopyRecipeGivesEveryExpertTheDenseFfnsOptimizerState) {
+  const int64_t vocab = 30;
+  using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+  const auto named = [](const torch::nn::Module& m) {
+    Named out;
+    for (const auto& item : m.named_parameters()) out.emplace_back(item.key(), item.value());
+    return out;
+  };
+  const auto trained_dense = [&](AdamW& optimizer) {
+    torch::manual_seed(21);
+    auto model = plugins().build_model("dense", ParamValues(), plugins().transformer_params(16, 2, 2), vocab, 16);
+    for (int step = 0; step < 3; ++step) {
+      RoutingContext context(ForwardMode::Train, false);
+      model->forward(torch::randint(vocab, {2, 16}, torch::kInt64), context).pow(2).mean().backward();
+      optimizer.step(named(*model), 1e-3);
+      for (auto& [name, p] : named(*model)) p.mutable_grad() = torch::Tensor();
+    }
+    return model;
+  };
+  const auto full_name = [&](const torch::nn::Module& model, const torch::Tensor& p) {
+    for (const auto& [name, q] : named(model)) {
+      if (q.data_ptr() == p.data_ptr()) return name;
+    }
+    return std::string();
+  };
+  for (const std::string router : {"lory", "topk"}) {
+    const ParamValues params =
+        router == "lory" ? plugins().params("lory", {{"experts", int64_t{4}}, {"segment_length", int64_t{4}}})
+                         : plugins().params("topk", {{"experts", int64_t{4}}, {"k", int64_t{1}}});
+    const auto build = [&](const FeedForwardSpec& s) { return plugins().build_layer(router, s, params); };
+
+    AdamW reset_optimizer({0.9, 0.95, 1e-8, 0.1});
+    auto reset_model = trained_dense(reset_optimizer);
+    torch::manual_seed(5);
+    EXPECT_EQ(upcycle_feed_forwards(*reset_model, build, nullptr).inherited_tensors, 0);
+    const torch::Tensor stream_after_reset = torch::rand({4});
+
+    AdamW optimizer({0.9, 0.95, 1e-8, 0.1});
+    auto model = trained_dense(optimizer);
+    const auto dense = model->feed_forward(1)->dense_weights();
+    const AdamW::Moments dense_gate = *optimizer.moments(full_name(*model, dense->w_gate_FD));
+    const AdamW::Moments dense_down = *optimizer.moments(full_name(*model, dense->w_down_DF));
+    ASSERT_EQ(dense_gate.steps, 3);
+    ASSERT_GT(dense_gate.exp_avg.abs().max().item<double>(), 0.0);
+    torch::manual_seed(5);
+    const UpcyclingOutcome copied = upcycle_feed_forwards(*model, build, &optimizer);
+    EXPECT_TRUE(torch::equal(torch::rand({4}), stream_after_reset)) << router << ": the probes moved the random stream";
+    EXPECT_EQ(copied.inherited_tensors, 2 * 3) << router;  // 2 layers x (gate, up, down)
+    EXPECT_GE(copied.fresh_tensors, 2) << router;          // at least one router projection per layer
+    for (const auto& [a, b] : [&] {
+           std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs;
+           const Named x = named(*reset_model), y = named(*model);
+           for (size_t i = 0; i < x.size(); ++i) pairs.emplace_back(x[i].second, y[i].second);
+           return pairs;
+         }()) {
+      EXPECT_TRUE(torch::equal(a, b)) << router << ": the recipes left different weights";
+    }
+    int experts_checked = 0, routers_checked = 0;
+    for (const auto& [local, p] : named(*model->feed_forward(1))) {
+      const auto state = optimizer.moments(full_name(*model, p));
+      const bool gate = local.find("w_gate") != std::string::npos, down = local.find("w_down") != std::string::npos;
+      if (gate || down) {
+        ASSERT_TRUE(state) << router << " " << local;
+        const AdamW::Moments& expected = gate ? dense_gate : dense_down;
+        EXPECT_EQ(state->steps, 3);
+        for (int64_t e = 0; e < 4; ++e) {
+          EXPECT_TRUE(torch::equal(state->exp_avg[e], expected.exp_avg)) << router << " " << local << " expert " << e;
+          EXPECT_TRUE(torch::equal(state->exp_avg_sq[e], expected.exp_avg_sq)) << router << " " << local;
+        }
+        ++experts_checked;
+      } else if (local.find("w_up") == std::string::npos) {
+        EXPECT_FALSE(state) << router << ": the router parameter " << local << " inherited state";
+        ++routers_checked;
+      }
+    }
+    EXPECT_EQ(experts_checked, 2) << router;
+    EXPECT_GE(routers_checked, 1) << router;
+  }
 }
 
 TEST(LoryRouter, RoutingRecordsBroadcastSegmentWeightsToTokens) {

@@ -191,6 +191,36 @@ TEST(TopKRouter, TopOneGateIsTheRawProbabilitySoTheLmLossTrainsTheRouter) {
   EXPECT_GT(l->named_parameters()["router_ED"].grad().abs().max().item<double>(), 0);
 }
 
+// gate_scale multiplies every gate: with gate_scale = E an upcycled top-1 layer (every expert the
+// dense FFN, a fresh router giving each expert about 1/E) starts near the dense FFN's output,
+// where the raw probability shrinks it to about 1/E of it.
+TEST(TopKRouter, GateScaleMultipliesTheGatesSoAnUpcycledTopOneLayerStartsNearTheDenseFfn) {
+  torch::manual_seed(27);
+  const FeedForwardSpec s = spec(16, 24);
+  const torch::Tensor h_BLD = torch::randn({2, 6, 16}, torch::kFloat64);
+  const lory::DenseFFNWeights dense{torch::randn({24, 16}, torch::kFloat64) * 0.3,
+                                    torch::randn({24, 16}, torch::kFloat64) * 0.3,
+                                    torch::randn({16, 24}, torch::kFloat64) * 0.3};
+  const torch::Tensor dense_BLD = swiglu(h_BLD, dense.w_gate_FD, dense.w_up_FD, dense.w_down_DF);
+  std::map<double, torch::Tensor> outputs;
+  for (const double scale : {1.0, 8.0}) {
+    torch::manual_seed(28);
+    auto l = plugins().build_layer("topk", s, plugins().params("topk", {{"experts", int64_t{8}}, {"k", int64_t{1}},
+                                                                         {"gate_scale", scale}}));
+    l->to(torch::kFloat64);
+    l->upcycle_from(dense);
+    RoutingContext context(ForwardMode::Eval, false);
+    torch::NoGradGuard no_grad;
+    outputs[scale] = l->forward(h_BLD, context);
+  }
+  EXPECT_TRUE(torch::allclose(outputs[8.0], outputs[1.0] * 8.0, 1e-12, 1e-12));
+  const double raw_ratio = (outputs[1.0].norm() / dense_BLD.norm()).item<double>();
+  const double scaled_ratio = (outputs[8.0].norm() / dense_BLD.norm()).item<double>();
+  EXPECT_LT(raw_ratio, 0.25) << "the raw top-1 gate keeps the upcycled output near 1/E of the dense one";
+  EXPECT_GT(scaled_ratio, 0.8);
+  EXPECT_LT(scaled_ratio, 1.6);
+}
+
 TEST(TopKRouter, TokenChoiceIsCausalWithoutCapacityAndWithPositionCapacity) {
   for (const double capacity : {0.0, 0.75}) {
     torch::manual_seed(23);

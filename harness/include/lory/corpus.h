@@ -51,8 +51,10 @@ struct CorpusManifest {
 class Corpus {
  public:
   // Throws UserError naming the folder and what is wrong (missing file, bad manifest, size or
-  // checksum mismatch) with a hint to re-run `lory-data prepare`.
-  static std::shared_ptr<const Corpus> open(const std::string& directory);
+  // checksum mismatch) with a hint to re-run `lory-data prepare`. Without `verify_checksums`,
+  // only the structure and sizes are checked (cheap at any corpus size: what `lory run` does at
+  // validation; the worker that trains verifies the checksums).
+  static std::shared_ptr<const Corpus> open(const std::string& directory, bool verify_checksums = true);
   ~Corpus();
   Corpus(const Corpus&) = delete;
   Corpus& operator=(const Corpus&) = delete;

@@ -21,7 +21,7 @@ namespace lory_plugins::topk {
 struct Options {
   int64_t experts, k, expert_d_ff;
   bool sigmoid_gate, renormalize, drop_by_weight, naive;
-  double capacity_factor, balance_loss_weight, z_loss_weight, jitter, router_init_std;
+  double capacity_factor, balance_loss_weight, z_loss_weight, jitter, router_init_std, gate_scale;
 };
 
 std::vector<lory::ParamProblem> check(const lory::ParamValues& p) {
@@ -47,6 +47,7 @@ Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& sp
   o.z_loss_weight = p.get_float("z_loss_weight");
   o.jitter = p.get_float("jitter");
   o.router_init_std = p.get_float("router_init_std");
+  o.gate_scale = p.get_float("gate_scale");
   return o;
 }
 
@@ -72,6 +73,10 @@ class TopKFeedForward final : public lory::FeedForward {
     // Only over several choices: with k = 1 a renormalised gate is always 1, and the router would
     // get no gradient from the LM loss at all (Switch Transformer keeps the raw probability).
     if (options_.renormalize && k > 1) gates_XK = gates_XK / gates_XK.sum(-1, true);
+    // A constant on every gate (DeepSeek-V2/V3's routed scaling factor). Upcycled top-1 needs it:
+    // a fresh router's softmax gives every expert about 1/E, so without it the upcycled layer's
+    // output drops to about 1/E of the dense FFN's at the upcycling step.
+    if (options_.gate_scale != 1.0) gates_XK = gates_XK * options_.gate_scale;
 
     lory::ExpertAssignments assignments{torch::arange(X, torch::kInt64).repeat_interleave(k),
                                         top_experts_XK.reshape({-1}), gates_XK.reshape({-1})};
@@ -167,6 +172,9 @@ const LoryParamSpec kParams[] = {
     {"z_loss_weight", LORY_PARAM_FLOAT, "0", 0, 100, nullptr, "router z-loss weight (ST-MoE)"},
     {"jitter", LORY_PARAM_FLOAT, "0", 0, 1, nullptr, "multiplicative uniform noise on the router input in training"},
     {"router_init_std", LORY_PARAM_FLOAT, "0.02", 0, 1, nullptr, "std of the router's normal init"},
+    {"gate_scale", LORY_PARAM_FLOAT, "1", 1e-6, 1e6, nullptr,
+     "multiplies every gate (DeepSeek's routed scaling factor); = experts makes an upcycled top-1 layer start at "
+     "about the dense FFN's output instead of 1/E of it"},
     {"implementation", LORY_PARAM_STRING, "grouped", -LORY_UNBOUNDED, LORY_UNBOUNDED, "grouped|naive",
      "grouped = one GEMM chain per expert; naive = per-token reference"},
 };
