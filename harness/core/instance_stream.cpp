@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <set>
 
 #include "core/diagnostics.h"
 
@@ -63,6 +65,59 @@ void InstanceStream::fill(size_t index, uint32_t* tokens, uint16_t* domains, uin
       ++slot;
     }
   }
+}
+
+namespace {
+
+double entropy_of(const std::vector<double>& counts) {
+  double total = 0, entropy = 0;
+  for (double c : counts) total += c;
+  for (double c : counts) {
+    if (c > 0) entropy -= c / total * std::log(c / total);
+  }
+  return entropy;
+}
+
+}  // namespace
+
+InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used, int64_t batch_size) const {
+  Coverage c;
+  if (instance_count_ == 0 || instances_used <= 0 || batch_size <= 0) return c;
+  const int64_t count = static_cast<int64_t>(instance_count_);
+  c.epochs = static_cast<double>(instances_used) / static_cast<double>(count);
+  c.distinct_instances = std::min(instances_used, count);
+  c.repeated_instances = std::max<int64_t>(0, instances_used - count);
+  c.distinct_tokens = c.distinct_instances * (instance_length_ - 1);
+  std::vector<uint32_t> tokens(static_cast<size_t>(instance_length_)), documents(tokens.size());
+  std::vector<uint16_t> domains(tokens.size());
+  std::vector<double> all_domains(corpus_.domain_count(), 0.0), batch_domains(corpus_.domain_count(), 0.0);
+  std::set<uint32_t> batch_documents;
+  double documents_in_instances = 0, documents_in_batches = 0, domains_in_batches = 0, batch_entropy = 0;
+  int64_t batches = 0;
+  for (int64_t i = 0; i < c.distinct_instances; ++i) {
+    fill(static_cast<size_t>(i), tokens.data(), domains.data(), documents.data());
+    documents_in_instances += static_cast<double>(std::set<uint32_t>(documents.begin(), documents.end()).size());
+    batch_documents.insert(documents.begin(), documents.end());
+    for (uint16_t d : domains) {
+      all_domains[d] += 1;
+      batch_domains[d] += 1;
+    }
+    if ((i + 1) % batch_size == 0 || i + 1 == c.distinct_instances) {
+      documents_in_batches += static_cast<double>(batch_documents.size());
+      domains_in_batches += static_cast<double>(std::count_if(batch_domains.begin(), batch_domains.end(),
+                                                              [](double n) { return n > 0; }));
+      batch_entropy += entropy_of(batch_domains);
+      ++batches;
+      batch_documents.clear();
+      std::fill(batch_domains.begin(), batch_domains.end(), 0.0);
+    }
+  }
+  c.documents_per_instance = documents_in_instances / static_cast<double>(c.distinct_instances);
+  c.documents_per_batch = documents_in_batches / static_cast<double>(batches);
+  c.domains_per_batch = domains_in_batches / static_cast<double>(batches);
+  c.batch_domain_entropy = batch_entropy / static_cast<double>(batches);
+  c.corpus_domain_entropy = entropy_of(all_domains);
+  return c;
 }
 
 double InstanceStream::adjacent_same_domain_rate() const {

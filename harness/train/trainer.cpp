@@ -233,6 +233,25 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
     std::printf("data: %s; %zu instances; adjacent documents share a domain %.1f%% of the time (random order: %.1f%%)\n",
                 stream.plan().description.c_str(), stream.instance_count(), 100 * stream.adjacent_same_domain_rate(),
                 100 * stream.random_order_same_domain_rate());
+    // What the budget sees of the plan (lory/instance_stream.h): the numbers that tell a batcher's
+    // effect apart from fewer distinct tokens, repeated instances or less mixed batches.
+    const InstanceStream::Coverage coverage = stream.coverage(s.steps * s.batch_size, s.batch_size);
+    for (const auto& [name, value] : std::vector<std::pair<const char*, double>>{
+             {"data/epochs", coverage.epochs},
+             {"data/distinct_tokens", static_cast<double>(coverage.distinct_tokens)},
+             {"data/repeated_instances", static_cast<double>(coverage.repeated_instances)},
+             {"data/documents_per_instance", coverage.documents_per_instance},
+             {"data/documents_per_batch", coverage.documents_per_batch},
+             {"data/domains_per_batch", coverage.domains_per_batch},
+             {"data/batch_domain_entropy", coverage.batch_domain_entropy},
+             {"data/corpus_domain_entropy", coverage.corpus_domain_entropy}}) {
+      store.set_run_attribute(run.id, name, fmt::format("{:.6g}", value));
+    }
+    std::printf("budget: %.2f epochs, %lld distinct training tokens, %lld repeated instances; per batch %.1f documents, "
+                "%.1f domains, domain entropy %.3f of %.3f nats\n",
+                coverage.epochs, static_cast<long long>(coverage.distinct_tokens),
+                static_cast<long long>(coverage.repeated_instances), coverage.documents_per_batch,
+                coverage.domains_per_batch, coverage.batch_domain_entropy, coverage.corpus_domain_entropy);
     for (const auto& [name, value] : stream.plan().stats) {
       store.set_run_attribute(run.id, "batcher/" + name, fmt::format("{}", value));
       std::printf("  batcher %s = %g\n", name.c_str(), value);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -104,6 +105,37 @@ TEST_F(SimilarityBatcher, PlantedClustersEndUpNextToEachOther) {
   random_params.set("shuffle_instances", true);
   const InstanceStream random_stream(*corpus, random_batcher->plan({*corpus, 64, 1, ""}, random_params), 64);
   EXPECT_LT(random_stream.adjacent_same_domain_rate(), 0.25);
+}
+
+// The control of the sample-corpus diagnosis: embedding = "random" runs the same graph, chaining
+// and shuffle on vectors that say nothing about the text, so its documents follow each other no
+// more by cluster than in a random order, while the TF-IDF plan groups them; both use every
+// document once, and the instances a budget sees are as many, as long, and as mixed per batch.
+TEST_F(SimilarityBatcher, RandomEmbeddingsAreAControlThatGroupsNothing) {
+  TempDir dir;
+  const auto corpus = Corpus::open(planted_cluster_corpus(dir, 8, 40));
+  const InstanceStream control(*corpus, plan(*corpus, 1, params({{"embedding", std::string("random")}})), 64);
+  const InstanceStream tfidf(*corpus, plan(*corpus, 1, params()), 64);
+  EXPECT_NE(control.plan().description.find("random (control)"), std::string::npos) << control.plan().description;
+  EXPECT_NEAR(control.adjacent_same_domain_rate(), control.random_order_same_domain_rate(), 0.06);
+  EXPECT_GT(tfidf.adjacent_same_domain_rate(), 0.8);
+  std::vector<uint32_t> a = control.plan().document_order, b = tfidf.plan().document_order;
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(control.instance_count(), tfidf.instance_count());
+  // A budget of half an epoch in batches of 8 instances.
+  const int64_t used = static_cast<int64_t>(control.instance_count() / 2);
+  const InstanceStream::Coverage c = control.coverage(used, 8), t = tfidf.coverage(used, 8);
+  EXPECT_DOUBLE_EQ(c.epochs, t.epochs);
+  EXPECT_EQ(c.repeated_instances, 0);
+  EXPECT_EQ(c.distinct_tokens, used * 64);
+  // Instances of the TF-IDF plan hold one cluster; shuffled into batches, the batches still mix.
+  EXPECT_GT(c.batch_domain_entropy, 0.5 * c.corpus_domain_entropy);
+  EXPECT_GT(t.batch_domain_entropy, 0.5 * t.corpus_domain_entropy);
+  EXPECT_GT(t.domains_per_batch, 3.0);
+  // Past one epoch, instances repeat.
+  EXPECT_EQ(control.coverage(static_cast<int64_t>(control.instance_count()) + 5, 8).repeated_instances, 5);
 }
 
 TEST_F(SimilarityBatcher, InContextPretrainingTraversalWithoutRefinementsStillGroupsClusters) {

@@ -122,6 +122,26 @@ Embeddings embeddings_from_file(const std::string& path, const lory::Corpus& cor
   return out;
 }
 
+Embeddings random_unit_vectors(size_t count, int64_t dimension, uint64_t seed) {
+  Embeddings out;
+  out.dimension = dimension;
+  out.vectors.resize(count * static_cast<size_t>(dimension));
+  lory::SeededRandom random(seed);
+  for (size_t i = 0; i < count; ++i) {
+    float* row = out.vectors.data() + i * static_cast<size_t>(dimension);
+    double norm = 0;
+    for (int64_t d = 0; d < dimension; ++d) {
+      // Box-Muller: a Gaussian coordinate from two uniforms, so that the direction is uniform.
+      const double u = std::max(random.uniform(), 1e-300), v = random.uniform();
+      row[d] = static_cast<float>(std::sqrt(-2.0 * std::log(u)) * std::cos(2.0 * M_PI * v));
+      norm += static_cast<double>(row[d]) * row[d];
+    }
+    const float scale = static_cast<float>(1.0 / std::sqrt(std::max(norm, 1e-30)));
+    for (int64_t d = 0; d < dimension; ++d) row[d] *= scale;
+  }
+  return out;
+}
+
 float cosine(const Embeddings& e, size_t a, size_t b) {
   const float *x = e.row(a), *y = e.row(b);
   float dot = 0;

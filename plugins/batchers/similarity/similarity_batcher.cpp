@@ -25,6 +25,10 @@ namespace lory_plugins::similarity {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// One fixed draw of the random control embeddings: the run's seed still shuffles the instances,
+// and a new parameter would change the identity of every existing similarity cell.
+constexpr uint64_t kRandomEmbeddingSeed = 20240501;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Everything the chains depend on; the key of the cache.
@@ -58,9 +62,11 @@ CachedPlan build_plan(const lory::BatcherContext& context, const lory::ParamValu
   if (from_file && p.get_string("embedding_file").empty()) {
     throw std::invalid_argument("batcher.similarity: embedding = \"file\" needs embedding_file = \"PATH\"");
   }
-  const Embeddings embeddings = from_file
-                                    ? embeddings_from_file(p.get_string("embedding_file"), corpus, documents)
-                                    : tfidf_projection(corpus, documents, p.get_int("dimension"));
+  const std::string kind = p.get_string("embedding");
+  const Embeddings embeddings =
+      from_file          ? embeddings_from_file(p.get_string("embedding_file"), corpus, documents)
+      : kind == "random" ? random_unit_vectors(documents.size(), p.get_int("dimension"), kRandomEmbeddingSeed)
+                         : tfidf_projection(corpus, documents, p.get_int("dimension"));
   plan.stats["seconds_embedding"] = seconds_since(t);
   const NeighbourGraph graph = nearest_neighbours(embeddings, p.get_int("neighbours"), p.get_string("index"),
                                                   p.get_int("exact_below"), static_cast<int>(p.get_int("threads")));
@@ -125,7 +131,8 @@ CachedPlan build_plan(const lory::BatcherContext& context, const lory::ParamValu
                                  from_file ? (embeddings.source_run > 0
                                                   ? fmt::format("file (mean hidden state of run {})", embeddings.source_run)
                                                   : std::string("file"))
-                                           : std::string("tf-idf projection"),
+                                           : kind == "random" ? std::string("random (control)")
+                                                              : std::string("tf-idf projection"),
                                  embeddings.dimension,
                                  p.get_int("neighbours"), graph.method, chains.chains.size(), rows.size(),
                                  chains.dropped.empty() ? "" : fmt::format(", {} near-duplicates dropped", chains.dropped.size()));
@@ -165,9 +172,17 @@ class SimilarityBatcher final : public lory::BatcherPlugin {
 
 std::unique_ptr<lory::BatcherPlugin> create() { return std::make_unique<SimilarityBatcher>(); }
 
+std::vector<lory::ParamProblem> check(const lory::ParamValues& p) {
+  if (p.get_string("embedding") == "file" && p.get_string("embedding_file").empty()) {
+    return {{"embedding", "embedding = \"file\" needs embedding_file = \"PATH\" (a file written by `lory embed RUN`)"}};
+  }
+  return {};
+}
+
 const LoryParamSpec kParams[] = {
-    {"embedding", LORY_PARAM_STRING, "tfidf", -LORY_UNBOUNDED, LORY_UNBOUNDED, "tfidf|file",
-     "tfidf = TF-IDF over the corpus tokens, randomly projected; file = vectors from embedding_file"},
+    {"embedding", LORY_PARAM_STRING, "tfidf", -LORY_UNBOUNDED, LORY_UNBOUNDED, "tfidf|file|random",
+     "tfidf = TF-IDF over the corpus tokens, randomly projected; file = vectors from embedding_file; random = "
+     "random unit vectors (the control: the same graph, chaining and shuffle with no similarity in it)"},
     {"embedding_file", LORY_PARAM_PATH, "", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
      "LORYEMB2 file of one vector per corpus document (`lory embed RUN`), relative to the experiment file"},
     {"dimension", LORY_PARAM_INT, "128", 8, 4096, nullptr, "dimension of the projected TF-IDF vectors"},
@@ -196,3 +211,4 @@ LORY_PLUGIN_METADATA(LORY_PLUGIN_BATCHER, "similarity",
                      "instances",
                      lory_plugins::similarity::kParams)
 LORY_BATCHER_FACTORY(lory_plugins::similarity::create)
+LORY_PARAM_CHECK(lory_plugins::similarity::check)
