@@ -168,6 +168,21 @@ SELECT m.experiment, m.group_label, min(m.router) AS router, min(m.batcher) AS b
 FROM moe_vs_dense m JOIN run_cells c ON c.run_id = m.run_id
 GROUP BY m.experiment, c.group_key, m.mode, m.domain;
 )sql",
+      // 4: an MoE run pairs with the dense run that differs only in its router and in the trainer
+      // keys that act on a router alone (the dense warm-up and the upcycling recipe: a dense run
+      // ignores them), so that `lory-8-copy` is compared with the same dense run as `lory-8`.
+      R"sql(
+DROP VIEW run_cells;
+CREATE VIEW run_cells AS
+SELECT r.id AS run_id, x.name AS experiment, r.label, r.status, r.seed, r.cell_hash,
+       json_extract(r.config, '$.router.plugin') AS router,
+       json_extract(r.config, '$.batcher.plugin') AS batcher,
+       trim(replace(r.label, 'seed=' || r.seed, '')) AS group_label,
+       json_remove(r.config, '$.trainer.seed') AS group_key,
+       json_remove(r.config, '$.router', '$.trainer.dense_warmup_fraction', '$.trainer.upcycling_optimizer',
+                   '$.trainer.upcycling_lr_rewarmup_fraction') AS baseline_key
+FROM runs r JOIN experiments x ON x.id = r.experiment_id;
+)sql",
   };
   return list;
 }

@@ -52,6 +52,50 @@ void build_database(const std::string& path, double lory_seed2_ppl = 80.0) {
   }
 }
 
+// Schema 4: an MoE run whose upcycling recipe differs from the default pairs with the same dense
+// run as the default one (a dense run ignores the dense warm-up and upcycling keys); a database
+// of schema 3 is migrated to that rule when it is opened.
+TEST(ResultViews, UpcyclingRecipeVariantsPairWithTheSameDenseRun) {
+  TempDir dir;
+  const std::string path = dir.file("r.sqlite");
+  {
+    ResultsStore store(path);
+    // Back to schema 3, as a database written before this rule.
+    store.database().exec("DROP VIEW run_cells; DELETE FROM schema_version WHERE version = 4");
+    store.database().exec(R"(CREATE VIEW run_cells AS
+SELECT r.id AS run_id, x.name AS experiment, r.label, r.status, r.seed, r.cell_hash,
+       json_extract(r.config, '$.router.plugin') AS router, json_extract(r.config, '$.batcher.plugin') AS batcher,
+       trim(replace(r.label, 'seed=' || r.seed, '')) AS group_label,
+       json_remove(r.config, '$.trainer.seed') AS group_key, json_remove(r.config, '$.router') AS baseline_key
+FROM runs r JOIN experiments x ON x.id = r.experiment_id)");
+    const int64_t experiment = store.upsert_experiment("recipes", "/x/recipes.toml", "", "");
+    const auto config = [](const std::string& router, const std::string& recipe) {
+      return fmt::format(R"({{"router":{{"plugin":"{}"}},"trainer":{{"seed":1,"dense_warmup_fraction":0.05,)"
+                         R"("upcycling_optimizer":"{}"}}}})",
+                         router, recipe);
+    };
+    const int64_t dense = store.ensure_run(experiment, "d", "dense", config("dense", "reset"), 1);
+    const int64_t reset = store.ensure_run(experiment, "r", "lory-8", config("lory", "reset"), 1);
+    const int64_t copy = store.ensure_run(experiment, "c", "lory-8-copy", config("lory", "copy"), 1);
+    store.write_evals(dense, {{10, "all", "default", 100, 0, 100.0}});
+    store.write_evals(reset, {{10, "all", "default", 100, 0, 95.0}});
+    store.write_evals(copy, {{10, "all", "default", 100, 0, 90.0}});
+    EXPECT_EQ(store.database().query_int("SELECT count(*) FROM moe_vs_dense"), 1);  // schema 3: copy has no pair
+  }
+  ResultsStore migrated(path);
+  EXPECT_EQ(migrated.database().query_int("SELECT max(version) FROM schema_version"), 4);
+  Statement pairs = migrated.database().prepare(
+      "SELECT label, dense_run_id, relative_improvement FROM moe_vs_dense ORDER BY label");
+  ASSERT_TRUE(pairs.step());
+  EXPECT_EQ(pairs.column_text(0), "lory-8");
+  EXPECT_EQ(pairs.column_int(1), 1);
+  ASSERT_TRUE(pairs.step());
+  EXPECT_EQ(pairs.column_text(0), "lory-8-copy");
+  EXPECT_EQ(pairs.column_int(1), 1);
+  EXPECT_NEAR(pairs.column_double(2), 0.10, 1e-12);
+  EXPECT_FALSE(pairs.step());
+}
+
 TEST(ResultViews, ReturnTheRightNumbersOnAHandBuiltDatabase) {
   TempDir dir;
   build_database(dir.file("r.sqlite"));
