@@ -260,7 +260,9 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
                       fmt::format("{:.2f}", layers.column_double(4)), std::to_string(layers.column_int(5))});
     }
     if (rows.empty()) {
-      doc.paragraph("No routing statistics (eval.routing_stats = false?).");
+      // A cell of the grid that has not been evaluated yet is not a cell without statistics.
+      doc.paragraph(r.status == "done" ? std::string("No routing statistics (eval.routing_stats = false?).")
+                                       : fmt::format("Not evaluated yet (status {}).", r.status));
       continue;
     }
     doc.table({"layer", "experts", "entropy", "specialisation", "load imbalance", "unused experts"}, rows);

@@ -1,0 +1,10 @@
+set terminal pngcairo size 1000,600 font "sans,11" noenhanced
+set output "results/studies/debian12-report/loss_curves.png"
+set title "Training loss (moving average of 3 logged steps)"
+set xlabel "training tokens"
+set ylabel "loss (nats per token)"
+set key outside right top
+set grid
+set format x "%.1s%c"
+plot "results/studies/debian12-report/loss_curves.dat" index 0 using 1:2 with lines lw 2 title "dense random seed=1", \
+     "results/studies/debian12-report/loss_curves.dat" index 1 using 1:2 with lines lw 2 title "lory-8 random seed=1"

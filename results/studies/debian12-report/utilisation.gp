@@ -1,0 +1,10 @@
+set terminal pngcairo size 1000,600 font "sans,11" noenhanced
+set output "results/studies/debian12-report/utilisation.png"
+set title "Experts activated (weight > 2/E) by some token of the logged batch"
+set xlabel "training tokens"
+set ylabel "experts in use (mean over layers)"
+set key outside right top
+set grid
+set format x "%.1s%c"
+set yrange [0:8]
+plot "results/studies/debian12-report/utilisation.dat" index 0 using 1:2 with lines lw 2 title "lory-8 random seed=1"
