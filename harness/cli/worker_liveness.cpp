@@ -9,8 +9,6 @@
 #include <ctime>
 #include <fstream>
 #include <optional>
-#include <sstream>
-#include <vector>
 
 namespace lory::cli {
 
@@ -39,28 +37,22 @@ std::optional<double> boot_time() {
 WorkerLiveness worker_liveness(const RunRecord& run, const std::string& recorded_start) {
   if (run.worker_pid <= 0) return {false, "no worker recorded"};
   if (run.host != current_host()) return {false, fmt::format("recorded on host '{}', not this one", run.host)};
-  std::ifstream in(fmt::format("/proc/{}/stat", run.worker_pid));
-  std::string stat;
-  if (!in || !std::getline(in, stat)) return {false, "no such process"};
-  // "pid (comm) state ppid ... starttime(22nd) ...": comm may hold spaces and parentheses.
-  const size_t open = stat.find('('), close = stat.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open) return {false, "unreadable /proc entry"};
-  const std::string comm = stat.substr(open + 1, close - open - 1);
-  std::istringstream rest(stat.substr(close + 1));
-  std::vector<std::string> fields;
-  for (std::string field; rest >> field;) fields.push_back(field);
-  if (fields.size() < 20) return {false, "unreadable /proc entry"};
-  const std::string& state = fields[0];
-  if (state == "Z" || state == "X" || state == "x") return {false, "its process has exited (a zombie)"};
-  if (comm.rfind("lory-worker", 0) != 0) return {false, fmt::format("process {} is now '{}'", run.worker_pid, comm)};
+  const auto stat = read_process_stat(static_cast<pid_t>(run.worker_pid));
+  if (!stat) return {false, "no such process"};
+  if (stat->state == "Z" || stat->state == "X" || stat->state == "x") {
+    return {false, "its process has exited (a zombie)"};
+  }
+  if (stat->comm.rfind("lory-worker", 0) != 0) {
+    return {false, fmt::format("process {} is now '{}'", run.worker_pid, stat->comm)};
+  }
   if (!recorded_start.empty()) {
-    if (process_start_identity(static_cast<pid_t>(run.worker_pid)) == recorded_start) return {true, ""};
+    if (process_start_identity(*stat) == recorded_start) return {true, ""};
     return {false, fmt::format("process {} is a newer lory-worker than the one that trained it", run.worker_pid)};
   }
   const auto boot = boot_time();
   const auto heartbeat = parse_utc(run.heartbeat_at);
   if (boot && heartbeat) {
-    const double started = *boot + std::stod(fields[19]) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    const double started = *boot + std::stod(stat->start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
     // The store's times have one-second resolution; the worker wrote its first heartbeat after it
     // started, so a process started well after the last heartbeat is another one with the same id.
     if (started > *heartbeat + 2.0) return {false, fmt::format("process {} is a newer lory-worker", run.worker_pid)};

@@ -159,6 +159,12 @@ SourceLocation location_of(const toml::source_region& region,
 // file) must be refused before it is converted, not crash the reader with a stack overflow.
 constexpr int kMaxNesting = 32;
 
+std::string too_deep_message() {
+  return fmt::format("keys are nested more than {} levels deep here; lory's configuration needs at most a few "
+                     "(section.plugin.key), so this file is not read further",
+                     kMaxNesting);
+}
+
 // The first node nested deeper than kMaxNesting, found without recursion; nullptr if none.
 const toml::node* first_too_deep(const toml::node& root) {
   std::vector<std::pair<const toml::node*, int>> stack = {{&root, 0}};
@@ -268,19 +274,13 @@ ConfigNode parse_toml_text(const std::string& text, const std::string& source_na
                            Diagnostics& diagnostics) {
   auto file = std::make_shared<const std::string>(source_name);
   if (const auto deep = first_too_deep_line(text)) {
-    diagnostics.error(SourceLocation{file, deep->first, deep->second},
-                      fmt::format("keys are nested more than {} levels deep here; lory's configuration needs at "
-                                  "most a few (section.plugin.key), so this file is not read further",
-                                  kMaxNesting));
+    diagnostics.error(SourceLocation{file, deep->first, deep->second}, too_deep_message());
     return ConfigNode::table(SourceLocation{file, 0, 0});
   }
   try {
     const toml::table parsed = toml::parse(text, source_name);
     if (const toml::node* deep = first_too_deep(parsed)) {
-      diagnostics.error(location_of(deep->source(), file),
-                        fmt::format("keys are nested more than {} levels deep here; lory's configuration needs at "
-                                    "most a few (section.plugin.key), so this file is not read further",
-                                    kMaxNesting));
+      diagnostics.error(location_of(deep->source(), file), too_deep_message());
       return ConfigNode::table(SourceLocation{file, 0, 0});
     }
     return *convert(parsed, "", file, diagnostics);
