@@ -7,4 +7,7 @@ set key outside right top
 set grid
 set format x "%.1s%c"
 plot "results/studies/debian12-report/loss_curves.dat" index 0 using 1:2 with lines lw 2 title "dense random seed=1", \
-     "results/studies/debian12-report/loss_curves.dat" index 1 using 1:2 with lines lw 2 title "lory-8 random seed=1"
+     "results/studies/debian12-report/loss_curves.dat" index 1 using 1:2 with lines lw 2 title "dense similarity seed=1", \
+     "results/studies/debian12-report/loss_curves.dat" index 2 using 1:2 with lines lw 2 title "lory-8 random seed=1", \
+     "results/studies/debian12-report/loss_curves.dat" index 3 using 1:2 with lines lw 2 title "lory-8 similarity seed=1", \
+     "results/studies/debian12-report/loss_curves.dat" index 4 using 1:2 with lines lw 2 title "lory-8-copy random seed=1"

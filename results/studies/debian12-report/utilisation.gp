@@ -7,4 +7,6 @@ set key outside right top
 set grid
 set format x "%.1s%c"
 set yrange [0:8]
-plot "results/studies/debian12-report/utilisation.dat" index 0 using 1:2 with lines lw 2 title "lory-8 random seed=1"
+plot "results/studies/debian12-report/utilisation.dat" index 0 using 1:2 with lines lw 2 title "lory-8 random seed=1", \
+     "results/studies/debian12-report/utilisation.dat" index 1 using 1:2 with lines lw 2 title "lory-8 similarity seed=1", \
+     "results/studies/debian12-report/utilisation.dat" index 2 using 1:2 with lines lw 2 title "lory-8-copy random seed=1"
