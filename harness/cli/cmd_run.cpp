@@ -201,7 +201,10 @@ void register_run_command(CLI::App& app) {
   CLI::App* cell_cmd = app.add_subcommand("run-cell", "Train one cell of an experiment (what a Slurm array task runs)");
   cell_cmd->add_option("experiment", cell_options->experiment_file, "Experiment TOML file")->required()->check(CLI::ExistingFile);
   auto* by_hash = cell_cmd->add_option("--cell", cell_options->cell, "Prefix of the cell's identity (lory run --dry-run)");
-  cell_cmd->add_option("--cell-index", cell_options->cell_index, "Index of the cell in grid order")->excludes(by_hash);
+  cell_cmd
+      ->add_option("--cell-index", cell_options->cell_index,
+                   "0-based index of the cell in grid order: the --dry-run table's # minus 1 (a Slurm array task id)")
+      ->excludes(by_hash);
   cell_cmd->add_option("--db", cell_options->db, "Results database")->capture_default_str();
   cell_cmd->add_option("--plugin-path", cell_options->plugin_path, "Extra plugin folder or file (repeatable)");
   cell_cmd->add_option("--nproc-per-node", cell_options->nproc_per_node, "Data-parallel ranks of the cell")
