@@ -16,6 +16,11 @@ torch::Tensor RoutingContext::total_aux_loss() const {
   return total;
 }
 
+torch::Tensor routing_distribution(const torch::Tensor& weights_BLE) {
+  torch::NoGradGuard no_grad;
+  return weights_BLE / weights_BLE.sum(-1, true).clamp_min(1e-30);
+}
+
 std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE) {
   torch::NoGradGuard no_grad;
   const int64_t experts = weights_BLE.size(-1);

@@ -128,7 +128,7 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
         LayerAccumulator& layer = layers[static_cast<size_t>(record.layer)];
         const int64_t experts = layer.experts;
         if (record.expert_count != experts) continue;
-        const torch::Tensor w_BLE = record.weights_BLE.to(torch::kFloat64);
+        const torch::Tensor w_BLE = routing_distribution(record.weights_BLE.to(torch::kFloat64));
         const torch::Tensor active_BLE = experts == 1 ? torch::ones_like(w_BLE) : (w_BLE > 2.0 / experts).to(torch::kFloat64);
         const torch::Tensor mass_E = (w_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
         const torch::Tensor active_E = (active_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});

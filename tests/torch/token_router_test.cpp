@@ -221,6 +221,29 @@ TEST(TopKRouter, GateScaleMultipliesTheGatesSoAnUpcycledTopOneLayerStartsNearThe
   EXPECT_LT(scaled_ratio, 1.6);
 }
 
+// The evaluator's routing statistics read where each token goes, not how large its gate is: a
+// scaled top-1 gate (8 x a probability, above 1) gave a negative "entropy" before the weights were
+// normalised per token.
+TEST(RoutingDistribution, IsOneHotForTopOneWhateverTheGateScaleAndLeavesMergeWeightsAlone) {
+  torch::manual_seed(29);
+  auto l = layer("topk", {{"experts", int64_t{8}}, {"k", int64_t{1}}, {"gate_scale", 8.0}});
+  const torch::Tensor h_BLD = torch::randn({2, 6, 8}, torch::kFloat64);
+  RoutingContext context(ForwardMode::Eval, true);
+  torch::NoGradGuard no_grad;
+  l->forward(h_BLD, context);
+  const torch::Tensor w_BLE = context.records().at(0).weights_BLE.to(torch::kFloat64);
+  EXPECT_GT(w_BLE.amax().item<double>(), 1.0) << "the scaled gates this test is about";
+  const torch::Tensor p_BLE = routing_distribution(w_BLE);
+  EXPECT_TRUE(torch::equal(p_BLE.amax(-1), torch::ones({2, 6}, torch::kFloat64)));
+  EXPECT_TRUE(torch::equal(p_BLE.argmax(-1), w_BLE.argmax(-1)));
+  EXPECT_TRUE(torch::allclose(p_BLE.sum(-1), torch::ones({2, 6}, torch::kFloat64)));
+
+  const torch::Tensor merge_BLE = torch::softmax(torch::randn({2, 6, 8}, torch::kFloat64), -1);
+  EXPECT_TRUE(torch::allclose(routing_distribution(merge_BLE), merge_BLE, 1e-15, 1e-15));
+  const torch::Tensor untaken_BLE = torch::zeros({1, 3, 8}, torch::kFloat64);
+  EXPECT_TRUE(torch::equal(routing_distribution(untaken_BLE), untaken_BLE)) << "a token no expert took stays empty";
+}
+
 TEST(TopKRouter, TokenChoiceIsCausalWithoutCapacityAndWithPositionCapacity) {
   for (const double capacity : {0.0, 0.75}) {
     torch::manual_seed(23);

@@ -88,6 +88,13 @@ class RoutingContext {
   std::vector<RoutingRecord> records_;
 };
 
+// Where each token goes, as a distribution over experts: its weights divided by their sum. Token
+// routers' weights are their gates, which need not sum to 1 (a raw top-1 probability, a
+// gate_scale, expert choice's scores); Lory's merge weights already do. A token no expert took
+// (expert choice) keeps all zeros. The evaluator's routing statistics (entropy, expert mass,
+// activations, specialisation) are computed on this, so that they compare across routers.
+torch::Tensor routing_distribution(const torch::Tensor& weights_BLE);
+
 // Statistics every router can report from its per-token weights: mean router entropy (nats),
 // mean max weight, mean number of experts above 2/E, load imbalance (max/mean weight mass per
 // expert) and unused experts (no token with weight above 2/E).
