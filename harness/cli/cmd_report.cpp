@@ -321,37 +321,54 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
   doc.figure("routing_entropy.png", "Routing entropy over training");
 }
 
-void add_throughput_section(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs,
-                            const std::vector<std::string>& groups) {
+void add_throughput_section(ReportDocument& doc, Database& db, const std::string& experiment,
+                            const std::vector<RunInfo>& runs, const std::vector<std::string>& groups) {
   doc.heading(2, "Throughput");
-  std::map<std::string, std::vector<double>> by_group;
-  double dense_sum = 0;
-  int dense_runs = 0;
+  std::map<int64_t, double> tokens_per_s;
   for (const RunInfo& r : runs) {
     // The first logged interval includes start-up work: leave it out.
     Statement s = db.prepare(
         "SELECT avg(value) FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s' AND step > (SELECT min(step) "
         "FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s')");
     s.bind(1, r.id).bind(2, r.id);
-    if (!s.step() || s.column_type(0) == SQLITE_NULL) continue;
-    by_group[r.group_label].push_back(s.column_double(0));
-    if (r.router == "dense") {
-      dense_sum += s.column_double(0);
-      ++dense_runs;
+    if (s.step() && s.column_type(0) != SQLITE_NULL) tokens_per_s[r.id] = s.column_double(0);
+  }
+  // Each run against the dense run that shares everything but the router (same seed and batcher):
+  // a grid that grows over sessions may train them on machines of different speed, and the ratio
+  // of runs trained side by side is the one that means something.
+  std::map<int64_t, int64_t> paired_dense;
+  Statement pairs = db.prepare(
+      "SELECT m.run_id, d.run_id FROM run_cells m JOIN run_cells d ON d.experiment = m.experiment AND d.router = 'dense' "
+      "AND d.baseline_key = m.baseline_key WHERE m.experiment = ?");
+  pairs.bind(1, experiment);
+  while (pairs.step()) paired_dense[pairs.column_int(0)] = pairs.column_int(1);
+
+  std::map<std::string, std::vector<double>> speed_by_group, ratio_by_group;
+  for (const RunInfo& r : runs) {
+    if (!tokens_per_s.count(r.id)) continue;
+    speed_by_group[r.group_label].push_back(tokens_per_s[r.id]);
+    const auto dense = paired_dense.find(r.id);
+    if (dense != paired_dense.end() && tokens_per_s.count(dense->second)) {
+      ratio_by_group[r.group_label].push_back(tokens_per_s[r.id] / tokens_per_s[dense->second]);
     }
   }
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& group : groups) {
-    if (!by_group.count(group)) continue;
-    const auto& v = by_group[group];
+  auto mean_of = [](const std::vector<double>& v) {
     double mean = 0;
     for (double x : v) mean += x / static_cast<double>(v.size());
-    rows.push_back({group, fmt::format("{:.0f}", mean),
-                    dense_runs ? fmt::format("{:.3f}", mean / (dense_sum / dense_runs)) : "-"});
+    return mean;
+  };
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& group : groups) {
+    if (!speed_by_group.count(group)) continue;
+    const auto& ratios = ratio_by_group[group];
+    rows.push_back({group, fmt::format("{:.0f}", mean_of(speed_by_group[group])),
+                    ratios.empty() ? "-" : fmt::format("{:.3f}", mean_of(ratios)), std::to_string(ratios.size())});
   }
-  doc.paragraph("Training tokens per second (mean over logged intervals and seeds; 2-vCPU machines are noisy, so "
-                "compare cells of one experiment run on one machine).");
-  doc.table({"cell", "tokens/s", "relative to dense"}, rows);
+  doc.paragraph("Training tokens per second (mean over logged intervals and seeds), and each run's tokens/s over "
+                "those of its paired dense run (same seed and batcher), averaged over the pairs. 2-vCPU machines are "
+                "noisy and a grid that grows over sessions may run on machines of different speed: trust the ratio "
+                "of runs trained one after the other on one machine.");
+  doc.table({"cell", "tokens/s", "relative to paired dense", "pairs"}, rows);
 }
 
 void run_report(const ReportOptions& options) {
@@ -382,7 +399,7 @@ void run_report(const ReportOptions& options) {
   add_perplexity_section(doc, db, experiment, groups);
   add_loss_section(doc, db, runs, options.out);
   add_routing_sections(doc, db, runs, options.out);
-  add_throughput_section(doc, db, runs, groups);
+  add_throughput_section(doc, db, experiment, runs, groups);
   doc.heading(2, "The same numbers with SQL");
   doc.paragraph("Every table above is a query on the results store's views (docs/results-schema.md); for example, "
                 "with `lory query \"...\" --db " + options.db + "`:");

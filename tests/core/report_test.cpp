@@ -172,6 +172,9 @@ TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
     EXPECT_NE(report.find(section), std::string::npos) << section << "\n" << report;
   }
   EXPECT_NE(report.find(" ± "), std::string::npos) << "two seeds: mean ± std expected";
+  // Throughput is relative to each run's paired dense run: the dense cell is its own pair, twice.
+  EXPECT_NE(report.find("| cell | tokens/s | relative to paired dense | pairs |"), std::string::npos) << report;
+  EXPECT_NE(report.find("| 1.000 | 2 |"), std::string::npos) << report;
   for (const char* figure : {"loss_curves.png", "utilisation.png", "routing_entropy.png", "heatmap_run3_layer0.png", "heatmap_run3_layer1.png",
                              "heatmap_run3_layer2.png"}) {
     EXPECT_NE(report.find(figure), std::string::npos) << figure;
