@@ -181,6 +181,29 @@ void add_perplexity_section(ReportDocument& doc, Database& db, const std::string
   }
 }
 
+// Held-out loss over all domains (default routing) at each evaluation step of a run.
+std::vector<std::pair<double, double>> held_out_curve(Database& db, int64_t run) {
+  Statement s = db.prepare(
+      "SELECT step, loss FROM evals WHERE run_id = ? AND domain = 'all' AND mode = 'default' ORDER BY step");
+  s.bind(1, run);
+  std::vector<std::pair<double, double>> points;
+  while (s.step()) points.emplace_back(s.column_double(0), s.column_double(1));
+  return points;
+}
+
+// The step at which a held-out curve first reaches target, linear between evaluations; NAN when it
+// never does, and the first evaluation's step when that one is already below (an upper bound).
+double step_reaching(const std::vector<std::pair<double, double>>& curve, double target) {
+  for (size_t i = 0; i < curve.size(); ++i) {
+    if (curve[i].second > target) continue;
+    if (i == 0) return curve[0].first;
+    const auto [s0, l0] = curve[i - 1];
+    const auto [s1, l1] = curve[i];
+    return s0 + (s1 - s0) * (l0 - target) / (l0 - l1);
+  }
+  return NAN;
+}
+
 void add_loss_section(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs, const std::string& out) {
   doc.heading(2, "Training loss");
   std::vector<Series> series;
@@ -215,15 +238,31 @@ void add_loss_section(ReportDocument& doc, Database& db, const std::vector<RunIn
         break;
       }
     }
+    // The same question on held-out text, which every evaluation measures on the same tokens: the
+    // training loss of one batch depends on its content far more than on the model, so a run can
+    // cross dense's final training loss on an easy stretch of batches without having caught up.
+    const auto moe_held_out = held_out_curve(db, pairs.column_int(0));
+    const auto dense_held_out = held_out_curve(db, pairs.column_int(2));
+    std::string held_out_fraction = "-";
+    if (!moe_held_out.empty() && !dense_held_out.empty()) {
+      const double step = step_reaching(moe_held_out, dense_held_out.back().second);
+      held_out_fraction = std::isnan(step) ? "not reached"
+                          : fmt::format("{}{:.2f}", step == moe_held_out.front().first ? "<= " : "",
+                                        step / dense_held_out.back().first);
+    }
     rows.push_back({pairs.column_text(1), fmt::format("{:.4f}", target), fmt::format("{:.0f}", dense_tokens), reached,
-                    fraction});
+                    fraction, held_out_fraction});
   }
   if (!rows.empty()) {
     doc.heading(3, "Tokens to reach the dense model's final loss");
-    doc.paragraph("First training-token count at which the MoE run's smoothed training loss is at or below the final "
-                  "smoothed training loss of its paired dense run (the paper: fewer than half the tokens with 32 "
-                  "experts).");
-    doc.table({"MoE run", "dense final loss", "dense tokens", "MoE tokens to reach it", "fraction"}, rows);
+    doc.paragraph("Training loss: first training-token count at which the MoE run's smoothed training loss is at or "
+                  "below the final smoothed training loss of its paired dense run (the paper: fewer than half the "
+                  "tokens with 32 experts); a batch's loss depends on its content, so this crosses early on an easy "
+                  "stretch of batches. Held-out: the fraction of dense's steps at which the MoE run's held-out loss "
+                  "(all domains) reaches dense's final held-out loss, linear between evaluations (coarse with few "
+                  "evaluations; \"<=\" when the first evaluation is already there).");
+    doc.table({"MoE run", "dense final loss", "dense tokens", "MoE tokens to reach it", "fraction", "held-out fraction"},
+              rows);
   }
 }
 

@@ -172,6 +172,7 @@ TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
     EXPECT_NE(report.find(section), std::string::npos) << section << "\n" << report;
   }
   EXPECT_NE(report.find(" ± "), std::string::npos) << "two seeds: mean ± std expected";
+  EXPECT_NE(report.find("| fraction | held-out fraction |"), std::string::npos) << report;
   // Throughput is relative to each run's paired dense run: the dense cell is its own pair, twice.
   EXPECT_NE(report.find("| cell | tokens/s | relative to paired dense | pairs |"), std::string::npos) << report;
   EXPECT_NE(report.find("| 1.000 | 2 |"), std::string::npos) << report;
