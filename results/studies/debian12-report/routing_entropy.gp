@@ -12,7 +12,8 @@ plot "results/studies/debian12-report/routing_entropy.dat" index 0 using 1:2 wit
      "results/studies/debian12-report/routing_entropy.dat" index 3 using 1:2 with lines lw 2 title "lory-8 random seed=2", \
      "results/studies/debian12-report/routing_entropy.dat" index 4 using 1:2 with lines lw 2 title "lory-8 random seed=3", \
      "results/studies/debian12-report/routing_entropy.dat" index 5 using 1:2 with lines lw 2 title "lory-8 similarity seed=1", \
-     "results/studies/debian12-report/routing_entropy.dat" index 6 using 1:2 with lines lw 2 title "lory-8-copy random seed=1", \
-     "results/studies/debian12-report/routing_entropy.dat" index 7 using 1:2 with lines lw 2 title "top1-8 random seed=1", \
-     "results/studies/debian12-report/routing_entropy.dat" index 8 using 1:2 with lines lw 2 title "top1-8-scaled late-upcycling random seed=1", \
-     "results/studies/debian12-report/routing_entropy.dat" index 9 using 1:2 with lines lw 2 title "top1-8-scaled random seed=1"
+     "results/studies/debian12-report/routing_entropy.dat" index 6 using 1:2 with lines lw 2 title "lory-8 similarity seed=2", \
+     "results/studies/debian12-report/routing_entropy.dat" index 7 using 1:2 with lines lw 2 title "lory-8-copy random seed=1", \
+     "results/studies/debian12-report/routing_entropy.dat" index 8 using 1:2 with lines lw 2 title "top1-8 random seed=1", \
+     "results/studies/debian12-report/routing_entropy.dat" index 9 using 1:2 with lines lw 2 title "top1-8-scaled late-upcycling random seed=1", \
+     "results/studies/debian12-report/routing_entropy.dat" index 10 using 1:2 with lines lw 2 title "top1-8-scaled random seed=1"
