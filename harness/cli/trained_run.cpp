@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <cerrno>
@@ -22,13 +23,17 @@ std::string executable_dir() { return boost::dll::program_location().parent_path
 
 namespace {
 
-std::string spawn_and_wait(const std::vector<std::string>& arguments, posix_spawn_file_actions_t* actions) {
+pid_t spawn(const std::vector<std::string>& arguments, posix_spawn_file_actions_t* actions) {
   std::vector<char*> argv;
   for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   pid_t pid = 0;
   const int rc = posix_spawn(&pid, arguments[0].c_str(), actions, nullptr, argv.data(), environ);
   if (rc != 0) throw UserError(fmt::format("cannot start '{}': {} (is the build complete?)", arguments[0], std::strerror(rc)));
+  return pid;
+}
+
+std::string wait_for(pid_t pid, const std::vector<std::string>& arguments) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw UserError(fmt::format("waiting for '{}' failed: {}", arguments[0], std::strerror(errno)));
@@ -43,7 +48,42 @@ std::string spawn_and_wait(const std::vector<std::string>& arguments, posix_spaw
   return "ended abnormally";
 }
 
+std::string spawn_and_wait(const std::vector<std::string>& arguments, posix_spawn_file_actions_t* actions) {
+  return wait_for(spawn(arguments, actions), arguments);
+}
+
 }  // namespace
+
+std::string run_pipeline(const std::vector<std::string>& producer, const std::vector<std::string>& consumer) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw UserError(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  posix_spawn_file_actions_t producer_actions, consumer_actions;
+  posix_spawn_file_actions_init(&producer_actions);
+  posix_spawn_file_actions_adddup2(&producer_actions, fds[1], 1);
+  posix_spawn_file_actions_addclose(&producer_actions, fds[0]);
+  posix_spawn_file_actions_addclose(&producer_actions, fds[1]);
+  posix_spawn_file_actions_init(&consumer_actions);
+  posix_spawn_file_actions_adddup2(&consumer_actions, fds[0], 0);
+  posix_spawn_file_actions_addclose(&consumer_actions, fds[0]);
+  posix_spawn_file_actions_addclose(&consumer_actions, fds[1]);
+  pid_t producer_pid = -1, consumer_pid = -1;
+  std::string failure;
+  try {
+    producer_pid = spawn(producer, &producer_actions);
+    consumer_pid = spawn(consumer, &consumer_actions);
+  } catch (const UserError& e) {
+    failure = e.what();
+  }
+  // Only the children hold the pipe now: the consumer sees end-of-file when the producer exits.
+  ::close(fds[0]);
+  ::close(fds[1]);
+  posix_spawn_file_actions_destroy(&producer_actions);
+  posix_spawn_file_actions_destroy(&consumer_actions);
+  const std::string producer_end = producer_pid > 0 ? wait_for(producer_pid, producer) : "";
+  const std::string consumer_end = consumer_pid > 0 ? wait_for(consumer_pid, consumer) : "";
+  if (!failure.empty()) throw UserError(failure);
+  return !producer_end.empty() ? producer_end : consumer_end;
+}
 
 std::string run_program(const std::vector<std::string>& arguments) { return spawn_and_wait(arguments, nullptr); }
 

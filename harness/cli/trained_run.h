@@ -16,6 +16,10 @@ std::string run_program(const std::vector<std::string>& arguments);
 // Starts a program with its standard output written to `output_file`.
 std::string run_program_to_file(const std::vector<std::string>& arguments, const std::string& output_file);
 
+// Starts `producer` with its standard output piped into `consumer`'s standard input and waits for
+// both. Returns "" when both exit with status 0, else how the first failing one ended.
+std::string run_pipeline(const std::vector<std::string>& producer, const std::vector<std::string>& consumer);
+
 // The corpus folder of a run: `override_dir` when given, else the run's data.corpus resolved
 // against its experiment file's folder.
 std::string run_corpus_dir(ResultsStore& store, const RunRecord& run, const std::string& override_dir);

@@ -49,6 +49,97 @@ struct TokenizerChoice {
   }
 };
 
+std::vector<uint32_t> parse_ids(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<uint32_t> ids;
+  std::string word;
+  while (in >> word) {
+    try {
+      ids.push_back(static_cast<uint32_t>(std::stoul(word)));
+    } catch (const std::exception&) {
+      throw UserError(fmt::format("'{}' is not a token id", word));
+    }
+  }
+  return ids;
+}
+
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (const unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+// `decode --stream`: lines of "id" or "id<TAB>log-prob" (what `lory-worker generate` prints) as
+// they arrive, continuing `prefix_ids` (the prompt, not printed: decoded together so that the
+// continuation's first word keeps its leading space). Text mode writes the text each new token
+// adds at once (a token that ends inside a multi-byte character waits for the rest); JSON mode
+// writes, at the end, {"text", "tokens": [{"id", "piece", "logprob"}]}.
+void decode_stream(const Tokenizer& tokenizer, bool json, std::vector<uint32_t> prefix_ids) {
+  std::vector<uint32_t> ids = std::move(prefix_ids);
+  const size_t prefix_count = ids.size();
+  const std::string prefix_text = tokenizer.decode(ids);
+  std::vector<std::string> log_probs;
+  std::string printed = prefix_text, line, summary;
+  while (std::getline(std::cin, line)) {
+    if (line.empty()) continue;
+    if (line[0] == '#') {  // the producer's summary: shown on standard error once the text is out
+      summary += line + "\n";
+      continue;
+    }
+    const size_t tab = line.find('\t');
+    try {
+      ids.push_back(static_cast<uint32_t>(std::stoul(line.substr(0, tab))));
+    } catch (const std::exception&) {
+      throw UserError(fmt::format("'{}' is not a token id", line.substr(0, tab)));
+    }
+    log_probs.push_back(tab == std::string::npos ? "null" : line.substr(tab + 1));
+    if (json) continue;
+    const std::string text = tokenizer.decode(ids);
+    if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0 &&
+        text.find("\xEF\xBF\xBD", printed.size()) == std::string::npos) {  // no U+FFFD: no cut character
+      std::fwrite(text.data() + printed.size(), 1, text.size() - printed.size(), stdout);
+      std::fflush(stdout);
+      printed = text;
+    }
+  }
+  const std::string text = tokenizer.decode(ids);
+  if (!json) {
+    if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
+      std::fwrite(text.data() + printed.size(), 1, text.size() - printed.size(), stdout);
+    }
+    if (ids.size() > prefix_count) std::printf("\n");
+    std::fflush(stdout);
+    std::fputs(summary.c_str(), stderr);
+    return;
+  }
+  const bool continues = text.compare(0, prefix_text.size(), prefix_text) == 0;
+  const std::string continuation =
+      continues ? text.substr(prefix_text.size()) : tokenizer.decode({ids.begin() + prefix_count, ids.end()});
+  std::string out = "{\"text\": " + json_string(continuation) + ", \"tokens\": [";
+  // A token's piece is the text it adds to what comes before it (with its leading space).
+  std::string before = prefix_text;
+  for (size_t i = prefix_count; i < ids.size(); ++i) {
+    const std::string upto = tokenizer.decode({ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(i + 1)});
+    const std::string piece = upto.compare(0, before.size(), before) == 0 ? upto.substr(before.size())
+                                                                          : tokenizer.decode({ids[i]});
+    before = upto;
+    out += fmt::format("{}{{\"id\": {}, \"piece\": {}, \"logprob\": {}}}", i > prefix_count ? ", " : "", ids[i],
+                       json_string(piece), log_probs[i - prefix_count]);
+  }
+  std::printf("%s]}\n", out.c_str());
+  std::fflush(stdout);
+  std::fputs(summary.c_str(), stderr);
+}
+
 void print_info(const std::string& directory) {
   const auto corpus = lory::Corpus::open(directory);  // verifies checksums
   const auto& m = corpus->manifest();
@@ -110,7 +201,16 @@ int main(int argc, char** argv) {
   std::string decode_ids;
   CLI::App* decode_cmd = app.add_subcommand("decode", "Token ids (whitespace-separated) -> text");
   decode_choice.add_options(decode_cmd);
-  decode_cmd->add_option("--ids", decode_ids, "File of token ids (default: standard input)");
+  auto* ids_option = decode_cmd->add_option("--ids", decode_ids, "File of token ids (default: standard input)");
+  bool decode_stream_mode = false, decode_json = false;
+  std::string decode_prefix_ids;
+  decode_cmd->add_option("--prefix-ids", decode_prefix_ids,
+                         "With --stream: file of the token ids the stream continues (decoded with it, not printed)");
+  decode_cmd
+      ->add_flag("--stream", decode_stream_mode,
+                 "Read lines of 'id' or 'id<TAB>log-prob' from standard input and write text as they arrive")
+      ->excludes(ids_option);
+  decode_cmd->add_flag("--json", decode_json, "With --stream: write {text, tokens: [{id, piece, logprob}]} at the end");
 
   std::string info_corpus;
   CLI::App* info_cmd = app.add_subcommand("info", "Verify a corpus folder and print its counts");
@@ -139,16 +239,13 @@ int main(int argc, char** argv) {
       std::printf("%s\n", line.c_str());
     } else if (*decode_cmd) {
       const auto tokenizer = decode_choice.load();
-      std::istringstream in(read_input(decode_ids));
-      std::vector<uint32_t> ids;
-      std::string word;
-      while (in >> word) {
-        try {
-          ids.push_back(static_cast<uint32_t>(std::stoul(word)));
-        } catch (const std::exception&) {
-          throw UserError(fmt::format("'{}' is not a token id", word));
-        }
+      if (decode_json && !decode_stream_mode) throw UserError("--json goes with --stream");
+      if (decode_stream_mode) {
+        decode_stream(*tokenizer, decode_json,
+                      decode_prefix_ids.empty() ? std::vector<uint32_t>{} : parse_ids(read_input(decode_prefix_ids)));
+        return 0;
       }
+      const std::vector<uint32_t> ids = parse_ids(read_input(decode_ids));
       const std::string text = tokenizer->decode(ids);
       std::fwrite(text.data(), 1, text.size(), stdout);
     } else if (*info_cmd) {

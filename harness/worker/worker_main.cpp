@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "train/data_parallel.h"
 #include "train/evaluator.h"
 #include "train/failure_reason.h"
+#include "train/generator.h"
 #include "core/kill_points.h"
 #include "train/run_setup.h"
 #include "train/stop_request.h"
@@ -104,17 +106,12 @@ std::shared_ptr<LanguageModel> load_trained(ResultsStore& store, const RunSelect
   return model;
 }
 
-int score_command(const RunSelection& selection, const std::string& token_ids_file, const EvalRouting& routing) {
-  ResultsStore store(selection.db);
-  const auto run = store.find_run(selection.run_id);
-  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
-  std::unique_ptr<RunSetup> setup;
-  auto model = load_trained(store, selection, *run, setup);
+// Whitespace-separated token ids, each checked against the corpus vocabulary.
+std::vector<int64_t> read_token_ids(const std::string& token_ids_file, int64_t vocab) {
   std::ifstream in(token_ids_file);
   if (!in) throw UserError(fmt::format("cannot read token ids from '{}'", token_ids_file));
   std::vector<int64_t> ids;
   std::string word;
-  const int64_t vocab = setup->corpus().manifest().vocab_size;
   while (in >> word) {
     int64_t id = -1;
     try {
@@ -124,6 +121,16 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
     if (id < 0 || id >= vocab) throw UserError(fmt::format("'{}' is not a token id of this corpus (vocab {})", word, vocab));
     ids.push_back(id);
   }
+  return ids;
+}
+
+int score_command(const RunSelection& selection, const std::string& token_ids_file, const EvalRouting& routing) {
+  ResultsStore store(selection.db);
+  const auto run = store.find_run(selection.run_id);
+  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
+  std::unique_ptr<RunSetup> setup;
+  auto model = load_trained(store, selection, *run, setup);
+  const std::vector<int64_t> ids = read_token_ids(token_ids_file, setup->corpus().manifest().vocab_size);
   if (ids.size() < 2) throw UserError("need at least two tokens to score");
   const torch::Tensor tokens_N = torch::tensor(ids, torch::kInt64);
   const torch::Tensor log_probs = score_tokens(*model, tokens_N, setup->context_length(), routing);
@@ -135,6 +142,34 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
   const double mean = -log_probs.mean().item<double>();
   std::printf("# %lld tokens scored, mean loss %.4f nats, perplexity %.3f\n", static_cast<long long>(log_probs.size(0)),
               mean, std::exp(mean));
+  return 0;
+}
+
+// Generated tokens go to standard output as they come, one "id<TAB>log-prob" line each (lory
+// generate pipes them into `lory-data decode --stream`), then one summary line starting with '#'.
+int generate_command(const RunSelection& selection, const std::string& token_ids_file, GenerationOptions options) {
+  ResultsStore store(selection.db);
+  const auto run = store.find_run(selection.run_id);
+  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
+  std::unique_ptr<RunSetup> setup;
+  auto model = load_trained(store, selection, *run, setup);
+  const auto& manifest = setup->corpus().manifest();
+  const std::vector<int64_t> prompt = read_token_ids(token_ids_file, manifest.vocab_size);
+  options.stop_token = manifest.eod_id;  // the end of a document ends the text
+  const auto started = std::chrono::steady_clock::now();
+  const GenerationResult result =
+      generate_tokens(*model, prompt, setup->context_length(), options, [](const GeneratedToken& token) {
+        std::printf("%lld\t%.6f\n", static_cast<long long>(token.id), token.log_prob);
+        std::fflush(stdout);
+      });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("# %zu tokens after a %zu-token prompt in %.2f s (%.1f tokens/s), %s%s\n", result.tokens.size(),
+               prompt.size(), seconds, static_cast<double>(result.tokens.size()) / std::max(seconds, 1e-9),
+               result.cached          ? "KV cache"
+               : options.use_cache    ? "full recomputation per token (the model or a router has no decoding cache)"
+                                      : "full recomputation per token (--no-cache)",
+               result.ffn_merges > 0 ? fmt::format(", {} merged FFNs built", result.ffn_merges).c_str() : "");
+  std::fflush(stdout);
   return 0;
 }
 
@@ -240,6 +275,20 @@ int main(int argc, char** argv) {
   CLI::App* export_cmd = app.add_subcommand("export", "Write a trained run's weights for torch.load");
   export_selection.add_options(export_cmd);
   export_cmd->add_option("--out", out_dir, "Output folder")->required();
+  RunSelection generate_selection;
+  GenerationOptions generation;
+  std::string prompt_ids_file, generate_routing = "prompt";
+  bool no_cache = false;
+  CLI::App* generate = app.add_subcommand("generate", "Generate token ids after a prompt with a trained run");
+  generate_selection.add_options(generate);
+  generate->add_option("--token-ids", prompt_ids_file, "File of the prompt's token ids")->required();
+  generate->add_option("--max-tokens", generation.max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
+  generate->add_option("--temperature", generation.sampling.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  generate->add_option("--top-k", generation.sampling.top_k, "0 = no limit")->check(CLI::NonNegativeNumber);
+  generate->add_option("--top-p", generation.sampling.top_p, "Nucleus mass")->check(CLI::Range(1e-9, 1.0));
+  generate->add_option("--seed", generation.sampling.seed, "Sampling seed");
+  generate->add_option("--routing", generate_routing, "prompt or segment")->check(CLI::IsMember({"prompt", "segment"}));
+  generate->add_flag("--no-cache", no_cache, "Recompute the whole sequence for every token (reference, benchmarks)");
   RunSelection embed_selection;
   std::string embed_out;
   CLI::App* embed = app.add_subcommand("embed", "Mean final hidden state of every corpus document (LORYEMB2 file)");
@@ -258,6 +307,11 @@ int main(int argc, char** argv) {
       return score_command(score_selection, token_ids_file, routing);
     }
     if (*export_cmd) return export_command(export_selection, out_dir);
+    if (*generate) {
+      generation.routing = generate_routing == "prompt" ? EvalRouting::Rule::Prompt : EvalRouting::Rule::Train;
+      generation.use_cache = !no_cache;
+      return generate_command(generate_selection, prompt_ids_file, generation);
+    }
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const UserError& e) {

@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "lory/decode_state.h"
 #include "lory/routing.h"
 
 namespace lory {
@@ -51,6 +52,12 @@ class FeedForward : public torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& h_BLD, RoutingContext& context) = 0;
 
   virtual int64_t expert_count() const { return 1; }
+  // Whether forward() handles a context with a DecodeState: given only the new tokens, it returns
+  // exactly what a full forward over the whole sequence gives at their positions. A router whose
+  // output at a token depends on that token alone (dense, token top-k) needs no state and says
+  // true; one that routes from earlier tokens (Lory) keeps its state in the DecodeState. `lory
+  // generate` falls back to recomputing the whole sequence for a router that says false.
+  virtual bool supports_incremental_decoding() const { return false; }
   // Parameters one token goes through (for a merged or top-k MoE, less than all of them).
   // Default: every parameter of the module.
   virtual int64_t active_parameter_count() const;

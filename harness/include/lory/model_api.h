@@ -27,6 +27,11 @@ class LanguageModel : public torch::nn::Module {
   // the similarity batcher: `lory embed`).
   virtual torch::Tensor hidden_states(const torch::Tensor& tokens_BL, RoutingContext& context) = 0;
 
+  // Whether forward() takes a context with a DecodeState (lory/decode_state.h): only the new tokens,
+  // attention over the cached keys and values of earlier ones. True when the model and every FFN
+  // layer support it.
+  virtual bool supports_incremental_decoding() const { return false; }
+
   virtual int64_t layer_count() const = 0;
   virtual FeedForwardSpec feed_forward_spec(int64_t layer) const = 0;
   virtual std::shared_ptr<FeedForward> feed_forward(int64_t layer) const = 0;

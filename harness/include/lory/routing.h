@@ -58,6 +58,8 @@ struct RoutingRecord {
   std::vector<RoutingStat> stats;
 };
 
+class DecodeState;
+
 class RoutingContext {
  public:
   RoutingContext(ForwardMode mode, bool record) : mode_(mode), record_(record) {}
@@ -68,6 +70,10 @@ class RoutingContext {
   bool recording() const { return record_; }
   const EvalRouting& eval_routing() const { return eval_routing_; }
   void set_eval_routing(EvalRouting routing) { eval_routing_ = routing; }
+  // Incremental decoding (lory/decode_state.h): when set, the forward carries only the tokens
+  // after decode()->position(), and layers keep their caches there. Null for every other forward.
+  DecodeState* decode() const { return decode_; }
+  void set_decode(DecodeState* state) { decode_ = state; }
 
   // `scaled_loss` (a scalar with gradient) is added to the training loss; `unscaled` is logged.
   void add_aux_loss(int64_t layer, const std::string& name, torch::Tensor scaled_loss, double unscaled);
@@ -83,6 +89,7 @@ class RoutingContext {
   ForwardMode mode_;
   bool record_;
   EvalRouting eval_routing_;
+  DecodeState* decode_ = nullptr;
   std::vector<torch::Tensor> aux_losses_;
   std::vector<std::pair<int64_t, RoutingStat>> aux_stats_;
   std::vector<RoutingRecord> records_;

@@ -38,24 +38,42 @@ class CausalSelfAttention : public torch::nn::Module {
     const torch::Tensor angles_LK = torch::cat({angles_LHalf, angles_LHalf}, -1);
     cos_LK_ = register_buffer("rope_cos_LK", angles_LK.cos().to(torch::kFloat32));
     sin_LK_ = register_buffer("rope_sin_LK", angles_LK.sin().to(torch::kFloat32));
-    causal_mask_LL_ = register_buffer("causal_mask_LL", torch::ones({max_length, max_length}, torch::kBool).triu(1));
   }
 
-  torch::Tensor forward(const torch::Tensor& x_BLD) {
+  // x_BLD: the block's normalised input. With a DecodeState, x holds only the tokens from
+  // position p = decode->position() on: their keys and values are appended to the layer's cache
+  // and their queries attend to every cached position up to their own.
+  torch::Tensor forward(const torch::Tensor& x_BLD, int64_t layer, lory::DecodeState* decode) {
     const int64_t B = x_BLD.size(0), L = x_BLD.size(1), D = x_BLD.size(2);
+    const int64_t start = decode ? decode->position() : 0;
+    TORCH_CHECK(start + L <= cos_LK_.size(0), "positions ", start, "..", start + L - 1,
+                " exceed the model's context length ", cos_LK_.size(0));
     const torch::Tensor qkv_BL3HK = torch::matmul(x_BLD, w_qkv_3DD.t()).view({B, L, 3, heads_, head_width_});
     // [3, B, H, L, K]
     const torch::Tensor qkv_3BHLK = qkv_BL3HK.permute({2, 0, 3, 1, 4});
-    const torch::Tensor cos_LK = cos_LK_.slice(0, 0, L).to(x_BLD.dtype());
-    const torch::Tensor sin_LK = sin_LK_.slice(0, 0, L).to(x_BLD.dtype());
+    const torch::Tensor cos_LK = cos_LK_.slice(0, start, start + L).to(x_BLD.dtype());
+    const torch::Tensor sin_LK = sin_LK_.slice(0, start, start + L).to(x_BLD.dtype());
     const torch::Tensor q_BHLK = rotate(qkv_3BHLK[0], cos_LK, sin_LK);
-    const torch::Tensor k_BHLK = rotate(qkv_3BHLK[1], cos_LK, sin_LK);
-    const torch::Tensor v_BHLK = qkv_3BHLK[2];
+    torch::Tensor k_BHLK = rotate(qkv_3BHLK[1], cos_LK, sin_LK);
+    torch::Tensor v_BHLK = qkv_3BHLK[2];
+    if (decode) {
+      const torch::Tensor cached_k_BHPK = decode->get(layer, "attention/k_BHLK");
+      if (cached_k_BHPK.defined()) {
+        k_BHLK = torch::cat({cached_k_BHPK, k_BHLK}, 2);
+        v_BHLK = torch::cat({decode->get(layer, "attention/v_BHLK"), v_BHLK}, 2);
+      }
+      decode->set(layer, "attention/k_BHLK", k_BHLK);
+      decode->set(layer, "attention/v_BHLK", v_BHLK);
+    }
+    const int64_t keys = k_BHLK.size(2);  // start + L
     const double scale = 1.0 / std::sqrt(static_cast<double>(head_width_));
-    torch::Tensor scores_BHLL = torch::matmul(q_BHLK, k_BHLK.transpose(-2, -1)) * scale;
-    scores_BHLL = scores_BHLL.masked_fill(causal_mask_LL_.slice(0, 0, L).slice(1, 0, L),
-                                          -std::numeric_limits<double>::infinity());
-    const torch::Tensor attended_BHLK = torch::matmul(torch::softmax(scores_BHLL, -1), v_BHLK);
+    torch::Tensor scores_BHLP = torch::matmul(q_BHLK, k_BHLK.transpose(-2, -1)) * scale;
+    // Query i (position start + i) sees keys 0 .. start + i. Built here rather than kept as a
+    // buffer: Module::to(dtype) would turn a boolean buffer into a floating one.
+    const torch::Tensor future_LP =
+        torch::ones({L, keys}, torch::dtype(torch::kBool).device(x_BLD.device())).triu(start + 1);
+    scores_BHLP = scores_BHLP.masked_fill(future_LP, -std::numeric_limits<double>::infinity());
+    const torch::Tensor attended_BHLK = torch::matmul(torch::softmax(scores_BHLP, -1), v_BHLK);
     const torch::Tensor attended_BLD = attended_BHLK.transpose(1, 2).reshape({B, L, D});
     return torch::matmul(attended_BLD, w_out_DD.t());
   }
@@ -69,13 +87,14 @@ class CausalSelfAttention : public torch::nn::Module {
 
   int64_t heads_, head_width_;
   torch::Tensor w_qkv_3DD, w_out_DD;
-  torch::Tensor cos_LK_, sin_LK_, causal_mask_LL_;
+  torch::Tensor cos_LK_, sin_LK_;
 };
 
 class Block : public torch::nn::Module {
  public:
   Block(int64_t d_model, int64_t heads, int64_t max_length, double rope_theta, double norm_eps, double init_std,
-        double output_init_std, std::shared_ptr<lory::FeedForward> ffn) {
+        double output_init_std, std::shared_ptr<lory::FeedForward> ffn, int64_t layer)
+      : layer_(layer) {
     attention_norm = register_module("attention_norm", std::make_shared<RMSNorm>(d_model, norm_eps));
     attention =
         register_module("attention", std::make_shared<CausalSelfAttention>(d_model, heads, max_length, rope_theta,
@@ -85,7 +104,7 @@ class Block : public torch::nn::Module {
   }
 
   torch::Tensor forward(const torch::Tensor& x_BLD, lory::RoutingContext& context) {
-    const torch::Tensor h_BLD = x_BLD + attention->forward(attention_norm->forward(x_BLD));
+    const torch::Tensor h_BLD = x_BLD + attention->forward(attention_norm->forward(x_BLD), layer_, context.decode());
     return h_BLD + ffn->forward(ffn_norm->forward(h_BLD), context);
   }
 
@@ -94,6 +113,9 @@ class Block : public torch::nn::Module {
   std::shared_ptr<RMSNorm> attention_norm, ffn_norm;
   std::shared_ptr<CausalSelfAttention> attention;
   std::shared_ptr<lory::FeedForward> ffn;
+
+ private:
+  int64_t layer_;
 };
 
 // RoPE rotates pairs of a head's channels, so a head's width must be whole and even.
@@ -133,7 +155,7 @@ class TransformerModel final : public lory::LanguageModel {
       blocks_.push_back(register_module(
           "block" + std::to_string(i),
           std::make_shared<Block>(d_model, heads, spec.context_length, p.get_float("rope_theta"),
-                                  p.get_float("norm_eps"), init_std, output_init_std, std::move(ffn))));
+                                  p.get_float("norm_eps"), init_std, output_init_std, std::move(ffn), i)));
     }
     final_norm = register_module("final_norm", std::make_shared<RMSNorm>(d_model, p.get_float("norm_eps")));
     if (!tied_) lm_head_VD = register_parameter("lm_head_VD", torch::randn({spec.vocab_size, d_model}) * init_std);
@@ -147,6 +169,13 @@ class TransformerModel final : public lory::LanguageModel {
     torch::Tensor x_BLD = torch::embedding(embedding_VD, tokens_BL);
     for (auto& block : blocks_) x_BLD = block->forward(x_BLD, context);
     return final_norm->forward(x_BLD);
+  }
+
+  bool supports_incremental_decoding() const override {
+    for (const auto& block : blocks_) {
+      if (!block->ffn->supports_incremental_decoding()) return false;
+    }
+    return true;
   }
 
   int64_t layer_count() const override { return layers_; }

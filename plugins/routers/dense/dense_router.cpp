@@ -25,6 +25,8 @@ class DenseFeedForward final : public lory::FeedForward {
     return lory::swiglu(h_BLD, w_gate_FD, w_up_FD, w_down_DF);
   }
 
+  bool supports_incremental_decoding() const override { return true; }
+
   std::optional<lory::DenseFFNWeights> dense_weights() const override {
     return lory::DenseFFNWeights{w_gate_FD, w_up_FD, w_down_DF};
   }

@@ -92,6 +92,9 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
   }
 
   int64_t expert_count() const override { return options_.experts; }
+  // Outside training the token top-k rule routes each token on its own; the expert-choice rule
+  // compares tokens across the batch.
+  bool supports_incremental_decoding() const override { return options_.topk_inference; }
   // On average a token is processed by capacity_factor experts.
   int64_t active_parameter_count() const override {
     return static_cast<int64_t>(std::llround(options_.capacity_factor * static_cast<double>(experts_.w_gate_EFD[0].numel() * 3))) +

@@ -56,11 +56,13 @@ class LoryFeedForward final : public lory::FeedForward {
     if (rule == lory::EvalRouting::Rule::Inference) {
       rule = options_.prompt_inference ? lory::EvalRouting::Rule::Prompt : lory::EvalRouting::Rule::Train;
     }
+    if (context.decode() && !context.training()) return forward_decoding(h_BLD, context, rule);
     if (rule == lory::EvalRouting::Rule::Prompt) return forward_prompt_routed(h_BLD, context);
     return forward_segment_routed(h_BLD, context);
   }
 
   int64_t expert_count() const override { return options_.experts; }
+  bool supports_incremental_decoding() const override { return true; }
 
   // What one token goes through: the merged FFN (one expert's size) and the router.
   int64_t active_parameter_count() const override { return experts_.w_gate_EFD[0].numel() * 3 + router_ED.numel(); }
@@ -129,6 +131,91 @@ class LoryFeedForward final : public lory::FeedForward {
     const torch::Tensor y_BLD = run_experts(h_BLD, w_BE);
     if (context.recording()) record(w_BE.unsqueeze(1).expand({-1, L, -1}), context);
     return y_BLD;
+  }
+
+  // Incremental decoding: h_BLD holds the tokens at positions p .. p + L - 1 (p =
+  // decode->position()). The layer keeps, in the DecodeState, the merged FFN of the segment it is
+  // in (or of the prompt), so a new token costs one dense FFN, and it merges again only when a new
+  // segment starts (counted as "lory/ffn_merges"):
+  //  - prompt rule: one merge per layer, from the mean of the first prompt_length tokens, which the
+  //    first forward must carry whole;
+  //  - segment rule: segment k > 1 is merged from the mean of segment k - 1 once that is complete,
+  //    as in training. Segment 1 follows first_segment; under `paper` it is routed from its tokens
+  //    in the first forward (all of segment 1 when the prompt is at least T tokens long, the same
+  //    weights as a full forward; otherwise the prompt's, since later tokens are not known yet).
+  torch::Tensor forward_decoding(const torch::Tensor& h_BLD, lory::RoutingContext& context,
+                                 lory::EvalRouting::Rule rule) {
+    lory::DecodeState& decode = *context.decode();
+    const int64_t B = h_BLD.size(0), L = h_BLD.size(1), D = h_BLD.size(2), E = options_.experts;
+    const int64_t start = decode.position();
+    std::vector<torch::Tensor> outputs, weights;
+    if (rule == lory::EvalRouting::Rule::Prompt) {
+      if (!decode.get(layer_, "lory/w_BE").defined()) {
+        const int64_t prompt = context.eval_routing().prompt_length;
+        TORCH_CHECK(start == 0 && L >= prompt && prompt >= 1, "prompt routing while decoding needs the whole prompt (",
+                    prompt, " tokens) in the first forward; it carried positions ", start, "..", start + L - 1);
+        merge_for_decoding(route(h_BLD.slice(1, 0, prompt).mean(1)), decode);
+      }
+      outputs.push_back(run_merged(h_BLD, decode));
+      weights.push_back(decode.get(layer_, "lory/w_BE").unsqueeze(1).expand({B, L, E}));
+    } else {
+      const int64_t T = options_.segment_length;
+      for (int64_t piece_start = 0; piece_start < L;) {
+        const int64_t position = start + piece_start;
+        const int64_t piece_end = std::min(L, piece_start + (T - position % T));
+        const torch::Tensor piece_BPD = h_BLD.slice(1, piece_start, piece_end);
+        if (position % T == 0) {
+          torch::Tensor w_BE;
+          if (position == 0) {
+            w_BE = first_segment_weights(piece_BPD);
+            decode.set(layer_, "lory/first_BE", w_BE);
+          } else {
+            w_BE = options_.prefix_routing ? decode.get(layer_, "lory/first_BE")
+                                           : route(decode.get(layer_, "lory/sum_BD") / static_cast<double>(T));
+          }
+          merge_for_decoding(w_BE, decode);
+          decode.set(layer_, "lory/sum_BD", torch::zeros({B, D}, h_BLD.options()));
+        }
+        TORCH_CHECK(decode.get(layer_, "lory/w_BE").defined(), "decoding must start at position 0");
+        outputs.push_back(run_merged(piece_BPD, decode));
+        weights.push_back(decode.get(layer_, "lory/w_BE").unsqueeze(1).expand({B, piece_end - piece_start, E}));
+        decode.set(layer_, "lory/sum_BD", decode.get(layer_, "lory/sum_BD") + piece_BPD.sum(1));
+        piece_start = piece_end;
+      }
+    }
+    if (context.recording()) record(torch::cat(weights, 1), context);
+    return torch::cat(outputs, 1);
+  }
+
+  torch::Tensor first_segment_weights(const torch::Tensor& first_BPD) const {
+    switch (options_.first_segment) {
+      case FirstSegment::Uniform:
+        return torch::full({first_BPD.size(0), options_.experts}, 1.0 / static_cast<double>(options_.experts),
+                           first_BPD.options());
+      case FirstSegment::FirstToken:
+        return route(first_BPD.select(1, 0));
+      case FirstSegment::Paper:
+        break;
+    }
+    return route(first_BPD.mean(1));
+  }
+
+  // W̄_b = sum_e w[b, e] W_e for each sequence b, kept for the tokens that follow.
+  void merge_for_decoding(const torch::Tensor& w_BE, lory::DecodeState& decode) const {
+    const auto merge = [&](const torch::Tensor& w_EXY) {
+      return torch::matmul(w_BE, w_EXY.reshape({w_EXY.size(0), -1})).view({w_BE.size(0), w_EXY.size(1), w_EXY.size(2)});
+    };
+    decode.set(layer_, "lory/w_BE", w_BE);
+    decode.set(layer_, "lory/gate_BFD", merge(experts_.w_gate_EFD));
+    decode.set(layer_, "lory/up_BFD", merge(experts_.w_up_EFD));
+    decode.set(layer_, "lory/down_BDF", merge(experts_.w_down_EDF));
+    decode.count("lory/ffn_merges");
+  }
+
+  torch::Tensor run_merged(const torch::Tensor& h_BLD, const lory::DecodeState& decode) const {
+    const torch::Tensor gate_BLF = torch::bmm(h_BLD, decode.get(layer_, "lory/gate_BFD").transpose(1, 2));
+    const torch::Tensor up_BLF = torch::bmm(h_BLD, decode.get(layer_, "lory/up_BFD").transpose(1, 2));
+    return torch::bmm(torch::silu(gate_BLF) * up_BLF, decode.get(layer_, "lory/down_BDF").transpose(1, 2));
   }
 
   // Switch-style balance over segments: E * sum_e f_e P_e, with f_e the fraction of segments

@@ -116,6 +116,8 @@ class TopKFeedForward final : public lory::FeedForward {
   }
 
   int64_t expert_count() const override { return options_.experts; }
+  // Each token's output depends on that token alone, unless a capacity makes tokens compete.
+  bool supports_incremental_decoding() const override { return options_.capacity_factor == 0; }
   int64_t active_parameter_count() const override {
     return options_.k * experts_.w_gate_EFD[0].numel() * 3 + router_ED.numel();
   }
