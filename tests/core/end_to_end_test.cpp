@@ -1,6 +1,6 @@
 // The whole path through the real binaries: lory-data prepares a corpus, `lory run` trains a tiny
-// dense model in a worker process, the results store holds every row, and the run can be scored
-// and exported for Python.
+// dense model in a worker process, the results store holds every row, and the run can be scored,
+// continued (`lory generate`) and exported for Python.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -72,6 +72,47 @@ TEST_F(TinyExperiment, ScorePrintsPerTokenLogProbabilities) {
                                               dir_->file("r.sqlite")));
   ASSERT_EQ(scored.exit_code, 0) << scored.output;
   EXPECT_NE(scored.output.find("# 14 tokens scored"), std::string::npos) << scored.output;
+}
+
+// The JSON line of `lory generate --json` (the summary line follows it on standard error).
+std::string json_line(const std::string& output) {
+  const size_t start = output.find("{\"text\"");
+  return start == std::string::npos ? "" : output.substr(start, output.find('\n', start) - start);
+}
+
+TEST_F(TinyExperiment, GenerateContinuesAPromptAndTheCacheChangesNothing) {
+  const std::string base = fmt::format("{}/lory generate 1 --db {} --prompt 'a01 a1' --max-tokens 12", build_dir(),
+                                       dir_->file("r.sqlite"));
+  const auto cached = run_command(base + " --temperature 0 --json");
+  ASSERT_EQ(cached.exit_code, 0) << cached.output;
+  EXPECT_NE(cached.output.find("KV cache"), std::string::npos) << cached.output;
+  const std::string tokens = json_line(cached.output);
+  ASSERT_NE(tokens.find("\"tokens\": [{\"id\": "), std::string::npos) << cached.output;
+  const auto recomputed = run_command(base + " --temperature 0 --json --no-cache");
+  ASSERT_EQ(recomputed.exit_code, 0) << recomputed.output;
+  EXPECT_NE(recomputed.output.find("full recomputation per token (--no-cache)"), std::string::npos) << recomputed.output;
+  EXPECT_EQ(json_line(recomputed.output), tokens);
+  // Sampling: the same seed gives the same text.
+  const auto sampled = run_command(base + " --seed 3 --json");
+  const auto again = run_command(base + " --seed 3 --json");
+  ASSERT_EQ(sampled.exit_code, 0) << sampled.output;
+  EXPECT_EQ(json_line(again.output), json_line(sampled.output));
+  // Streaming text mode prints the continuation, then the summary.
+  const auto streamed = run_command(base + " --temperature 0");
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.output;
+  EXPECT_NE(streamed.output.find("tokens after a 6-token prompt"), std::string::npos) << streamed.output;
+}
+
+TEST_F(TinyExperiment, GenerateRefusesWhatCannotFitTheContext) {
+  const auto refused = run_command(fmt::format("{}/lory generate 1 --db {} --prompt 'a01 a12 a20' --max-tokens 30",
+                                               build_dir(), dir_->file("r.sqlite")));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("the prompt (11 tokens) plus 30 new tokens exceed the model's context of 32 tokens"),
+            std::string::npos)
+      << refused.output;
+  const auto empty = run_command(fmt::format("{}/lory generate 1 --db {} --prompt ''", build_dir(), dir_->file("r.sqlite")));
+  EXPECT_NE(empty.exit_code, 0);
+  EXPECT_NE(empty.output.find("the prompt is empty"), std::string::npos) << empty.output;
 }
 
 TEST_F(TinyExperiment, ExportLoadsInPythonTorch) {
