@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "core/sqlite_db.h"
 #include "test_support.h"
@@ -128,6 +130,56 @@ TEST_F(TinyExperiment, ExportLoadsInPythonTorch) {
       dir_->file("export/weights.pt")));
   ASSERT_EQ(loaded.exit_code, 0) << loaded.output;
   EXPECT_NE(loaded.output.find("(257, 32)"), std::string::npos) << loaded.output;
+}
+
+// The log-probs of "position<TAB>token<TAB>logprob" lines (lory score and python/lory_export.py).
+std::vector<double> log_prob_column(const std::string& output) {
+  std::vector<double> values;
+  std::istringstream lines(output);
+  std::string line;
+  while (std::getline(lines, line)) {
+    long long position = 0, token = 0;
+    double value = 0;
+    if (std::sscanf(line.c_str(), "%lld\t%lld\t%lf", &position, &token, &value) == 3) values.push_back(value);
+  }
+  return values;
+}
+
+// An outside user's path: export a run, rebuild it in PyTorch from the export folder alone with
+// python/lory_export.py, and get the log-probs `lory score` gives, for dense and for Lory.
+TEST_F(TinyExperiment, ExportRebuildsInPyTorchWithTheLogProbsOfScore) {
+  if (run_command("/usr/bin/python3 -c 'import torch'").exit_code != 0) {
+    GTEST_SKIP() << "python3-torch is not installed (scripts/setup-deps installs it)";
+  }
+  testing::write_text(dir_->file("lory.toml"), testing::read_text(dir_->file("tiny.toml")) +
+                                                   "[router]\nplugin = \"lory\"\n"
+                                                   "[router.lory]\nexperts = 4\nsegment_length = 8\n");
+  const auto trained = run_command(fmt::format("{}/lory run {} --db {}", build_dir(), dir_->file("lory.toml"),
+                                               dir_->file("lory.sqlite")));
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  testing::write_text(dir_->file("python.txt"), "a01 a12 a20 b03 b11 a02 c07 a01 a12 a20 b03 b11 a02 c07 a01 a12");
+  for (const std::string db : {"r.sqlite", "lory.sqlite"}) {
+    const std::string out = dir_->file("export-" + db);
+    const auto exported = run_command(fmt::format("{}/lory export 1 --out {} --db {}", build_dir(), out, dir_->file(db)));
+    ASSERT_EQ(exported.exit_code, 0) << exported.output;
+    const std::string config = testing::read_text(out + "/config.json");
+    const std::string router = db == "r.sqlite" ? "dense" : "lory";
+    EXPECT_NE(config.find("\"router\": \"" + router + "\""), std::string::npos) << config;
+    EXPECT_NE(config.find("\"head_width\": 16"), std::string::npos) << config;  // resolved, not in the config
+    const auto ids = run_command(fmt::format("{}/lory-data encode --corpus {} --text {} > {}", build_dir(),
+                                             dir_->file("corpus"), dir_->file("python.txt"), dir_->file("python.ids")));
+    ASSERT_EQ(ids.exit_code, 0) << ids.output;
+    const auto scored = run_command(fmt::format("{}/lory score 1 --token-ids {} --routing train --db {}", build_dir(),
+                                                dir_->file("python.ids"), dir_->file(db)));
+    ASSERT_EQ(scored.exit_code, 0) << scored.output;
+    const auto rebuilt = run_command(fmt::format("/usr/bin/python3 {}/python/lory_export.py {} --token-ids {}",
+                                                 LORY_SOURCE_DIR_FOR_TESTS, out, dir_->file("python.ids")));
+    ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.output;
+    const std::vector<double> expected = log_prob_column(scored.output), actual = log_prob_column(rebuilt.output);
+    ASSERT_EQ(actual.size(), expected.size()) << rebuilt.output;
+    ASSERT_GT(expected.size(), 32u);  // longer than the context: two windows
+    for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(actual[i], expected[i], 1e-4) << db << ", token " << i;
+  }
 }
 
 TEST_F(TinyExperiment, EmbedWritesOneVectorPerDocumentForTheSimilarityBatcher) {

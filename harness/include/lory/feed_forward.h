@@ -58,6 +58,10 @@ class FeedForward : public torch::nn::Module {
   // true; one that routes from earlier tokens (Lory) keeps its state in the DecodeState. `lory
   // generate` falls back to recomputing the whole sequence for a router that says false.
   virtual bool supports_incremental_decoding() const { return false; }
+  // The FFN's part of `lory export`'s layout (see LanguageModel::export_layout_json): a JSON
+  // object with the resolved options, the tensors (names relative to the layer, shapes, layout)
+  // and the routing rule in words and formulas. "{}" when the plugin says nothing.
+  virtual std::string export_layout_json() const { return "{}"; }
   // Parameters one token goes through (for a merged or top-k MoE, less than all of them).
   // Default: every parameter of the module.
   virtual int64_t active_parameter_count() const;

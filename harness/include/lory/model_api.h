@@ -31,6 +31,11 @@ class LanguageModel : public torch::nn::Module {
   // attention over the cached keys and values of earlier ones. True when the model and every FFN
   // layer support it.
   virtual bool supports_incremental_decoding() const { return false; }
+  // What `lory export` writes beside the weights so that the model can be rebuilt elsewhere
+  // without reading this plugin's source: a JSON object with the resolved sizes, each tensor's
+  // name pattern and layout, and the conventions (normalisation, positions, attention). "{}"
+  // when the plugin says nothing.
+  virtual std::string export_layout_json() const { return "{}"; }
 
   virtual int64_t layer_count() const = 0;
   virtual FeedForwardSpec feed_forward_spec(int64_t layer) const = 0;

@@ -147,6 +147,8 @@ class TransformerModel final : public lory::LanguageModel {
     // Residual-branch outputs shrink with depth (GPT-2), so the residual stream's variance stays flat.
     const double output_init_std = init_std / std::sqrt(2.0 * static_cast<double>(layers_));
     tied_ = p.get_bool("tie_embeddings");
+    layout_ = {d_model, heads, d_ff, spec.vocab_size, spec.context_length, p.get_float("rope_theta"),
+               p.get_float("norm_eps")};
     embedding_VD = register_parameter("embedding_VD", torch::randn({spec.vocab_size, d_model}) * init_std);
     for (int64_t i = 0; i < layers_; ++i) {
       lory::FeedForwardSpec ffn_spec{d_model, d_ff, i, layers_, init_std, output_init_std};
@@ -178,6 +180,31 @@ class TransformerModel final : public lory::LanguageModel {
     return true;
   }
 
+  std::string export_layout_json() const override {
+    const Layout& l = layout_;
+    return fmt::format(
+        R"json({{"model": "transformer", "d_model": {}, "n_layers": {}, "n_heads": {}, "head_width": {}, "d_ff": {},
+"vocab_size": {}, "context_length": {}, "rope_theta": {}, "norm_eps": {}, "tie_embeddings": {},
+"layout": "every matrix is [out, in] (torch.nn.Linear's weight): y = x @ W.T; no biases anywhere",
+"tensors": {{
+  "embedding_VD": "[V, D] token embedding",
+  "lm_head_VD": "[V, D] output projection, logits = h @ lm_head_VD.T (absent when tie_embeddings: embedding_VD is used)",
+  "final_norm.weight_D": "[D] final RMSNorm gain",
+  "block{{i}}.attention_norm.weight_D": "[D] RMSNorm gain before attention",
+  "block{{i}}.attention.w_qkv_3DD": "[3D, D] packed projections: rows 0..D-1 = W_q, D..2D-1 = W_k, 2D..3D-1 = W_v; within each, rows h*K..h*K+K-1 belong to head h (K = head_width)",
+  "block{{i}}.attention.w_out_DD": "[D, D] output projection of the concatenated heads (head h at columns h*K..h*K+K-1)",
+  "block{{i}}.ffn_norm.weight_D": "[D] RMSNorm gain before the FFN",
+  "block{{i}}.ffn.*": "the router's tensors: see ffn.tensors"
+}},
+"block": "h = x + attention(rmsnorm(x)); out = h + ffn(rmsnorm(h))",
+"rmsnorm": "x * rsqrt(mean(x^2 over the last axis) + norm_eps) * weight_D",
+"rope": "rotate-half form applied to q and k of every head: x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[K/2:], x[:K/2]); angle(position p, channel j) = p * rope_theta^(-2 (j mod K/2) / K); positions start at 0 for the first token of the sequence",
+"attention": "softmax(q k^T / sqrt(K)) v per head with a causal mask (position t sees positions <= t)",
+"output": "logits = rmsnorm_final(h) @ lm_head_VD.T"}})json",
+        l.d_model, layers_, l.heads, l.d_model / l.heads, l.d_ff, l.vocab, l.context, l.rope_theta, l.norm_eps,
+        tied_ ? "true" : "false");
+  }
+
   int64_t layer_count() const override { return layers_; }
   lory::FeedForwardSpec feed_forward_spec(int64_t layer) const override { return ffn_specs_.at(layer); }
   std::shared_ptr<lory::FeedForward> feed_forward(int64_t layer) const override { return blocks_.at(layer)->ffn; }
@@ -186,8 +213,13 @@ class TransformerModel final : public lory::LanguageModel {
   }
 
  private:
+  struct Layout {
+    int64_t d_model, heads, d_ff, vocab, context;
+    double rope_theta, norm_eps;
+  };
   int64_t layers_;
   bool tied_;
+  Layout layout_{};
   std::vector<lory::FeedForwardSpec> ffn_specs_;
   torch::Tensor embedding_VD, lm_head_VD;
   std::vector<std::shared_ptr<Block>> blocks_;

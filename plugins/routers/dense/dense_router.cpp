@@ -1,5 +1,7 @@
 // The `dense` router: one SwiGLU FFN per layer, no experts. The parameter-matched baseline every
 // MoE router is compared with, and the model a dense warm-up trains before upcycling.
+#include <fmt/format.h>
+
 #include "lory/plugin.h"
 #include "lory/router_api.h"
 
@@ -26,6 +28,13 @@ class DenseFeedForward final : public lory::FeedForward {
   }
 
   bool supports_incremental_decoding() const override { return true; }
+
+  std::string export_layout_json() const override {
+    return fmt::format(
+        R"json({{"router": "dense", "d_ff": {}, "tensors": {{"w_gate_FD": "[F, D]", "w_up_FD": "[F, D]", "w_down_DF": "[D, F]"}},
+"ffn": "SwiGLU: y = (silu(h @ w_gate_FD.T) * (h @ w_up_FD.T)) @ w_down_DF.T"}})json",
+        w_gate_FD.size(0));
+  }
 
   std::optional<lory::DenseFFNWeights> dense_weights() const override {
     return lory::DenseFFNWeights{w_gate_FD, w_up_FD, w_down_DF};

@@ -95,6 +95,18 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
   // Outside training the token top-k rule routes each token on its own; the expert-choice rule
   // compares tokens across the batch.
   bool supports_incremental_decoding() const override { return options_.topk_inference; }
+
+  std::string export_layout_json() const override {
+    return fmt::format(
+        R"json({{"router": "expert_choice", "experts": {}, "d_ff": {}, "level": "{}", "segment_length": {},
+"inference_routing": "{}", "inference_k": {}, "inference_renormalize": {},
+"tensors": {{"w_gate_EFD": "[E, F, D] expert e's W_gate at [e]", "w_up_EFD": "[E, F, D]", "w_down_EDF": "[E, D, F]", "router_ED": "[E, D] router, no bias: logits = h @ router_ED.T"}},
+"inference_rule": "token_topk: p = softmax(h @ router_ED.T); each token goes to its inference_k largest p with gate p (divided by their sum when inference_renormalize); y = sum of gate * SwiGLU_e(h)",
+"training_rule": "each expert takes the capacity_factor * units / E units (tokens or segments scored by their mean) of the batch with the highest p; not causal"}})json",
+        options_.experts, experts_.w_gate_EFD.size(1), options_.segment_level ? "segment" : "token",
+        options_.segment_length, options_.topk_inference ? "token_topk" : "expert_choice", options_.inference_k,
+        options_.inference_renormalize ? "true" : "false");
+  }
   // On average a token is processed by capacity_factor experts.
   int64_t active_parameter_count() const override {
     return static_cast<int64_t>(std::llround(options_.capacity_factor * static_cast<double>(experts_.w_gate_EFD[0].numel() * 3))) +

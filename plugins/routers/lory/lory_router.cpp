@@ -64,6 +64,21 @@ class LoryFeedForward final : public lory::FeedForward {
   int64_t expert_count() const override { return options_.experts; }
   bool supports_incremental_decoding() const override { return true; }
 
+  std::string export_layout_json() const override {
+    const char* first = options_.first_segment == FirstSegment::Uniform      ? "uniform"
+                        : options_.first_segment == FirstSegment::FirstToken ? "first_token"
+                                                                             : "paper";
+    return fmt::format(
+        R"json({{"router": "lory", "experts": {}, "d_ff": {}, "segment_length": {}, "first_segment": "{}", "routing": "{}",
+"inference_routing": "{}",
+"tensors": {{"w_gate_EFD": "[E, F, D] expert e's W_gate at [e]", "w_up_EFD": "[E, F, D]", "w_down_EDF": "[E, D, F]", "router_ED": "[E, D] router, no bias: logits = h @ router_ED.T"}},
+"expert": "SwiGLU with merged weights: y = (silu(h @ G.T) * (h @ U.T)) @ W.T where G = sum_e w_e w_gate_EFD[e], U = sum_e w_e w_up_EFD[e], W = sum_e w_e w_down_EDF[e]",
+"segment_rule": "cut each sequence into segments of segment_length tokens from position 0 (the last may be shorter); segment k > 1 uses w = softmax(router(mean of h over segment k - 1)) (routing = prefix: segment 1's w for every segment); segment 1 uses first_segment: paper = softmax(router(mean of h over segment 1 itself)), uniform = 1/E, first_token = softmax(router(h at position 0)); when segment_length >= the sequence length there is one segment",
+"prompt_rule": "w = softmax(router(mean of h over the first P tokens)) for every token (lory score / generate --routing prompt, eval.prompt_routing)"}})json",
+        options_.experts, experts_.w_gate_EFD.size(1), options_.segment_length, first,
+        options_.prefix_routing ? "prefix" : "segment", options_.prompt_inference ? "prompt" : "segment");
+  }
+
   // What one token goes through: the merged FFN (one expert's size) and the router.
   int64_t active_parameter_count() const override { return experts_.w_gate_EFD[0].numel() * 3 + router_ED.numel(); }
 

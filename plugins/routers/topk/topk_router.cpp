@@ -118,6 +118,16 @@ class TopKFeedForward final : public lory::FeedForward {
   int64_t expert_count() const override { return options_.experts; }
   // Each token's output depends on that token alone, unless a capacity makes tokens compete.
   bool supports_incremental_decoding() const override { return options_.capacity_factor == 0; }
+
+  std::string export_layout_json() const override {
+    return fmt::format(
+        R"json({{"router": "topk", "experts": {}, "k": {}, "d_ff": {}, "gate": "{}", "renormalize": {}, "gate_scale": {},
+"capacity_factor": {},
+"tensors": {{"w_gate_EFD": "[E, F, D] expert e's W_gate at [e]", "w_up_EFD": "[E, F, D]", "w_down_EDF": "[E, D, F]", "router_ED": "[E, D] router, no bias: logits = h @ router_ED.T"}},
+"rule": "p = gate(h @ router_ED.T) (softmax or sigmoid); each token goes to its k largest p; gate g = p (divided by the sum of the k chosen when renormalize and k > 1) times gate_scale; y = sum over chosen e of g_e * SwiGLU_e(h), SwiGLU_e(h) = (silu(h @ w_gate_EFD[e].T) * (h @ w_up_EFD[e].T)) @ w_down_EDF[e].T; capacity_factor 0 = no token dropped"}})json",
+        options_.experts, options_.k, experts_.w_gate_EFD.size(1), options_.sigmoid_gate ? "sigmoid" : "softmax",
+        options_.renormalize ? "true" : "false", options_.gate_scale, options_.capacity_factor);
+  }
   int64_t active_parameter_count() const override {
     return options_.k * experts_.w_gate_EFD[0].numel() * 3 + router_ED.numel();
   }
