@@ -2,7 +2,7 @@
 
     import lory_export
     model = lory_export.load("exported/")             # weights.pt + config.json
-    log_probs = model.score(token_ids)                # log p(token_i | tokens before), i >= 1
+    positions, log_probs = model.score(token_ids)     # as `lory score` (sliding windows)
     logits = model(torch.tensor([token_ids]))         # [B, L, V]
 
 Everything this needs is in config.json's "layout" (written by the model and router plugins):
@@ -11,9 +11,9 @@ and the routers' rules. Supported FFNs: dense, lory (segment and prompt rules), 
 expert_choice (its causal token top-k inference rule). Command line:
 
     /usr/bin/python3 python/lory_export.py EXPORT_DIR --token-ids FILE [--routing segment|prompt]
-        [--prompt-length P]
+        [--prompt-length P] [--stride S]
 
-prints "position<TAB>token<TAB>logprob" lines like `lory score`.
+prints the "position<TAB>token<TAB>logprob" lines `lory score` prints (same windows, same prompt rule).
 """
 import argparse
 import json
@@ -151,15 +151,29 @@ class ExportedModel(torch.nn.Module):
         return x @ head.T
 
     @torch.no_grad()
-    def score(self, token_ids, routing="segment", prompt_length=1):
-        """log p(token_i | tokens < i) for i = 1 .. n-1, in windows of the context length (as `lory score`)."""
+    def score(self, token_ids, routing="segment", prompt_length=0, stride=None):
+        """(positions, log-probs) of the text's tokens, as `lory score` cuts it: windows of the context
+        length advancing by `stride` (default: half the context, at most context - prompt), each
+        scoring the tokens after the previous window's with the tokens before them as context. Under
+        prompt routing the first prompt_length tokens are the prompt and are not scored, and every
+        window routes from its own first prompt_length tokens."""
         context = self.model["context_length"]
-        out = []
-        for start in range(0, len(token_ids) - 1, context):
-            window = torch.tensor(token_ids[start:start + context + 1]).unsqueeze(0)
-            log_probs = self.forward(window[:, :-1], routing, prompt_length).log_softmax(-1)
-            out.append(log_probs.gather(-1, window[:, 1:].unsqueeze(-1)).view(-1))
-        return torch.cat(out)
+        P = prompt_length if routing == "prompt" else 0
+        if stride is None:
+            stride = max(1, min(context // 2, context - P))
+        if P >= context or not 1 <= stride <= context - P:
+            raise ValueError(f"prompt {P} and stride {stride} do not fit the context {context}")
+        positions, out = [], []
+        n, next_target, start = len(token_ids), max(1, P), 0
+        while next_target < n:
+            end = min(n, start + context + 1)
+            window = torch.tensor(token_ids[start:end]).unsqueeze(0)
+            log_probs = self.forward(window[:, :-1], routing, max(P, 1)).double().log_softmax(-1)
+            log_probs = log_probs.gather(-1, window[:, 1:].unsqueeze(-1)).view(-1)
+            out.append(log_probs[next_target - start - 1:])
+            positions.extend(range(next_target, end))
+            next_target, start = end, start + stride
+        return positions, torch.cat(out)
 
 
 def load(export_dir):
@@ -176,13 +190,15 @@ def main():
     parser.add_argument("export_dir")
     parser.add_argument("--token-ids", required=True, help="file of whitespace-separated token ids")
     parser.add_argument("--routing", choices=["segment", "prompt"], default="segment")
-    parser.add_argument("--prompt-length", type=int, default=128)
+    parser.add_argument("--prompt-length", type=int, default=128, help="prompt tokens under --routing prompt")
+    parser.add_argument("--stride", type=int, default=None, help="new tokens per window (default: as lory score)")
     args = parser.parse_args()
     with open(args.token_ids) as f:
         ids = [int(t) for t in f.read().split()]
     model = load(args.export_dir)
-    for i, lp in enumerate(model.score(ids, args.routing, args.prompt_length).tolist()):
-        print(f"{i + 1}\t{ids[i + 1]}\t{lp:.6f}")
+    positions, log_probs = model.score(ids, args.routing, args.prompt_length, args.stride)
+    for position, lp in zip(positions, log_probs.tolist()):
+        print(f"{position}\t{ids[position]}\t{lp:.6f}")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ struct TrainedRunOptions {
   std::string db = ResultsStore::kDefaultPath;
   std::string corpus;
   std::string text_file, token_ids_file;  // score
-  std::string routing = "inference";
+  std::string routing = "train";
   int64_t prompt_length = 128;
+  std::string window = "sliding";
+  int64_t stride = 0;
   std::string out_dir;                    // export
   std::string out_file;                   // embed
 
@@ -54,7 +56,8 @@ void run_score(const TrainedRunOptions& options) {
   }
   auto arguments = worker_arguments("score", options, run, corpus);
   arguments.insert(arguments.end(), {"--token-ids", ids_file, "--routing", options.routing, "--prompt-length",
-                                     std::to_string(options.prompt_length)});
+                                     std::to_string(options.prompt_length), "--window", options.window, "--stride",
+                                     std::to_string(options.stride)});
   std::fflush(stdout);
   const std::string ending = run_program(arguments);
   if (!temporary.empty()) std::filesystem::remove(temporary);
@@ -145,12 +148,23 @@ void register_score_command(CLI::App& app) {
                   ->check(CLI::ExistingFile)
                   ->excludes(text);
   cmd->add_option("--routing", options->routing,
-                  "train: route as in training; inference: the router's inference rule (lory: inference_routing)")
-      ->check(CLI::IsMember({"train", "inference"}))
+                  "train: route as in training (Lory: segment by segment); prompt: every window routes once per layer "
+                  "from its first --prompt-length tokens, and the text's first --prompt-length tokens are not scored; "
+                  "inference: the router's inference rule (lory: inference_routing), with the prompt as under prompt")
+      ->check(CLI::IsMember({"train", "prompt", "inference"}))
       ->capture_default_str();
-  cmd->add_option("--prompt-length", options->prompt_length, "Prompt tokens when the router routes from the prompt")
+  cmd->add_option("--prompt-length", options->prompt_length,
+                  "Prompt tokens under prompt/inference routing; must leave room in the context")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--window", options->window,
+                  "Text longer than the context: sliding = windows overlap, each scores only new tokens with the "
+                  "tokens before them as context; independent = each window starts afresh")
+      ->check(CLI::IsMember({"sliding", "independent"}))
+      ->capture_default_str();
+  cmd->add_option("--stride", options->stride,
+                  "New tokens per sliding window (default: half the context, at most context - prompt)")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([options, text, ids] {
     if (!*text && !*ids) throw UserError("give --text FILE or --token-ids FILE");
     run_score(*options);

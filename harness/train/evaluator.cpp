@@ -1,9 +1,12 @@
 #include "evaluator.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <functional>
 #include <map>
 
+#include "core/diagnostics.h"
 #include "core/routing_summary.h"
 
 namespace lory {
@@ -193,6 +196,45 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
   }
   if (was_training) model.train();
   return result;
+}
+
+ScoredText score_text(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length,
+                      const EvalRouting& routing, const ScoringWindows& windows) {
+  const int64_t n = tokens_N.size(0), P = windows.prompt_length, stride = windows.stride;
+  if (P >= context_length) {
+    throw UserError(fmt::format("a prompt of {} tokens does not fit the model's context of {} tokens with a token to "
+                                "score after it: choose --prompt-length below {}",
+                                P, context_length, context_length));
+  }
+  if (stride < 1 || stride > context_length - P) {
+    throw UserError(fmt::format("--stride {} must be between 1 and the context minus the prompt ({} - {} = {}): a "
+                                "longer stride would route later windows from tokens they score",
+                                stride, context_length, P, context_length - P));
+  }
+  if (n < std::max<int64_t>(2, P + 1)) {
+    throw UserError(fmt::format("the text has {} tokens: nothing to score after a {}-token prompt", n, P));
+  }
+  torch::NoGradGuard no_grad;
+  model.eval();
+  ScoredText scored;
+  std::vector<torch::Tensor> pieces;
+  int64_t next_target = std::max<int64_t>(1, P);
+  for (int64_t start = 0; next_target < n; start += stride) {
+    const int64_t end = std::min(n, start + context_length + 1);  // inputs start .. end - 2, targets start + 1 .. end - 1
+    const torch::Tensor window_1L1 = tokens_N.slice(0, start, end).unsqueeze(0);
+    RoutingContext context(ForwardMode::Eval, false);
+    context.set_eval_routing(routing);
+    const torch::Tensor logits_1LV = model.forward(window_1L1.slice(1, 0, -1), context);
+    const torch::Tensor log_probs_L =
+        torch::log_softmax(logits_1LV[0].to(torch::kFloat64), -1).gather(-1, window_1L1[0].slice(0, 1).unsqueeze(-1)).view({-1});
+    // Target t sits at index t - start - 1 of this window.
+    pieces.push_back(log_probs_L.slice(0, next_target - start - 1));
+    for (int64_t t = next_target; t < end; ++t) scored.positions.push_back(t);
+    next_target = end;
+    ++scored.windows;
+  }
+  scored.log_probs = torch::cat(pieces);
+  return scored;
 }
 
 torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length,

@@ -48,9 +48,31 @@ class Evaluator {
   int64_t skip_first_tokens_;
 };
 
-// Per-token log-probabilities of the targets, for `lory score`: tokens_L1 (int64, length n + 1)
-// gives n log-probabilities. Sequences longer than the context are scored in windows.
+// Per-token log-probabilities of the targets: tokens_N (int64) gives n - 1 log-probabilities, in
+// independent windows of the context length (each starts with no context). For tests.
 torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length,
                            const EvalRouting& routing);
+
+// How `lory score` cuts a text longer than the context (docs/inference.md, "Scoring text").
+struct ScoringWindows {
+  // Windows of the context length advance by `stride` targets: each scores the targets after the
+  // previous one's, with the tokens before them in the window as context. stride = context
+  // minus the prompt gives independent windows (no context carried beyond the routing prompt).
+  int64_t stride = 0;
+  // Prompt routing (routing.rule Prompt or Inference): the text's first prompt_length tokens are
+  // the prompt and are not scored; every window routes from its own first prompt_length tokens,
+  // which in later windows are carried context (stride <= context - prompt_length). 0 otherwise.
+  int64_t prompt_length = 0;
+};
+
+struct ScoredText {
+  std::vector<int64_t> positions;  // index in the text of each scored token
+  torch::Tensor log_probs;         // [positions.size()], float64
+  int64_t windows = 0;
+};
+
+// Checks the windows against the text and context (UserError with what to change) and scores.
+ScoredText score_text(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length,
+                      const EvalRouting& routing, const ScoringWindows& windows);
 
 }  // namespace lory

@@ -124,7 +124,14 @@ std::vector<int64_t> read_token_ids(const std::string& token_ids_file, int64_t v
   return ids;
 }
 
-int score_command(const RunSelection& selection, const std::string& token_ids_file, const EvalRouting& routing) {
+struct ScoreRequest {
+  std::string routing = "train";  // train | prompt | inference
+  int64_t prompt_length = 0;      // prompt and inference routing only
+  std::string window = "sliding"; // sliding | independent
+  int64_t stride = 0;             // 0 = the window rule's default
+};
+
+int score_command(const RunSelection& selection, const std::string& token_ids_file, const ScoreRequest& request) {
   ResultsStore store(selection.db);
   const auto run = store.find_run(selection.run_id);
   if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
@@ -132,16 +139,32 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
   auto model = load_trained(store, selection, *run, setup);
   const std::vector<int64_t> ids = read_token_ids(token_ids_file, setup->corpus().manifest().vocab_size);
   if (ids.size() < 2) throw UserError("need at least two tokens to score");
-  const torch::Tensor tokens_N = torch::tensor(ids, torch::kInt64);
-  const torch::Tensor log_probs = score_tokens(*model, tokens_N, setup->context_length(), routing);
+  const int64_t context = setup->context_length();
+  const bool prompted = request.routing != "train";
+  ScoringWindows windows;
+  windows.prompt_length = prompted ? request.prompt_length : 0;
+  const int64_t free_positions = context - windows.prompt_length;
+  windows.stride = request.stride > 0                  ? request.stride
+                   : request.window == "independent"   ? free_positions
+                                                       : std::max<int64_t>(1, std::min(context / 2, free_positions));
+  const EvalRouting routing{request.routing == "train"    ? EvalRouting::Rule::Train
+                            : request.routing == "prompt" ? EvalRouting::Rule::Prompt
+                                                          : EvalRouting::Rule::Inference,
+                            windows.prompt_length};
+  const ScoredText scored = score_text(*model, torch::tensor(ids, torch::kInt64), context, routing, windows);
   std::printf("position\ttoken\tlogprob\n");
-  for (int64_t i = 0; i < log_probs.size(0); ++i) {
-    std::printf("%lld\t%lld\t%.6f\n", static_cast<long long>(i + 1), static_cast<long long>(ids[static_cast<size_t>(i + 1)]),
-                log_probs[i].item<double>());
+  for (size_t i = 0; i < scored.positions.size(); ++i) {
+    const int64_t position = scored.positions[i];
+    std::printf("%lld\t%lld\t%.6f\n", static_cast<long long>(position), static_cast<long long>(ids[static_cast<size_t>(position)]),
+                scored.log_probs[static_cast<int64_t>(i)].item<double>());
   }
-  const double mean = -log_probs.mean().item<double>();
-  std::printf("# %lld tokens scored, mean loss %.4f nats, perplexity %.3f\n", static_cast<long long>(log_probs.size(0)),
-              mean, std::exp(mean));
+  const double mean = -scored.log_probs.mean().item<double>();
+  std::printf("# %zu tokens scored, mean loss %.4f nats, perplexity %.3f (%lld window(s) of up to %lld tokens, stride "
+              "%lld%s)\n",
+              scored.positions.size(), mean, std::exp(mean), static_cast<long long>(scored.windows),
+              static_cast<long long>(context), static_cast<long long>(windows.stride),
+              prompted ? fmt::format("; the first {} tokens are the routing prompt, not scored", windows.prompt_length).c_str()
+                       : "");
   return 0;
 }
 
@@ -293,11 +316,17 @@ int main(int argc, char** argv) {
   CLI::App* score = app.add_subcommand("score", "Per-token log-probabilities of token ids under a trained run");
   score_selection.add_options(score);
   score->add_option("--token-ids", token_ids_file, "File of whitespace-separated token ids")->required();
-  std::string score_routing = "inference";
-  int64_t prompt_length = 128;
-  score->add_option("--routing", score_routing, "train: route as in training; inference: the router's inference rule")
-      ->check(CLI::IsMember({"train", "inference"}));
-  score->add_option("--prompt-length", prompt_length, "Prompt tokens for prompt routing")->check(CLI::PositiveNumber);
+  ScoreRequest score_request;
+  score->add_option("--routing", score_request.routing,
+                    "train: as in training; prompt: from the first --prompt-length tokens; inference: the router's "
+                    "inference rule, with the prompt")
+      ->check(CLI::IsMember({"train", "prompt", "inference"}));
+  score->add_option("--prompt-length", score_request.prompt_length, "Prompt tokens (prompt and inference routing)")
+      ->check(CLI::NonNegativeNumber);
+  score->add_option("--window", score_request.window, "sliding (context carried) or independent windows")
+      ->check(CLI::IsMember({"sliding", "independent"}));
+  score->add_option("--stride", score_request.stride, "New tokens scored per window (0 = the rule's default)")
+      ->check(CLI::NonNegativeNumber);
   CLI::App* export_cmd = app.add_subcommand("export", "Write a trained run's weights for torch.load");
   export_selection.add_options(export_cmd);
   export_cmd->add_option("--out", out_dir, "Output folder")->required();
@@ -327,11 +356,7 @@ int main(int argc, char** argv) {
       install_stop_handlers();
       return train_command(train_selection);
     }
-    if (*score) {
-      const EvalRouting routing{score_routing == "train" ? EvalRouting::Rule::Train : EvalRouting::Rule::Inference,
-                                prompt_length};
-      return score_command(score_selection, token_ids_file, routing);
-    }
+    if (*score) return score_command(score_selection, token_ids_file, score_request);
     if (*export_cmd) return export_command(export_selection, out_dir);
     if (*generate) {
       generation.routing = generate_routing == "prompt" ? EvalRouting::Rule::Prompt : EvalRouting::Rule::Train;

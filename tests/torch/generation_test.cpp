@@ -4,6 +4,8 @@
 // layer; sampling is reproducible; bad requests are refused.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/diagnostics.h"
 #include "in_tree_plugins.h"
 #include "train/evaluator.h"
@@ -109,6 +111,34 @@ TEST(Generation, ReportedLogProbsAreTheScoresOfTheGeneratedText) {
           << c.name << ", token " << i;
     }
   }
+}
+
+// lory score's windows: every token after the prompt is scored exactly once, with the tokens
+// before it in its window as context; the first window matches a plain forward.
+TEST(ScoreText, SlidingWindowsScoreEachTokenOnceWithCarriedContext) {
+  auto model = model_with("lory", {{"experts", int64_t{4}}, {"segment_length", int64_t{4}}});
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < 120; ++i) ids.push_back((i * 11 + 5) % kVocab);
+  const torch::Tensor tokens_N = torch::tensor(ids, torch::kInt64);
+  for (const int64_t P : {int64_t{0}, int64_t{10}}) {
+    const EvalRouting routing{P > 0 ? EvalRouting::Rule::Prompt : EvalRouting::Rule::Train, P};
+    const ScoredText scored = score_text(*model, tokens_N, kContext, routing, {20, P});
+    std::vector<int64_t> expected;
+    for (int64_t t = std::max<int64_t>(1, P); t < 120; ++t) expected.push_back(t);
+    EXPECT_EQ(scored.positions, expected) << "prompt " << P;
+    // Token 60 is scored by the window that starts at 20 (targets 49..68 after 1..48): its
+    // log-prob is what a forward over tokens 20..59 gives.
+    const size_t index = static_cast<size_t>(std::find(scored.positions.begin(), scored.positions.end(), 60) -
+                                             scored.positions.begin());
+    torch::NoGradGuard no_grad;
+    RoutingContext context(ForwardMode::Eval, false);
+    context.set_eval_routing(routing);
+    const torch::Tensor logits_1LV = model->forward(tokens_N.slice(0, 20, 60).unsqueeze(0), context);
+    const double direct = torch::log_softmax(logits_1LV[0][-1], -1)[ids[60]].item<double>();
+    EXPECT_NEAR(scored.log_probs[static_cast<int64_t>(index)].item<double>(), direct, 1e-9) << "prompt " << P;
+  }
+  EXPECT_THROW(score_text(*model, tokens_N, kContext, {EvalRouting::Rule::Prompt, 48}, {1, 48}), UserError);
+  EXPECT_THROW(score_text(*model, tokens_N, kContext, {EvalRouting::Rule::Prompt, 10}, {39, 10}), UserError);
 }
 
 TEST(Generation, LoryPromptRuleMergesEachLayerOnceAndTheSegmentRuleOncePerSegment) {
