@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = std::atoll(argv[++i]);
   }
+  repeats = std::max(1, repeats);
   torch::set_num_threads(threads);
   const lory::testkit::PluginSet plugins({(boost::dll::program_location().parent_path() / "plugins").string()});
   const int64_t vocab = 8192, context = 256, prompt_length = 64;

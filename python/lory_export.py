@@ -90,7 +90,7 @@ class ExportedModel(torch.nn.Module):
             P = max(1, min(prompt_length, L))
             return self.merged(h, route(h[:, :P].mean(1)), i)
         T = min(f["segment_length"], L)
-        outputs, previous, first = [], None, None
+        outputs, previous = [], None
         for start in range(0, L, T):
             segment = h[:, start:start + T]
             if start == 0:
@@ -100,9 +100,9 @@ class ExportedModel(torch.nn.Module):
                     w = route(h[:, 0])
                 else:
                     w = route(segment.mean(1))
-                first = w
             else:
-                w = first if f["routing"] == "prefix" else route(previous.mean(1))
+                # prefix routing: segment 1's mean routes every later segment, whatever first_segment
+                w = route(h[:, :T].mean(1)) if f["routing"] == "prefix" else route(previous.mean(1))
             outputs.append(self.merged(segment, w, i))
             previous = segment
         return torch.cat(outputs, 1)
@@ -163,6 +163,8 @@ class ExportedModel(torch.nn.Module):
             stride = max(1, min(context // 2, context - P))
         if P >= context or not 1 <= stride <= context - P:
             raise ValueError(f"prompt {P} and stride {stride} do not fit the context {context}")
+        if len(token_ids) < max(2, P + 1):
+            raise ValueError(f"the text has {len(token_ids)} tokens: nothing to score after a {P}-token prompt")
         positions, out = [], []
         n, next_target, start = len(token_ids), max(1, P), 0
         while next_target < n:

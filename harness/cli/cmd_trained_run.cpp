@@ -167,6 +167,9 @@ void register_score_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->callback([options, text, ids] {
     if (!*text && !*ids) throw UserError("give --text FILE or --token-ids FILE");
+    if (options->window == "independent" && options->stride > 0) {
+      throw UserError("--stride goes with --window sliding (independent windows advance by the context minus the prompt)");
+    }
     run_score(*options);
   });
 }

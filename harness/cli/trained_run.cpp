@@ -69,8 +69,9 @@ std::string run_pipeline(const std::vector<std::string>& producer, const std::ve
   pid_t producer_pid = -1, consumer_pid = -1;
   std::string failure;
   try {
-    producer_pid = spawn(producer, &producer_actions);
+    // The consumer first: if it cannot start, the producer (a model load) never does.
     consumer_pid = spawn(consumer, &consumer_actions);
+    producer_pid = spawn(producer, &producer_actions);
   } catch (const UserError& e) {
     failure = e.what();
   }
@@ -82,7 +83,8 @@ std::string run_pipeline(const std::vector<std::string>& producer, const std::ve
   const std::string producer_end = producer_pid > 0 ? wait_for(producer_pid, producer) : "";
   const std::string consumer_end = consumer_pid > 0 ? wait_for(consumer_pid, consumer) : "";
   if (!failure.empty()) throw UserError(failure);
-  return !producer_end.empty() ? producer_end : consumer_end;
+  // A failing consumer kills the producer with SIGPIPE: its own ending is the cause to report.
+  return !consumer_end.empty() ? consumer_end : producer_end;
 }
 
 std::string run_program(const std::vector<std::string>& arguments) { return spawn_and_wait(arguments, nullptr); }

@@ -17,7 +17,8 @@ std::string run_program(const std::vector<std::string>& arguments);
 std::string run_program_to_file(const std::vector<std::string>& arguments, const std::string& output_file);
 
 // Starts `producer` with its standard output piped into `consumer`'s standard input and waits for
-// both. Returns "" when both exit with status 0, else how the first failing one ended.
+// both. Returns "" when both exit with status 0, else how the consumer ended if it failed (a
+// failing consumer ends the producer with SIGPIPE), else how the producer ended.
 std::string run_pipeline(const std::vector<std::string>& producer, const std::vector<std::string>& consumer);
 
 // The corpus folder of a run: `override_dir` when given, else the run's data.corpus resolved

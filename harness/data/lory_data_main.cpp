@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -63,19 +65,52 @@ std::vector<uint32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
+// Length of the valid UTF-8 sequence starting at text[i], or 0 when it is not one.
+size_t utf8_sequence_length(const std::string& text, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = byte(i);
+  const size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (length == 0 || i + length > text.size()) return 0;
+  for (size_t k = 1; k < length; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  }
+  return length;
+}
+
+// A JSON string: quotes, backslashes and control characters escaped, and bytes that are not valid
+// UTF-8 (a byte-level token cut out of a multi-byte character) written as U+FFFD.
 std::string json_string(const std::string& text) {
   std::string out = "\"";
-  for (const unsigned char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const size_t length = utf8_sequence_length(text, i);
+    if (length == 0) {
+      out += "\\ufffd";
+      ++i;
+    } else if (length > 1) {
+      out.append(text, i, length);
+      i += length;
     } else {
-      out += static_cast<char>(c);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+      } else if (c < 0x20) {
+        out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+      } else {
+        out += static_cast<char>(c);
+      }
+      ++i;
     }
   }
   return out + "\"";
+}
+
+// A log-prob field as a JSON number, or null when it is missing or not finite.
+std::string json_number(const std::string& field) {
+  char* end = nullptr;
+  const double value = std::strtod(field.c_str(), &end);
+  if (field.empty() || end == field.c_str() || !std::isfinite(value)) return "null";
+  return fmt::format("{}", value);
 }
 
 // `decode --stream`: lines of "id" or "id<TAB>log-prob" (what `lory-worker generate` prints) as
@@ -101,7 +136,7 @@ void decode_stream(const Tokenizer& tokenizer, bool json, std::vector<uint32_t> 
     } catch (const std::exception&) {
       throw UserError(fmt::format("'{}' is not a token id", line.substr(0, tab)));
     }
-    log_probs.push_back(tab == std::string::npos ? "null" : line.substr(tab + 1));
+    log_probs.push_back(tab == std::string::npos ? "null" : json_number(line.substr(tab + 1)));
     if (json) continue;
     const std::string text = tokenizer.decode(ids);
     if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0 &&
@@ -239,7 +274,9 @@ int main(int argc, char** argv) {
       std::printf("%s\n", line.c_str());
     } else if (*decode_cmd) {
       const auto tokenizer = decode_choice.load();
-      if (decode_json && !decode_stream_mode) throw UserError("--json goes with --stream");
+      if ((decode_json || !decode_prefix_ids.empty()) && !decode_stream_mode) {
+        throw UserError("--json and --prefix-ids go with --stream");
+      }
       if (decode_stream_mode) {
         decode_stream(*tokenizer, decode_json,
                       decode_prefix_ids.empty() ? std::vector<uint32_t>{} : parse_ids(read_input(decode_prefix_ids)));

@@ -37,9 +37,12 @@ int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& optio
   size_t kept = order.size();
   if (options.top_k > 0) kept = std::min(kept, static_cast<size_t>(options.top_k));
   if (options.top_p < 1.0) {
+    // The nucleus of what top-k kept, renormalised (the order Hugging Face's samplers use).
+    double kept_mass = 0;
+    for (size_t i = 0; i < kept; ++i) kept_mass += p[order[i]];
     double mass = 0;
     for (size_t i = 0; i < kept; ++i) {
-      mass += p[order[i]];
+      mass += p[order[i]] / kept_mass;
       if (mass >= options.top_p - 1e-12) {  // a nucleus that reaches top_p up to rounding
         kept = i + 1;
         break;
@@ -62,10 +65,15 @@ GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t
   const int64_t P = static_cast<int64_t>(prompt.size());
   if (P == 0) throw UserError("the prompt is empty: give at least one token");
   if (options.max_tokens < 1) throw UserError("max_tokens must be at least 1");
-  if (P + options.max_tokens > context_length) {
+  // The last generated token is never fed back: N new tokens need P + N - 1 positions.
+  if (P > context_length) {
+    throw UserError(fmt::format("the prompt ({} tokens) is longer than the model's context of {} tokens; shorten it",
+                                P, context_length));
+  }
+  if (P + options.max_tokens - 1 > context_length) {
     throw UserError(fmt::format("the prompt ({} tokens) plus {} new tokens exceed the model's context of {} tokens; "
                                 "shorten the prompt or ask for at most {} tokens",
-                                P, options.max_tokens, context_length, std::max<int64_t>(0, context_length - P)));
+                                P, options.max_tokens, context_length, context_length - P + 1));
   }
   torch::NoGradGuard no_grad;
   model.eval();

@@ -13,7 +13,7 @@ namespace lory {
 struct SamplingOptions {
   double temperature = 1.0;  // 0 = greedy (argmax)
   int64_t top_k = 0;         // keep the k most likely tokens; 0 = all
-  double top_p = 1.0;        // keep the smallest set whose probability reaches top_p
+  double top_p = 1.0;        // then keep the smallest set whose probability (renormalised) reaches top_p
   uint64_t seed = 0;
 };
 

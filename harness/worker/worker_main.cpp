@@ -140,7 +140,13 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
   const std::vector<int64_t> ids = read_token_ids(token_ids_file, setup->corpus().manifest().vocab_size);
   if (ids.size() < 2) throw UserError("need at least two tokens to score");
   const int64_t context = setup->context_length();
-  const bool prompted = request.routing != "train";
+  // Under `inference` the router's own rule decides: a router whose inference_routing is "prompt"
+  // (Lory's option) routes from the prompt; any other routes as in training and has no prompt.
+  const auto& router_values = setup->config().section("router").plugin_params;
+  const bool prompt_inference =
+      router_values.has("inference_routing") && router_values.get_string("inference_routing") == "prompt";
+  const bool prompted = request.routing == "prompt" || (request.routing == "inference" && prompt_inference);
+  if (prompted && request.prompt_length < 1) throw UserError("prompt routing needs --prompt-length of at least 1");
   ScoringWindows windows;
   windows.prompt_length = prompted ? request.prompt_length : 0;
   const int64_t free_positions = context - windows.prompt_length;

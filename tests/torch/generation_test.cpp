@@ -68,6 +68,12 @@ std::vector<Case> every_router() {
       {"lory segment rule, uniform", "lory", with(lory, "first_segment", std::string("uniform")),
        EvalRouting::Rule::Train},
       {"lory prefix routing", "lory", with(lory, "routing", std::string("prefix")), EvalRouting::Rule::Train},
+      {"lory prefix routing, uniform", "lory",
+       with(with(lory, "routing", std::string("prefix")), "first_segment", std::string("uniform")),
+       EvalRouting::Rule::Train},
+      {"lory prefix routing, first_token", "lory",
+       with(with(lory, "routing", std::string("prefix")), "first_segment", std::string("first_token")),
+       EvalRouting::Rule::Train},
       {"topk", "topk", {{"experts", int64_t{4}}, {"k", int64_t{2}}}, EvalRouting::Rule::Train},
       {"expert choice (token top-k inference)", "expert_choice", {{"experts", int64_t{4}}}, EvalRouting::Rule::Train},
   };
@@ -196,12 +202,15 @@ TEST(Generation, TopPSamplesOnlyFromTheNucleus) {
 TEST(Generation, RequestsThatCannotFitAreRefusedClearly) {
   auto model = model_with("dense", {});
   try {
-    generate_tokens(*model, prompt_of(40), kContext, greedy(EvalRouting::Rule::Prompt, 9, true));
+    generate_tokens(*model, prompt_of(40), kContext, greedy(EvalRouting::Rule::Prompt, 10, true));
     FAIL() << "expected an error";
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("exceed the model's context of 48 tokens"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("at most 8 tokens"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("at most 9 tokens"), std::string::npos) << e.what();
   }
+  // Nine fit: the ninth new token is sampled from position 47 and never fed back.
+  EXPECT_EQ(generate_tokens(*model, prompt_of(40), kContext, greedy(EvalRouting::Rule::Prompt, 9, true)).tokens.size(),
+            9u);
   EXPECT_THROW(generate_tokens(*model, {}, kContext, greedy(EvalRouting::Rule::Prompt, 4, true)), UserError);
 }
 

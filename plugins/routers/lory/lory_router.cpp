@@ -73,7 +73,7 @@ class LoryFeedForward final : public lory::FeedForward {
 "inference_routing": "{}",
 "tensors": {{"w_gate_EFD": "[E, F, D] expert e's W_gate at [e]", "w_up_EFD": "[E, F, D]", "w_down_EDF": "[E, D, F]", "router_ED": "[E, D] router, no bias: logits = h @ router_ED.T"}},
 "expert": "SwiGLU with merged weights: y = (silu(h @ G.T) * (h @ U.T)) @ W.T where G = sum_e w_e w_gate_EFD[e], U = sum_e w_e w_up_EFD[e], W = sum_e w_e w_down_EDF[e]",
-"segment_rule": "cut each sequence into segments of segment_length tokens from position 0 (the last may be shorter); segment k > 1 uses w = softmax(router(mean of h over segment k - 1)) (routing = prefix: segment 1's w for every segment); segment 1 uses first_segment: paper = softmax(router(mean of h over segment 1 itself)), uniform = 1/E, first_token = softmax(router(h at position 0)); when segment_length >= the sequence length there is one segment",
+"segment_rule": "cut each sequence into segments of segment_length tokens from position 0 (the last may be shorter); segment k > 1 uses w = softmax(router(mean of h over segment k - 1)) (routing = prefix: softmax(router(mean of h over segment 1)) for every k > 1, whatever first_segment); segment 1 uses first_segment: paper = softmax(router(mean of h over segment 1 itself)), uniform = 1/E, first_token = softmax(router(h at position 0)); when segment_length >= the sequence length there is one segment",
 "prompt_rule": "w = softmax(router(mean of h over the first P tokens)) for every token (lory score / generate --routing prompt, eval.prompt_routing)"}})json",
         options_.experts, experts_.w_gate_EFD.size(1), options_.segment_length, first,
         options_.prefix_routing ? "prefix" : "segment", options_.prompt_inference ? "prompt" : "segment");
@@ -183,10 +183,13 @@ class LoryFeedForward final : public lory::FeedForward {
           torch::Tensor w_BE;
           if (position == 0) {
             w_BE = first_segment_weights(piece_BPD);
-            decode.set(layer_, "lory/first_BE", w_BE);
+          } else if (!options_.prefix_routing) {
+            w_BE = route(decode.get(layer_, "lory/sum_BD") / static_cast<double>(T));
           } else {
-            w_BE = options_.prefix_routing ? decode.get(layer_, "lory/first_BE")
-                                           : route(decode.get(layer_, "lory/sum_BD") / static_cast<double>(T));
+            // Prefix routing: every later segment takes the weights of segment 1's mean, whatever
+            // rule segment 1 itself followed (as forward_segment_routed does).
+            if (position == T) decode.set(layer_, "lory/prefix_BE", route(decode.get(layer_, "lory/sum_BD") / static_cast<double>(T)));
+            w_BE = decode.get(layer_, "lory/prefix_BE");
           }
           merge_for_decoding(w_BE, decode);
           decode.set(layer_, "lory/sum_BD", torch::zeros({B, D}, h_BLD.options()));
@@ -281,7 +284,8 @@ const LoryParamSpec kParams[] = {
     {"balance_loss_weight", LORY_PARAM_FLOAT, "0", 0, 100, nullptr,
      "weight of a Switch-style balance loss over segments (ablation; the paper uses none)"},
     {"inference_routing", LORY_PARAM_STRING, "segment", -LORY_UNBOUNDED, LORY_UNBOUNDED, "segment|prompt",
-     "rule of `lory score`: segment = as in training; prompt = once per layer from the prompt's mean"},
+     "rule of `lory score --routing inference`: segment = as in training; prompt = once per layer from the prompt's "
+     "mean"},
     {"routing", LORY_PARAM_STRING, "segment", -LORY_UNBOUNDED, LORY_UNBOUNDED, "segment|prefix",
      "segment = each segment from the previous one (Lory); prefix = every segment from segment 1 (the paper's "
      "prefix-routing ablation)"},
