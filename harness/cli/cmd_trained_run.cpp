@@ -117,24 +117,16 @@ void run_generate(const TrainedRunOptions& options, const GenerateOptions& gener
   if (!pipeline_ending.empty()) throw UserError("generation failed: " + pipeline_ending);
 }
 
-void run_embed(const TrainedRunOptions& options) {
+// Hands `command` with `extra` arguments to lory-worker for the options' run.
+void run_worker_command(const TrainedRunOptions& options, const std::string& command,
+                        const std::vector<std::string>& extra, const std::string& what) {
   ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
-  auto arguments = worker_arguments("embed", options, run, run_corpus_dir(store, run, options.corpus));
-  arguments.insert(arguments.end(), {"--out", options.out_file});
+  auto arguments = worker_arguments(command, options, run, run_corpus_dir(store, run, options.corpus));
+  arguments.insert(arguments.end(), extra.begin(), extra.end());
   std::fflush(stdout);
   const std::string ending = run_program(arguments);
-  if (!ending.empty()) throw UserError("embedding failed: " + ending);
-}
-
-void run_export(const TrainedRunOptions& options) {
-  ResultsStore store(options.db, ResultsStore::Open::MustExist);
-  const RunRecord run = store.resolve_run(options.run);
-  auto arguments = worker_arguments("export", options, run, run_corpus_dir(store, run, options.corpus));
-  arguments.insert(arguments.end(), {"--out", options.out_dir});
-  std::fflush(stdout);
-  const std::string ending = run_program(arguments);
-  if (!ending.empty()) throw UserError("export failed: " + ending);
+  if (!ending.empty()) throw UserError(what + " failed: " + ending);
 }
 
 }  // namespace
@@ -215,7 +207,7 @@ void register_embed_command(CLI::App& app) {
       "embed", "Embed every corpus document with a trained run (mean final hidden state), for the similarity batcher");
   options->add_common(cmd);
   cmd->add_option("--out", options->out_file, "Output file (use as batcher.similarity.embedding_file)")->required();
-  cmd->callback([options] { run_embed(*options); });
+  cmd->callback([options] { run_worker_command(*options, "embed", {"--out", options->out_file}, "embedding"); });
 }
 
 void register_export_command(CLI::App& app) {
@@ -223,7 +215,7 @@ void register_export_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("export", "Write a trained run's weights (torch.load-able) and config to a folder");
   options->add_common(cmd);
   cmd->add_option("--out", options->out_dir, "Output folder")->required();
-  cmd->callback([options] { run_export(*options); });
+  cmd->callback([options] { run_worker_command(*options, "export", {"--out", options->out_dir}, "export"); });
 }
 
 }  // namespace lory::cli

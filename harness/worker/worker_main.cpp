@@ -85,26 +85,34 @@ int train_command(const RunSelection& selection) {
   }
 }
 
-// A trained run's model, restored from its final checkpoint.
-std::shared_ptr<LanguageModel> load_trained(ResultsStore& store, const RunSelection& selection, const RunRecord& run,
-                                            std::unique_ptr<RunSetup>& setup) {
-  CellConfig config = CellConfig::from_json(run.config_json);
-  set_threads(config);
-  setup = std::make_unique<RunSetup>(std::move(config), selection.corpus, selection.plugin_path,
-                                     experiment_folder(store, run));
-  const CheckpointStore checkpoints(run_directory(selection.db, run));
-  const auto state = checkpoints.latest_state();
-  if (!state) {
-    throw UserError(fmt::format("run {} has no checkpoint in '{}' (status {}): train it first with `lory run`", run.id,
-                                checkpoints.directory(), run.status));
+// A trained run's model, restored from its final checkpoint, with the store and setup it came from.
+struct TrainedModel {
+  ResultsStore store;
+  RunRecord run;
+  std::unique_ptr<RunSetup> setup;
+  std::shared_ptr<LanguageModel> model;
+
+  explicit TrainedModel(const RunSelection& selection) : store(selection.db) {
+    const auto found = store.find_run(selection.run_id);
+    if (!found) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
+    run = *found;
+    CellConfig config = CellConfig::from_json(run.config_json);
+    set_threads(config);
+    setup = std::make_unique<RunSetup>(std::move(config), selection.corpus, selection.plugin_path,
+                                       experiment_folder(store, run));
+    const CheckpointStore checkpoints(run_directory(selection.db, run));
+    const auto state = checkpoints.latest_state();
+    if (!state) {
+      throw UserError(fmt::format("run {} has no checkpoint in '{}' (status {}): train it first with `lory run`", run.id,
+                                  checkpoints.directory(), run.status));
+    }
+    const bool dense = setup->config().section("trainer").values.get_float("dense_warmup_fraction") > 0 &&
+                       setup->router_name() != "dense" && !state->upcycled;
+    model = setup->build_model(dense);
+    checkpoints.restore(*model, nullptr);
+    model->eval();
   }
-  const bool dense = setup->config().section("trainer").values.get_float("dense_warmup_fraction") > 0 &&
-                     setup->router_name() != "dense" && !state->upcycled;
-  auto model = setup->build_model(dense);
-  checkpoints.restore(*model, nullptr);
-  model->eval();
-  return model;
-}
+};
 
 // Whitespace-separated token ids, each checked against the corpus vocabulary.
 std::vector<int64_t> read_token_ids(const std::string& token_ids_file, int64_t vocab) {
@@ -132,11 +140,9 @@ struct ScoreRequest {
 };
 
 int score_command(const RunSelection& selection, const std::string& token_ids_file, const ScoreRequest& request) {
-  ResultsStore store(selection.db);
-  const auto run = store.find_run(selection.run_id);
-  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
-  std::unique_ptr<RunSetup> setup;
-  auto model = load_trained(store, selection, *run, setup);
+  TrainedModel trained(selection);
+  const auto& setup = trained.setup;
+  const auto& model = trained.model;
   const std::vector<int64_t> ids = read_token_ids(token_ids_file, setup->corpus().manifest().vocab_size);
   if (ids.size() < 2) throw UserError("need at least two tokens to score");
   const int64_t context = setup->context_length();
@@ -177,11 +183,9 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
 // Generated tokens go to standard output as they come, one "id<TAB>log-prob" line each (lory
 // generate pipes them into `lory-data decode --stream`), then one summary line starting with '#'.
 int generate_command(const RunSelection& selection, const std::string& token_ids_file, GenerationOptions options) {
-  ResultsStore store(selection.db);
-  const auto run = store.find_run(selection.run_id);
-  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
-  std::unique_ptr<RunSetup> setup;
-  auto model = load_trained(store, selection, *run, setup);
+  TrainedModel trained(selection);
+  const auto& setup = trained.setup;
+  const auto& model = trained.model;
   const auto& manifest = setup->corpus().manifest();
   const std::vector<int64_t> prompt = read_token_ids(token_ids_file, manifest.vocab_size);
   options.stop_token = manifest.eod_id;  // the end of a document ends the text
@@ -206,11 +210,10 @@ int generate_command(const RunSelection& selection, const std::string& token_ids
 // document's tokens (windows of the context length), in the LORYEMB2 format of the similarity
 // batcher's embedding_file, which carries the corpus checksum and the run id.
 int embed_command(const RunSelection& selection, const std::string& out_file) {
-  ResultsStore store(selection.db);
-  const auto run = store.find_run(selection.run_id);
-  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
-  std::unique_ptr<RunSetup> setup;
-  auto model = load_trained(store, selection, *run, setup);
+  TrainedModel trained(selection);
+  const auto& setup = trained.setup;
+  const auto& model = trained.model;
+  const RunRecord* run = &trained.run;
   torch::NoGradGuard no_grad;
   const Corpus& corpus = setup->corpus();
   const int64_t context = setup->context_length();
@@ -258,11 +261,10 @@ int embed_command(const RunSelection& selection, const std::string& out_file) {
 }
 
 int export_command(const RunSelection& selection, const std::string& out_dir) {
-  ResultsStore store(selection.db);
-  const auto run = store.find_run(selection.run_id);
-  if (!run) throw UserError(fmt::format("no run {} in '{}'", selection.run_id, selection.db));
-  std::unique_ptr<RunSetup> setup;
-  auto model = load_trained(store, selection, *run, setup);
+  TrainedModel trained(selection);
+  const auto& setup = trained.setup;
+  const auto& model = trained.model;
+  const RunRecord* run = &trained.run;
   std::filesystem::create_directories(out_dir);
   c10::Dict<std::string, at::Tensor> weights;
   for (const auto& item : model->named_parameters()) weights.insert(item.key(), item.value().detach().clone());
