@@ -43,15 +43,16 @@ double specialisation_score(const std::vector<std::vector<double>>& mass_DE) {
   return std::clamp(mutual_information / entropy_E, 0.0, 1.0);
 }
 
-double load_imbalance(const std::vector<std::vector<double>>& mass_DE) {
-  const std::vector<double> totals = expert_totals(mass_DE);
-  if (totals.empty()) return 0;
+double load_imbalance(const std::vector<std::vector<double>>& mass_DE) { return load_imbalance(expert_totals(mass_DE)); }
+
+double load_imbalance(const std::vector<double>& load_E) {
+  if (load_E.empty()) return 0;
   double sum = 0, largest = 0;
-  for (double m : totals) {
+  for (double m : load_E) {
     sum += m;
     largest = std::max(largest, m);
   }
-  return sum > 0 ? largest / (sum / static_cast<double>(totals.size())) : 0;
+  return sum > 0 ? largest / (sum / static_cast<double>(load_E.size())) : 0;
 }
 
 }  // namespace lory

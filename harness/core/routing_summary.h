@@ -15,5 +15,8 @@ double specialisation_score(const std::vector<std::vector<double>>& mass_DE);
 
 // max / mean of the experts' total mass (1 = perfectly even).
 double load_imbalance(const std::vector<std::vector<double>>& mass_DE);
+// The one definition of load imbalance: the largest expert's load over the mean load (1 when
+// balanced; 0 when nothing was routed). Loads are weight mass or token counts per expert.
+double load_imbalance(const std::vector<double>& load_E);
 
 }  // namespace lory

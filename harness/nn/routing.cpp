@@ -1,6 +1,17 @@
 #include "lory/routing.h"
 
+#include "core/routing_summary.h"
+
 namespace lory {
+
+namespace {
+
+std::vector<double> to_vector(const torch::Tensor& values_E) {
+  const torch::Tensor contiguous_E = values_E.to(torch::kFloat64).contiguous();
+  return {contiguous_E.data_ptr<double>(), contiguous_E.data_ptr<double>() + contiguous_E.numel()};
+}
+
+}  // namespace
 
 void RoutingContext::add_aux_loss(int64_t layer, const std::string& name, torch::Tensor scaled_loss,
                                   double unscaled) {
@@ -36,7 +47,7 @@ std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE) {
       {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
       {"max_weight", w_XE.amax(-1).mean().item<double>(), Reduce::Mean},
       {"active_experts", active_XE.sum(-1).mean().item<double>(), Reduce::Mean},
-      {"load_imbalance", (mass_E.max() / mass_E.mean().clamp_min(1e-30)).item<double>(), Reduce::Mean},
+      {"load_imbalance", load_imbalance(to_vector(mass_E)), Reduce::Mean},
       {"unused_experts", (experts - used_E.sum()).item<double>(), Reduce::Mean},
   };
 }
@@ -53,7 +64,7 @@ std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, cons
   return {
       {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
       {"max_weight", distribution_XE.amax(-1).mean().item<double>(), Reduce::Mean},
-      {"load_imbalance", load_E.max().item<double>() / mean_load, Reduce::Mean},
+      {"load_imbalance", load_imbalance(to_vector(load_E)), Reduce::Mean},
       {"min_load", load_E.min().item<double>() / mean_load, Reduce::Mean},
       {"unused_experts", (load_E == 0).sum().item<double>(), Reduce::Mean},
       {"dropped_fraction", total > 0 ? static_cast<double>(assignments_dropped) / static_cast<double>(total) : 0.0,
