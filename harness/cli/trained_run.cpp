@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "core/cell_config.h"
+#include "core/paths.h"
 
 extern char** environ;
 
@@ -108,7 +109,7 @@ std::string run_corpus_dir(ResultsStore& store, const RunRecord& run, const std:
   if (!override_dir.empty()) return override_dir;
   const fs::path experiment_file = store.experiment_file(run);
   const fs::path corpus = CellConfig::from_json(run.config_json).section("data").values.get_string("corpus");
-  const fs::path resolved = corpus.is_absolute() ? corpus : (experiment_file.parent_path() / corpus).lexically_normal();
+  const fs::path resolved = resolve_against(experiment_file.parent_path().string(), corpus.string());
   std::error_code ec;
   if (!fs::is_directory(resolved, ec)) {
     throw UserError(fmt::format("run {}'s corpus '{}' is not there (resolved against {}); pass --corpus DIR", run.id,

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/paths.h"
 #include "did_you_mean.h"
 #include "harness_sections.h"
 
@@ -591,9 +592,7 @@ std::vector<std::string> Experiment::varying_keys() const {
 }
 
 std::string Experiment::corpus_path(const CellConfig& config) const {
-  const fs::path corpus = config.section("data").values.get_string("corpus");
-  if (corpus.is_absolute()) return corpus.string();
-  return (fs::path(directory) / corpus).lexically_normal().string();
+  return resolve_against(directory, config.section("data").values.get_string("corpus"));
 }
 
 ConfigNode read_experiment_tree(const std::string& path, Diagnostics& diagnostics) {
@@ -626,8 +625,7 @@ std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const st
         continue;
       }
       const fs::path p = entry.as_string();
-      const std::string resolved =
-          p.is_absolute() ? p.string() : (fs::path(path).parent_path() / p).lexically_normal().string();
+      const std::string resolved = resolve_against(fs::path(path).parent_path().string(), p.string());
       std::error_code ec;
       if (!fs::exists(resolved, ec)) {
         diagnostics.error(entry.where(), fmt::format("plugin path entry '{}' does not exist{}", resolved,

@@ -1,5 +1,7 @@
 #include "run_setup.h"
 
+#include "core/paths.h"
+
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -13,10 +15,7 @@ namespace {
 void resolve_path_parameters(const PluginDescriptor& plugin, ParamValues& params, const std::string& base_directory) {
   for (const ParamSpec& spec : plugin.schema.params()) {
     if (spec.type != ParamType::Path || !params.has(spec.name)) continue;
-    const std::filesystem::path value = params.get_string(spec.name);
-    if (!value.empty() && value.is_relative()) {
-      params.set(spec.name, (std::filesystem::path(base_directory) / value).lexically_normal().string());
-    }
+    params.set(spec.name, resolve_against(base_directory, params.get_string(spec.name)));
   }
 }
 
