@@ -23,6 +23,10 @@ ExpertWeights register_experts(torch::nn::Module& module, const FeedForwardSpec&
           module.register_parameter("w_down_EDF", torch::randn({E, D, F}) * spec.output_init_std)};
 }
 
+torch::Tensor register_router(torch::nn::Module& module, const FeedForwardSpec& spec, int64_t experts, double init_std) {
+  return module.register_parameter("router_ED", torch::randn({experts, spec.d_model}) * init_std);
+}
+
 void copy_dense_into_experts(const ExpertWeights& experts, const DenseFFNWeights& dense) {
   if (dense.w_gate_FD.sizes() != experts.w_gate_EFD.sizes().slice(1)) {
     throw std::runtime_error("experts of width " + std::to_string(experts.w_gate_EFD.size(1)) +

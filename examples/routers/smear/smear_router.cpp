@@ -16,7 +16,7 @@ class SmearFeedForward final : public lory::FeedForward {
   SmearFeedForward(const lory::FeedForwardSpec& spec, int64_t experts, double router_init_std)
       : layer_(spec.layer_index), expert_count_(experts) {
     experts_ = lory::register_experts(*this, spec, experts, spec.d_ff);
-    router_ED = register_parameter("router_ED", torch::randn({experts, spec.d_model}) * router_init_std);
+    router_ED = lory::register_router(*this, spec, experts, router_init_std);
   }
 
   // h_BLD -> y_BLD. One routing decision per sequence: w_BE = softmax(R(mean_L h)).

@@ -39,6 +39,11 @@ struct ExpertWeights {
 // normally initialised with the spec's scales (init_std; output_init_std for W_down).
 ExpertWeights register_experts(torch::nn::Module& module, const FeedForwardSpec& spec, int64_t experts, int64_t d_ff);
 
+// The linear router d_model -> E of an MoE layer (no bias), registered on `module` as parameter
+// router_ED with a normal init of std `init_std`. Register it after the experts: a layer's random
+// draws happen in that order, so the same seed gives the same layer.
+torch::Tensor register_router(torch::nn::Module& module, const FeedForwardSpec& spec, int64_t experts, double init_std);
+
 // Upcycling: every expert becomes a copy of `dense`. Throws when the widths differ.
 void copy_dense_into_experts(const ExpertWeights& experts, const DenseFFNWeights& dense);
 

@@ -20,4 +20,16 @@ class RouterPlugin {
   virtual std::shared_ptr<FeedForward> build(const FeedForwardSpec& spec, const ParamValues& params) = 0;
 };
 
+// The router plugin most routers need: every layer is `Layer(spec, read_options(params, spec))`.
+//   std::unique_ptr<lory::RouterPlugin> create() {
+//     return std::make_unique<lory::RouterPluginOf<MyFeedForward, read_options>>();
+//   }
+template <typename Layer, auto read_options>
+class RouterPluginOf final : public RouterPlugin {
+ public:
+  std::shared_ptr<FeedForward> build(const FeedForwardSpec& spec, const ParamValues& params) override {
+    return std::make_shared<Layer>(spec, read_options(params, spec));
+  }
+};
+
 }  // namespace lory

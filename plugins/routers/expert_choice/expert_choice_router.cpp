@@ -53,7 +53,7 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
   ExpertChoiceFeedForward(const lory::FeedForwardSpec& spec, Options options)
       : options_(options), layer_(spec.layer_index) {
     experts_ = lory::register_experts(*this, spec, options.experts, options.expert_d_ff);
-    router_ED = register_parameter("router_ED", torch::randn({options.experts, spec.d_model}) * options.router_init_std);
+    router_ED = lory::register_router(*this, spec, options.experts, options.router_init_std);
   }
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
@@ -167,14 +167,9 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
   torch::Tensor router_ED;
 };
 
-class ExpertChoiceRouter final : public lory::RouterPlugin {
- public:
-  std::shared_ptr<lory::FeedForward> build(const lory::FeedForwardSpec& spec, const lory::ParamValues& params) override {
-    return std::make_shared<ExpertChoiceFeedForward>(spec, read_options(params, spec));
-  }
-};
-
-std::unique_ptr<lory::RouterPlugin> create() { return std::make_unique<ExpertChoiceRouter>(); }
+std::unique_ptr<lory::RouterPlugin> create() {
+  return std::make_unique<lory::RouterPluginOf<ExpertChoiceFeedForward, read_options>>();
+}
 
 const LoryParamSpec kParams[] = {
     {"experts", LORY_PARAM_INT, "8", 1, 1024, nullptr, "E: experts per FFN layer"},

@@ -28,7 +28,7 @@ struct Options {
   bool naive;             // implementation = "naive"
 };
 
-Options read_options(const lory::ParamValues& p) {
+Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec&) {
   Options o{};
   o.experts = p.get_int("experts");
   o.segment_length = p.get_int("segment_length");
@@ -48,7 +48,7 @@ class LoryFeedForward final : public lory::FeedForward {
  public:
   LoryFeedForward(const lory::FeedForwardSpec& spec, Options options) : options_(options), layer_(spec.layer_index) {
     experts_ = lory::register_experts(*this, spec, options.experts, spec.d_ff);
-    router_ED = register_parameter("router_ED", torch::randn({options.experts, spec.d_model}) * options.router_init_std);
+    router_ED = lory::register_router(*this, spec, options.experts, options.router_init_std);
   }
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
@@ -262,14 +262,9 @@ class LoryFeedForward final : public lory::FeedForward {
   torch::Tensor router_ED;
 };
 
-class LoryRouter final : public lory::RouterPlugin {
- public:
-  std::shared_ptr<lory::FeedForward> build(const lory::FeedForwardSpec& spec, const lory::ParamValues& params) override {
-    return std::make_shared<LoryFeedForward>(spec, read_options(params));
-  }
-};
-
-std::unique_ptr<lory::RouterPlugin> create() { return std::make_unique<LoryRouter>(); }
+std::unique_ptr<lory::RouterPlugin> create() {
+  return std::make_unique<lory::RouterPluginOf<LoryFeedForward, read_options>>();
+}
 
 const LoryParamSpec kParams[] = {
     {"experts", LORY_PARAM_INT, "8", 1, 1024, nullptr, "E: SwiGLU experts per FFN layer"},
