@@ -16,6 +16,7 @@
 #include "core/kill_points.h"
 #include "core/process_identity.h"
 #include "lory/build_info.h"
+#include "lory/code_version.h"
 
 namespace lory {
 
@@ -245,19 +246,8 @@ std::string current_host() {
 }
 
 std::string current_code_version() {
-  static const std::string version = [] {
-    const std::string command = fmt::format("git -C '{}' describe --always --dirty --abbrev=12 2>/dev/null",
-                                            LORY_SOURCE_DIR);
-    std::string out;
-    if (FILE* pipe = popen(command.c_str(), "r")) {
-      std::array<char, 256> buffer{};
-      while (fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
-      pclose(pipe);
-    }
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-    return out.empty() ? std::string("v") + LORY_VERSION + "-unknown" : std::string("v") + LORY_VERSION + "-" + out;
-  }();
-  return version;
+  // Baked in at build time (cmake/CodeVersion.cmake): the binaries' own source tree.
+  return std::string("v") + LORY_VERSION + "-" + LORY_CODE_VERSION;
 }
 
 ResultsFileState check_results_file(const std::string& path) {
