@@ -41,18 +41,28 @@ std::vector<std::string> worker_arguments(const std::string& command, const Trai
           "--corpus", corpus};
 }
 
+// A temporary file removed when this goes out of scope.
+struct TemporaryFile {
+  std::string path;
+  explicit TemporaryFile(const std::string& name)
+      : path((std::filesystem::temp_directory_path() / fmt::format("lory-{}-{}", ::getpid(), name)).string()) {}
+  ~TemporaryFile() {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+  }
+};
+
 void run_score(const TrainedRunOptions& options) {
   ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
   const std::string corpus = run_corpus_dir(store, run, options.corpus);
   std::string ids_file = options.token_ids_file;
-  std::string temporary;
+  TemporaryFile encoded("score.ids");
   if (!options.text_file.empty()) {
-    temporary = (std::filesystem::temp_directory_path() / fmt::format("lory-score-{}.ids", ::getpid())).string();
     const std::string ending = run_program_to_file(
-        {executable_dir() + "/lory-data", "encode", "--corpus", corpus, "--text", options.text_file}, temporary);
+        {executable_dir() + "/lory-data", "encode", "--corpus", corpus, "--text", options.text_file}, encoded.path);
     if (!ending.empty()) throw UserError("tokenizing the text failed: " + ending);
-    ids_file = temporary;
+    ids_file = encoded.path;
   }
   auto arguments = worker_arguments("score", options, run, corpus);
   arguments.insert(arguments.end(), {"--token-ids", ids_file, "--routing", options.routing, "--prompt-length",
@@ -60,7 +70,6 @@ void run_score(const TrainedRunOptions& options) {
                                      std::to_string(options.stride)});
   std::fflush(stdout);
   const std::string ending = run_program(arguments);
-  if (!temporary.empty()) std::filesystem::remove(temporary);
   if (!ending.empty()) throw UserError("scoring failed: " + ending);
 }
 
@@ -73,17 +82,6 @@ struct GenerateOptions {
   uint64_t seed = 0;
   std::string routing = "prompt";
   bool json = false, no_cache = false;
-};
-
-// A temporary file removed when this goes out of scope.
-struct TemporaryFile {
-  std::string path;
-  explicit TemporaryFile(const std::string& name)
-      : path((std::filesystem::temp_directory_path() / fmt::format("lory-{}-{}", ::getpid(), name)).string()) {}
-  ~TemporaryFile() {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-  }
 };
 
 void run_generate(const TrainedRunOptions& options, const GenerateOptions& generate) {

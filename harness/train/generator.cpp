@@ -11,20 +11,7 @@
 
 namespace lory {
 
-namespace {
-
-// splitmix64: a tiny, portable generator, so that a seed gives the same text on every machine.
-double next_uniform(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
-}
-
-}  // namespace
-
-int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& options, uint64_t& rng_state) {
+int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& options, SeededRandom& rng) {
   const torch::Tensor logits = logits_V.to(torch::kFloat64).contiguous();
   if (options.temperature <= 0) return logits.argmax().item<int64_t>();
   const torch::Tensor probs = torch::softmax(logits / options.temperature, -1);
@@ -51,7 +38,7 @@ int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& optio
   }
   double total = 0;
   for (size_t i = 0; i < kept; ++i) total += p[order[i]];
-  double draw = next_uniform(rng_state) * total;
+  double draw = rng.uniform() * total;
   for (size_t i = 0; i < kept; ++i) {
     draw -= p[order[i]];
     if (draw < 0) return order[i];
@@ -82,7 +69,7 @@ GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t
   const EvalRouting routing{options.routing, options.routing == EvalRouting::Rule::Prompt ? P : 0};
   DecodeState state(model.layer_count());
   std::vector<int64_t> sequence = prompt;
-  uint64_t rng_state = options.sampling.seed;
+  SeededRandom rng(options.sampling.seed);
   // The logits of the next token after `sequence`.
   const auto next_logits = [&]() {
     RoutingContext context(ForwardMode::Eval, false);
@@ -103,7 +90,7 @@ GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t
   for (int64_t i = 0; i < options.max_tokens; ++i) {
     const torch::Tensor logits_V = next_logits();
     GeneratedToken token;
-    token.id = sample_token(logits_V, options.sampling, rng_state);
+    token.id = sample_token(logits_V, options.sampling, rng);
     token.log_prob = torch::log_softmax(logits_V.to(torch::kFloat64), -1)[token.id].item<double>();
     result.tokens.push_back(token);
     sequence.push_back(token.id);

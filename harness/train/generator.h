@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lory/model_api.h"
+#include "lory/seeded_random.h"
 
 namespace lory {
 
@@ -45,7 +46,8 @@ GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t
                                  const GenerationOptions& options,
                                  const std::function<void(const GeneratedToken&)>& on_token = {});
 
-// The sampling rule alone: picks a token from logits_V (float) with `options`, advancing `rng_state`.
-int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& options, uint64_t& rng_state);
+// The sampling rule alone: picks a token from logits_V (float) with `options`, drawing from `rng`
+// (splitmix64: a seed gives the same draws on every machine).
+int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& options, SeededRandom& rng);
 
 }  // namespace lory

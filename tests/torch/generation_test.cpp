@@ -191,7 +191,7 @@ TEST(Generation, SamplingIsReproducibleBySeedAndTopKOfOneIsGreedy) {
 TEST(Generation, TopPSamplesOnlyFromTheNucleus) {
   const torch::Tensor logits_V = torch::tensor({0.5, 0.3, 0.15, 0.05}, torch::kFloat64).log();
   std::vector<int> seen(4, 0);
-  uint64_t rng = 7;
+  SeededRandom rng(7);
   for (int i = 0; i < 2000; ++i) ++seen[sample_token(logits_V, {1.0, 0, 0.8, 0}, rng)];
   EXPECT_EQ(seen[2] + seen[3], 0);  // 0.5 + 0.3 reaches 0.8: tokens 2 and 3 are outside
   EXPECT_NEAR(seen[0] / 2000.0, 0.5 / 0.8, 0.05);
