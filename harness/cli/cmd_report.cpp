@@ -410,6 +410,41 @@ void add_throughput_section(ReportDocument& doc, Database& db, const std::string
   doc.table({"cell", "tokens/s", "relative to paired dense", "pairs"}, rows);
 }
 
+// `lory eval-tasks` results, when there are any: accuracy per cell, task and routing rule, over seeds.
+void add_task_section(ReportDocument& doc, Database& db, const std::string& experiment,
+                      const std::vector<std::string>& groups) {
+  Statement s = db.prepare(
+      "SELECT group_label, task, routing, examples, chance, accuracy_mean, accuracy_std, accuracy_norm_mean, "
+      "accuracy_norm_std, accuracy_stderr_mean, n FROM task_evals_over_seeds WHERE experiment = ? ORDER BY task, "
+      "routing");
+  s.bind(1, experiment);
+  std::map<std::string, std::vector<std::vector<std::string>>> rows_by_group;
+  const auto cell = [&](int mean_column, int std_column, int64_t n) {
+    return format_mean_std({s.column_double(mean_column),
+                            s.column_type(std_column) == SQLITE_NULL ? NAN : s.column_double(std_column), n},
+                           "{:.3f}");
+  };
+  while (s.step()) {
+    const int64_t n = s.column_int(10);
+    rows_by_group[s.column_text(0)].push_back(
+        {s.column_text(0), s.column_text(1), s.column_text(2), std::to_string(n), std::to_string(s.column_int(3)),
+         fmt::format("{:.3f}", s.column_double(4)), cell(5, 6, n), cell(7, 8, n),
+         s.column_type(9) == SQLITE_NULL ? "-" : fmt::format("{:.3f}", s.column_double(9))});
+  }
+  if (rows_by_group.empty()) return;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& group : groups) {
+    for (auto& row : rows_by_group[group]) rows.push_back(std::move(row));
+  }
+  doc.heading(2, "In-context tasks");
+  doc.paragraph("Multiple-choice accuracy on the task files given to `lory eval-tasks` (docs/inference.md), final "
+                "checkpoints: the choice with the highest log-likelihood after the context, and with the highest "
+                "log-likelihood per byte of its text. Mean ± sample standard deviation over seeds when there are at "
+                "least two; `stderr` is the binomial standard error of one run's accuracy (mean over seeds), the "
+                "noise of the task file's size alone.");
+  doc.table({"cell", "task", "routing", "seeds", "examples", "chance", "accuracy", "accuracy per byte", "stderr"}, rows);
+}
+
 void run_report(const ReportOptions& options) {
   ResultsStore store(options.db, ResultsStore::Open::MustExist);  // migrates an older database so that the views exist
   Database& db = store.database();
@@ -439,6 +474,7 @@ void run_report(const ReportOptions& options) {
   add_loss_section(doc, db, runs, options.out);
   add_routing_sections(doc, db, runs, options.out);
   add_throughput_section(doc, db, experiment, runs, groups);
+  add_task_section(doc, db, experiment, groups);
   doc.heading(2, "The same numbers with SQL");
   doc.paragraph("Every table above is a query on the results store's views (docs/results-schema.md); for example, "
                 "with `lory query \"...\" --db " + options.db + "`:");

@@ -1,5 +1,5 @@
-// `lory score`, `lory generate`, `lory export` and `lory embed`: use a trained run (its final checkpoint) from the
-// CLI. All hand the work to lory-worker; text is tokenized by lory-data (SentencePiece and
+// `lory score`, `lory generate`, `lory eval-tasks`, `lory export` and `lory embed`: use a trained run (its final
+// checkpoint) from the CLI. All hand the work to lory-worker; text is tokenized by lory-data (SentencePiece and
 // LibTorch never share a process).
 #include <fmt/format.h>
 #include <unistd.h>
@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 
 #include "commands.h"
 #include "core/results_store.h"
@@ -115,6 +117,55 @@ void run_generate(const TrainedRunOptions& options, const GenerateOptions& gener
   if (!pipeline_ending.empty()) throw UserError("generation failed: " + pipeline_ending);
 }
 
+struct EvalTasksOptions {
+  std::vector<std::string> runs;
+  std::vector<std::string> task_files;
+  std::string routing = "prompt";
+};
+
+// Every run must be done and every task file valid before any run is scored: bad input ends the
+// command before a worker starts, and each run's accuracies are written in one transaction.
+void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& tasks) {
+  std::vector<RunRecord> runs;
+  std::vector<std::string> corpora;
+  {
+    ResultsStore store(options.db, ResultsStore::Open::MustExist);
+    for (const std::string& id : tasks.runs) {
+      RunRecord run = store.resolve_run(id);
+      if (run.status != run_status::kDone) {
+        throw UserError(fmt::format("run {} ({}) is {}, not done: finish it with `lory run` before evaluating it; "
+                                    "nothing was evaluated",
+                                    run.id, run.label, run.status));
+      }
+      corpora.push_back(run_corpus_dir(store, run, options.corpus));
+      runs.push_back(std::move(run));
+    }
+  }
+  // Tokenized once per corpus (runs of one experiment share one).
+  std::map<std::string, std::vector<std::unique_ptr<TemporaryFile>>> tokenized;
+  for (const std::string& corpus : corpora) {
+    if (tokenized.count(corpus)) continue;
+    auto& files = tokenized[corpus];
+    for (const std::string& task_file : tasks.task_files) {
+      files.push_back(std::make_unique<TemporaryFile>(fmt::format("tasks-{}-{}.jsonl", tokenized.size(), files.size())));
+      const std::string ending = run_program({executable_dir() + "/lory-data", "tokenize-tasks", "--corpus", corpus,
+                                              "--tasks", task_file, "--out", files.back()->path});
+      if (!ending.empty()) throw UserError(fmt::format("reading task file '{}' failed ({}); nothing was evaluated", task_file, ending));
+    }
+  }
+  for (size_t i = 0; i < runs.size(); ++i) {
+    auto arguments = worker_arguments("eval-tasks", options, runs[i], corpora[i]);
+    arguments.insert(arguments.end(), {"--routing", tasks.routing, "--tasks"});
+    for (const auto& file : tokenized[corpora[i]]) arguments.push_back(file->path);
+    std::fflush(stdout);
+    const std::string ending = run_program(arguments);
+    if (!ending.empty()) {
+      throw UserError(fmt::format("evaluating run {} failed ({}){}", runs[i].id, ending,
+                                  i > 0 ? "; the runs before it were evaluated and stored" : ""));
+    }
+  }
+}
+
 // Hands `command` with `extra` arguments to lory-worker for the options' run.
 void run_worker_command(const TrainedRunOptions& options, const std::string& command,
                         const std::vector<std::string>& extra, const std::string& what) {
@@ -197,6 +248,28 @@ void register_generate_command(CLI::App& app) {
     if (!*prompt && !*prompt_file) throw UserError("give --prompt TEXT or --prompt-file FILE");
     run_generate(*options, *generate);
   });
+}
+
+void register_eval_tasks_command(CLI::App& app) {
+  auto options = std::make_shared<TrainedRunOptions>();
+  auto tasks = std::make_shared<EvalTasksOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval-tasks", "In-context multiple-choice accuracy of trained runs on task files (stored; shown by lory report)");
+  cmd->add_option("runs", tasks->runs, "Run ids, or prefixes of their cell hashes")->required();
+  cmd->add_option("--db", options->db, "Results database")->capture_default_str();
+  cmd->add_option("--corpus", options->corpus, "Corpus folder of the runs (default: from their experiment file)");
+  cmd->add_option("--tasks", tasks->task_files,
+                  "Task files (JSONL: context, choices, gold, optional few_shot; docs/inference.md), e.g. "
+                  "experiments/tasks/*.jsonl")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--routing", tasks->routing,
+                  "prompt: Lory routes each layer once from the context and scores every choice with that FFN (the "
+                  "paper's inference rule); train: segment by segment, as in training; inference: the router's own "
+                  "inference rule (token routers: all alike)")
+      ->check(CLI::IsMember({"prompt", "train", "inference"}))
+      ->capture_default_str();
+  cmd->callback([options, tasks] { run_eval_tasks(*options, *tasks); });
 }
 
 void register_embed_command(CLI::App& app) {

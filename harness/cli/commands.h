@@ -10,6 +10,7 @@ void register_run_command(CLI::App& app);
 void register_query_command(CLI::App& app);
 void register_score_command(CLI::App& app);
 void register_generate_command(CLI::App& app);
+void register_eval_tasks_command(CLI::App& app);
 void register_export_command(CLI::App& app);
 void register_embed_command(CLI::App& app);
 void register_status_command(CLI::App& app);

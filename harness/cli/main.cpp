@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   lory::cli::register_query_command(app);
   lory::cli::register_score_command(app);
   lory::cli::register_generate_command(app);
+  lory::cli::register_eval_tasks_command(app);
   lory::cli::register_export_command(app);
   lory::cli::register_embed_command(app);
   lory::cli::register_status_command(app);

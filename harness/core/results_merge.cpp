@@ -19,7 +19,13 @@ const std::vector<std::pair<const char*, const char*>> kRunTables = {
     {"routing_stats", "step, mode, layer, domain, expert, weight_mean, activated_frac, tokens"},
     {"routing_layer_stats", "step, mode, layer, experts, entropy, load_imbalance, unused_experts, specialisation, tokens"},
     {"run_attributes", "name, value"},
+    {"task_evals", "task, routing, step, task_sha256, examples, chance, accuracy, accuracy_stderr, accuracy_norm, "
+                   "accuracy_norm_stderr, gold_loss_per_token, truncated, evaluated_at, code_version"},
 };
+
+// Rows that a run kept in the target (done there) may still gain from a source: tasks evaluated
+// on the source's copy of the run only.
+const std::pair<const char*, const char*>& task_evals_table() { return kRunTables.back(); }
 
 }  // namespace
 
@@ -43,14 +49,21 @@ MergeSummary merge_results(const std::string& target_path, const std::vector<std
           "SELECT s.id, e.name, s.cell_hash, t.id, t.status FROM src.runs s JOIN src.experiments e ON e.id = "
           "s.experiment_id JOIN main.experiments te ON te.name = e.name LEFT JOIN main.runs t ON t.experiment_id = "
           "te.id AND t.cell_hash = s.cell_hash ORDER BY s.id");
-      std::vector<std::tuple<int64_t, std::string, std::string, bool, std::string>> plan;
+      std::vector<std::tuple<int64_t, std::string, std::string, bool, int64_t, std::string>> plan;
       while (runs.step()) {
         plan.emplace_back(runs.column_int(0), runs.column_text(1), runs.column_text(2), runs.column_type(3) != SQLITE_NULL,
-                          runs.column_text(4));
+                          runs.column_int(3), runs.column_text(4));
       }
-      for (const auto& [source_id, experiment, cell_hash, exists, target_status] : plan) {
+      for (const auto& [source_id, experiment, cell_hash, exists, existing_id, target_status] : plan) {
         if (exists && target_status == run_status::kDone) {
           ++summary.runs_kept;
+          const auto& [table, columns] = task_evals_table();
+          db.prepare(fmt::format("INSERT OR IGNORE INTO main.{0} (run_id, {1}) SELECT ?, {1} FROM src.{0} WHERE run_id = ?",
+                                 table, columns))
+              .bind(1, existing_id)
+              .bind(2, source_id)
+              .run();
+          summary.rows_copied += static_cast<size_t>(sqlite3_changes(db.handle()));
           continue;
         }
         db.prepare(

@@ -5,6 +5,7 @@
 
 
 #include <array>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -183,6 +184,43 @@ SELECT r.id AS run_id, x.name AS experiment, r.label, r.status, r.seed, r.cell_h
        json_remove(r.config, '$.router', '$.trainer.dense_warmup_fraction', '$.trainer.upcycling_optimizer',
                    '$.trainer.upcycling_lr_rewarmup_fraction') AS baseline_key
 FROM runs r JOIN experiments x ON x.id = r.experiment_id;
+)sql",
+      // 5: in-context task accuracy (`lory eval-tasks`), one row per run, task and routing rule.
+      R"sql(
+CREATE TABLE task_evals (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  task TEXT NOT NULL,
+  routing TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  task_sha256 TEXT NOT NULL,
+  examples INTEGER NOT NULL,
+  chance REAL NOT NULL,
+  accuracy REAL NOT NULL,
+  accuracy_stderr REAL,
+  accuracy_norm REAL NOT NULL,
+  accuracy_norm_stderr REAL,
+  gold_loss_per_token REAL NOT NULL,
+  truncated INTEGER NOT NULL,
+  evaluated_at TEXT NOT NULL,
+  code_version TEXT NOT NULL,
+  PRIMARY KEY (run_id, task, routing)
+) WITHOUT ROWID;
+
+-- Task accuracy over seeds: mean, sample standard deviation and n of every cell group. Rows for
+-- one task name with different task files (task_sha256) are never averaged together.
+CREATE VIEW task_evals_over_seeds AS
+SELECT c.experiment, c.group_label, min(c.router) AS router, min(c.batcher) AS batcher, t.task, t.task_sha256,
+       t.routing, min(t.examples) AS examples, avg(t.chance) AS chance,
+       avg(t.accuracy) AS accuracy_mean,
+       CASE WHEN count(*) > 1 THEN sqrt(max(0, (sum(t.accuracy * t.accuracy) - sum(t.accuracy) * sum(t.accuracy) / count(*)) / (count(*) - 1)))
+            ELSE NULL END AS accuracy_std,
+       avg(t.accuracy_norm) AS accuracy_norm_mean,
+       CASE WHEN count(*) > 1 THEN sqrt(max(0, (sum(t.accuracy_norm * t.accuracy_norm) - sum(t.accuracy_norm) * sum(t.accuracy_norm) / count(*)) / (count(*) - 1)))
+            ELSE NULL END AS accuracy_norm_std,
+       avg(t.accuracy_stderr) AS accuracy_stderr_mean,
+       count(*) AS n
+FROM task_evals t JOIN run_cells c ON c.run_id = t.run_id
+GROUP BY c.experiment, c.group_key, t.task, t.task_sha256, t.routing;
 )sql",
   };
   return list;
@@ -564,6 +602,26 @@ void ResultsStore::write_routing_layer_stats(int64_t run_id, const std::vector<R
     insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.layer).bind(5, row.experts);
     insert.bind(6, row.entropy).bind(7, row.load_imbalance).bind(8, row.unused_experts).bind(9, row.specialisation);
     insert.bind(10, row.tokens);
+    insert.run();
+  }
+  transaction.commit();
+}
+
+void ResultsStore::write_task_evals(int64_t run_id, const std::vector<TaskEvalRow>& rows) {
+  Transaction transaction(db_);
+  Statement insert = db_.prepare(
+      "INSERT OR REPLACE INTO task_evals (run_id, task, routing, step, task_sha256, examples, chance, accuracy, "
+      "accuracy_stderr, accuracy_norm, accuracy_norm_stderr, gold_loss_per_token, truncated, evaluated_at, "
+      "code_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  const std::string now = utc_now_iso8601(), code_version = current_code_version();
+  for (const TaskEvalRow& row : rows) {
+    insert.bind(1, run_id).bind(2, row.task).bind(3, row.routing).bind(4, row.step).bind(5, row.task_sha256);
+    insert.bind(6, row.examples).bind(7, row.chance).bind(8, row.accuracy);
+    // A standard error needs two examples; NULL says "not defined" (SQLite would store NaN as NULL anyway).
+    if (std::isfinite(row.accuracy_stderr)) insert.bind(9, row.accuracy_stderr); else insert.bind_null(9);
+    insert.bind(10, row.accuracy_norm);
+    if (std::isfinite(row.accuracy_norm_stderr)) insert.bind(11, row.accuracy_norm_stderr); else insert.bind_null(11);
+    insert.bind(12, row.gold_loss_per_token).bind(13, row.truncated).bind(14, now).bind(15, code_version);
     insert.run();
   }
   transaction.commit();

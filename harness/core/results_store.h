@@ -79,6 +79,20 @@ struct RoutingLayerRow {
   int64_t tokens;
 };
 
+// One in-context task scored on a run's final checkpoint (`lory eval-tasks`; core/task_metrics.h).
+struct TaskEvalRow {
+  std::string task;         // the task file's name without .jsonl
+  std::string routing;      // prompt | train | inference
+  int64_t step = 0;         // the checkpoint's step
+  std::string task_sha256;  // of the task file
+  int64_t examples = 0;
+  double chance = 0;
+  double accuracy = 0, accuracy_stderr = 0;
+  double accuracy_norm = 0, accuracy_norm_stderr = 0;  // stderr NaN (stored NULL) below two examples
+  double gold_loss_per_token = 0;
+  int64_t truncated = 0;    // choices whose context was cut to fit the model's context
+};
+
 class ResultsStore {
  public:
   static constexpr const char* kDefaultPath = "results/lory.sqlite";
@@ -114,6 +128,8 @@ class ResultsStore {
   void write_evals(int64_t run_id, const std::vector<EvalRow>& rows);
   void write_routing_stats(int64_t run_id, const std::vector<RoutingStatRow>& rows);
   void write_routing_layer_stats(int64_t run_id, const std::vector<RoutingLayerRow>& rows);
+  // All rows in one transaction; a row of the same run, task and routing is replaced.
+  void write_task_evals(int64_t run_id, const std::vector<TaskEvalRow>& rows);
   // Rows written after `step` (by an interrupted attempt) are removed before a resumed run
   // writes them again, so no step is ever counted twice.
   void delete_rows_after(int64_t run_id, int64_t step);

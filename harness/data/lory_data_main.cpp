@@ -15,6 +15,7 @@
 #include "lory/build_info.h"
 #include "lory/corpus.h"
 #include "prepare_corpus.h"
+#include "task_tokenization.h"
 
 namespace {
 
@@ -247,6 +248,22 @@ int main(int argc, char** argv) {
       ->excludes(ids_option);
   decode_cmd->add_flag("--json", decode_json, "With --stream: write {text, tokens: [{id, piece, logprob}]} at the end");
 
+  TokenizerChoice tasks_choice;
+  std::string tasks_file, tasks_out;
+  CLI::App* tasks_cmd = app.add_subcommand(
+      "tokenize-tasks", "Check an in-context task file (JSONL) and tokenize it for lory-worker eval-tasks");
+  tasks_choice.add_options(tasks_cmd);
+  tasks_cmd->add_option("--tasks", tasks_file, "Task file (docs/inference.md, \"In-context tasks\")")->required();
+  tasks_cmd->add_option("--out", tasks_out, "Output file (default: standard output)");
+
+  std::string documents_corpus, documents_split = "heldout";
+  CLI::App* documents_cmd = app.add_subcommand(
+      "documents", "List a corpus's documents of one split: id<TAB>domain<TAB>tokens (scripts/build-tasks uses it)");
+  documents_cmd->add_option("corpus", documents_corpus, "Corpus folder")->required();
+  documents_cmd->add_option("--split", documents_split, "heldout or train")
+      ->check(CLI::IsMember({"heldout", "train"}))
+      ->capture_default_str();
+
   std::string info_corpus;
   CLI::App* info_cmd = app.add_subcommand("info", "Verify a corpus folder and print its counts");
   info_cmd->add_option("corpus", info_corpus, "Corpus folder")->required();
@@ -285,6 +302,26 @@ int main(int argc, char** argv) {
       const std::vector<uint32_t> ids = parse_ids(read_input(decode_ids));
       const std::string text = tokenizer->decode(ids);
       std::fwrite(text.data(), 1, text.size(), stdout);
+    } else if (*tasks_cmd) {
+      const auto tokenizer = tasks_choice.load();
+      const lory::TokenizedTask tokenized = tokenize_task(lory::read_task_file(tasks_file), *tokenizer, tasks_file);
+      if (tasks_out.empty()) {
+        std::ostringstream text;
+        write_tokenized_task(text, tokenized);
+        std::fwrite(text.str().data(), 1, text.str().size(), stdout);
+      } else {
+        std::ofstream out(tasks_out, std::ios::binary);
+        write_tokenized_task(out, tokenized);
+        if (!out.flush()) throw UserError(fmt::format("cannot write '{}'", tasks_out));
+      }
+    } else if (*documents_cmd) {
+      const auto corpus = lory::Corpus::open(documents_corpus);
+      for (const uint32_t i : corpus->documents_of_split(documents_split == "heldout" ? lory::Split::Heldout
+                                                                                      : lory::Split::Train)) {
+        const lory::DocumentRecord& record = corpus->document(i);
+        std::printf("%s\t%s\t%llu\n", corpus->document_id(i).c_str(), corpus->domain_name(record.domain).c_str(),
+                    static_cast<unsigned long long>(record.length));
+      }
     } else if (*info_cmd) {
       print_info(info_corpus);
     }

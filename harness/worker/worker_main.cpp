@@ -1,10 +1,11 @@
 // `lory-worker`: the only lory process that links LibTorch. `lory run` starts one per cell
-// (train); `lory score` and `lory export` use it to load a trained run. A failure is recorded in
+// (train); `lory score`, `generate`, `eval-tasks`, `embed` and `export` use it to load a trained run. A failure is recorded in
 // the results store with its reason before the process exits non-zero.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,8 @@
 #include "core/kill_points.h"
 #include "train/run_setup.h"
 #include "train/stop_request.h"
+#include "train/task_scorer.h"
+#include "core/text_table.h"
 #include "train/trainer.h"
 
 namespace {
@@ -91,6 +94,7 @@ struct TrainedModel {
   RunRecord run;
   std::unique_ptr<RunSetup> setup;
   std::shared_ptr<LanguageModel> model;
+  int64_t step = 0;  // of the checkpoint restored
 
   explicit TrainedModel(const RunSelection& selection) : store(selection.db) {
     const auto found = store.find_run(selection.run_id);
@@ -110,6 +114,7 @@ struct TrainedModel {
                        setup->router_name() != "dense" && !state->upcycled;
     model = setup->build_model(dense);
     checkpoints.restore(*model, nullptr);
+    step = state->step;
     model->eval();
   }
 };
@@ -203,6 +208,49 @@ int generate_command(const RunSelection& selection, const std::string& token_ids
                                       : "full recomputation per token (--no-cache)",
                result.ffn_merges > 0 ? fmt::format(", {} merged FFNs built", result.ffn_merges).c_str() : "");
   std::fflush(stdout);
+  return 0;
+}
+
+// Scores every tokenized task on the run's final checkpoint and writes the accuracies in one
+// transaction, after all of them are scored: a task that fails leaves the store as it was.
+int eval_tasks_command(const RunSelection& selection, const std::vector<std::string>& tokenized_files,
+                       const std::string& routing_name) {
+  TrainedModel trained(selection);
+  if (trained.run.status != run_status::kDone) {
+    throw UserError(fmt::format("run {} ({}) is {}, not done: finish it with `lory run` before evaluating it",
+                                trained.run.id, trained.run.label, trained.run.status));
+  }
+  const int64_t vocab = trained.setup->corpus().manifest().vocab_size;
+  std::vector<TokenizedTask> tasks;
+  for (const std::string& file : tokenized_files) tasks.push_back(read_tokenized_task(file, vocab));
+  const EvalRouting::Rule rule = routing_name == "train"    ? EvalRouting::Rule::Train
+                                 : routing_name == "prompt" ? EvalRouting::Rule::Prompt
+                                                            : EvalRouting::Rule::Inference;
+  std::vector<TaskEvalRow> rows;
+  TextTable table({"task", "examples", "accuracy", "± se", "acc (per byte)", "± se", "chance", "gold loss/token", "seconds"});
+  const auto stderr_text = [](double value) { return std::isfinite(value) ? fmt::format("{:.3f}", value) : "-"; };
+  for (const TokenizedTask& task : tasks) {
+    const auto started = std::chrono::steady_clock::now();
+    const ScoredTask scored = score_task(*trained.model, task, trained.setup->context_length(), rule);
+    const TaskAccuracy accuracy = task_accuracy(scored.scores, scored.gold);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    rows.push_back({task.name, routing_name, trained.step, task.sha256, accuracy.examples, accuracy.chance,
+                    accuracy.accuracy, accuracy.accuracy_stderr, accuracy.accuracy_norm, accuracy.accuracy_norm_stderr,
+                    accuracy.gold_loss_per_token, scored.truncated});
+    table.add_row({task.name, std::to_string(accuracy.examples), fmt::format("{:.3f}", accuracy.accuracy),
+                   stderr_text(accuracy.accuracy_stderr), fmt::format("{:.3f}", accuracy.accuracy_norm),
+                   stderr_text(accuracy.accuracy_norm_stderr), fmt::format("{:.3f}", accuracy.chance),
+                   fmt::format("{:.3f}", accuracy.gold_loss_per_token), fmt::format("{:.1f}", seconds)});
+    if (scored.truncated > 0) {
+      std::fprintf(stderr, "lory-worker: task %s: %lld choice(s) lost the start of their context to fit the model's %lld "
+                   "tokens\n", task.name.c_str(), static_cast<long long>(scored.truncated),
+                   static_cast<long long>(trained.setup->context_length()));
+    }
+  }
+  trained.store.write_task_evals(trained.run.id, rows);
+  std::printf("run %lld (%s), step %lld, routing %s:\n%s", static_cast<long long>(trained.run.id),
+              trained.run.label.c_str(), static_cast<long long>(trained.step), routing_name.c_str(),
+              table.render("  ").c_str());
   return 0;
 }
 
@@ -357,8 +405,17 @@ int main(int argc, char** argv) {
   CLI::App* embed = app.add_subcommand("embed", "Mean final hidden state of every corpus document (LORYEMB2 file)");
   embed_selection.add_options(embed);
   embed->add_option("--out", embed_out, "Output file")->required();
+  RunSelection tasks_selection;
+  std::vector<std::string> tokenized_tasks;
+  std::string tasks_routing = "prompt";
+  CLI::App* eval_tasks = app.add_subcommand("eval-tasks", "Accuracy of a trained run on tokenized in-context tasks");
+  tasks_selection.add_options(eval_tasks);
+  eval_tasks->add_option("--tasks", tokenized_tasks, "Task files tokenized by `lory-data tokenize-tasks`")->required();
+  eval_tasks->add_option("--routing", tasks_routing, "prompt, train or inference")
+      ->check(CLI::IsMember({"prompt", "train", "inference"}));
   try {
     app.parse(argc, argv);
+    if (*eval_tasks) return eval_tasks_command(tasks_selection, tokenized_tasks, tasks_routing);
     if (*embed) return embed_command(embed_selection, embed_out);
     if (*train) {
       install_stop_handlers();

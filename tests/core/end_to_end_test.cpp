@@ -117,6 +117,68 @@ TEST_F(TinyExperiment, GenerateRefusesWhatCannotFitTheContext) {
   EXPECT_NE(empty.output.find("the prompt is empty"), std::string::npos) << empty.output;
 }
 
+TEST_F(TinyExperiment, EvalTasksStoresAccuracyAndTheReportShowsIt) {
+  // Each domain's documents are words of one letter: which letter follows is learnable.
+  testing::write_text(dir_->file("letters.jsonl"),
+                      "{\"context\": \"a01 a12 a20\", \"choices\": [\" a07\", \" b07\", \" c07\"], \"gold\": 0}\n"
+                      "\n"
+                      "{\"context\": \"b01 b12 b20\", \"choices\": [\" a07\", \" b07\", \" c07\"], \"gold\": 1,"
+                      " \"few_shot\": [{\"context\": \"c01 c02\", \"answer\": \" c03\"}]}\n"
+                      "{\"context\": \"c01 c12 c20\", \"choices\": [\" a07\", \" b07\", \" c07\"], \"gold\": 2}\n");
+  const auto evaluated = run_command(fmt::format("{}/lory eval-tasks 1 --db {} --tasks {}", build_dir(),
+                                                 dir_->file("r.sqlite"), dir_->file("letters.jsonl")));
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.output;
+  EXPECT_NE(evaluated.output.find("letters"), std::string::npos) << evaluated.output;
+  EXPECT_EQ(count("SELECT count(*) FROM task_evals WHERE run_id = 1 AND task = 'letters' AND routing = 'prompt' AND "
+                  "examples = 3 AND step = 12 AND abs(chance - 1.0 / 3) < 1e-12 AND accuracy BETWEEN 0 AND 1 AND "
+                  "truncated = 0"),
+            1);
+  // Again under training routing: a second row; the same routing again replaces its row.
+  const auto train = run_command(fmt::format("{}/lory eval-tasks 1 --db {} --tasks {} --routing train", build_dir(),
+                                             dir_->file("r.sqlite"), dir_->file("letters.jsonl")));
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_EQ(count("SELECT count(*) FROM task_evals"), 2);
+  const auto report = run_command(fmt::format("{}/lory report tiny --db {} --out {}", build_dir(), dir_->file("r.sqlite"),
+                                              dir_->file("report")));
+  ASSERT_EQ(report.exit_code, 0) << report.output;
+  const std::string markdown = testing::read_text(dir_->file("report/report.md"));
+  EXPECT_NE(markdown.find("## In-context tasks"), std::string::npos) << markdown;
+  EXPECT_NE(markdown.find("| letters | prompt |"), std::string::npos) << markdown;
+}
+
+TEST_F(TinyExperiment, EvalTasksRefusesBadTaskFilesAndRunsThatAreNotDoneAndWritesNothing) {
+  const std::string db = dir_->file("r.sqlite");
+  const int64_t before = count("SELECT count(*) FROM task_evals");
+  const auto eval = [&](const std::string& tasks, const std::string& database) {
+    return run_command(fmt::format("{}/lory eval-tasks 1 --db {} --tasks {}", build_dir(), database, tasks));
+  };
+  testing::write_text(dir_->file("empty.jsonl"), "\n\n");
+  const auto empty = eval(dir_->file("empty.jsonl"), db);
+  EXPECT_NE(empty.exit_code, 0);
+  EXPECT_NE(empty.output.find("has no examples"), std::string::npos) << empty.output;
+  testing::write_text(dir_->file("malformed.jsonl"),
+                      "{\"context\": \"a01\", \"choices\": [\" a02\", \" b02\"], \"gold\": 0}\n"
+                      "{\"context\": \"a01\", \"choices\": [\" a02\", \" b02\"], \"gold\": 2}\n");
+  const auto out_of_range = eval(dir_->file("malformed.jsonl"), db);
+  EXPECT_NE(out_of_range.exit_code, 0);
+  EXPECT_NE(out_of_range.output.find("line 2: \"gold\" is 2, but the choices are numbered 0 to 1"), std::string::npos)
+      << out_of_range.output;
+  testing::write_text(dir_->file("broken.jsonl"), "{\"context\": \"a01\", \"choices\": [\" a02\"\n");
+  const auto broken = eval(dir_->file("broken.jsonl"), db);
+  EXPECT_NE(broken.exit_code, 0);
+  EXPECT_NE(broken.output.find("line 1: not JSON"), std::string::npos) << broken.output;
+  EXPECT_EQ(count("SELECT count(*) FROM task_evals"), before);
+  // A run that is not done: refused before any task is read.
+  std::filesystem::copy_file(db, dir_->file("failed.sqlite"), std::filesystem::copy_options::overwrite_existing);
+  { Database(dir_->file("failed.sqlite"), Database::Mode::ReadWrite).exec("UPDATE runs SET status = 'failed'"); }
+  testing::write_text(dir_->file("ok.jsonl"), "{\"context\": \"a01\", \"choices\": [\" a02\", \" b02\"], \"gold\": 0}\n");
+  const auto failed = eval(dir_->file("ok.jsonl"), dir_->file("failed.sqlite"));
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_NE(failed.output.find("is failed, not done"), std::string::npos) << failed.output;
+  Database copy(dir_->file("failed.sqlite"), Database::Mode::ReadOnly);
+  EXPECT_EQ(copy.query_int("SELECT count(*) FROM task_evals WHERE task = 'ok'").value_or(-1), 0);
+}
+
 TEST_F(TinyExperiment, ExportLoadsInPythonTorch) {
   const auto exported = run_command(fmt::format("{}/lory export 1 --out {} --db {}", build_dir(), dir_->file("export"),
                                                 dir_->file("r.sqlite")));
