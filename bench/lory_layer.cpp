@@ -15,7 +15,7 @@
 #include <cstring>
 
 #include "tensor_memory.h"
-#include "lory/allocator_tuning.h"
+#include "nn/allocator_tuning.h"
 #include "lory/testkit/plugin_set.h"
 #include "train/adamw.h"
 

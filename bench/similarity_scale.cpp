@@ -20,7 +20,7 @@
 
 #include "core/plugin_loader.h"
 #include "lory/batcher_api.h"
-#include "lory/corpus_writer.h"
+#include "core/corpus_writer.h"
 #include "lory/seeded_random.h"
 
 namespace {

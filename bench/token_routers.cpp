@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "lory/allocator_tuning.h"
+#include "nn/allocator_tuning.h"
 #include "lory/testkit/plugin_set.h"
 
 namespace {

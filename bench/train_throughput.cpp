@@ -11,7 +11,7 @@
 #include <cstring>
 #include <string>
 
-#include "lory/allocator_tuning.h"
+#include "nn/allocator_tuning.h"
 #include "lory/testkit/plugin_set.h"
 #include "train/adamw.h"
 

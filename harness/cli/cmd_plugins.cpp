@@ -20,6 +20,7 @@ void describe_plugin(const PluginDescriptor& d) {
   std::printf("%s (%s plugin)\n  %s\n", d.name.c_str(), plugin_kind_name(d.kind), d.description.c_str());
   std::printf("  file:     %s\n  ABI:      %u\n  built by: %s, _GLIBCXX_USE_CXX11_ABI=%d, LibTorch %s\n\n",
               d.file.c_str(), d.abi_version, d.compiler.c_str(), d.cxx11_abi, d.torch_version.c_str());
+  if (!d.roles.empty()) std::printf("  roles:    %s (lory/router_roles.h)\n\n", fmt::format("{}", fmt::join(d.roles, ", ")).c_str());
   if (d.schema.params().empty()) {
     std::printf("  no parameters\n");
     return;

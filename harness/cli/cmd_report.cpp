@@ -34,6 +34,7 @@ struct RunInfo {
   int64_t id;
   std::string label, group_label, router, batcher, status;
   int64_t seed;
+  bool dense_baseline;  // its router declares the dense_baseline role: what MoE runs are compared with
 };
 
 struct MeanStd {
@@ -48,13 +49,13 @@ std::string format_mean_std(const MeanStd& m, const char* format) {
 
 std::vector<RunInfo> load_runs(Database& db, const std::string& experiment) {
   Statement s = db.prepare(
-      "SELECT run_id, label, group_label, router, batcher, status, seed FROM run_cells WHERE experiment = ? ORDER BY "
-      "router != 'dense', group_label, seed");
+      "SELECT run_id, label, group_label, router, batcher, status, seed, is_dense_baseline FROM run_cells WHERE "
+      "experiment = ? ORDER BY NOT is_dense_baseline, group_label, seed");
   s.bind(1, experiment);
   std::vector<RunInfo> runs;
   while (s.step()) {
     runs.push_back({s.column_int(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4),
-                    s.column_text(5), s.column_int(6)});
+                    s.column_text(5), s.column_int(6), s.column_int(7) != 0});
   }
   return runs;
 }
@@ -271,7 +272,7 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
   std::vector<RunInfo> representatives;
   std::set<std::string> seen;
   for (const RunInfo& r : runs) {
-    if (r.router != "dense" && seen.insert(r.group_label).second) representatives.push_back(r);
+    if (!r.dense_baseline && seen.insert(r.group_label).second) representatives.push_back(r);
   }
   doc.heading(2, "Expert specialisation");
   if (representatives.empty()) {
@@ -333,7 +334,7 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
   std::vector<Series> used_series, entropy_series;
   double most_experts = 0;
   for (const RunInfo& r : runs) {
-    if (r.router == "dense") continue;
+    if (r.dense_baseline) continue;
     const auto unused = curve(db, r.id, "router/unused_experts");
     Statement experts = db.prepare("SELECT max(expert) + 1 FROM routing_stats WHERE run_id = ?");
     experts.bind(1, r.id);
@@ -377,8 +378,8 @@ void add_throughput_section(ReportDocument& doc, Database& db, const std::string
   // of runs trained side by side is the one that means something.
   std::map<int64_t, int64_t> paired_dense;
   Statement pairs = db.prepare(
-      "SELECT m.run_id, d.run_id FROM run_cells m JOIN run_cells d ON d.experiment = m.experiment AND d.router = 'dense' "
-      "AND d.baseline_key = m.baseline_key WHERE m.experiment = ?");
+      "SELECT m.run_id, d.run_id FROM run_cells m JOIN run_cells d ON d.experiment = m.experiment AND "
+      "d.is_dense_baseline AND d.baseline_key = m.baseline_key WHERE m.experiment = ?");
   pairs.bind(1, experiment);
   while (pairs.step()) paired_dense[pairs.column_int(0)] = pairs.column_int(1);
 

@@ -10,7 +10,7 @@
 #include "core/experiment.h"
 #include "core/plugin_loader.h"
 #include "core/results_store.h"
-#include "core/sha256.h"
+#include "lory/sha256.h"
 #include "core/text_table.h"
 #include "slurm_launcher.h"
 #include "supervisor.h"
@@ -64,13 +64,16 @@ void print_dry_run(const Experiment& experiment) {
 // Validated experiment and the plugin path it was resolved with.
 std::pair<Experiment, std::vector<std::string>> load_for_run(const RunOptions& options) {
   Diagnostics diagnostics;
-  const ConfigNode tree = read_experiment_tree(options.experiment_file, diagnostics);
+  std::vector<std::string> included_files;
+  const ConfigNode tree = read_experiment_tree(options.experiment_file, diagnostics, &included_files);
   std::vector<std::string> plugin_path = options.plugin_path;
   for (const auto& p : experiment_plugin_path(tree, options.experiment_file, diagnostics)) plugin_path.push_back(p);
   const PluginRegistry registry = PluginRegistry::discover_default(plugin_path);
   registry.throw_if_problems(/*skip_unloadable=*/true);
   Experiment experiment;
-  if (diagnostics.empty()) experiment = resolve_experiment(tree, options.experiment_file, registry, diagnostics);
+  if (diagnostics.empty()) {
+    experiment = resolve_experiment(tree, options.experiment_file, registry, diagnostics, included_files);
+  }
   if (!diagnostics.empty()) {
     const std::string report = diagnostics.format();
     const auto count = std::count(report.begin(), report.end(), '\n');

@@ -140,8 +140,9 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   std::optional<SupervisorLock> lock;
   if (!options.register_only) lock.emplace(options.db_path, experiment.name + options.lock_suffix);
   ResultsStore store(options.db_path);
-  const int64_t experiment_id = store.upsert_experiment(
-      experiment.name, fs::weakly_canonical(experiment.file).string(), experiment.description, experiment.source_text);
+  const int64_t experiment_id =
+      store.upsert_experiment(experiment.name, fs::weakly_canonical(experiment.file).string(), experiment.description,
+                              experiment.source_text, experiment.included_files);
   const size_t total = experiment.cells.size();
 
   // 1. What each cell needs.
@@ -155,6 +156,8 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
     if (!checksum_of_corpus.count(corpus)) checksum_of_corpus[corpus] = Corpus::checksum_from_manifest(corpus);
     const int64_t seed = cell.config.section("trainer").values.get_int("seed");
     const int64_t run_id = store.ensure_run(experiment_id, cell.identity, cell.label, cell.config.canonical_json(), seed);
+    // What the views pair runs by, known from registration on (the worker records it again).
+    store.set_run_attribute(run_id, "router_roles", fmt::format("{}", fmt::join(cell.router_roles, ",")));
     const RunRecord run = *store.find_run(run_id);
     WorkerLiveness liveness;
     const bool has_results = run.status == run_status::kDone || run.last_step > 0;

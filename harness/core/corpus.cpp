@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "core/diagnostics.h"
-#include "core/sha256.h"
+#include "lory/sha256.h"
 
 namespace lory {
 

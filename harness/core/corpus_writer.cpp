@@ -1,4 +1,4 @@
-#include "lory/corpus_writer.h"
+#include "core/corpus_writer.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "core/diagnostics.h"
-#include "core/sha256.h"
+#include "lory/sha256.h"
 
 namespace lory {
 

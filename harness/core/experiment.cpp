@@ -34,7 +34,7 @@ SourceLocation file_location(const std::string& path) {
 }
 
 void read_with_includes(const std::string& path, Diagnostics& diagnostics, std::vector<std::string>& stack,
-                        ConfigNode& out) {
+                        ConfigNode& out, std::vector<std::string>* included_files) {
   ConfigNode file_tree = load_toml_file(path, diagnostics);
   ConfigNode merged = ConfigNode::table(file_tree.where());
   if (const ConfigNode* include = file_tree.find("include")) {
@@ -68,8 +68,11 @@ void read_with_includes(const std::string& path, Diagnostics& diagnostics, std::
         continue;
       }
       stack.push_back(canonical);
+      if (included_files && std::find(included_files->begin(), included_files->end(), canonical) == included_files->end()) {
+        included_files->push_back(canonical);
+      }
       ConfigNode part = ConfigNode::table();
-      read_with_includes(included.lexically_normal().string(), diagnostics, stack, part);
+      read_with_includes(included.lexically_normal().string(), diagnostics, stack, part, included_files);
       stack.pop_back();
       // An included file lends its base config, not its grid: each experiment states its own cells.
       part.erase("grid");
@@ -595,12 +598,13 @@ std::string Experiment::corpus_path(const CellConfig& config) const {
   return resolve_against(directory, config.section("data").values.get_string("corpus"));
 }
 
-ConfigNode read_experiment_tree(const std::string& path, Diagnostics& diagnostics) {
+ConfigNode read_experiment_tree(const std::string& path, Diagnostics& diagnostics,
+                                std::vector<std::string>* included_files) {
   std::vector<std::string> stack;
   std::error_code ec;
   stack.push_back(fs::weakly_canonical(path, ec).string());
   ConfigNode tree = ConfigNode::table(file_location(path));
-  read_with_includes(path, diagnostics, stack, tree);
+  read_with_includes(path, diagnostics, stack, tree, included_files);
   return tree;
 }
 
@@ -639,17 +643,19 @@ std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const st
 }
 
 Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, const PluginCatalog& catalog,
-                              Diagnostics& diagnostics) {
+                              Diagnostics& diagnostics, const std::vector<std::string>& included_files) {
   Experiment experiment;
   experiment.file = path;
   experiment.directory = fs::path(path).parent_path().string();
   if (experiment.directory.empty()) experiment.directory = ".";
-  {
-    std::ifstream in(path, std::ios::binary);
+  const auto text_of = [](const std::string& file) {
+    std::ifstream in(file, std::ios::binary);
     std::stringstream buffer;
     buffer << in.rdbuf();
-    experiment.source_text = buffer.str();
-  }
+    return buffer.str();
+  };
+  experiment.source_text = text_of(path);
+  for (const std::string& file : included_files) experiment.included_files.emplace_back(file, text_of(file));
   const SourceLocation file_where = tree.where().known() ? tree.where() : file_location(path);
   const ConfigNode* experiment_table = tree.find("experiment");
   if (experiment_table && !experiment_table->is_table()) experiment_table = nullptr;
@@ -689,6 +695,7 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
     record_locations(cell_tree, "", cell.written_at);
     cell.written_at[""] = file_where;
     cell.identity = config.identity();
+    if (const PluginDescriptor* router = catalog.find(config.section("router").plugin())) cell.router_roles = router->roles;
     const auto flat = config.flatten();
     cell.config = std::move(config);
     for (const LabelPart& part : point.label_parts) {
@@ -707,10 +714,11 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
 
 Experiment load_experiment(const std::string& path, const PluginCatalog& catalog) {
   Diagnostics diagnostics;
-  const ConfigNode tree = read_experiment_tree(path, diagnostics);
+  std::vector<std::string> included_files;
+  const ConfigNode tree = read_experiment_tree(path, diagnostics, &included_files);
   experiment_plugin_path(tree, path, diagnostics);  // its entries are checked; the catalog is the caller's
   Experiment experiment;
-  if (diagnostics.empty()) experiment = resolve_experiment(tree, path, catalog, diagnostics);
+  if (diagnostics.empty()) experiment = resolve_experiment(tree, path, catalog, diagnostics, included_files);
   if (!diagnostics.empty()) {
     const std::string report = diagnostics.format();
     const auto count = std::count(report.begin(), report.end(), '\n');

@@ -18,6 +18,7 @@ struct ExperimentCell {
   std::string label;     // from the grid: "lory-8 seed=2"
   std::string identity;  // sha256 of the canonical resolved config
   CellConfig config;
+  std::vector<std::string> router_roles;  // of its router plugin (lory/router_roles.h); not part of the identity
   // Where each table and key of the cell was written ("trainer.batch_size" -> file:line:col of
   // the key, a grid override's own line included), for checks made after resolution.
   std::map<std::string, SourceLocation> written_at;
@@ -33,6 +34,9 @@ struct Experiment {
   std::string file;         // as given on the command line
   std::string directory;    // relative paths in the file are resolved against this folder
   std::string source_text;  // the file's own text, recorded with the experiment
+  // Every file it includes, directly or not: (absolute path, text), recorded with the experiment
+  // too, so that the store holds every line its cells were resolved from.
+  std::vector<std::pair<std::string, std::string>> included_files;
   std::vector<ExperimentCell> cells;
   size_t merged_duplicates = 0;  // grid points that resolved to an identical config
 
@@ -43,7 +47,9 @@ struct Experiment {
 };
 
 // Reads the file and its includes into one tree (includes first, the file itself on top).
-ConfigNode read_experiment_tree(const std::string& path, Diagnostics& diagnostics);
+// `included_files`, when given, receives the absolute path of every included file, once each.
+ConfigNode read_experiment_tree(const std::string& path, Diagnostics& diagnostics,
+                                std::vector<std::string>* included_files = nullptr);
 
 // `[plugins] path = [...]` of the tree, resolved against the file's folder.
 std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const std::string& path,
@@ -52,7 +58,7 @@ std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const st
 // Validates the tree and expands its grid. Errors of every cell go to `diagnostics`; the returned
 // experiment is only meaningful when no error was reported.
 Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, const PluginCatalog& catalog,
-                              Diagnostics& diagnostics);
+                              Diagnostics& diagnostics, const std::vector<std::string>& included_files = {});
 
 // read_experiment_tree + resolve_experiment; throws UserError with every diagnostic on failure.
 Experiment load_experiment(const std::string& path, const PluginCatalog& catalog);

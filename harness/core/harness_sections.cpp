@@ -75,11 +75,6 @@ std::vector<HarnessSection> build_sections() {
                        "fraction of steps; 0 = no re-warm-up"),
            int_param("log_every", 10, 1, kOpen, "steps between training-metric rows"),
            int_param("checkpoint_every", 0, 0, kOpen, "steps between checkpoints; 0 = only at the end"),
-           int_param("inject_nan_at_step", 0, 0, kOpen,
-                     "test only: make the loss of this step NaN, to exercise the divergence guard; 0 = never"),
-           int_param("inject_nan_grad_at_step", 0, 0, kOpen,
-                     "test only: make one gradient entry of this step infinite (the loss stays finite), to "
-                     "exercise the gradient half of the divergence guard; 0 = never"),
        }),
        false, PluginKind::Router});
   sections.push_back(

@@ -1,4 +1,4 @@
-#include "lory/instance_stream.h"
+#include "core/instance_stream.h"
 
 #include <fmt/format.h>
 

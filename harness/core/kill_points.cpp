@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace lory {
 
@@ -35,7 +36,21 @@ const Target& target() {
   return t;
 }
 
+// A "<name>:<step>" environment variable, read once.
+std::pair<std::string, int64_t> named_step(const char* variable) {
+  const char* value = std::getenv(variable);
+  if (!value) return {"", -1};
+  const char* colon = std::strchr(value, ':');
+  if (!colon) return {"", -1};
+  return {std::string(value, colon), std::strtoll(colon + 1, nullptr, 10)};
+}
+
 }  // namespace
+
+bool fault_injected(const char* fault, int64_t step) {
+  static const std::pair<std::string, int64_t> wanted = named_step("LORY_TEST_FAULT");
+  return wanted.second == step && wanted.first == fault;
+}
 
 void kill_point(const char* point, int64_t step) {
   const Target& t = target();

@@ -11,6 +11,13 @@
 // LORY_TEST_KILL_SIGNAL=N sends signal N instead (6 = SIGABRT: a crash of the worker's own, which
 // fails its cell, where SIGKILL from outside only interrupts it).
 // Unset (always, outside tests) it costs one string comparison per point.
+//
+// Test-only faults, for the tests of the divergence guard: LORY_TEST_FAULT="<fault>:<step>" makes
+// fault_injected(fault, step) true at that step. Faults used:
+//   nan_loss   the step's loss is NaN
+//   inf_grad   one gradient entry of the step is infinite, the loss finite
+// (Before schema version 6 these were the config keys trainer.inject_nan_at_step and
+// trainer.inject_nan_grad_at_step: test knobs do not belong in a cell's identity.)
 #pragma once
 
 #include <cstdint>
@@ -18,5 +25,6 @@
 namespace lory {
 
 void kill_point(const char* point, int64_t step);
+bool fault_injected(const char* fault, int64_t step);
 
 }  // namespace lory

@@ -1,6 +1,12 @@
 #include "plugin_catalog.h"
 
+#include <algorithm>
+
 namespace lory {
+
+bool PluginDescriptor::has_role(const std::string& role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
 
 const char* plugin_kind_name(PluginKind kind) {
   switch (kind) {

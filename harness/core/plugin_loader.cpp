@@ -13,6 +13,7 @@
 
 #include "elf_check.h"
 #include "lory/plugin.h"
+#include "lory/router_roles.h"
 
 namespace lory {
 
@@ -111,6 +112,23 @@ LoadedPlugin load_plugin_file(const std::string& path) {
         return std::vector<ParamProblem>{{"", fmt::format("the check of plugin '{}' failed: {}", name, e.what())}};
       }
     };
+  }
+  if (d.kind == PluginKind::Router && library->has(kRouterRolesSymbol)) {
+    const char* roles = library->get<const char*()>(kRouterRolesSymbol)();
+    std::string text = roles ? roles : "";
+    for (size_t start = 0; start <= text.size();) {
+      const size_t comma = std::min(text.find(',', start), text.size());
+      std::string role = text.substr(start, comma - start);
+      role.erase(0, role.find_first_not_of(' '));
+      role.erase(role.find_last_not_of(' ') + 1);
+      if (role == kDenseBaselineRole) {
+        d.roles.push_back(role);
+      } else if (!role.empty()) {
+        throw PluginError(fmt::format("'{}': router '{}' declares an unknown role '{}' (known: {})", path, d.name, role,
+                                      kDenseBaselineRole));
+      }
+      start = comma + 1;
+    }
   }
   return LoadedPlugin{std::move(d), std::move(library)};
 }
@@ -216,6 +234,23 @@ void PluginRegistry::throw_if_problems(bool skip_unloadable) const {
   std::string message = "plugin discovery failed:";
   for (const auto& p : fatal) message += "\n  " + p;
   throw PluginError(message);
+}
+
+const LoadedPlugin& PluginRegistry::require_dense_baseline(const std::string& wanted_by) const {
+  std::vector<const LoadedPlugin*> found;
+  for (const auto& p : plugins_) {
+    if (p.descriptor.kind == PluginKind::Router && p.descriptor.has_role(kDenseBaselineRole)) found.push_back(&p);
+  }
+  if (found.size() == 1) return *found.front();
+  std::vector<std::string> names;
+  for (const LoadedPlugin* p : found) names.push_back(fmt::format("{} ({})", p->descriptor.name, p->descriptor.file));
+  throw PluginError(found.empty()
+                        ? fmt::format("{} needs a router declaring the dense_baseline role (the in-tree 'dense'), and "
+                                      "none was found: check the plugin path",
+                                      wanted_by)
+                        : fmt::format("{} needs one router declaring the dense_baseline role, and {} do: {}; leave one "
+                                      "of them off the plugin path",
+                                      wanted_by, found.size(), fmt::join(names, ", ")));
 }
 
 const LoadedPlugin& PluginRegistry::require(const std::string& name, PluginKind kind,

@@ -45,6 +45,11 @@ MergeSummary merge_results(const std::string& target_path, const std::vector<std
           "INSERT INTO experiments (name, file, description, source_toml, created_at, updated_at) SELECT name, file, "
           "description, source_toml, created_at, updated_at FROM src.experiments WHERE true ON CONFLICT (name) DO "
           "NOTHING");
+      // The included files of experiments the target lacked come with them.
+      db.exec(
+          "INSERT OR IGNORE INTO main.experiment_files (experiment_id, path, text) SELECT te.id, f.path, f.text FROM "
+          "src.experiment_files f JOIN src.experiments e ON e.id = f.experiment_id JOIN main.experiments te ON "
+          "te.name = e.name WHERE NOT EXISTS (SELECT 1 FROM main.experiment_files g WHERE g.experiment_id = te.id)");
       Statement runs = db.prepare(
           "SELECT s.id, e.name, s.cell_hash, t.id, t.status FROM src.runs s JOIN src.experiments e ON e.id = "
           "s.experiment_id JOIN main.experiments te ON te.name = e.name LEFT JOIN main.runs t ON t.experiment_id = "

@@ -222,6 +222,53 @@ SELECT c.experiment, c.group_label, min(c.router) AS router, min(c.batcher) AS b
 FROM task_evals t JOIN run_cells c ON c.run_id = t.run_id
 GROUP BY c.experiment, c.group_key, t.task, t.task_sha256, t.routing;
 )sql",
+      // 6: the dense baseline is a declared role of its router (lory/router_roles.h), recorded per
+      // run in run_attributes.router_roles, not the plugin name "dense" (runs recorded before knew
+      // only the name: theirs is filled in from it); the texts of included experiment files; and
+      // stored configs without the test-only trainer keys.
+      R"sql(
+-- The test-only trainer keys left the config (they are the LORY_TEST_FAULT variable now): stored
+-- configs lose them too, so that old and new runs of one cell group share their group keys. A
+-- cell's identity (cell_hash) does not change (CellConfig::identity).
+UPDATE runs SET config = json_remove(config, '$.trainer.inject_nan_at_step', '$.trainer.inject_nan_grad_at_step');
+
+INSERT OR IGNORE INTO run_attributes (run_id, name, value)
+SELECT id, 'router_roles', CASE WHEN json_extract(config, '$.router.plugin') = 'dense' THEN 'dense_baseline' ELSE '' END
+FROM runs;
+
+DROP VIEW IF EXISTS run_cells;
+CREATE VIEW run_cells AS
+SELECT r.id AS run_id, x.name AS experiment, r.label, r.status, r.seed, r.cell_hash,
+       json_extract(r.config, '$.router.plugin') AS router,
+       json_extract(r.config, '$.batcher.plugin') AS batcher,
+       trim(replace(r.label, 'seed=' || r.seed, '')) AS group_label,
+       json_remove(r.config, '$.trainer.seed') AS group_key,
+       json_remove(r.config, '$.router', '$.trainer.dense_warmup_fraction', '$.trainer.upcycling_optimizer',
+                   '$.trainer.upcycling_lr_rewarmup_fraction') AS baseline_key,
+       EXISTS (SELECT 1 FROM run_attributes a WHERE a.run_id = r.id AND a.name = 'router_roles' AND
+               ',' || a.value || ',' LIKE '%,dense_baseline,%') AS is_dense_baseline
+FROM runs r JOIN experiments x ON x.id = r.experiment_id;
+
+DROP VIEW IF EXISTS moe_vs_dense;
+CREATE VIEW moe_vs_dense AS
+SELECT m.experiment, m.run_id, m.label, m.group_label, m.router, m.batcher, m.seed, fm.mode, fm.domain,
+       fm.ppl AS moe_ppl, fd.ppl AS dense_ppl, d.run_id AS dense_run_id,
+       (fd.ppl - fm.ppl) / fd.ppl AS relative_improvement
+FROM run_cells m
+JOIN run_cells d ON d.experiment = m.experiment AND d.is_dense_baseline AND d.baseline_key = m.baseline_key
+JOIN final_evals fm ON fm.run_id = m.run_id
+JOIN final_evals fd ON fd.run_id = d.run_id AND fd.mode = fm.mode AND fd.domain = fm.domain
+WHERE NOT m.is_dense_baseline;
+
+-- The files an experiment file includes (directly or not), with their text at its last run: with
+-- experiments.source_toml, every line its cells were resolved from.
+CREATE TABLE experiment_files (
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  path TEXT NOT NULL,
+  text TEXT NOT NULL,
+  PRIMARY KEY (experiment_id, path)
+) WITHOUT ROWID;
+)sql",
   };
   return list;
 }
@@ -400,7 +447,8 @@ void ResultsStore::migrate() {
 }
 
 int64_t ResultsStore::upsert_experiment(const std::string& name, const std::string& file,
-                                        const std::string& description, const std::string& source_text) {
+                                        const std::string& description, const std::string& source_text,
+                                        const std::vector<std::pair<std::string, std::string>>& included_files) {
   Transaction transaction(db_);
   const std::string now = utc_now_iso8601();
   db_.prepare(
@@ -419,6 +467,9 @@ int64_t ResultsStore::upsert_experiment(const std::string& name, const std::stri
   select.step();
   const int64_t id = select.column_int(0);
   select.reset();
+  db_.prepare("DELETE FROM experiment_files WHERE experiment_id = ?").bind(1, id).run();
+  Statement insert = db_.prepare("INSERT OR REPLACE INTO experiment_files (experiment_id, path, text) VALUES (?, ?, ?)");
+  for (const auto& [path, text] : included_files) insert.bind(1, id).bind(2, path).bind(3, text).run();
   transaction.commit();
   return id;
 }

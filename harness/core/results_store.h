@@ -105,8 +105,11 @@ class ResultsStore {
 
   Database& database() { return db_; }
 
+  // `included_files`: (absolute path, text) of every file the experiment file includes; they
+  // replace the ones recorded before (experiment_files).
   int64_t upsert_experiment(const std::string& name, const std::string& file, const std::string& description,
-                            const std::string& source_text);
+                            const std::string& source_text,
+                            const std::vector<std::pair<std::string, std::string>>& included_files = {});
   // The run of this cell in this experiment, registered as queued when new.
   int64_t ensure_run(int64_t experiment_id, const std::string& cell_hash, const std::string& label,
                      const std::string& config_json, int64_t seed);

@@ -1,4 +1,4 @@
-#include "sha256.h"
+#include "lory/sha256.h"
 
 #include <cstring>
 #include <fstream>

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/diagnostics.h"
-#include "core/sha256.h"
+#include "lory/sha256.h"
 
 namespace lory {
 

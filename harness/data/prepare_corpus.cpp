@@ -14,10 +14,10 @@
 #include <unordered_set>
 
 #include "core/diagnostics.h"
-#include "core/sha256.h"
+#include "lory/sha256.h"
 #include "core/results_store.h"
 #include "lory/corpus.h"
-#include "lory/corpus_writer.h"
+#include "core/corpus_writer.h"
 
 namespace lory::data {
 

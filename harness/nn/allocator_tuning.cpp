@@ -1,4 +1,4 @@
-#include "lory/allocator_tuning.h"
+#include "nn/allocator_tuning.h"
 
 #include <malloc.h>
 

@@ -12,7 +12,7 @@
 
 #include "core/diagnostics.h"
 #include "core/kill_points.h"
-#include "core/sha256.h"
+#include "lory/sha256.h"
 
 namespace lory {
 

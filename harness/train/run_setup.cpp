@@ -4,9 +4,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/harness_sections.h"
+#include "lory/router_roles.h"
 
 namespace lory {
 
@@ -39,12 +41,17 @@ RunSetup::RunSetup(CellConfig config, const std::string& corpus_directory, const
   model_ = create_plugin_object<ModelPlugin>(model);
   router_ = create_plugin_object<RouterPlugin>(router);
   router_library_ = router.library;
+  router_roles_ = router.descriptor.roles;
   batcher_ = create_plugin_object<BatcherPlugin>(batcher);
   if (config_.section("trainer").values.get_float("dense_warmup_fraction") > 0) {
-    const LoadedPlugin& dense = registry_.require("dense", PluginKind::Router, "the dense warm-up");
+    const LoadedPlugin& dense = registry_.require_dense_baseline("trainer.dense_warmup_fraction (the dense warm-up)");
     dense_router_ = create_plugin_object<RouterPlugin>(dense);
     dense_library_ = dense.library;
   }
+}
+
+bool RunSetup::router_is_dense_baseline() const {
+  return std::find(router_roles_.begin(), router_roles_.end(), kDenseBaselineRole) != router_roles_.end();
 }
 
 std::shared_ptr<FeedForward> RunSetup::build_router_layer(const FeedForwardSpec& spec) const {

@@ -30,6 +30,9 @@ class RunSetup {
   const ParamValues& batcher_params() const { return config_.section("batcher").plugin_params; }
   int64_t context_length() const { return config_.section("model").values.get_int("context_length"); }
   const std::string& router_name() const { return config_.section("router").plugin(); }
+  // The router's roles (lory/router_roles.h): a dense baseline never runs a dense warm-up.
+  const std::vector<std::string>& router_roles() const { return router_roles_; }
+  bool router_is_dense_baseline() const;
 
   // The model with the configured router's FFNs, or with dense FFNs (for a dense warm-up).
   std::shared_ptr<LanguageModel> build_model(bool dense_feed_forwards) const;
@@ -38,6 +41,7 @@ class RunSetup {
 
  private:
   CellConfig config_;
+  std::vector<std::string> router_roles_;
   std::shared_ptr<const Corpus> corpus_;
   PluginRegistry registry_;
   std::shared_ptr<ModelPlugin> model_;

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "adamw.h"
@@ -31,8 +33,6 @@ struct Settings {
   int64_t upcycle_at;  // step at which the dense warm-up ends; -1 without warm-up
   bool upcycling_copies_optimizer_state;
   int64_t rewarmup_steps;  // linear LR ramp after upcycling; 0 = none
-  int64_t inject_nan_at;
-  int64_t inject_nan_grad_at;
   double grad_clip;
   LrSchedule schedule;
   AdamW::Options adamw;
@@ -51,7 +51,7 @@ Settings read_settings(const RunSetup& setup) {
   s.eval_every = e.get_int("every");
   s.checkpoint_every = t.get_int("checkpoint_every");
   const double warmup = t.get_float("dense_warmup_fraction");
-  s.upcycle_at = (warmup > 0 && setup.router_name() != "dense")
+  s.upcycle_at = (warmup > 0 && !setup.router_is_dense_baseline())
                      ? std::max<int64_t>(1, static_cast<int64_t>(std::llround(warmup * static_cast<double>(s.steps))))
                      : -1;
   s.upcycling_copies_optimizer_state = t.get_string("upcycling_optimizer") == "copy";
@@ -59,8 +59,6 @@ Settings read_settings(const RunSetup& setup) {
                                                                           static_cast<double>(s.steps)))
                                       : 0;
   s.grad_clip = t.get_float("grad_clip");
-  s.inject_nan_at = t.get_int("inject_nan_at_step");
-  s.inject_nan_grad_at = t.get_int("inject_nan_grad_at_step");
   s.schedule = {t.get_float("lr"), t.get_float("min_lr_ratio"),
                 static_cast<int64_t>(std::llround(t.get_float("warmup_fraction") * static_cast<double>(s.steps))),
                 s.steps};
@@ -173,69 +171,137 @@ void check_upcycling_possible(LanguageModel& model, RunSetup& setup) {
   }
 }
 
-}  // namespace
+// One run's training, in the steps a reader looks for: set up (model, optimizer, data, resume),
+// record what the run is, then step / log / evaluate / checkpoint until the last step, a
+// divergence or a stop request. The order of the set-up is the order of the random draws
+// (model init, then data), so it must not change.
+class TrainingLoop {
+ public:
+  TrainingLoop(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
+               DataParallel& group)
+      : setup_(setup),
+        store_(store),
+        run_(run),
+        group_(group),
+        s_(read_settings(setup)),
+        seed_(static_cast<uint64_t>(setup.config().section("trainer").values.get_int("seed"))),
+        main_(group.is_main()),
+        world_(group.world_size()),
+        checkpoints_(run_dir),
+        run_dir_(run_dir) {
+    split_batch();
+    torch::manual_seed(seed_);
+    const std::optional<TrainingState> saved = checkpoints_.latest_state();
+    start_dense_ = s_.upcycle_at > 0 && !(saved && saved->upcycled);
+    model_ = setup_.build_model(start_dense_);
+    if (start_dense_) check_upcycling_possible(*model_, setup_);
+    optimizer_ = std::make_unique<AdamW>(s_.adamw);
+    data_ = std::make_unique<TrainingData>(setup_.corpus_handle(), setup_.batcher(), setup_.batcher_params(),
+                                           setup_.context_length(), seed_, cache_directory(store_.database().path()));
+    if (saved) resume();
+    resumed_ = saved.has_value();
+    group_.broadcast_module(*model_);
+    if (main_) record_run();
+    evaluator_ = std::make_unique<Evaluator>(setup_.corpus(), setup_.context_length(), s_.eval_batch_size,
+                                             s_.eval_tokens_per_domain, s_.eval_skip_first_tokens);
+  }
 
-TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
-                       DataParallel& group) {
-  Settings s = read_settings(setup);
-  const ParamValues& trainer_config = setup.config().section("trainer").values;
-  const uint64_t seed = static_cast<uint64_t>(trainer_config.get_int("seed"));
-  const bool main = group.is_main();  // only rank 0 writes rows, checkpoints and progress
-  const int world = group.world_size();
-  // trainer.batch_size is the global batch: every rank takes an equal share of each step.
-  if (s.batch_size % world != 0) {
-    throw UserError(fmt::format("trainer.batch_size = {} must be a multiple of the {} data-parallel ranks",
-                                s.batch_size, world));
+  TrainOutcome run() {
+    terminal_ = main_ && isatty(fileno(stdout));
+    interval_start_ = run_start_ = Clock::now();
+    start_step_ = state_.step;
+    model_->train();
+    while (state_.step < s_.steps) {
+      if (s_.upcycle_at > 0 && !state_.upcycled && state_.step >= s_.upcycle_at) upcycle();
+      const int64_t step = state_.step + 1;  // 1-based number of the step being taken
+      const double lr = s_.schedule.at(state_.step) * rewarmup_factor(s_, state_);
+      const bool log_step = step % s_.log_every == 0 || step == s_.steps;
+      const StepResult result = take_step(step, lr, log_step);
+      if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) {
+        return {run_status::kDiverged,
+                fmt::format("non-finite {} at step {} (loss {}, gradient norm {})",
+                            std::isfinite(result.loss) ? "gradient" : "loss", step, result.loss, result.grad_norm),
+                state_.step};
+      }
+      kill_point("after_step", step);
+      // Collective on every rank, before only rank 0 goes on to write.
+      std::vector<MetricRow> router_rows;
+      if (result.logged_context) add_router_metrics(*result.logged_context, step, group_, router_rows);
+      if (log_step && main_) log(step, lr, result, std::move(router_rows));
+      if ((s_.eval_every > 0 && step % s_.eval_every == 0) || step == s_.steps) evaluate(step);
+      if (main_ && ((s_.checkpoint_every > 0 && step % s_.checkpoint_every == 0) || step == s_.steps ||
+                    result.stopping)) {
+        checkpoints_.save(*model_, *optimizer_, state_);
+      }
+      if (result.stopping && step < s_.steps) {
+        if (main_) {
+          std::printf("%sstopped at step %lld on request; checkpoint written\n", terminal_ ? "\n" : "",
+                      static_cast<long long>(step));
+        }
+        return {run_status::kInterrupted, fmt::format("stopped on request at step {}", step), state_.step};
+      }
+    }
+    if (terminal_) std::printf("\n");
+    return {run_status::kDone, "", state_.step};
   }
-  const int64_t per_rank = s.batch_size / world;
-  s.micro_batch_size = trainer_config.get_int("micro_batch_size") > 0 ? trainer_config.get_int("micro_batch_size") : per_rank;
-  if (per_rank % s.micro_batch_size != 0) {
-    throw UserError(fmt::format("trainer.micro_batch_size = {} must divide the {} sequences each of the {} ranks takes "
-                                "per step",
-                                s.micro_batch_size, per_rank, world));
-  }
-  s.accumulation = per_rank / s.micro_batch_size;
-  torch::manual_seed(seed);
 
-  CheckpointStore checkpoints(run_dir);
-  const std::optional<TrainingState> saved = checkpoints.latest_state();
-  TrainingState state;
-  const bool start_dense = s.upcycle_at > 0 && !(saved && saved->upcycled);
-  std::shared_ptr<LanguageModel> model = setup.build_model(start_dense);
-  if (start_dense) check_upcycling_possible(*model, setup);
-  AdamW optimizer(s.adamw);
-  TrainingData data(setup.corpus_handle(), setup.batcher(), setup.batcher_params(), setup.context_length(), seed,
-                    cache_directory(store.database().path()));
-  if (saved) {
-    state = checkpoints.restore(*model, &optimizer);
-    data.seek(state.data);
-    if (main) {
-      // Rows an interrupted attempt wrote after its last checkpoint are written again below.
-      store.delete_rows_after(run.id, state.step);
-      std::printf("resuming run %lld from step %lld (checkpoint in %s)\n", static_cast<long long>(run.id),
-                  static_cast<long long>(state.step), run_dir.c_str());
+ private:
+  struct StepResult {
+    double loss = 0, grad_norm = 0;
+    bool stopping = false;                         // some rank was asked to stop
+    std::optional<RoutingContext> logged_context;  // the recorded micro-batch of a logged step
+  };
+
+  // trainer.batch_size is the global batch: every rank takes an equal share of each step, in
+  // micro-batches of trainer.micro_batch_size whose gradients accumulate.
+  void split_batch() {
+    const ParamValues& trainer = setup_.config().section("trainer").values;
+    if (s_.batch_size % world_ != 0) {
+      throw UserError(fmt::format("trainer.batch_size = {} must be a multiple of the {} data-parallel ranks",
+                                  s_.batch_size, world_));
     }
+    const int64_t per_rank = s_.batch_size / world_;
+    s_.micro_batch_size = trainer.get_int("micro_batch_size") > 0 ? trainer.get_int("micro_batch_size") : per_rank;
+    if (per_rank % s_.micro_batch_size != 0) {
+      throw UserError(fmt::format("trainer.micro_batch_size = {} must divide the {} sequences each of the {} ranks takes "
+                                  "per step",
+                                  s_.micro_batch_size, per_rank, world_));
+    }
+    s_.accumulation = per_rank / s_.micro_batch_size;
   }
-  group.broadcast_module(*model);
-  const InstanceStream& stream = data.stream();
-  if (main) {
-    store.mark_running(run.id, current_code_version(), current_host(), s.steps, setup.corpus().checksum());
-    store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
-    if (!start_dense || saved) {
-      store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
+
+  void resume() {
+    state_ = checkpoints_.restore(*model_, optimizer_.get());
+    data_->seek(state_.data);
+    if (!main_) return;
+    // Rows an interrupted attempt wrote after its last checkpoint are written again by this one.
+    store_.delete_rows_after(run_.id, state_.step);
+    std::printf("resuming run %lld from step %lld (checkpoint in %s)\n", static_cast<long long>(run_.id),
+                static_cast<long long>(state_.step), run_dir_.c_str());
+  }
+
+  // The run's attributes (sizes, data plan, budget coverage, threads) and its start line.
+  void record_run() {
+    store_.mark_running(run_.id, current_code_version(), current_host(), s_.steps, setup_.corpus().checksum());
+    // The views pair runs by these roles (a dense_baseline run is what MoE runs are compared with).
+    store_.set_run_attribute(run_.id, "router_roles", fmt::format("{}", fmt::join(setup_.router_roles(), ",")));
+    store_.set_run_attribute(run_.id, "parameters_total", std::to_string(count_parameters(*model_)));
+    if (!start_dense_ || resumed_) {
+      store_.set_run_attribute(run_.id, "parameters_active", std::to_string(count_active_parameters(*model_)));
     }
-    store.set_run_attribute(run.id, "batcher_plan", stream.plan().description);
-    store.set_run_attribute(run.id, "adjacent_same_domain_rate",
-                            fmt::format("{:.6f}", stream.adjacent_same_domain_rate()));
-    store.set_run_attribute(run.id, "random_order_same_domain_rate",
-                            fmt::format("{:.6f}", stream.random_order_same_domain_rate()));
-    store.set_run_attribute(run.id, "dropped_documents", std::to_string(stream.plan().dropped_documents.size()));
+    const InstanceStream& stream = data_->stream();
+    store_.set_run_attribute(run_.id, "batcher_plan", stream.plan().description);
+    store_.set_run_attribute(run_.id, "adjacent_same_domain_rate",
+                             fmt::format("{:.6f}", stream.adjacent_same_domain_rate()));
+    store_.set_run_attribute(run_.id, "random_order_same_domain_rate",
+                             fmt::format("{:.6f}", stream.random_order_same_domain_rate()));
+    store_.set_run_attribute(run_.id, "dropped_documents", std::to_string(stream.plan().dropped_documents.size()));
     std::printf("data: %s; %zu instances; adjacent documents share a domain %.1f%% of the time (random order: %.1f%%)\n",
                 stream.plan().description.c_str(), stream.instance_count(), 100 * stream.adjacent_same_domain_rate(),
                 100 * stream.random_order_same_domain_rate());
-    // What the budget sees of the plan (lory/instance_stream.h): the numbers that tell a batcher's
+    // What the budget sees of the plan (core/instance_stream.h): the numbers that tell a batcher's
     // effect apart from fewer distinct tokens, repeated instances or less mixed batches.
-    const InstanceStream::Coverage coverage = stream.coverage(s.steps * s.batch_size, s.batch_size);
+    const InstanceStream::Coverage coverage = stream.coverage(s_.steps * s_.batch_size, s_.batch_size);
     for (const auto& [name, value] : std::vector<std::pair<const char*, double>>{
              {"data/epochs", coverage.epochs},
              {"data/distinct_tokens", static_cast<double>(coverage.distinct_tokens)},
@@ -245,7 +311,7 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
              {"data/domains_per_batch", coverage.domains_per_batch},
              {"data/batch_domain_entropy", coverage.batch_domain_entropy},
              {"data/corpus_domain_entropy", coverage.corpus_domain_entropy}}) {
-      store.set_run_attribute(run.id, name, fmt::format("{:.6g}", value));
+      store_.set_run_attribute(run_.id, name, fmt::format("{:.6g}", value));
     }
     std::printf("budget: %.2f epochs, %lld distinct training tokens, %lld repeated instances; per batch %.1f documents, "
                 "%.1f domains, domain entropy %.3f of %.3f nats\n",
@@ -253,174 +319,169 @@ TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& ru
                 static_cast<long long>(coverage.repeated_instances), coverage.documents_per_batch,
                 coverage.domains_per_batch, coverage.batch_domain_entropy, coverage.corpus_domain_entropy);
     for (const auto& [name, value] : stream.plan().stats) {
-      store.set_run_attribute(run.id, "batcher/" + name, fmt::format("{}", value));
+      store_.set_run_attribute(run_.id, "batcher/" + name, fmt::format("{}", value));
       std::printf("  batcher %s = %g\n", name.c_str(), value);
     }
-    store.set_run_attribute(run.id, "threads", std::to_string(torch::get_num_threads()));
-    store.set_run_attribute(run.id, "world_size", std::to_string(world));
-    if (world > 1) std::printf("data parallel: %d ranks, %lld sequences per rank per step\n", world, static_cast<long long>(per_rank));
+    store_.set_run_attribute(run_.id, "threads", std::to_string(torch::get_num_threads()));
+    store_.set_run_attribute(run_.id, "world_size", std::to_string(world_));
+    if (world_ > 1) {
+      std::printf("data parallel: %d ranks, %lld sequences per rank per step\n", world_,
+                  static_cast<long long>(s_.batch_size / world_));
+    }
   }
 
-  const Evaluator evaluator(setup.corpus(), setup.context_length(), s.eval_batch_size, s.eval_tokens_per_domain,
-                            s.eval_skip_first_tokens);
-  const bool terminal = main && isatty(fileno(stdout));
-  std::vector<MetricRow> pending;
-  auto interval_start = Clock::now();
-  int64_t interval_tokens = 0, interval_steps = 0;
-  const auto run_start = Clock::now();
-  const int64_t start_step = state.step;
-  model->train();
+  // The end of the dense warm-up: every FFN becomes a router layer started from the dense weights.
+  void upcycle() {
+    const UpcyclingOutcome upcycled =
+        upcycle_feed_forwards(*model_, [&](const FeedForwardSpec& spec) { return setup_.build_router_layer(spec); },
+                              s_.upcycling_copies_optimizer_state ? optimizer_.get() : nullptr);
+    group_.broadcast_module(*model_);
+    state_.upcycled = true;
+    state_.upcycle_step = state_.step;
+    optimizer_->retain_only(named_parameters(*model_));
+    if (!main_) return;
+    store_.set_run_attribute(run_.id, "upcycle_step", std::to_string(state_.step));
+    store_.set_run_attribute(run_.id, "upcycling_inherited_tensors", std::to_string(upcycled.inherited_tensors));
+    store_.set_run_attribute(run_.id, "parameters_total", std::to_string(count_parameters(*model_)));
+    store_.set_run_attribute(run_.id, "parameters_active", std::to_string(count_active_parameters(*model_)));
+    std::printf("%sstep %lld: dense warm-up over, FFNs upcycled into %s layers\n", terminal_ ? "\n" : "",
+                static_cast<long long>(state_.step), setup_.router_name().c_str());
+  }
 
-  const auto evaluate_and_store = [&](int64_t step) {
-    std::vector<std::pair<std::string, EvalRouting>> modes = {{"default", {EvalRouting::Rule::Train, 0}}};
-    if (s.eval_prompt_routing) modes.push_back({"prompt", {EvalRouting::Rule::Prompt, s.eval_prompt_length}});
-    for (const auto& [mode, routing] : modes) {
-      const EvalResult result = evaluator.evaluate(*model, step, mode, routing, s.routing_stats, &group);
-      if (!main) continue;
-      store.write_evals(run.id, result.evals);
-      store.write_routing_stats(run.id, result.routing);
-      store.write_routing_layer_stats(run.id, result.layers);
-      for (const EvalRow& row : result.evals) {
-        if (row.domain != "all") continue;
-        std::printf("%seval step %lld (%s routing): loss %.4f, ppl %.2f over %lld held-out tokens\n",
-                    terminal ? "\n" : "", static_cast<long long>(step), mode.c_str(), row.loss, row.ppl,
-                    static_cast<long long>(row.tokens));
-      }
-    }
-  };
-
-  while (state.step < s.steps) {
-    if (s.upcycle_at > 0 && !state.upcycled && state.step >= s.upcycle_at) {
-      const UpcyclingOutcome upcycled =
-          upcycle_feed_forwards(*model, [&](const FeedForwardSpec& spec) { return setup.build_router_layer(spec); },
-                                s.upcycling_copies_optimizer_state ? &optimizer : nullptr);
-      group.broadcast_module(*model);
-      state.upcycled = true;
-      state.upcycle_step = state.step;
-      optimizer.retain_only(named_parameters(*model));
-      if (main) {
-        store.set_run_attribute(run.id, "upcycle_step", std::to_string(state.step));
-        store.set_run_attribute(run.id, "upcycling_inherited_tensors", std::to_string(upcycled.inherited_tensors));
-        store.set_run_attribute(run.id, "parameters_total", std::to_string(count_parameters(*model)));
-        store.set_run_attribute(run.id, "parameters_active", std::to_string(count_active_parameters(*model)));
-        std::printf("%sstep %lld: dense warm-up over, FFNs upcycled into %s layers\n", terminal ? "\n" : "",
-                    static_cast<long long>(state.step), setup.router_name().c_str());
-      }
-    }
-    const int64_t step = state.step + 1;  // 1-based number of the step being taken
-    const double lr = s.schedule.at(state.step) * rewarmup_factor(s, state);
-    const bool log_step = step % s.log_every == 0 || step == s.steps;
+  // Forward and backward over the micro-batches, gradients averaged over ranks, clipped, and one
+  // optimizer update; a non-finite loss or gradient returns before the update.
+  StepResult take_step(int64_t step, double lr, bool log_step) {
+    StepResult result;
     double loss_sum = 0;
-    std::optional<RoutingContext> logged_context;
-    for (int64_t micro = 0; micro < s.accumulation; ++micro) {
-      const TokenBatch batch = data.next_shard(s.micro_batch_size, group.rank(), world);
+    for (int64_t micro = 0; micro < s_.accumulation; ++micro) {
+      const TokenBatch batch = data_->next_shard(s_.micro_batch_size, group_.rank(), world_);
       // Every rank records the logged step: its routing statistics are combined over ranks.
-      const bool record = log_step && micro + 1 == s.accumulation;
+      const bool record = log_step && micro + 1 == s_.accumulation;
       RoutingContext context(ForwardMode::Train, record);
       const torch::Tensor inputs_BL = batch.tokens_BL1.slice(1, 0, -1);
       const torch::Tensor targets_BL = batch.tokens_BL1.slice(1, 1);
-      const torch::Tensor logits_BLV = model->forward(inputs_BL, context);
+      const torch::Tensor logits_BLV = model_->forward(inputs_BL, context);
       torch::Tensor lm_loss =
           torch::nn::functional::cross_entropy(logits_BLV.reshape({-1, logits_BLV.size(-1)}), targets_BL.reshape({-1}));
-      if (step == s.inject_nan_at) lm_loss = lm_loss * std::numeric_limits<double>::quiet_NaN();
+      if (fault_injected("nan_loss", step)) lm_loss = lm_loss * std::numeric_limits<double>::quiet_NaN();
       const torch::Tensor loss = lm_loss + context.total_aux_loss();
-      (loss / static_cast<double>(s.accumulation)).backward();
+      (loss / static_cast<double>(s_.accumulation)).backward();
       loss_sum += lm_loss.item<double>();
-      if (record) logged_context.emplace(std::move(context));
+      if (record) result.logged_context.emplace(std::move(context));
     }
     std::vector<torch::Tensor> grads;
-    for (auto& p : model->parameters()) {
+    for (auto& p : model_->parameters()) {
       // The ranks' gradient buckets must list the same tensors: a parameter one rank's shard did
       // not reach (an expert no token chose) contributes zeros there.
-      if (!p.grad().defined() && group.distributed() && p.requires_grad()) p.mutable_grad() = torch::zeros_like(p);
+      if (!p.grad().defined() && group_.distributed() && p.requires_grad()) p.mutable_grad() = torch::zeros_like(p);
       if (p.grad().defined()) grads.push_back(p.grad());
     }
-    if (step == s.inject_nan_grad_at && !grads.empty()) {
+    if (fault_injected("inf_grad", step) && !grads.empty()) {
       torch::NoGradGuard no_grad;
       grads.front().view({-1})[0] = std::numeric_limits<double>::infinity();
     }
-    group.average_gradients(grads);
+    group_.average_gradients(grads);
     // One small all-reduce carries the loss and whether any rank was asked to stop, so that the
     // ranks decide together (one rank leaving alone would leave the others waiting).
-    std::vector<double> shared = {loss_sum / static_cast<double>(s.accumulation), stop_requested() ? 1.0 : 0.0};
-    group.sum(shared);
-    const double train_loss = shared[0] / world;
-    const bool stopping = shared[1] > 0;
-    double grad_norm = 0;
+    std::vector<double> shared = {loss_sum / static_cast<double>(s_.accumulation), stop_requested() ? 1.0 : 0.0};
+    group_.sum(shared);
+    result.loss = shared[0] / world_;
+    result.stopping = shared[1] > 0;
     {
       torch::NoGradGuard no_grad;
-      for (const auto& g : grads) grad_norm += g.pow(2).sum().item<double>();
-      grad_norm = std::sqrt(grad_norm);
+      for (const auto& g : grads) result.grad_norm += g.pow(2).sum().item<double>();
+      result.grad_norm = std::sqrt(result.grad_norm);
     }
-    if (!std::isfinite(train_loss) || !std::isfinite(grad_norm)) {
-      if (main && !pending.empty()) store.write_metrics(run.id, pending);
-      return {run_status::kDiverged,
-              fmt::format("non-finite {} at step {} (loss {}, gradient norm {})",
-                          std::isfinite(train_loss) ? "gradient" : "loss", step, train_loss, grad_norm),
-              state.step};
-    }
-    if (s.grad_clip > 0 && grad_norm > s.grad_clip) {
+    if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) return result;
+    if (s_.grad_clip > 0 && result.grad_norm > s_.grad_clip) {
       torch::NoGradGuard no_grad;
-      for (auto& g : grads) g.mul_(s.grad_clip / (grad_norm + 1e-6));
+      for (auto& g : grads) g.mul_(s_.grad_clip / (result.grad_norm + 1e-6));
     }
-    optimizer.step(named_parameters(*model), lr);
-    for (auto& p : model->parameters()) {
+    optimizer_->step(named_parameters(*model_), lr);
+    for (auto& p : model_->parameters()) {
       if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
     }
-    state.step = step;
-    state.data = data.position();
-    state.tokens_seen += s.batch_size * setup.context_length();
-    interval_tokens += s.batch_size * setup.context_length();
-    ++interval_steps;
-    kill_point("after_step", step);
+    state_.step = step;
+    state_.data = data_->position();
+    state_.tokens_seen += s_.batch_size * setup_.context_length();
+    interval_tokens_ += s_.batch_size * setup_.context_length();
+    ++interval_steps_;
+    return result;
+  }
 
-    // Collective on every rank, before only rank 0 goes on to write.
-    std::vector<MetricRow> router_rows;
-    if (logged_context) add_router_metrics(*logged_context, step, group, router_rows);
-    if (log_step && main) {
-      pending.insert(pending.end(), router_rows.begin(), router_rows.end());
-      const double seconds = std::chrono::duration<double>(Clock::now() - interval_start).count();
-      const double tokens_per_s = static_cast<double>(interval_tokens) / std::max(seconds, 1e-9);
-      pending.push_back({step, "train/loss", train_loss});
-      pending.push_back({step, "train/lr", lr});
-      pending.push_back({step, "train/grad_norm", grad_norm});
-      pending.push_back({step, "train/tokens_per_s", tokens_per_s});
-      pending.push_back({step, "train/tokens", static_cast<double>(state.tokens_seen)});
-      if (group.distributed()) {
-        pending.push_back({step, "train/allreduce_s", group.take_allreduce_seconds() / static_cast<double>(interval_steps)});
-      }
-      store.write_metrics(run.id, pending);
-      pending.clear();
-      const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-      const double eta = elapsed / static_cast<double>(step - start_step) * static_cast<double>(s.steps - step);
-      if (terminal) {
-        std::printf("\r  step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s   ", static_cast<long long>(step),
-                    static_cast<long long>(s.steps), train_loss, lr, tokens_per_s, format_duration(eta).c_str());
-      } else {
-        std::printf("  step %lld/%lld loss %.4f lr %.2e grad_norm %.3f %.0f tok/s ETA %s\n", static_cast<long long>(step),
-                    static_cast<long long>(s.steps), train_loss, lr, grad_norm, tokens_per_s,
-                    format_duration(eta).c_str());
-      }
-      std::fflush(stdout);
-      interval_start = Clock::now();
-      interval_tokens = 0;
-      interval_steps = 0;
+  // The logged step's metrics (router statistics included) and its progress line.
+  void log(int64_t step, double lr, const StepResult& result, std::vector<MetricRow> rows) {
+    const double seconds = std::chrono::duration<double>(Clock::now() - interval_start_).count();
+    const double tokens_per_s = static_cast<double>(interval_tokens_) / std::max(seconds, 1e-9);
+    rows.push_back({step, "train/loss", result.loss});
+    rows.push_back({step, "train/lr", lr});
+    rows.push_back({step, "train/grad_norm", result.grad_norm});
+    rows.push_back({step, "train/tokens_per_s", tokens_per_s});
+    rows.push_back({step, "train/tokens", static_cast<double>(state_.tokens_seen)});
+    if (group_.distributed()) {
+      rows.push_back({step, "train/allreduce_s", group_.take_allreduce_seconds() / static_cast<double>(interval_steps_)});
     }
-    if ((s.eval_every > 0 && step % s.eval_every == 0) || step == s.steps) evaluate_and_store(step);
-    if (main && ((s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || step == s.steps || stopping)) {
-      checkpoints.save(*model, optimizer, state);
+    store_.write_metrics(run_.id, rows);
+    const double elapsed = std::chrono::duration<double>(Clock::now() - run_start_).count();
+    const double eta = elapsed / static_cast<double>(step - start_step_) * static_cast<double>(s_.steps - step);
+    if (terminal_) {
+      std::printf("\r  step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s   ", static_cast<long long>(step),
+                  static_cast<long long>(s_.steps), result.loss, lr, tokens_per_s, format_duration(eta).c_str());
+    } else {
+      std::printf("  step %lld/%lld loss %.4f lr %.2e grad_norm %.3f %.0f tok/s ETA %s\n", static_cast<long long>(step),
+                  static_cast<long long>(s_.steps), result.loss, lr, result.grad_norm, tokens_per_s,
+                  format_duration(eta).c_str());
     }
-    if (stopping && step < s.steps) {
-      if (main && !pending.empty()) store.write_metrics(run.id, pending);
-      if (main) {
-        std::printf("%sstopped at step %lld on request; checkpoint written\n", terminal ? "\n" : "",
-                    static_cast<long long>(step));
+    std::fflush(stdout);
+    interval_start_ = Clock::now();
+    interval_tokens_ = 0;
+    interval_steps_ = 0;
+  }
+
+  // Held-out evaluation under training routing, and under prompt routing when asked for.
+  void evaluate(int64_t step) {
+    std::vector<std::pair<std::string, EvalRouting>> modes = {{"default", {EvalRouting::Rule::Train, 0}}};
+    if (s_.eval_prompt_routing) modes.push_back({"prompt", {EvalRouting::Rule::Prompt, s_.eval_prompt_length}});
+    for (const auto& [mode, routing] : modes) {
+      const EvalResult result = evaluator_->evaluate(*model_, step, mode, routing, s_.routing_stats, &group_);
+      if (!main_) continue;
+      store_.write_evals(run_.id, result.evals);
+      store_.write_routing_stats(run_.id, result.routing);
+      store_.write_routing_layer_stats(run_.id, result.layers);
+      for (const EvalRow& row : result.evals) {
+        if (row.domain != "all") continue;
+        std::printf("%seval step %lld (%s routing): loss %.4f, ppl %.2f over %lld held-out tokens\n",
+                    terminal_ ? "\n" : "", static_cast<long long>(step), mode.c_str(), row.loss, row.ppl,
+                    static_cast<long long>(row.tokens));
       }
-      return {run_status::kInterrupted, fmt::format("stopped on request at step {}", step), state.step};
     }
   }
-  if (terminal) std::printf("\n");
-  return {run_status::kDone, "", state.step};
+
+  RunSetup& setup_;
+  ResultsStore& store_;
+  const RunRecord& run_;
+  DataParallel& group_;
+  Settings s_;
+  const uint64_t seed_;
+  const bool main_;  // only rank 0 writes rows, checkpoints and progress
+  const int world_;
+  CheckpointStore checkpoints_;
+  const std::string run_dir_;
+  bool start_dense_ = false, resumed_ = false, terminal_ = false;
+  std::shared_ptr<LanguageModel> model_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<TrainingData> data_;
+  std::unique_ptr<Evaluator> evaluator_;
+  TrainingState state_;
+  Clock::time_point interval_start_, run_start_;
+  int64_t interval_tokens_ = 0, interval_steps_ = 0, start_step_ = 0;
+};
+
+}  // namespace
+
+TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
+                       DataParallel& group) {
+  return TrainingLoop(setup, store, run, run_dir, group).run();
 }
 
 }  // namespace lory

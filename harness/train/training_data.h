@@ -9,7 +9,7 @@
 #include <optional>
 
 #include "lory/batcher_api.h"
-#include "lory/instance_stream.h"
+#include "core/instance_stream.h"
 
 namespace lory {
 

@@ -14,7 +14,7 @@
 
 #include "core/diagnostics.h"
 #include "core/results_store.h"
-#include "lory/allocator_tuning.h"
+#include "nn/allocator_tuning.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/evaluator.h"
@@ -111,7 +111,7 @@ struct TrainedModel {
                                   checkpoints.directory(), run.status));
     }
     const bool dense = setup->config().section("trainer").values.get_float("dense_warmup_fraction") > 0 &&
-                       setup->router_name() != "dense" && !state->upcycled;
+                       !setup->router_is_dense_baseline() && !state->upcycled;
     model = setup->build_model(dense);
     checkpoints.restore(*model, nullptr);
     step = state->step;

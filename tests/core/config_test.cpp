@@ -156,6 +156,11 @@ TEST(GridExpansion, IncludedBaseIsOverriddenByTheIncludingFile) {
   EXPECT_EQ(e.description, "from the base");
   EXPECT_EQ(cell.section("router").plugin_params.all().size(), 0u);            // dense: no parameters
   EXPECT_EQ(cell.section("data").values.get_string("corpus"), "corpus");
+  // The included file is recorded with its text (the store keeps it in experiment_files).
+  ASSERT_EQ(e.included_files.size(), 1u);
+  EXPECT_EQ(fs::path(e.included_files[0].first).filename(), "base.toml");
+  EXPECT_TRUE(fs::path(e.included_files[0].first).is_absolute());
+  EXPECT_NE(e.included_files[0].second.find("from the base"), std::string::npos);
 }
 
 TEST(GridExpansion, DefaultsAreFilledFromTheSchemas) {

@@ -12,7 +12,7 @@
 #include "core/plugin_loader.h"
 #include "lory/batcher_api.h"
 #include "lory/corpus.h"
-#include "lory/instance_stream.h"
+#include "core/instance_stream.h"
 #include "test_support.h"
 
 namespace lory {

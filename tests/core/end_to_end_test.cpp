@@ -427,6 +427,31 @@ TEST(SampleCorpusTraining, SmallLoryModelTrainsOnTheEmbeddedSampleAfterDenseWarm
 
 // Every committed experiment expands and validates against the built plugins, and the CLI
 // answers --version and --help.
+TEST(CommittedExperiments, EveryShippedTaskFileReadsAndTokenizes) {
+  int files = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(LORY_SOURCE_DIR_FOR_TESTS) + "/experiments/tasks")) {
+    if (entry.path().extension() != ".jsonl") continue;
+    ++files;
+    const auto tokenized = run_command(fmt::format("{}/lory-data tokenize-tasks --byte --tasks {} --out /dev/null",
+                                                   build_dir(), entry.path().string()));
+    EXPECT_EQ(tokenized.exit_code, 0) << entry.path() << "\n" << tokenized.output;
+  }
+  EXPECT_GE(files, 2);
+}
+
+// A cell's identity is what finds its run in an existing database: the quickstart's cells keep
+// the identities recorded in results/studies/quickstart.sqlite (and in every database before
+// them), whatever changes in how the config is held.
+TEST(CommittedExperiments, CellIdentitiesOfTheCommittedQuickstartStudyStayTheSame) {
+  const auto dry = run_command(fmt::format("{}/lory run {}/experiments/quickstart.toml --dry-run", build_dir(),
+                                           LORY_SOURCE_DIR_FOR_TESTS));
+  ASSERT_EQ(dry.exit_code, 0) << dry.output;
+  for (const char* identity : {"9b680ef1db53", "3165e0a76cea", "5a9290756873", "014923db47a5"}) {
+    EXPECT_NE(dry.output.find(identity), std::string::npos) << identity << "\n" << dry.output;
+  }
+}
+
 TEST(CommittedExperiments, EveryExperimentFileDryRuns) {
   TempDir dir;
   int files = 0;
@@ -443,7 +468,8 @@ TEST(CommittedExperiments, EveryExperimentFileDryRuns) {
   const auto version = run_command(build_dir() + "/lory --version");
   EXPECT_EQ(version.exit_code, 0) << version.output;
   EXPECT_FALSE(version.output.empty());
-  for (const char* command : {"run", "run-cell", "query", "status", "report", "merge", "plugins"}) {
+  for (const char* command : {"run", "run-cell", "query", "status", "report", "merge", "plugins", "score", "generate",
+                              "eval-tasks", "export", "embed"}) {
     const auto help = run_command(fmt::format("{}/lory {} --help", build_dir(), command));
     EXPECT_EQ(help.exit_code, 0) << command << "\n" << help.output;
   }

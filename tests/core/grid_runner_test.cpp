@@ -327,9 +327,9 @@ TEST_F(GridRunner, APluginThatThrowsFailsOnlyItsOwnCell) {
 }
 
 TEST_F(GridRunner, ANonFiniteLossStopsTheCellAsDivergedWithinOneStep) {
-  const std::string file = experiment("nan", 1, 12, "inject_nan_at_step = 5");
+  const std::string file = experiment("nan", 1, 12, "");
   const std::string db = dir_->file("nan/r.sqlite");
-  const auto result = lory_run(file, db);
+  const auto result = lory_run(file, db, "", "LORY_TEST_FAULT=nan_loss:5");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "diverged") << result.output;
   EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("non-finite loss at step 5"), std::string::npos);
@@ -339,9 +339,9 @@ TEST_F(GridRunner, ANonFiniteLossStopsTheCellAsDivergedWithinOneStep) {
 }
 
 TEST_F(GridRunner, ANonFiniteGradientWithAFiniteLossStopsTheCellAsDiverged) {
-  const std::string file = experiment("nan-grad", 1, 12, "inject_nan_grad_at_step = 7");
+  const std::string file = experiment("nan-grad", 1, 12, "");
   const std::string db = dir_->file("nan-grad/r.sqlite");
-  const auto result = lory_run(file, db);
+  const auto result = lory_run(file, db, "", "LORY_TEST_FAULT=inf_grad:7");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "diverged") << result.output;
   EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("non-finite gradient at step 7"), std::string::npos)

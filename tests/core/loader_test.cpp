@@ -208,6 +208,11 @@ TEST(LoryPluginsCommand, ListsAndDescribesPluginsAndFailsOnBrokenOnes) {
   const auto described = testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " +
                                               test_plugin("good_batcher") + " --describe test_batcher");
   EXPECT_NE(described.output.find("window     integer  4        [1, 64]"), std::string::npos) << described.output;
+  // The in-tree dense router declares the role that makes it the baseline (lory/router_roles.h).
+  const auto dense = testing::run_command(testing::build_dir() + "/lory plugins --describe dense");
+  EXPECT_NE(dense.output.find("roles:    dense_baseline"), std::string::npos) << dense.output;
+  const auto lory_router = testing::run_command(testing::build_dir() + "/lory plugins --describe lory");
+  EXPECT_EQ(lory_router.output.find("roles:"), std::string::npos) << lory_router.output;
   const auto broken = testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " +
                                            test_plugin("abi_mismatch"));
   EXPECT_NE(broken.exit_code, 0);

@@ -31,7 +31,8 @@ TEST(SpecialisationScore, IsZeroForRoutingThatIgnoresTheDomainAndOneWhenTheDomai
 
 // Two seeds of dense and of lory; lory is 10% better on books in seed 1 and, by default, 20% in
 // seed 2 (its perplexity there is `lory_seed2_ppl` against dense's 100).
-void build_database(const std::string& path, double lory_seed2_ppl = 80.0) {
+// The baseline's router is `baseline_router`, which declares the dense_baseline role.
+void build_database(const std::string& path, double lory_seed2_ppl = 80.0, const std::string& baseline_router = "dense") {
   ResultsStore store(path);
   const int64_t experiment = store.upsert_experiment("views", "/x/views.toml", "", "");
   const auto config = [](const std::string& router, int seed) {
@@ -39,7 +40,9 @@ void build_database(const std::string& path, double lory_seed2_ppl = 80.0) {
   };
   for (int seed = 1; seed <= 2; ++seed) {
     const int64_t dense = store.ensure_run(experiment, fmt::format("d{}", seed), fmt::format("dense seed={}", seed),
-                                           config("dense", seed), seed);
+                                           config(baseline_router, seed), seed);
+    // What `lory run` records from the plugin's declared roles (lory/router_roles.h).
+    store.set_run_attribute(dense, "router_roles", "dense_baseline");
     const int64_t lory = store.ensure_run(experiment, fmt::format("l{}", seed), fmt::format("lory seed={}", seed),
                                           config("lory", seed), seed);
     // An earlier evaluation that the views must ignore, then the final one.
@@ -60,15 +63,25 @@ TEST(ResultViews, UpcyclingRecipeVariantsPairWithTheSameDenseRun) {
   const std::string path = dir.file("r.sqlite");
   {
     ResultsStore store(path);
+    const int64_t experiment = store.upsert_experiment("recipes", "/x/recipes.toml", "", "");
     // Back to schema 3, as a database written before this rule.
-    store.database().exec("DROP VIEW run_cells; DELETE FROM schema_version WHERE version = 4");
+    store.database().exec(
+        "DROP VIEW run_cells; DROP VIEW moe_vs_dense; DROP VIEW task_evals_over_seeds; DROP TABLE task_evals; DROP "
+        "TABLE experiment_files; DELETE FROM schema_version WHERE version >= 4");
+    store.database().exec(R"(CREATE VIEW moe_vs_dense AS
+SELECT m.experiment, m.run_id, m.label, m.group_label, m.router, m.batcher, m.seed, fm.mode, fm.domain,
+       fm.ppl AS moe_ppl, fd.ppl AS dense_ppl, d.run_id AS dense_run_id, (fd.ppl - fm.ppl) / fd.ppl AS relative_improvement
+FROM run_cells m
+JOIN run_cells d ON d.experiment = m.experiment AND d.router = 'dense' AND d.baseline_key = m.baseline_key
+JOIN final_evals fm ON fm.run_id = m.run_id
+JOIN final_evals fd ON fd.run_id = d.run_id AND fd.mode = fm.mode AND fd.domain = fm.domain
+WHERE m.router != 'dense')");
     store.database().exec(R"(CREATE VIEW run_cells AS
 SELECT r.id AS run_id, x.name AS experiment, r.label, r.status, r.seed, r.cell_hash,
        json_extract(r.config, '$.router.plugin') AS router, json_extract(r.config, '$.batcher.plugin') AS batcher,
        trim(replace(r.label, 'seed=' || r.seed, '')) AS group_label,
        json_remove(r.config, '$.trainer.seed') AS group_key, json_remove(r.config, '$.router') AS baseline_key
 FROM runs r JOIN experiments x ON x.id = r.experiment_id)");
-    const int64_t experiment = store.upsert_experiment("recipes", "/x/recipes.toml", "", "");
     const auto config = [](const std::string& router, const std::string& recipe) {
       return fmt::format(R"({{"router":{{"plugin":"{}"}},"trainer":{{"seed":1,"dense_warmup_fraction":0.05,)"
                          R"("upcycling_optimizer":"{}"}}}})",
@@ -82,8 +95,13 @@ FROM runs r JOIN experiments x ON x.id = r.experiment_id)");
     store.write_evals(copy, {{10, "all", "default", 100, 0, 90.0}});
     EXPECT_EQ(store.database().query_int("SELECT count(*) FROM moe_vs_dense"), 1);  // schema 3: copy has no pair
   }
+  // Migrated to 4 (the pairing rule), 5, and 6, which gives the run of the router called "dense"
+  // the dense_baseline role the views now pair by.
   ResultsStore migrated(path);
-  EXPECT_EQ(migrated.database().query_int("SELECT max(version) FROM schema_version"), 4);
+  EXPECT_EQ(migrated.database().query_int("SELECT max(version) FROM schema_version"), 6);
+  EXPECT_EQ(migrated.database().query_int(
+                "SELECT count(*) FROM run_attributes WHERE name = 'router_roles' AND value = 'dense_baseline'"),
+            1);
   Statement pairs = migrated.database().prepare(
       "SELECT label, dense_run_id, relative_improvement FROM moe_vs_dense ORDER BY label");
   ASSERT_TRUE(pairs.step());
@@ -94,6 +112,23 @@ FROM runs r JOIN experiments x ON x.id = r.experiment_id)");
   EXPECT_EQ(pairs.column_int(1), 1);
   EXPECT_NEAR(pairs.column_double(2), 0.10, 1e-12);
   EXPECT_FALSE(pairs.step());
+}
+
+// The baseline is whichever router declares the dense_baseline role, not the name "dense".
+TEST(ResultViews, PairWithTheRouterDeclaringTheDenseBaselineRole) {
+  TempDir dir;
+  build_database(dir.file("r.sqlite"), 80.0, "my_baseline");
+  {
+    Database db(dir.file("r.sqlite"), Database::Mode::ReadOnly);
+    EXPECT_EQ(db.query_int("SELECT count(*) FROM moe_vs_dense WHERE router = 'lory'"), 2);
+    EXPECT_EQ(db.query_int("SELECT count(*) FROM moe_vs_dense WHERE router = 'my_baseline'"), 0);
+  }
+  // Without the role, a router called "dense" is just another router: nothing pairs.
+  TempDir other;
+  build_database(other.file("r.sqlite"));
+  { ResultsStore(other.file("r.sqlite")).database().exec("DELETE FROM run_attributes WHERE name = 'router_roles'"); }
+  Database db(other.file("r.sqlite"), Database::Mode::ReadOnly);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM moe_vs_dense"), 0);
 }
 
 TEST(ResultViews, ReturnTheRightNumbersOnAHandBuiltDatabase) {

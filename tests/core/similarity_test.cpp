@@ -9,8 +9,8 @@
 
 #include "core/plugin_loader.h"
 #include "lory/batcher_api.h"
-#include "lory/corpus_writer.h"
-#include "lory/instance_stream.h"
+#include "core/corpus_writer.h"
+#include "core/instance_stream.h"
 #include "lory/seeded_random.h"
 #include "test_support.h"
 

@@ -8,7 +8,7 @@
 
 #include "core/results_merge.h"
 #include "core/results_store.h"
-#include "core/sha256.h"
+#include "lory/sha256.h"
 #include "test_support.h"
 
 namespace lory {

@@ -1,5 +1,5 @@
 // In-context task files, their tokenized hand-over, the accuracy rule, and the task_evals table
-// (including its merge): everything of `lory eval-tasks` that does not need a model.
+// (including its merge; and the experiment_files the same merge carries): everything of `lory eval-tasks` that does not need a model.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -116,7 +116,7 @@ TEST(TaskEvals, AreStoredReplacedAndMergedIntoARunKeptByTheTarget) {
   TempDir dir;
   const auto fill = [&](const std::string& file, const std::string& task) {
     ResultsStore store(dir.file(file));
-    const int64_t experiment = store.upsert_experiment("exp", "/x/exp.toml", "", "");
+    const int64_t experiment = store.upsert_experiment("exp", "/x/exp.toml", "", "", {{"/x/base.toml", file}});
     const int64_t run = store.ensure_run(experiment, "abc", "dense seed=1", R"({"trainer":{"seed":1}})", 1);
     store.mark_finished(run, run_status::kDone, "", 10);
     TaskEvalRow row;
@@ -144,6 +144,8 @@ TEST(TaskEvals, AreStoredReplacedAndMergedIntoARunKeptByTheTarget) {
   merge_results(dir.file("a.sqlite"), {dir.file("b.sqlite")});
   Database db(dir.file("a.sqlite"), Database::Mode::ReadOnly);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM task_evals"), 2);
+  // The target's record of the experiment's included files stays (it knew the experiment).
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM experiment_files WHERE path = '/x/base.toml' AND text = 'a.sqlite'"), 1);
 }
 
 }  // namespace

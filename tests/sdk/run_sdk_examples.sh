@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI check of the plugin SDK, exactly as a researcher would use it: install lory into a temporary
 # prefix, build the two example routers of examples/routers against the installed CMake package
-# (outside the source tree), check them with the installed test helpers (examples/check_router),
+# (outside the source tree), build the in-tree similarity batcher the same way, check them with the installed test helpers (examples/check_router),
 # load them through LORY_PLUGIN_PATH, and train a few steps of each.
 # Usage: run_sdk_examples.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -20,6 +20,22 @@ for example in routers/smear routers/multihead_lory check_router; do
          > "$work/$name.log" 2>&1; then
     echo "building the $example example against the installed SDK failed:"
     cat "$work/$name.log"
+    exit 1
+  fi
+done
+# An in-tree plugin from the installed SDK alone (no harness-internal header): the similarity batcher.
+if ! { cmake -S "$source/tests/sdk/in_tree_similarity" -B "$work/build-similarity" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+         -DCMAKE_PREFIX_PATH="$work/prefix" -DLORY_SOURCE_DIR="$source" "${launcher[@]}" &&
+       cmake --build "$work/build-similarity"; } > "$work/similarity.log" 2>&1; then
+  echo "building the in-tree similarity batcher against the installed SDK failed:"
+  cat "$work/similarity.log"
+  exit 1
+fi
+test -f "$work/build-similarity/lory_batcher_similarity.so"
+# The installed SDK holds only what plugins include: no harness-internal header.
+for internal in corpus_writer.h instance_stream.h allocator_tuning.h; do
+  if [ -e "$work/prefix/include/lory/$internal" ]; then
+    echo "the SDK installs the harness-internal header lory/$internal"
     exit 1
   fi
 done

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/sha256.h"
+#include "lory/sha256.h"
 
 namespace lory_plugins::similarity {
 

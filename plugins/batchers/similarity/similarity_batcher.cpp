@@ -11,7 +11,7 @@
 #include <cstdio>
 #include <numeric>
 
-#include "core/sha256.h"
+#include "lory/sha256.h"
 #include "document_embedding.h"
 #include "greedy_chaining.h"
 #include "lory/batcher_api.h"

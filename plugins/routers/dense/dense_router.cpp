@@ -4,6 +4,7 @@
 
 #include "lory/plugin.h"
 #include "lory/router_api.h"
+#include "lory/router_roles.h"
 
 namespace lory_plugins::dense {
 
@@ -59,3 +60,4 @@ std::unique_ptr<lory::RouterPlugin> create() { return std::make_unique<DenseRout
 LORY_PLUGIN_METADATA_NO_PARAMS(LORY_PLUGIN_ROUTER, "dense",
                                "One SwiGLU FFN per layer (no experts): the parameter-matched dense baseline")
 LORY_ROUTER_FACTORY(lory_plugins::dense::create)
+LORY_ROUTER_ROLES("dense_baseline")
