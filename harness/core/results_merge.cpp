@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/results_store.h"
+#include "core/run_tables.h"
 
 namespace lory {
 
@@ -12,20 +13,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The tables keyed by run, with their columns other than run_id.
-const std::vector<std::pair<const char*, const char*>> kRunTables = {
-    {"metrics", "step, name, value"},
-    {"evals", "step, mode, domain, tokens, loss, ppl"},
-    {"routing_stats", "step, mode, layer, domain, expert, weight_mean, activated_frac, tokens"},
-    {"routing_layer_stats", "step, mode, layer, experts, entropy, load_imbalance, unused_experts, specialisation, tokens"},
-    {"run_attributes", "name, value"},
-    {"task_evals", "task, routing, step, task_sha256, examples, chance, accuracy, accuracy_stderr, accuracy_norm, "
-                   "accuracy_norm_stderr, gold_loss_per_token, truncated, evaluated_at, code_version"},
-};
-
 // Rows that a run kept in the target (done there) may still gain from a source: tasks evaluated
 // on the source's copy of the run only.
-const std::pair<const char*, const char*>& task_evals_table() { return kRunTables.back(); }
+const RunTable& task_evals_table() { return run_table("task_evals"); }
 
 }  // namespace
 
@@ -62,9 +52,9 @@ MergeSummary merge_results(const std::string& target_path, const std::vector<std
       for (const auto& [source_id, experiment, cell_hash, exists, existing_id, target_status] : plan) {
         if (exists && target_status == run_status::kDone) {
           ++summary.runs_kept;
-          const auto& [table, columns] = task_evals_table();
+          const RunTable& table = task_evals_table();
           db.prepare(fmt::format("INSERT OR IGNORE INTO main.{0} (run_id, {1}) SELECT ?, {1} FROM src.{0} WHERE run_id = ?",
-                                 table, columns))
+                                 table.name, table.columns))
               .bind(1, existing_id)
               .bind(2, source_id)
               .run();
@@ -90,10 +80,10 @@ MergeSummary merge_results(const std::string& target_path, const std::vector<std
         find.step();
         const int64_t target_id = find.column_int(0);
         find.reset();
-        for (const auto& [table, columns] : kRunTables) {
-          db.prepare(fmt::format("DELETE FROM main.{} WHERE run_id = ?", table)).bind(1, target_id).run();
-          db.prepare(fmt::format("INSERT INTO main.{0} (run_id, {1}) SELECT ?, {1} FROM src.{0} WHERE run_id = ?", table,
-                                 columns))
+        for (const RunTable& table : run_tables()) {
+          db.prepare(fmt::format("DELETE FROM main.{} WHERE run_id = ?", table.name)).bind(1, target_id).run();
+          db.prepare(fmt::format("INSERT INTO main.{0} (run_id, {1}) SELECT ?, {1} FROM src.{0} WHERE run_id = ?",
+                                 table.name, table.columns))
               .bind(1, target_id)
               .bind(2, source_id)
               .run();

@@ -16,6 +16,7 @@
 
 #include "core/kill_points.h"
 #include "core/process_identity.h"
+#include "core/run_tables.h"
 #include "lory/build_info.h"
 #include "lory/code_version.h"
 
@@ -588,7 +589,7 @@ void ResultsStore::mark_finished(int64_t run_id, const std::string& status, cons
 
 void ResultsStore::set_run_attribute(int64_t run_id, const std::string& name, const std::string& value) {
   Transaction transaction(db_);
-  db_.prepare("INSERT OR REPLACE INTO run_attributes (run_id, name, value) VALUES (?, ?, ?)")
+  db_.prepare(insert_or_replace_sql(run_table("run_attributes")))
       .bind(1, run_id)
       .bind(2, name)
       .bind(3, value)
@@ -599,7 +600,7 @@ void ResultsStore::set_run_attribute(int64_t run_id, const std::string& name, co
 void ResultsStore::write_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
   if (rows.empty()) return;
   Transaction transaction(db_);
-  Statement insert = db_.prepare("INSERT OR REPLACE INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)");
+  Statement insert = db_.prepare(insert_or_replace_sql(run_table("metrics")));
   int64_t last_step = 0;
   for (const MetricRow& row : rows) {
     insert.bind(1, run_id).bind(2, row.step).bind(3, row.name).bind(4, row.value);
@@ -618,8 +619,7 @@ void ResultsStore::write_metrics(int64_t run_id, const std::vector<MetricRow>& r
 void ResultsStore::write_evals(int64_t run_id, const std::vector<EvalRow>& rows) {
   if (rows.empty()) return;
   Transaction transaction(db_);
-  Statement insert = db_.prepare(
-      "INSERT OR REPLACE INTO evals (run_id, step, mode, domain, tokens, loss, ppl) VALUES (?, ?, ?, ?, ?, ?, ?)");
+  Statement insert = db_.prepare(insert_or_replace_sql(run_table("evals")));
   for (const EvalRow& row : rows) {
     insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.domain).bind(5, row.tokens);
     insert.bind(6, row.loss).bind(7, row.ppl);
@@ -632,9 +632,7 @@ void ResultsStore::write_evals(int64_t run_id, const std::vector<EvalRow>& rows)
 void ResultsStore::write_routing_stats(int64_t run_id, const std::vector<RoutingStatRow>& rows) {
   if (rows.empty()) return;
   Transaction transaction(db_);
-  Statement insert = db_.prepare(
-      "INSERT OR REPLACE INTO routing_stats (run_id, step, mode, layer, domain, expert, weight_mean, activated_frac, "
-      "tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  Statement insert = db_.prepare(insert_or_replace_sql(run_table("routing_stats")));
   for (const RoutingStatRow& row : rows) {
     insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.layer).bind(5, row.domain);
     insert.bind(6, row.expert).bind(7, row.weight_mean).bind(8, row.activated_frac).bind(9, row.tokens);
@@ -646,9 +644,7 @@ void ResultsStore::write_routing_stats(int64_t run_id, const std::vector<Routing
 void ResultsStore::write_routing_layer_stats(int64_t run_id, const std::vector<RoutingLayerRow>& rows) {
   if (rows.empty()) return;
   Transaction transaction(db_);
-  Statement insert = db_.prepare(
-      "INSERT OR REPLACE INTO routing_layer_stats (run_id, step, mode, layer, experts, entropy, load_imbalance, "
-      "unused_experts, specialisation, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  Statement insert = db_.prepare(insert_or_replace_sql(run_table("routing_layer_stats")));
   for (const RoutingLayerRow& row : rows) {
     insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.layer).bind(5, row.experts);
     insert.bind(6, row.entropy).bind(7, row.load_imbalance).bind(8, row.unused_experts).bind(9, row.specialisation);
@@ -660,10 +656,7 @@ void ResultsStore::write_routing_layer_stats(int64_t run_id, const std::vector<R
 
 void ResultsStore::write_task_evals(int64_t run_id, const std::vector<TaskEvalRow>& rows) {
   Transaction transaction(db_);
-  Statement insert = db_.prepare(
-      "INSERT OR REPLACE INTO task_evals (run_id, task, routing, step, task_sha256, examples, chance, accuracy, "
-      "accuracy_stderr, accuracy_norm, accuracy_norm_stderr, gold_loss_per_token, truncated, evaluated_at, "
-      "code_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  Statement insert = db_.prepare(insert_or_replace_sql(run_table("task_evals")));
   const std::string now = utc_now_iso8601(), code_version = current_code_version();
   for (const TaskEvalRow& row : rows) {
     insert.bind(1, run_id).bind(2, row.task).bind(3, row.routing).bind(4, row.step).bind(5, row.task_sha256);
@@ -680,8 +673,9 @@ void ResultsStore::write_task_evals(int64_t run_id, const std::vector<TaskEvalRo
 
 void ResultsStore::delete_rows_after(int64_t run_id, int64_t step) {
   Transaction transaction(db_);
-  for (const char* table : {"metrics", "evals", "routing_stats", "routing_layer_stats"}) {
-    db_.prepare(fmt::format("DELETE FROM {} WHERE run_id = ? AND step > ?", table)).bind(1, run_id).bind(2, step).run();
+  for (const RunTable& table : run_tables()) {
+    if (!table.stepped) continue;
+    db_.prepare(fmt::format("DELETE FROM {} WHERE run_id = ? AND step > ?", table.name)).bind(1, run_id).bind(2, step).run();
   }
   transaction.commit();
 }

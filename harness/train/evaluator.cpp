@@ -68,6 +68,25 @@ struct LayerAccumulator {
   double entropy_sum = 0;
   double tokens = 0;
 
+  // One batch's routing record of this layer, over the batch's scored tokens (mask_BL1).
+  void add(const RoutingRecord& record, size_t d, const torch::Tensor& mask_BL1, double batch_tokens) {
+    if (record.expert_count != experts) return;
+    const torch::Tensor w_BLE = routing_distribution(record.weights_BLE.to(torch::kFloat64));
+    const torch::Tensor active_BLE = experts == 1 ? torch::ones_like(w_BLE) : (w_BLE > 2.0 / experts).to(torch::kFloat64);
+    const torch::Tensor mass_E = (w_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
+    const torch::Tensor active_E = (active_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
+    const torch::Tensor entropy_BL = -(w_BLE * torch::log(w_BLE.clamp_min(1e-30))).sum(-1);
+    const auto mass = mass_E.accessor<double, 1>();
+    const auto active = active_E.accessor<double, 1>();
+    for (int64_t e = 0; e < experts; ++e) {
+      mass_DE[d][static_cast<size_t>(e)] += mass[e];
+      active_DE[d][static_cast<size_t>(e)] += active[e];
+    }
+    entropy_sum += (entropy_BL * mask_BL1.squeeze(-1)).sum().item<double>();
+    tokens_D[d] += batch_tokens;
+    tokens += batch_tokens;
+  }
+
   // Every number in one flat list (for an all-reduce), and back.
   void visit(const std::function<void(double&)>& f) {
     for (auto& row : mass_DE) for (double& v : row) f(v);
@@ -75,6 +94,79 @@ struct LayerAccumulator {
     for (double& v : tokens_D) f(v);
     f(entropy_sum);
     f(tokens);
+  }
+};
+
+// The sums of one evaluation: loss and tokens per domain, and each layer's routing.
+struct EvalSums {
+  std::vector<double> loss_sum, tokens;
+  std::vector<LayerAccumulator> layers;
+
+  // Laid out from the model, not from what this rank happens to see, so that the ranks' lists agree.
+  EvalSums(const LanguageModel& model, size_t domain_count, bool routing_stats)
+      : loss_sum(domain_count, 0.0), tokens(domain_count, 0.0),
+        layers(static_cast<size_t>(routing_stats ? model.layer_count() : 0)) {
+    for (size_t l = 0; l < layers.size(); ++l) {
+      layers[l].experts = model.feed_forward(static_cast<int64_t>(l))->expert_count();
+      layers[l].mass_DE.assign(domain_count, std::vector<double>(static_cast<size_t>(layers[l].experts), 0.0));
+      layers[l].active_DE = layers[l].mass_DE;
+      layers[l].tokens_D.assign(domain_count, 0.0);
+    }
+  }
+
+  // Summed over the ranks of a data-parallel group, which each evaluated their share.
+  void reduce(DataParallel* group) {
+    if (!group || !group->distributed()) return;
+    std::vector<double> flat = loss_sum;
+    flat.insert(flat.end(), tokens.begin(), tokens.end());
+    for (auto& layer : layers) layer.visit([&](double& v) { flat.push_back(v); });
+    group->sum(flat);
+    size_t at = 0;
+    for (double& v : loss_sum) v = flat[at++];
+    for (double& v : tokens) v = flat[at++];
+    for (auto& layer : layers) layer.visit([&](double& v) { v = flat[at++]; });
+  }
+
+  // The stored rows: per-domain and "all" evaluations, per layer x domain x expert routing, and
+  // per-layer summaries.
+  EvalResult rows(int64_t step, const std::string& mode, const std::vector<std::string>& domain_names) const {
+    const size_t domain_count = domain_names.size();
+    EvalResult result;
+    double all_loss = 0, all_tokens = 0;
+    for (size_t d = 0; d < domain_count; ++d) {
+      if (tokens[d] == 0) continue;
+      const double mean_loss = loss_sum[d] / tokens[d];
+      result.evals.push_back({step, domain_names[d], mode, static_cast<int64_t>(tokens[d]), mean_loss, std::exp(mean_loss)});
+      all_loss += loss_sum[d];
+      all_tokens += tokens[d];
+    }
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const LayerAccumulator& layer = layers[l];
+      if (layer.tokens == 0) continue;
+      int64_t unused = 0;
+      for (int64_t e = 0; e < layer.experts; ++e) {
+        double active = 0;
+        for (size_t d = 0; d < domain_count; ++d) active += layer.active_DE[d][static_cast<size_t>(e)];
+        unused += active == 0;
+      }
+      for (size_t d = 0; d < domain_count; ++d) {
+        const double routed = layer.tokens_D[d];
+        if (routed == 0) continue;
+        for (int64_t e = 0; e < layer.experts; ++e) {
+          result.routing.push_back({step, mode, static_cast<int64_t>(l), domain_names[d], e,
+                                    layer.mass_DE[d][static_cast<size_t>(e)] / routed,
+                                    layer.active_DE[d][static_cast<size_t>(e)] / routed, static_cast<int64_t>(routed)});
+        }
+      }
+      result.layers.push_back({step, mode, static_cast<int64_t>(l), layer.experts, layer.entropy_sum / layer.tokens,
+                               load_imbalance(layer.mass_DE), unused, specialisation_score(layer.mass_DE),
+                               static_cast<int64_t>(layer.tokens)});
+    }
+    if (all_tokens > 0) {
+      const double mean = all_loss / all_tokens;
+      result.evals.push_back({step, "all", mode, static_cast<int64_t>(all_tokens), mean, std::exp(mean)});
+    }
+    return result;
   }
 };
 
@@ -86,17 +178,11 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
   const bool was_training = model.is_training();
   model.eval();
   const int rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
-  const size_t domain_count = domains_.size();
-  std::vector<double> loss_sum(domain_count, 0.0), tokens(domain_count, 0.0);
-  // Laid out from the model, not from what this rank happens to see, so that the ranks' lists agree.
-  std::vector<LayerAccumulator> layers(static_cast<size_t>(routing_stats ? model.layer_count() : 0));
-  for (size_t l = 0; l < layers.size(); ++l) {
-    layers[l].experts = model.feed_forward(static_cast<int64_t>(l))->expert_count();
-    layers[l].mass_DE.assign(domain_count, std::vector<double>(static_cast<size_t>(layers[l].experts), 0.0));
-    layers[l].active_DE = layers[l].mass_DE;
-    layers[l].tokens_D.assign(domain_count, 0.0);
-  }
-  for (size_t d = 0; d < domain_count; ++d) {
+  EvalSums sums(model, domains_.size(), routing_stats);
+  // Targets never scored: the first skip_first_tokens, and under the prompt rule the prompt's.
+  const int64_t unscored =
+      std::max(skip_first_tokens_, routing.rule == EvalRouting::Rule::Prompt ? routing.prompt_length : int64_t{0});
+  for (size_t d = 0; d < domains_.size(); ++d) {
     const DomainSequences& domain = domains_[d];
     const int64_t n = domain.tokens_NL1.size(0);
     for (int64_t batch = 0, start = 0; start < n; ++batch, start += batch_size_) {
@@ -104,9 +190,6 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
       const int64_t end = std::min(n, start + batch_size_);
       const torch::Tensor batch_BL1 = domain.tokens_NL1.slice(0, start, end);
       torch::Tensor valid_BL = domain.valid_NL.slice(0, start, end);
-      const int64_t unscored = std::max(skip_first_tokens_, routing.rule == EvalRouting::Rule::Prompt
-                                                                ? routing.prompt_length
-                                                                : int64_t{0});
       if (unscored > 0) {
         valid_BL = valid_BL.clone();
         valid_BL.slice(1, 0, std::min(unscored, valid_BL.size(1))).fill_(false);
@@ -121,81 +204,22 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
                                                targets_BL.reshape({-1}),
                                                torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
               .view_as(targets_BL);
-      loss_sum[d] += loss_BL.masked_select(valid_BL).to(torch::kFloat64).sum().item<double>();
+      sums.loss_sum[d] += loss_BL.masked_select(valid_BL).to(torch::kFloat64).sum().item<double>();
       const double batch_tokens = static_cast<double>(valid_BL.sum().item<int64_t>());
-      tokens[d] += batch_tokens;
+      sums.tokens[d] += batch_tokens;
       if (!routing_stats) continue;
       const torch::Tensor mask_BL1 = valid_BL.unsqueeze(-1).to(torch::kFloat64);
       for (const RoutingRecord& record : context.records()) {
-        if (record.layer < 0 || record.layer >= static_cast<int64_t>(layers.size())) continue;
-        LayerAccumulator& layer = layers[static_cast<size_t>(record.layer)];
-        const int64_t experts = layer.experts;
-        if (record.expert_count != experts) continue;
-        const torch::Tensor w_BLE = routing_distribution(record.weights_BLE.to(torch::kFloat64));
-        const torch::Tensor active_BLE = experts == 1 ? torch::ones_like(w_BLE) : (w_BLE > 2.0 / experts).to(torch::kFloat64);
-        const torch::Tensor mass_E = (w_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
-        const torch::Tensor active_E = (active_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
-        const torch::Tensor entropy_BL = -(w_BLE * torch::log(w_BLE.clamp_min(1e-30))).sum(-1);
-        const auto mass = mass_E.accessor<double, 1>();
-        const auto active = active_E.accessor<double, 1>();
-        for (int64_t e = 0; e < experts; ++e) {
-          layer.mass_DE[d][static_cast<size_t>(e)] += mass[e];
-          layer.active_DE[d][static_cast<size_t>(e)] += active[e];
-        }
-        layer.entropy_sum += (entropy_BL * mask_BL1.squeeze(-1)).sum().item<double>();
-        layer.tokens_D[d] += batch_tokens;
-        layer.tokens += batch_tokens;
+        if (record.layer < 0 || record.layer >= static_cast<int64_t>(sums.layers.size())) continue;
+        sums.layers[static_cast<size_t>(record.layer)].add(record, d, mask_BL1, batch_tokens);
       }
     }
   }
-  if (group && group->distributed()) {
-    std::vector<double> flat = loss_sum;
-    flat.insert(flat.end(), tokens.begin(), tokens.end());
-    for (auto& layer : layers) layer.visit([&](double& v) { flat.push_back(v); });
-    group->sum(flat);
-    size_t at = 0;
-    for (double& v : loss_sum) v = flat[at++];
-    for (double& v : tokens) v = flat[at++];
-    for (auto& layer : layers) layer.visit([&](double& v) { v = flat[at++]; });
-  }
-
-  EvalResult result;
-  double all_loss = 0, all_tokens = 0;
-  for (size_t d = 0; d < domain_count; ++d) {
-    if (tokens[d] == 0) continue;
-    const double mean_loss = loss_sum[d] / tokens[d];
-    result.evals.push_back({step, domains_[d].name, mode, static_cast<int64_t>(tokens[d]), mean_loss, std::exp(mean_loss)});
-    all_loss += loss_sum[d];
-    all_tokens += tokens[d];
-  }
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const LayerAccumulator& layer = layers[l];
-    if (layer.tokens == 0) continue;
-    int64_t unused = 0;
-    for (int64_t e = 0; e < layer.experts; ++e) {
-      double active = 0;
-      for (size_t d = 0; d < domain_count; ++d) active += layer.active_DE[d][static_cast<size_t>(e)];
-      unused += active == 0;
-    }
-    for (size_t d = 0; d < domain_count; ++d) {
-      const double routed = layer.tokens_D[d];
-      if (routed == 0) continue;
-      for (int64_t e = 0; e < layer.experts; ++e) {
-        result.routing.push_back({step, mode, static_cast<int64_t>(l), domains_[d].name, e,
-                                  layer.mass_DE[d][static_cast<size_t>(e)] / routed,
-                                  layer.active_DE[d][static_cast<size_t>(e)] / routed, static_cast<int64_t>(routed)});
-      }
-    }
-    result.layers.push_back({step, mode, static_cast<int64_t>(l), layer.experts, layer.entropy_sum / layer.tokens,
-                             load_imbalance(layer.mass_DE), unused, specialisation_score(layer.mass_DE),
-                             static_cast<int64_t>(layer.tokens)});
-  }
-  if (all_tokens > 0) {
-    const double mean = all_loss / all_tokens;
-    result.evals.push_back({step, "all", mode, static_cast<int64_t>(all_tokens), mean, std::exp(mean)});
-  }
+  sums.reduce(group);
+  std::vector<std::string> names;
+  for (const DomainSequences& domain : domains_) names.push_back(domain.name);
   if (was_training) model.train();
-  return result;
+  return sums.rows(step, mode, names);
 }
 
 ScoredText score_text(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length,
