@@ -14,6 +14,7 @@
 #include <set>
 
 #include "commands.h"
+#include "core/results_reader.h"
 #include "core/results_store.h"
 #include "report/gnuplot_figures.h"
 #include "report/report_document.h"
@@ -30,12 +31,7 @@ struct ReportOptions {
   std::string db = ResultsStore::kDefaultPath;
 };
 
-struct RunInfo {
-  int64_t id;
-  std::string label, group_label, router, batcher, status;
-  int64_t seed;
-  bool dense_baseline;  // its router declares the dense_baseline role: what MoE runs are compared with
-};
+using RunInfo = RunCell;
 
 struct MeanStd {
   double mean = 0, std = NAN;
@@ -47,18 +43,6 @@ std::string format_mean_std(const MeanStd& m, const char* format) {
   return m.n >= 2 && std::isfinite(m.std) ? mean + " ± " + fmt::format(fmt::runtime(format), m.std) : mean;
 }
 
-std::vector<RunInfo> load_runs(Database& db, const std::string& experiment) {
-  Statement s = db.prepare(
-      "SELECT run_id, label, group_label, router, batcher, status, seed, is_dense_baseline FROM run_cells WHERE "
-      "experiment = ? ORDER BY NOT is_dense_baseline, group_label, seed");
-  s.bind(1, experiment);
-  std::vector<RunInfo> runs;
-  while (s.step()) {
-    runs.push_back({s.column_int(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4),
-                    s.column_text(5), s.column_int(6), s.column_int(7) != 0});
-  }
-  return runs;
-}
 
 std::vector<std::string> group_order(const std::vector<RunInfo>& runs) {
   std::vector<std::string> groups;
@@ -78,16 +62,6 @@ std::vector<std::string> ordered_domains(const std::set<std::string>& domains) {
   return out;
 }
 
-// Metric curve of a run: (cumulative training tokens, value).
-std::vector<std::pair<double, double>> curve(Database& db, int64_t run, const std::string& metric) {
-  Statement s = db.prepare(
-      "SELECT t.value, m.value FROM metrics m JOIN metrics t ON t.run_id = m.run_id AND t.step = m.step AND t.name = "
-      "'train/tokens' WHERE m.run_id = ? AND m.name = ? ORDER BY m.step");
-  s.bind(1, run).bind(2, metric);
-  std::vector<std::pair<double, double>> points;
-  while (s.step()) points.emplace_back(s.column_double(0), s.column_double(1));
-  return points;
-}
 
 // Moving average over `window` logged points: training loss is noisy from batch to batch.
 std::vector<std::pair<double, double>> smoothed(const std::vector<std::pair<double, double>>& points, size_t window) {
@@ -103,16 +77,12 @@ std::vector<std::pair<double, double>> smoothed(const std::vector<std::pair<doub
 
 void add_perplexity_section(ReportDocument& doc, Database& db, const std::string& experiment,
                             const std::vector<std::string>& groups) {
-  Statement s = db.prepare(
-      "SELECT group_label, domain, ppl_mean, ppl_std, n FROM final_evals_over_seeds WHERE experiment = ? AND mode = "
-      "'default'");
-  s.bind(1, experiment);
+  ResultsReader reader(db);
   std::map<std::string, std::map<std::string, MeanStd>> ppl;
   std::set<std::string> domains;
-  while (s.step()) {
-    ppl[s.column_text(0)][s.column_text(1)] = {s.column_double(2),
-                                               s.column_type(3) == SQLITE_NULL ? NAN : s.column_double(3), s.column_int(4)};
-    domains.insert(s.column_text(1));
+  for (const OverSeeds& row : reader.perplexity_over_seeds(experiment, "default")) {
+    ppl[row.group_label][row.key] = {row.mean, row.std, row.n};
+    domains.insert(row.key);
   }
   const auto columns = ordered_domains(domains);
   doc.heading(2, "Held-out perplexity per domain");
@@ -129,15 +99,9 @@ void add_perplexity_section(ReportDocument& doc, Database& db, const std::string
                 "over seeds when there are at least two.");
   doc.table(header, rows);
 
-  Statement c = db.prepare(
-      "SELECT group_label, domain, improvement_mean, improvement_std, n FROM moe_vs_dense_over_seeds WHERE experiment "
-      "= ? AND mode = 'default'");
-  c.bind(1, experiment);
   std::map<std::string, std::map<std::string, MeanStd>> change;
-  while (c.step()) {
-    change[c.column_text(0)][c.column_text(1)] = {c.column_double(2),
-                                                  c.column_type(3) == SQLITE_NULL ? NAN : c.column_double(3),
-                                                  c.column_int(4)};
+  for (const OverSeeds& row : reader.improvement_over_seeds(experiment, "default")) {
+    change[row.group_label][row.key] = {row.mean, row.std, row.n};
   }
   doc.heading(2, "Change relative to the dense baseline");
   if (change.empty()) {
@@ -182,15 +146,6 @@ void add_perplexity_section(ReportDocument& doc, Database& db, const std::string
   }
 }
 
-// Held-out loss over all domains (default routing) at each evaluation step of a run.
-std::vector<std::pair<double, double>> held_out_curve(Database& db, int64_t run) {
-  Statement s = db.prepare(
-      "SELECT step, loss FROM evals WHERE run_id = ? AND domain = 'all' AND mode = 'default' ORDER BY step");
-  s.bind(1, run);
-  std::vector<std::pair<double, double>> points;
-  while (s.step()) points.emplace_back(s.column_double(0), s.column_double(1));
-  return points;
-}
 
 // The step at which a held-out curve first reaches target, linear between evaluations; NAN when it
 // never does, and the first evaluation's step when that one is already below (an upper bound).
@@ -205,11 +160,12 @@ double step_reaching(const std::vector<std::pair<double, double>>& curve, double
   return NAN;
 }
 
-void add_loss_section(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs, const std::string& out) {
+void add_loss_section(ReportDocument& doc, Database& db, const std::string& experiment, const std::vector<RunInfo>& runs,
+                      const std::string& out) {
   doc.heading(2, "Training loss");
   std::vector<Series> series;
   for (const RunInfo& r : runs) {
-    auto points = curve(db, r.id, "train/loss");
+    auto points = ResultsReader(db).metric_against_tokens(r.id, "train/loss");
     if (!points.empty()) series.push_back({r.label, smoothed(points, 3)});
   }
   if (series.empty()) {
@@ -221,14 +177,10 @@ void add_loss_section(ReportDocument& doc, Database& db, const std::vector<RunIn
   doc.figure("loss_curves.png", "Training loss of every cell against training tokens");
 
   // Tokens each MoE run needs to reach its paired dense run's final (smoothed) training loss.
-  Statement pairs = db.prepare(
-      "SELECT DISTINCT run_id, label, dense_run_id FROM moe_vs_dense m WHERE experiment = (SELECT experiment FROM "
-      "run_cells WHERE run_id = ?) ORDER BY run_id");
-  pairs.bind(1, runs.front().id);
   std::vector<std::vector<std::string>> rows;
-  while (pairs.step()) {
-    const auto moe = smoothed(curve(db, pairs.column_int(0), "train/loss"), 3);
-    const auto dense = smoothed(curve(db, pairs.column_int(2), "train/loss"), 3);
+  for (const BaselinePair& pair : ResultsReader(db).evaluated_pairs(experiment)) {
+    const auto moe = smoothed(ResultsReader(db).metric_against_tokens(pair.run_id, "train/loss"), 3);
+    const auto dense = smoothed(ResultsReader(db).metric_against_tokens(pair.baseline_run_id, "train/loss"), 3);
     if (moe.empty() || dense.empty()) continue;
     const double target = dense.back().second, dense_tokens = dense.back().first;
     std::string reached = "not reached", fraction = "-";
@@ -242,8 +194,8 @@ void add_loss_section(ReportDocument& doc, Database& db, const std::vector<RunIn
     // The same question on held-out text, which every evaluation measures on the same tokens: the
     // training loss of one batch depends on its content far more than on the model, so a run can
     // cross dense's final training loss on an easy stretch of batches without having caught up.
-    const auto moe_held_out = held_out_curve(db, pairs.column_int(0));
-    const auto dense_held_out = held_out_curve(db, pairs.column_int(2));
+    const auto moe_held_out = ResultsReader(db).held_out_loss(pair.run_id);
+    const auto dense_held_out = ResultsReader(db).held_out_loss(pair.baseline_run_id);
     std::string held_out_fraction = "-";
     if (!moe_held_out.empty() && !dense_held_out.empty()) {
       const double step = step_reaching(moe_held_out, dense_held_out.back().second);
@@ -251,7 +203,7 @@ void add_loss_section(ReportDocument& doc, Database& db, const std::vector<RunIn
                           : fmt::format("{}{:.2f}", step == moe_held_out.front().first ? "<= " : "",
                                         step / dense_held_out.back().first);
     }
-    rows.push_back({pairs.column_text(1), fmt::format("{:.4f}", target), fmt::format("{:.0f}", dense_tokens), reached,
+    rows.push_back({pair.label, fmt::format("{:.4f}", target), fmt::format("{:.0f}", dense_tokens), reached,
                     fraction, held_out_fraction});
   }
   if (!rows.empty()) {
@@ -286,18 +238,13 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
                 "an upper layer.");
   for (const RunInfo& r : representatives) {
     doc.heading(3, r.label);
-    Statement layers = db.prepare(
-        "SELECT layer, experts, entropy, specialisation, load_imbalance, unused_experts FROM routing_layer_stats WHERE "
-        "run_id = ? AND mode = 'default' AND step = (SELECT max(step) FROM routing_layer_stats WHERE run_id = ?) ORDER "
-        "BY layer");
-    layers.bind(1, r.id).bind(2, r.id);
     std::vector<std::vector<std::string>> rows;
     std::vector<int64_t> layer_ids;
-    while (layers.step()) {
-      layer_ids.push_back(layers.column_int(0));
-      rows.push_back({std::to_string(layers.column_int(0)), std::to_string(layers.column_int(1)),
-                      fmt::format("{:.3f}", layers.column_double(2)), fmt::format("{:.3f}", layers.column_double(3)),
-                      fmt::format("{:.2f}", layers.column_double(4)), std::to_string(layers.column_int(5))});
+    for (const LayerRouting& l : ResultsReader(db).layer_routing(r.id)) {
+      layer_ids.push_back(l.layer);
+      rows.push_back({std::to_string(l.layer), std::to_string(l.experts), fmt::format("{:.3f}", l.entropy),
+                      fmt::format("{:.3f}", l.specialisation), fmt::format("{:.2f}", l.load_imbalance),
+                      std::to_string(l.unused_experts)});
     }
     if (rows.empty()) {
       // A cell of the grid that has not been evaluated yet is not a cell without statistics.
@@ -309,19 +256,10 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
     std::vector<int64_t> shown = {layer_ids.front(), layer_ids[layer_ids.size() / 2], layer_ids.back()};
     shown.erase(std::unique(shown.begin(), shown.end()), shown.end());
     for (int64_t layer : shown) {
-      Statement m = db.prepare(
-          "SELECT domain, expert, weight_mean FROM expert_domain_matrix WHERE run_id = ? AND mode = 'default' AND "
-          "layer = ? ORDER BY domain, expert");
-      m.bind(1, r.id).bind(2, layer);
-      std::vector<std::string> domains, experts;
-      std::vector<std::vector<double>> values;
-      while (m.step()) {
-        if (domains.empty() || domains.back() != m.column_text(0)) {
-          domains.push_back(m.column_text(0));
-          values.emplace_back();
-        }
-        values.back().push_back(m.column_double(2));
-      }
+      const ExpertDomainMatrix matrix = ResultsReader(db).expert_domain_matrix(r.id, layer);
+      const std::vector<std::string>& domains = matrix.domains;
+      const std::vector<std::vector<double>>& values = matrix.weight_DE;
+      std::vector<std::string> experts;
       if (values.empty()) continue;
       for (size_t e = 0; e < values.front().size(); ++e) experts.push_back(std::to_string(e));
       const std::string file = fmt::format("heatmap_run{}_layer{}.png", r.id, layer);
@@ -335,16 +273,14 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
   double most_experts = 0;
   for (const RunInfo& r : runs) {
     if (r.dense_baseline) continue;
-    const auto unused = curve(db, r.id, "router/unused_experts");
-    Statement experts = db.prepare("SELECT max(expert) + 1 FROM routing_stats WHERE run_id = ?");
-    experts.bind(1, r.id);
-    const double count = experts.step() ? experts.column_double(0) : 0;
+    const auto unused = ResultsReader(db).metric_against_tokens(r.id, "router/unused_experts");
+    const double count = static_cast<double>(ResultsReader(db).expert_count(r.id));
     if (unused.empty() || count <= 0) continue;
     most_experts = std::max(most_experts, count);
     std::vector<std::pair<double, double>> used;
     for (const auto& [tokens, value] : unused) used.emplace_back(tokens, count - value);
     used_series.push_back({r.label, used});
-    entropy_series.push_back({r.label, curve(db, r.id, "router/entropy")});
+    entropy_series.push_back({r.label, ResultsReader(db).metric_against_tokens(r.id, "router/entropy")});
   }
   if (used_series.empty()) {
     doc.paragraph("No routing metrics logged during training.");
@@ -366,22 +302,13 @@ void add_throughput_section(ReportDocument& doc, Database& db, const std::string
   doc.heading(2, "Throughput");
   std::map<int64_t, double> tokens_per_s;
   for (const RunInfo& r : runs) {
-    // The first logged interval includes start-up work: leave it out.
-    Statement s = db.prepare(
-        "SELECT avg(value) FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s' AND step > (SELECT min(step) "
-        "FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s')");
-    s.bind(1, r.id).bind(2, r.id);
-    if (s.step() && s.column_type(0) != SQLITE_NULL) tokens_per_s[r.id] = s.column_double(0);
+    // The first logged interval includes start-up work: the reader leaves it out.
+    if (const auto speed = ResultsReader(db).mean_tokens_per_s(r.id)) tokens_per_s[r.id] = *speed;
   }
   // Each run against the dense run that shares everything but the router (same seed and batcher):
   // a grid that grows over sessions may train them on machines of different speed, and the ratio
   // of runs trained side by side is the one that means something.
-  std::map<int64_t, int64_t> paired_dense;
-  Statement pairs = db.prepare(
-      "SELECT m.run_id, d.run_id FROM run_cells m JOIN run_cells d ON d.experiment = m.experiment AND "
-      "d.is_dense_baseline AND d.baseline_key = m.baseline_key WHERE m.experiment = ?");
-  pairs.bind(1, experiment);
-  while (pairs.step()) paired_dense[pairs.column_int(0)] = pairs.column_int(1);
+  const std::map<int64_t, int64_t> paired_dense = ResultsReader(db).paired_baselines(experiment);
 
   std::map<std::string, std::vector<double>> speed_by_group, ratio_by_group;
   for (const RunInfo& r : runs) {
@@ -414,23 +341,13 @@ void add_throughput_section(ReportDocument& doc, Database& db, const std::string
 // `lory eval-tasks` results, when there are any: accuracy per cell, task and routing rule, over seeds.
 void add_task_section(ReportDocument& doc, Database& db, const std::string& experiment,
                       const std::vector<std::string>& groups) {
-  Statement s = db.prepare(
-      "SELECT group_label, task, routing, examples, chance, accuracy_mean, accuracy_std, accuracy_norm_mean, "
-      "accuracy_norm_std, accuracy_stderr_mean, n FROM task_evals_over_seeds WHERE experiment = ? ORDER BY task, "
-      "routing");
-  s.bind(1, experiment);
   std::map<std::string, std::vector<std::vector<std::string>>> rows_by_group;
-  const auto cell = [&](int mean_column, int std_column, int64_t n) {
-    return format_mean_std({s.column_double(mean_column),
-                            s.column_type(std_column) == SQLITE_NULL ? NAN : s.column_double(std_column), n},
-                           "{:.3f}");
-  };
-  while (s.step()) {
-    const int64_t n = s.column_int(10);
-    rows_by_group[s.column_text(0)].push_back(
-        {s.column_text(0), s.column_text(1), s.column_text(2), std::to_string(n), std::to_string(s.column_int(3)),
-         fmt::format("{:.3f}", s.column_double(4)), cell(5, 6, n), cell(7, 8, n),
-         s.column_type(9) == SQLITE_NULL ? "-" : fmt::format("{:.3f}", s.column_double(9))});
+  for (const TaskOverSeeds& t : ResultsReader(db).tasks_over_seeds(experiment)) {
+    rows_by_group[t.group_label].push_back(
+        {t.group_label, t.task, t.routing, std::to_string(t.n), std::to_string(t.examples),
+         fmt::format("{:.3f}", t.chance), format_mean_std({t.accuracy, t.accuracy_std, t.n}, "{:.3f}"),
+         format_mean_std({t.accuracy_norm, t.accuracy_norm_std, t.n}, "{:.3f}"),
+         std::isfinite(t.accuracy_stderr) ? fmt::format("{:.3f}", t.accuracy_stderr) : "-"});
   }
   if (rows_by_group.empty()) return;
   std::vector<std::vector<std::string>> rows;
@@ -451,11 +368,11 @@ void run_report(const ReportOptions& options) {
   Database& db = store.database();
   std::string experiment = options.experiment;
   if (experiment.size() > 5 && experiment.substr(experiment.size() - 5) == ".toml") {
-    Statement s = db.prepare("SELECT name FROM experiments WHERE file = ?");
-    s.bind(1, fs::weakly_canonical(experiment).string());
-    if (s.step()) experiment = s.column_text(0);
+    if (const auto name = ResultsReader(db).experiment_of_file(fs::weakly_canonical(experiment).string())) {
+      experiment = *name;
+    }
   }
-  const std::vector<RunInfo> runs = load_runs(db, experiment);
+  const std::vector<RunInfo> runs = ResultsReader(db).run_cells(experiment);
   if (runs.empty()) throw UserError(fmt::format("no runs of an experiment named '{}' in '{}'", experiment, options.db));
   fs::create_directories(options.out);
   const std::vector<std::string> groups = group_order(runs);
@@ -466,13 +383,11 @@ void run_report(const ReportOptions& options) {
   for (const RunInfo& r : runs) ++statuses[r.status];
   std::string status_text;
   for (const auto& [status, n] : statuses) status_text += fmt::format("{}{} {}", status_text.empty() ? "" : ", ", n, status);
-  Statement info = db.prepare("SELECT description FROM experiments WHERE name = ?");
-  info.bind(1, experiment);
-  doc.paragraph(fmt::format("{}{} runs ({}) in {}; generated {}.",
-                            info.step() && !info.column_text(0).empty() ? info.column_text(0) + ". " : "", runs.size(),
-                            status_text, options.db, utc_now_iso8601()));
+  const std::string description = ResultsReader(db).experiment_description(experiment);
+  doc.paragraph(fmt::format("{}{} runs ({}) in {}; generated {}.", description.empty() ? "" : description + ". ",
+                            runs.size(), status_text, options.db, utc_now_iso8601()));
   add_perplexity_section(doc, db, experiment, groups);
-  add_loss_section(doc, db, runs, options.out);
+  add_loss_section(doc, db, experiment, runs, options.out);
   add_routing_sections(doc, db, runs, options.out);
   add_throughput_section(doc, db, experiment, runs, groups);
   add_task_section(doc, db, experiment, groups);
