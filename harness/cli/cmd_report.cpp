@@ -52,15 +52,6 @@ std::vector<std::string> group_order(const std::vector<RunInfo>& runs) {
   return groups;
 }
 
-// Domains in table order: sorted, with "all" last.
-std::vector<std::string> ordered_domains(const std::set<std::string>& domains) {
-  std::vector<std::string> out;
-  for (const auto& d : domains) {
-    if (d != "all") out.push_back(d);
-  }
-  if (domains.count("all")) out.push_back("all");
-  return out;
-}
 
 
 // Moving average over `window` logged points: training loss is noisy from batch to batch.

@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "core/experiment.h"
+#include "core/results_reader.h"
 #include "core/results_store.h"
 #include "core/text_table.h"
 
@@ -39,11 +40,7 @@ std::string experiment_name(const std::string& name_or_file) {
 }
 
 void print_overview(Database& db) {
-  Statement s = db.prepare(
-      "SELECT x.name, r.status, count(*) FROM experiments x LEFT JOIN runs r ON r.experiment_id = x.id GROUP BY "
-      "x.name, r.status ORDER BY x.name");
-  std::map<std::string, std::map<std::string, int64_t>> counts;
-  while (s.step()) counts[s.column_text(0)][s.column_text(1)] = s.column_int(2);
+  const auto counts = ResultsReader(db).status_counts();
   std::vector<std::string> header = {"experiment"};
   header.insert(header.end(), kStatuses.begin(), kStatuses.end());
   header.push_back("cells");
@@ -63,33 +60,26 @@ void print_overview(Database& db) {
 }
 
 void print_experiment(Database& db, const std::string& name) {
-  Statement s = db.prepare(
-      "SELECT r.id, r.label, r.status, r.last_step, r.total_steps, r.config, r.reason, "
-      "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/loss' ORDER BY step DESC LIMIT 1), "
-      "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/tokens_per_s' ORDER BY step DESC LIMIT 1), "
-      "r.cell_hash FROM runs r JOIN experiments x ON x.id = r.experiment_id WHERE x.name = ? ORDER BY r.id");
-  s.bind(1, name);
   TextTable table({"run", "cell", "label", "status", "progress", "loss", "tok/s", "ETA", "reason"});
   std::map<std::string, int64_t> counts;
-  while (s.step()) {
-    const std::string status = s.column_text(2);
-    ++counts[status];
-    const int64_t step = s.column_int(3), total = s.column_int(4);
-    const double tokens_per_s = s.column_double(8);
+  for (const RunProgress& run : ResultsReader(db).run_progress(name)) {
+    ++counts[run.status];
+    const int64_t step = run.last_step, total = run.total_steps;
+    const double tokens_per_s = run.last_tokens_per_s.value_or(0.0);
     std::string eta = "-";
-    if (status == "running" && tokens_per_s > 0) {
-      const auto config = nlohmann::json::parse(s.column_text(5));
+    if (run.status == "running" && tokens_per_s > 0) {
+      const auto config = nlohmann::json::parse(run.config_json);
       const double tokens_per_step = config["trainer"]["batch_size"].get<double>() *
                                      config["model"]["context_length"].get<double>();
       const int64_t seconds = static_cast<int64_t>(static_cast<double>(total - step) * tokens_per_step / tokens_per_s);
       eta = seconds >= 60 ? fmt::format("{}m{:02d}s", seconds / 60, seconds % 60) : fmt::format("{}s", seconds);
     }
-    std::string reason = s.column_text(6);
+    std::string reason = run.reason;
     if (reason.size() > 60) reason = reason.substr(0, 57) + "...";
-    table.add_row({std::to_string(s.column_int(0)), s.column_text(9).substr(0, 12), s.column_text(1), status,
+    table.add_row({std::to_string(run.id), run.cell_hash.substr(0, 12), run.label, run.status,
                    total > 0 ? fmt::format("{}/{}", step, total) : "-",
-                   s.column_type(7) == SQLITE_NULL ? "-" : fmt::format("{:.4f}", s.column_double(7)),
-                   s.column_type(8) == SQLITE_NULL ? "-" : fmt::format("{:.0f}", tokens_per_s), eta, reason});
+                   run.last_loss ? fmt::format("{:.4f}", *run.last_loss) : "-",
+                   run.last_tokens_per_s ? fmt::format("{:.0f}", tokens_per_s) : "-", eta, reason});
   }
   if (table.row_count() == 0) throw UserError(fmt::format("no runs of an experiment named '{}'", name));
   std::string summary;

@@ -19,6 +19,7 @@
 #include <optional>
 #include <set>
 
+#include "core/results_reader.h"
 #include "core/results_store.h"
 #include "core/text_table.h"
 #include "lory/corpus.h"
@@ -443,28 +444,18 @@ void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
 std::string perplexity_table(const std::string& db_path, const std::string& experiment_name,
                              const std::set<std::string>& only_cells) {
   Database db = open_results_read_only(db_path);
-  Statement s = db.prepare(
-      "SELECT r.id, r.label, r.cell_hash, v.domain, v.ppl, v.step FROM runs r JOIN experiments x ON x.id = "
-      "r.experiment_id JOIN evals v ON v.run_id = r.id AND v.mode = 'default' AND v.step = (SELECT max(step) "
-      "FROM evals WHERE run_id = r.id AND mode = 'default') WHERE x.name = ? ORDER BY r.id, v.domain");
-  s.bind(1, experiment_name);
   std::map<int64_t, std::map<std::string, double>> ppl;
   std::map<int64_t, std::pair<std::string, int64_t>> label_step;
   std::set<std::string> domains;
-  while (s.step()) {
-    const int64_t run = s.column_int(0);
-    if (!only_cells.empty() && !only_cells.count(s.column_text(2))) continue;  // a cell no longer in the grid
-    label_step[run] = {s.column_text(1), s.column_int(5)};
-    domains.insert(s.column_text(3));
-    ppl[run][s.column_text(3)] = s.column_double(4);
+  for (const FinalEval& e : ResultsReader(db).final_evals(experiment_name)) {
+    if (!only_cells.empty() && !only_cells.count(e.cell_hash)) continue;  // a cell no longer in the grid
+    label_step[e.run_id] = {e.label, e.step};
+    domains.insert(e.domain);
+    ppl[e.run_id][e.domain] = e.ppl;
   }
   if (ppl.empty()) return "no evaluations recorded yet\n";
   std::vector<std::string> header = {"run", "label", "step"};
-  std::vector<std::string> ordered;
-  for (const auto& d : domains) {
-    if (d != "all") ordered.push_back(d);
-  }
-  if (domains.count("all")) ordered.push_back("all");
+  const std::vector<std::string> ordered = ordered_domains(domains);
   header.insert(header.end(), ordered.begin(), ordered.end());
   TextTable table(header);
   for (const auto& [run, by_domain] : ppl) {

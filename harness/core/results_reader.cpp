@@ -8,6 +8,63 @@ double nullable(Statement& s, int column) { return s.column_type(column) == SQLI
 
 }  // namespace
 
+std::vector<std::string> ordered_domains(const std::set<std::string>& domains) {
+  std::vector<std::string> out;
+  for (const auto& d : domains) {
+    if (d != "all") out.push_back(d);
+  }
+  if (domains.count("all")) out.push_back("all");
+  return out;
+}
+
+std::map<std::string, std::map<std::string, int64_t>> ResultsReader::status_counts() {
+  Statement s = db_.prepare(
+      "SELECT x.name, r.status, count(*) FROM experiments x LEFT JOIN runs r ON r.experiment_id = x.id GROUP BY "
+      "x.name, r.status ORDER BY x.name");
+  std::map<std::string, std::map<std::string, int64_t>> counts;
+  while (s.step()) counts[s.column_text(0)][s.column_text(1)] = s.column_int(2);
+  return counts;
+}
+
+std::vector<RunProgress> ResultsReader::run_progress(const std::string& experiment) {
+  Statement s = db_.prepare(
+      "SELECT r.id, r.label, r.status, r.last_step, r.total_steps, r.config, r.reason, "
+      "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/loss' ORDER BY step DESC LIMIT 1), "
+      "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/tokens_per_s' ORDER BY step DESC LIMIT 1), "
+      "r.cell_hash FROM runs r JOIN experiments x ON x.id = r.experiment_id WHERE x.name = ? ORDER BY r.id");
+  s.bind(1, experiment);
+  std::vector<RunProgress> runs;
+  while (s.step()) {
+    RunProgress p;
+    p.id = s.column_int(0);
+    p.label = s.column_text(1);
+    p.status = s.column_text(2);
+    p.last_step = s.column_int(3);
+    p.total_steps = s.column_int(4);
+    p.config_json = s.column_text(5);
+    p.reason = s.column_text(6);
+    if (s.column_type(7) != SQLITE_NULL) p.last_loss = s.column_double(7);
+    if (s.column_type(8) != SQLITE_NULL) p.last_tokens_per_s = s.column_double(8);
+    p.cell_hash = s.column_text(9);
+    runs.push_back(std::move(p));
+  }
+  return runs;
+}
+
+std::vector<FinalEval> ResultsReader::final_evals(const std::string& experiment) {
+  Statement s = db_.prepare(
+      "SELECT r.id, r.label, r.cell_hash, v.domain, v.ppl, v.step FROM runs r JOIN experiments x ON x.id = "
+      "r.experiment_id JOIN evals v ON v.run_id = r.id AND v.mode = 'default' AND v.step = (SELECT max(step) "
+      "FROM evals WHERE run_id = r.id AND mode = 'default') WHERE x.name = ? ORDER BY r.id, v.domain");
+  s.bind(1, experiment);
+  std::vector<FinalEval> rows;
+  while (s.step()) {
+    rows.push_back({s.column_int(0), s.column_int(5), s.column_text(1), s.column_text(2), s.column_text(3),
+                    s.column_double(4)});
+  }
+  return rows;
+}
+
 std::vector<RunCell> ResultsReader::run_cells(const std::string& experiment) {
   Statement s = db_.prepare(
       "SELECT run_id, label, group_label, router, batcher, status, seed, is_dense_baseline FROM run_cells WHERE "

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,11 +58,34 @@ struct BaselinePair {
   std::string label;
 };
 
+// A run's progress as `lory status` shows it.
+struct RunProgress {
+  int64_t id = 0;
+  std::string cell_hash, label, status, config_json, reason;
+  int64_t last_step = 0, total_steps = 0;
+  std::optional<double> last_loss, last_tokens_per_s;  // the last logged training metrics
+};
+
+// The final evaluation of a run for one domain (default routing).
+struct FinalEval {
+  int64_t run_id = 0, step = 0;
+  std::string label, cell_hash, domain;
+  double ppl = 0;
+};
+
 using Curve = std::vector<std::pair<double, double>>;
+
+// Domains in table order: sorted, with "all" last.
+std::vector<std::string> ordered_domains(const std::set<std::string>& domains);
 
 class ResultsReader {
  public:
   explicit ResultsReader(Database& db) : db_(db) {}
+
+  // experiment -> status -> runs (an experiment without runs has one entry with status "").
+  std::map<std::string, std::map<std::string, int64_t>> status_counts();
+  std::vector<RunProgress> run_progress(const std::string& experiment);  // by run id
+  std::vector<FinalEval> final_evals(const std::string& experiment);     // by run id and domain
 
   // Dense baselines first, then by group label and seed.
   std::vector<RunCell> run_cells(const std::string& experiment);
