@@ -77,4 +77,26 @@ class FeedForward : public torch::nn::Module {
   virtual void upcycle_from(const DenseFFNWeights& dense);
 };
 
+// What every expert router's layer holds: its options, its layer index, E SwiGLU experts of width
+// `expert_d_ff` and the bias-free router, registered in that order (so that a seed gives the same
+// layer). `Options` has `experts` and `router_init_std`. The in-tree lory, topk and expert_choice
+// layers derive from it and add only their routing.
+template <typename Options>
+class ExpertRouterLayer : public FeedForward {
+ public:
+  int64_t expert_count() const override { return options_.experts; }
+
+ protected:
+  ExpertRouterLayer(const FeedForwardSpec& spec, Options options, int64_t expert_d_ff)
+      : options_(options), layer_(spec.layer_index) {
+    experts_ = register_experts(*this, spec, options_.experts, expert_d_ff);
+    router_ED = register_router(*this, spec, options_.experts, options_.router_init_std);
+  }
+
+  Options options_;
+  int64_t layer_;
+  ExpertWeights experts_;
+  torch::Tensor router_ED;
+};
+
 }  // namespace lory

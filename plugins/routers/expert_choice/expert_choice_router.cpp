@@ -48,13 +48,10 @@ Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& sp
   return o;
 }
 
-class ExpertChoiceFeedForward final : public lory::FeedForward {
+class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
  public:
   ExpertChoiceFeedForward(const lory::FeedForwardSpec& spec, Options options)
-      : options_(options), layer_(spec.layer_index) {
-    experts_ = lory::register_experts(*this, spec, options.experts, options.expert_d_ff);
-    router_ED = lory::register_router(*this, spec, options.experts, options.router_init_std);
-  }
+      : ExpertRouterLayer(spec, options, options.expert_d_ff) {}
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
     const int64_t B = h_BLD.size(0), L = h_BLD.size(1), D = h_BLD.size(2), E = options_.experts;
@@ -91,7 +88,6 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
     return y_XD.view({B, L, D});
   }
 
-  int64_t expert_count() const override { return options_.experts; }
   // Outside training the token top-k rule routes each token on its own; the expert-choice rule
   // compares tokens across the batch.
   bool supports_incremental_decoding() const override { return options_.topk_inference; }
@@ -161,10 +157,6 @@ class ExpertChoiceFeedForward final : public lory::FeedForward {
     return {torch::arange(X, torch::kInt64).repeat_interleave(k), experts_XK.reshape({-1}), gates_XK.reshape({-1})};
   }
 
-  Options options_;
-  int64_t layer_;
-  lory::ExpertWeights experts_;
-  torch::Tensor router_ED;
 };
 
 std::unique_ptr<lory::RouterPlugin> create() {

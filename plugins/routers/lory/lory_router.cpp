@@ -44,12 +44,10 @@ Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec&) {
   return o;
 }
 
-class LoryFeedForward final : public lory::FeedForward {
+class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
  public:
-  LoryFeedForward(const lory::FeedForwardSpec& spec, Options options) : options_(options), layer_(spec.layer_index) {
-    experts_ = lory::register_experts(*this, spec, options.experts, spec.d_ff);
-    router_ED = lory::register_router(*this, spec, options.experts, options.router_init_std);
-  }
+  LoryFeedForward(const lory::FeedForwardSpec& spec, Options options)
+      : ExpertRouterLayer(spec, options, spec.d_ff) {}
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
     lory::EvalRouting::Rule rule = context.training() ? lory::EvalRouting::Rule::Train : context.eval_routing().rule;
@@ -61,7 +59,6 @@ class LoryFeedForward final : public lory::FeedForward {
     return forward_segment_routed(h_BLD, context);
   }
 
-  int64_t expert_count() const override { return options_.experts; }
   bool supports_incremental_decoding() const override { return true; }
 
   std::string export_layout_json() const override {
@@ -256,10 +253,6 @@ class LoryFeedForward final : public lory::FeedForward {
     context.add_record(std::move(record));
   }
 
-  Options options_;
-  int64_t layer_;
-  lory::ExpertWeights experts_;
-  torch::Tensor router_ED;
 };
 
 std::unique_ptr<lory::RouterPlugin> create() {

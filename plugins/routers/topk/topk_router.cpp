@@ -51,12 +51,10 @@ Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& sp
   return o;
 }
 
-class TopKFeedForward final : public lory::FeedForward {
+class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
  public:
-  TopKFeedForward(const lory::FeedForwardSpec& spec, Options options) : options_(options), layer_(spec.layer_index) {
-    experts_ = lory::register_experts(*this, spec, options.experts, options.expert_d_ff);
-    router_ED = lory::register_router(*this, spec, options.experts, options.router_init_std);
-  }
+  TopKFeedForward(const lory::FeedForwardSpec& spec, Options options)
+      : ExpertRouterLayer(spec, options, options.expert_d_ff) {}
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
     const int64_t B = h_BLD.size(0), L = h_BLD.size(1), D = h_BLD.size(2), E = options_.experts, k = options_.k;
@@ -115,7 +113,6 @@ class TopKFeedForward final : public lory::FeedForward {
     return y_XD.view({B, L, D});
   }
 
-  int64_t expert_count() const override { return options_.experts; }
   // Each token's output depends on that token alone, unless a capacity makes tokens compete.
   bool supports_incremental_decoding() const override { return options_.capacity_factor == 0; }
 
@@ -153,10 +150,6 @@ class TopKFeedForward final : public lory::FeedForward {
     }
   }
 
-  Options options_;
-  int64_t layer_;
-  lory::ExpertWeights experts_;
-  torch::Tensor router_ED;
 };
 
 std::unique_ptr<lory::RouterPlugin> create() {
