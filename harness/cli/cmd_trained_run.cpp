@@ -141,6 +141,19 @@ void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& ta
       runs.push_back(std::move(run));
     }
   }
+  // A task is stored under its file's name: two files of one name would replace each other's rows.
+  std::map<std::string, std::string> file_of_name;
+  for (const std::string& task_file : tasks.task_files) {
+    const std::string name = std::filesystem::path(task_file).extension() == ".jsonl"
+                                 ? std::filesystem::path(task_file).stem().string()
+                                 : std::filesystem::path(task_file).filename().string();
+    const auto [it, inserted] = file_of_name.emplace(name, task_file);
+    if (!inserted) {
+      throw UserError(fmt::format("'{}' and '{}' are both task '{}' (a task is named by its file name): rename one; "
+                                  "nothing was evaluated",
+                                  it->second, task_file, name));
+    }
+  }
   // Tokenized once per corpus (runs of one experiment share one).
   std::map<std::string, std::vector<std::unique_ptr<TemporaryFile>>> tokenized;
   for (const std::string& corpus : corpora) {

@@ -158,9 +158,12 @@ class GridSupervisor {
       if (!checksum_of_corpus.count(corpus)) checksum_of_corpus[corpus] = Corpus::checksum_from_manifest(corpus);
       const int64_t seed = cell.config.section("trainer").values.get_int("seed");
       const int64_t run_id = store_.ensure_run(experiment_id, cell.identity, cell.label, cell.config.canonical_json(), seed);
-      // What the views pair runs by, known from registration on (the worker records it again).
-      store_.set_run_attribute(run_id, "router_roles", fmt::format("{}", fmt::join(cell.router_roles, ",")));
       const RunRecord run = *store_.find_run(run_id);
+      // What the views pair runs by, known from registration on (the worker records it again). A
+      // done run keeps what it was trained with, whatever the plugins found now declare.
+      if (run.status != run_status::kDone) {
+        store_.set_run_attribute(run_id, "router_roles", fmt::format("{}", fmt::join(cell.router_roles, ",")));
+      }
       WorkerLiveness liveness;
       const bool has_results = run.status == run_status::kDone || run.last_step > 0;
       if (has_results && !run.corpus_checksum.empty() && run.corpus_checksum != checksum_of_corpus[corpus]) {

@@ -65,6 +65,11 @@ TaskExample parse_example(const std::string& text, const std::string& path, int6
     if (!few_shot->is_array()) bad_line(path, line, "\"few_shot\" must be an array of {\"context\", \"answer\"} objects");
     for (const auto& shot : *few_shot) {
       if (!shot.is_object()) bad_line(path, line, "\"few_shot\" must be an array of {\"context\", \"answer\"} objects");
+      for (const auto& item : shot.items()) {
+        if (item.key() != "context" && item.key() != "answer") {
+          bad_line(path, line, fmt::format("unknown field \"{}\" in a few_shot example (context, answer)", item.key()));
+        }
+      }
       example.prompt_text += string_field(shot, "context", path, line) + string_field(shot, "answer", path, line) +
                              kFewShotSeparator;
       ++example.few_shot;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "core/diagnostics.h"
@@ -222,7 +223,13 @@ int eval_tasks_command(const RunSelection& selection, const std::vector<std::str
   }
   const int64_t vocab = trained.setup->corpus().manifest().vocab_size;
   std::vector<TokenizedTask> tasks;
-  for (const std::string& file : tokenized_files) tasks.push_back(read_tokenized_task(file, vocab));
+  std::set<std::string> names;
+  for (const std::string& file : tokenized_files) {
+    tasks.push_back(read_tokenized_task(file, vocab));
+    if (!names.insert(tasks.back().name).second) {
+      throw UserError(fmt::format("two task files are named '{}': their rows would replace each other", tasks.back().name));
+    }
+  }
   const EvalRouting::Rule rule = routing_name == "train"    ? EvalRouting::Rule::Train
                                  : routing_name == "prompt" ? EvalRouting::Rule::Prompt
                                                             : EvalRouting::Rule::Inference;

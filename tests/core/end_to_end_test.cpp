@@ -167,6 +167,15 @@ TEST_F(TinyExperiment, EvalTasksRefusesBadTaskFilesAndRunsThatAreNotDoneAndWrite
   const auto broken = eval(dir_->file("broken.jsonl"), db);
   EXPECT_NE(broken.exit_code, 0);
   EXPECT_NE(broken.output.find("line 1: not JSON"), std::string::npos) << broken.output;
+  // Two files of one name would replace each other's rows.
+  for (const char* folder : {"one", "two"}) {
+    std::filesystem::create_directories(dir_->file(folder));
+    testing::write_text(dir_->file(std::string(folder) + "/same.jsonl"),
+                        "{\"context\": \"a01\", \"choices\": [\" a02\", \" b02\"], \"gold\": 0}\n");
+  }
+  const auto twice = eval(dir_->file("one/same.jsonl") + " " + dir_->file("two/same.jsonl"), db);
+  EXPECT_NE(twice.exit_code, 0);
+  EXPECT_NE(twice.output.find("are both task 'same'"), std::string::npos) << twice.output;
   EXPECT_EQ(count("SELECT count(*) FROM task_evals"), before);
   // A run that is not done: refused before any task is read.
   std::filesystem::copy_file(db, dir_->file("failed.sqlite"), std::filesystem::copy_options::overwrite_existing);

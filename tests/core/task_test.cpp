@@ -63,6 +63,9 @@ TEST(TaskFile, RefusesEveryMalformedLineWithItsNumber) {
       {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0, \"few_shot\": [{\"context\": \"x\"}]}",
        "no \"answer\""},
       {"{\"context\": \"\", \"choices\": [\"a\", \"b\"], \"gold\": 0}", "the context is empty"},
+      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0, \"few_shot\": [{\"context\": \"x\", "
+       "\"answer\": \"y\", \"label\": 1}]}",
+       "unknown field \"label\" in a few_shot example"},
   };
   for (const auto& [line, expected] : cases) {
     testing::write_text(dir.file("bad.jsonl"), line.empty() || line[0] == '\n' ? line : good + line + "\n");
