@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "core/results_store.h"
+#include "core/task_file.h"
 #include "trained_run.h"
 
 namespace lory::cli {
@@ -32,6 +33,9 @@ struct TrainedRunOptions {
 
   void add_common(CLI::App* cmd) {
     cmd->add_option("run", run, "Run id, or a prefix of its cell hash")->required();
+    add_store_options(cmd);
+  }
+  void add_store_options(CLI::App* cmd) {
     cmd->add_option("--db", db, "Results database")->capture_default_str();
     cmd->add_option("--corpus", corpus, "Corpus folder of the run (default: from its experiment file)");
   }
@@ -144,9 +148,7 @@ void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& ta
   // A task is stored under its file's name: two files of one name would replace each other's rows.
   std::map<std::string, std::string> file_of_name;
   for (const std::string& task_file : tasks.task_files) {
-    const std::string name = std::filesystem::path(task_file).extension() == ".jsonl"
-                                 ? std::filesystem::path(task_file).stem().string()
-                                 : std::filesystem::path(task_file).filename().string();
+    const std::string name = task_name_of(task_file);
     const auto [it, inserted] = file_of_name.emplace(name, task_file);
     if (!inserted) {
       throw UserError(fmt::format("'{}' and '{}' are both task '{}' (a task is named by its file name): rename one; "
@@ -269,8 +271,7 @@ void register_eval_tasks_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "eval-tasks", "In-context multiple-choice accuracy of trained runs on task files (stored; shown by lory report)");
   cmd->add_option("runs", tasks->runs, "Run ids, or prefixes of their cell hashes")->required();
-  cmd->add_option("--db", options->db, "Results database")->capture_default_str();
-  cmd->add_option("--corpus", options->corpus, "Corpus folder of the runs (default: from their experiment file)");
+  options->add_store_options(cmd);
   cmd->add_option("--tasks", tasks->task_files,
                   "Task files (JSONL: context, choices, gold, optional few_shot; docs/inference.md), e.g. "
                   "experiments/tasks/*.jsonl")

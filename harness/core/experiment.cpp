@@ -121,6 +121,14 @@ void collect_leaves(const ConfigNode& table, std::vector<std::string>& prefix, s
   }
 }
 
+// Every value under a table, with its dotted path from the table.
+std::vector<Leaf> leaves_of(const ConfigNode& table) {
+  std::vector<Leaf> leaves;
+  std::vector<std::string> prefix;
+  collect_leaves(table, prefix, leaves);
+  return leaves;
+}
+
 std::string join_path(const std::vector<std::string>& path) {
   std::string out;
   for (size_t i = 0; i < path.size(); ++i) out += (i ? "." : "") + path[i];
@@ -219,10 +227,7 @@ std::vector<Axis> product_axes(const ConfigNode& product, Diagnostics& diagnosti
     diagnostics.error(product.where(), "'grid.product' must be a table of key = [values]");
     return axes;
   }
-  std::vector<Leaf> leaves;
-  std::vector<std::string> prefix;
-  collect_leaves(product, prefix, leaves);
-  for (const Leaf& leaf : leaves) {
+  for (const Leaf& leaf : leaves_of(product)) {
     Axis axis = sweep_axis(leaf, "grid.product", diagnostics);
     if (!axis.empty()) axes.push_back(std::move(axis));
   }
@@ -241,9 +246,7 @@ std::vector<Axis> zip_axes(const ConfigNode& zips, Diagnostics& diagnostics) {
       diagnostics.error(group.where(), "each [[grid.zip]] entry must be a table of key = [values]");
       continue;
     }
-    std::vector<Leaf> leaves;
-    std::vector<std::string> prefix;
-    collect_leaves(group, prefix, leaves);
+    const std::vector<Leaf> leaves = leaves_of(group);
     std::vector<Axis> columns;
     for (const Leaf& leaf : leaves) columns.push_back(sweep_axis(leaf, "grid.zip", diagnostics));
     if (columns.empty()) continue;

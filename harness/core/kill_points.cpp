@@ -6,11 +6,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <utility>
 
 namespace lory {
 
 namespace {
+
+// A "<name>:<step>" environment variable; {"", -1} when unset or malformed.
+std::pair<std::string, int64_t> named_step(const char* variable) {
+  const char* value = std::getenv(variable);
+  if (!value) return {"", -1};
+  const char* colon = std::strchr(value, ':');
+  if (!colon) return {"", -1};
+  return {std::string(value, colon), std::strtoll(colon + 1, nullptr, 10)};
+}
 
 struct Target {
   std::string point;
@@ -21,12 +31,8 @@ struct Target {
 const Target& target() {
   static const Target t = [] {
     Target parsed;
-    const char* value = std::getenv("LORY_TEST_KILL_AT");
-    if (!value) return parsed;
-    const char* colon = std::strchr(value, ':');
-    if (!colon) return parsed;
-    parsed.point.assign(value, colon);
-    parsed.step = std::strtoll(colon + 1, nullptr, 10);
+    std::tie(parsed.point, parsed.step) = named_step("LORY_TEST_KILL_AT");
+    if (parsed.step < 0 && parsed.point.empty()) return parsed;
     // LORY_TEST_KILL_RANK limits the kill to one rank of a data-parallel group.
     const char* kill_rank = std::getenv("LORY_TEST_KILL_RANK");
     const char* rank = std::getenv("RANK");
@@ -34,15 +40,6 @@ const Target& target() {
     return parsed;
   }();
   return t;
-}
-
-// A "<name>:<step>" environment variable, read once.
-std::pair<std::string, int64_t> named_step(const char* variable) {
-  const char* value = std::getenv(variable);
-  if (!value) return {"", -1};
-  const char* colon = std::strchr(value, ':');
-  if (!colon) return {"", -1};
-  return {std::string(value, colon), std::strtoll(colon + 1, nullptr, 10)};
 }
 
 }  // namespace

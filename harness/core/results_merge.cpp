@@ -13,9 +13,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Rows that a run kept in the target (done there) may still gain from a source: tasks evaluated
-// on the source's copy of the run only.
-const RunTable& task_evals_table() { return run_table("task_evals"); }
+// Copies a run's rows of one table from the attached source; `verb` is "INSERT" (the target's rows
+// were deleted first) or "INSERT OR IGNORE" (the target's own rows win). Returns the rows copied.
+size_t copy_run_rows(Database& db, const RunTable& table, const char* verb, int64_t target_id, int64_t source_id) {
+  db.prepare(fmt::format("{0} INTO main.{1} (run_id, {2}) SELECT ?, {2} FROM src.{1} WHERE run_id = ?", verb, table.name,
+                         table.columns))
+      .bind(1, target_id)
+      .bind(2, source_id)
+      .run();
+  return static_cast<size_t>(sqlite3_changes(db.handle()));
+}
 
 }  // namespace
 
@@ -52,13 +59,8 @@ MergeSummary merge_results(const std::string& target_path, const std::vector<std
       for (const auto& [source_id, experiment, cell_hash, exists, existing_id, target_status] : plan) {
         if (exists && target_status == run_status::kDone) {
           ++summary.runs_kept;
-          const RunTable& table = task_evals_table();
-          db.prepare(fmt::format("INSERT OR IGNORE INTO main.{0} (run_id, {1}) SELECT ?, {1} FROM src.{0} WHERE run_id = ?",
-                                 table.name, table.columns))
-              .bind(1, existing_id)
-              .bind(2, source_id)
-              .run();
-          summary.rows_copied += static_cast<size_t>(sqlite3_changes(db.handle()));
+          // A run kept in the target may still gain tasks evaluated on the source's copy only.
+          summary.rows_copied += copy_run_rows(db, run_table("task_evals"), "INSERT OR IGNORE", existing_id, source_id);
           continue;
         }
         db.prepare(
@@ -82,12 +84,7 @@ MergeSummary merge_results(const std::string& target_path, const std::vector<std
         find.reset();
         for (const RunTable& table : run_tables()) {
           db.prepare(fmt::format("DELETE FROM main.{} WHERE run_id = ?", table.name)).bind(1, target_id).run();
-          db.prepare(fmt::format("INSERT INTO main.{0} (run_id, {1}) SELECT ?, {1} FROM src.{0} WHERE run_id = ?",
-                                 table.name, table.columns))
-              .bind(1, target_id)
-              .bind(2, source_id)
-              .run();
-          summary.rows_copied += static_cast<size_t>(sqlite3_changes(db.handle()));
+          summary.rows_copied += copy_run_rows(db, table, "INSERT", target_id, source_id);
         }
         ++summary.runs_copied;
         RunRecord source_run, target_run;

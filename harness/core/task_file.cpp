@@ -82,12 +82,16 @@ TaskExample parse_example(const std::string& text, const std::string& path, int6
 
 }  // namespace
 
+std::string task_name_of(const std::string& path) {
+  const std::filesystem::path file(path);
+  return file.extension() == ".jsonl" ? file.stem().string() : file.filename().string();
+}
+
 TaskFile read_task_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UserError(fmt::format("cannot read task file '{}'", path));
   TaskFile task;
-  std::filesystem::path file(path);
-  task.name = file.extension() == ".jsonl" ? file.stem().string() : file.filename().string();
+  task.name = task_name_of(path);
   std::string line;
   int64_t number = 0;
   while (std::getline(in, line)) {

@@ -29,6 +29,9 @@ struct TaskFile {
   std::vector<TaskExample> examples;
 };
 
+// A task's name: its file's name without .jsonl (rows in task_evals are keyed by it).
+std::string task_name_of(const std::string& path);
+
 // Reads and checks a whole task file; a UserError names the file, the line and what to fix (an
 // empty file, a line that is not JSON, a missing or mistyped field, fewer than two choices, an
 // empty choice, a gold index out of range).
