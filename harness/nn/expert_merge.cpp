@@ -27,6 +27,7 @@ class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_STD, const torch::Tensor& w_SE,
                                const torch::Tensor& gate_EFD, const torch::Tensor& up_EFD,
                                const torch::Tensor& down_EDF, int64_t chunk_segments) {
+    RECORD_FUNCTION("lory::merged_expert_ffn", std::vector<c10::IValue>());
     const int64_t S = x_STD.size(0), T = x_STD.size(1), D = x_STD.size(2), F = gate_EFD.size(1);
     torch::Tensor y_STD = torch::empty({S, T, D}, x_STD.options());
     // The FFN's own activations are kept, as a dense FFN's autograd would keep them; only the
@@ -51,6 +52,7 @@ class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    RECORD_FUNCTION("lory::merged_expert_ffn_backward", std::vector<c10::IValue>());
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x_STD = saved[0], &w_SE = saved[1], &gate_EFD = saved[2], &up_EFD = saved[3],
                         &down_EDF = saved[4], &gate_pre_STF = saved[5], &up_pre_STF = saved[6];

@@ -6,6 +6,7 @@
 namespace lory {
 
 void AdamW::step(const std::vector<std::pair<std::string, torch::Tensor>>& parameters, double lr) {
+  RECORD_FUNCTION("lory::adamw", std::vector<c10::IValue>());
   torch::NoGradGuard no_grad;
   for (const auto& [name, p] : parameters) {
     const torch::Tensor& grad = p.grad();

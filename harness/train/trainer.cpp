@@ -17,6 +17,7 @@
 #include "stop_request.h"
 #include "checkpoint.h"
 #include "evaluator.h"
+#include "linear_cross_entropy.h"
 #include "lr_schedule.h"
 #include "training_data.h"
 #include "upcycling.h"
@@ -360,9 +361,7 @@ class TrainingLoop {
       RoutingContext context(ForwardMode::Train, record);
       const torch::Tensor inputs_BL = batch.tokens_BL1.slice(1, 0, -1);
       const torch::Tensor targets_BL = batch.tokens_BL1.slice(1, 1);
-      const torch::Tensor logits_BLV = model_->forward(inputs_BL, context);
-      torch::Tensor lm_loss =
-          torch::nn::functional::cross_entropy(logits_BLV.reshape({-1, logits_BLV.size(-1)}), targets_BL.reshape({-1}));
+      torch::Tensor lm_loss = language_model_loss(*model_, inputs_BL, targets_BL, context);
       if (fault_injected("nan_loss", step)) lm_loss = lm_loss * std::numeric_limits<double>::quiet_NaN();
       const torch::Tensor loss = lm_loss + context.total_aux_loss();
       (loss / static_cast<double>(s_.accumulation)).backward();

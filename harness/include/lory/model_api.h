@@ -26,6 +26,11 @@ class LanguageModel : public torch::nn::Module {
   // tokens_BL -> the final hidden states h_BLD that the LM head reads (document embeddings for
   // the similarity batcher: `lory embed`).
   virtual torch::Tensor hidden_states(const torch::Tensor& tokens_BL, RoutingContext& context) = 0;
+  // The LM head as one [V, D] matrix when forward() is exactly hidden_states() @ W.T: the trainer
+  // then forms the loss over chunks of tokens (train/linear_cross_entropy.h) and never holds the
+  // [B, L, V] logits. Undefined (the default) when the output is not that map; the trainer then
+  // takes forward()'s logits.
+  virtual torch::Tensor output_projection_VD() const { return {}; }
 
   // Whether forward() takes a context with a DecodeState (lory/decode_state.h): only the new tokens,
   // attention over the cached keys and values of earlier ones. True when the model and every FFN

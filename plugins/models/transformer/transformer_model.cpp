@@ -66,19 +66,38 @@ class CausalSelfAttention : public torch::nn::Module {
       decode->set(layer, "attention/v_BHLK", v_BHLK);
     }
     const int64_t keys = k_BHLK.size(2);  // start + L
-    const double scale = 1.0 / std::sqrt(static_cast<double>(head_width_));
-    torch::Tensor scores_BHLP = torch::matmul(q_BHLK, k_BHLK.transpose(-2, -1)) * scale;
-    // Query i (position start + i) sees keys 0 .. start + i. Built here rather than kept as a
-    // buffer: Module::to(dtype) would turn a boolean buffer into a floating one.
-    const torch::Tensor future_LP =
-        torch::ones({L, keys}, torch::dtype(torch::kBool).device(x_BLD.device())).triu(start + 1);
-    scores_BHLP = scores_BHLP.masked_fill(future_LP, -std::numeric_limits<double>::infinity());
-    const torch::Tensor attended_BHLK = torch::matmul(torch::softmax(scores_BHLP, -1), v_BHLK);
+    const int64_t H = heads_, K = head_width_;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(K));
+    // Query i (position start + i) sees keys 0 .. start + i: an additive mask (0 or -inf) that the
+    // score GEMM adds as its beta term together with the 1/sqrt(K) scale (alpha), so that the
+    // scores (G = B * H batches of [L, P]) are written once instead of by a GEMM, a scaling and a masked fill.
+    const torch::Tensor mask_1LP = causal_mask(L, keys, start, x_BLD.options());
+    const torch::Tensor scores_GLP =
+        torch::baddbmm(mask_1LP, q_BHLK.reshape({B * H, L, K}), k_BHLK.reshape({B * H, keys, K}).transpose(1, 2),
+                       /*beta=*/1.0, /*alpha=*/scale);
+    const torch::Tensor attended_BHLK =
+        torch::bmm(torch::softmax(scores_GLP, -1), v_BHLK.reshape({B * H, keys, K})).view({B, H, L, K});
     const torch::Tensor attended_BLD = attended_BHLK.transpose(1, 2).reshape({B, L, D});
     return torch::matmul(attended_BLD, w_out_DD.t());
   }
 
  private:
+  // [1, L, P]: 0 where query i may see key j (j <= start + i), -inf elsewhere. Kept for the last
+  // shape asked for (training asks for one shape every step). Not a buffer: Module::to(dtype)
+  // would convert it, and it is not state.
+  torch::Tensor causal_mask(int64_t L, int64_t keys, int64_t start, const torch::TensorOptions& options) {
+    const bool reuse = mask_1LP_.defined() && mask_1LP_.size(1) == L && mask_1LP_.size(2) == keys &&
+                       mask_start_ == start && mask_1LP_.dtype() == options.dtype() &&
+                       mask_1LP_.device() == options.device();
+    if (!reuse) {
+      const torch::Tensor future_LP = torch::ones({L, keys}, options.dtype(torch::kBool)).triu(start + 1);
+      mask_1LP_ = torch::zeros({1, L, keys}, options)
+                      .masked_fill_(future_LP.unsqueeze(0), -std::numeric_limits<double>::infinity());
+      mask_start_ = start;
+    }
+    return mask_1LP_;
+  }
+
   static torch::Tensor rotate(const torch::Tensor& x_BHLK, const torch::Tensor& cos_LK, const torch::Tensor& sin_LK) {
     const int64_t half = x_BHLK.size(-1) / 2;
     const torch::Tensor rotated_BHLK = torch::cat({-x_BHLK.slice(-1, half), x_BHLK.slice(-1, 0, half)}, -1);
@@ -88,6 +107,8 @@ class CausalSelfAttention : public torch::nn::Module {
   int64_t heads_, head_width_;
   torch::Tensor w_qkv_3DD, w_out_DD;
   torch::Tensor cos_LK_, sin_LK_;
+  torch::Tensor mask_1LP_;
+  int64_t mask_start_ = 0;
 };
 
 class Block : public torch::nn::Module {
@@ -166,6 +187,8 @@ class TransformerModel final : public lory::LanguageModel {
   torch::Tensor forward(const torch::Tensor& tokens_BL, lory::RoutingContext& context) override {
     return torch::matmul(hidden_states(tokens_BL, context), (tied_ ? embedding_VD : lm_head_VD).t());
   }
+
+  torch::Tensor output_projection_VD() const override { return tied_ ? embedding_VD : lm_head_VD; }
 
   torch::Tensor hidden_states(const torch::Tensor& tokens_BL, lory::RoutingContext& context) override {
     torch::Tensor x_BLD = torch::embedding(embedding_VD, tokens_BL);
