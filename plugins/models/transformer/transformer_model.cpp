@@ -70,7 +70,7 @@ class CausalSelfAttention : public torch::nn::Module {
     const double scale = 1.0 / std::sqrt(static_cast<double>(K));
     // Query i (position start + i) sees keys 0 .. start + i: an additive mask (0 or -inf) that the
     // score GEMM adds as its beta term together with the 1/sqrt(K) scale (alpha), so that the
-    // scores (G = B * H batches of [L, P]) are written once instead of by a GEMM, a scaling and a masked fill.
+    // scores (G = B * H batches of [L, P]) are written once, not by a GEMM, a scaling and a fill.
     const torch::Tensor mask_1LP = causal_mask(L, keys, start, x_BLD.options());
     const torch::Tensor scores_GLP =
         torch::baddbmm(mask_1LP, q_BHLK.reshape({B * H, L, K}), k_BHLK.reshape({B * H, keys, K}).transpose(1, 2),
