@@ -1,6 +1,7 @@
 // The training step's fast paths against their plain references: the chunked LM head +
 // cross-entropy against cross_entropy over full logits (loss and every gradient), and the
-// transformer's fused score GEMM against a naive per-head float64 attention.
+// transformer's attention (fused score GEMM in training, unfused otherwise) against a naive
+// per-head float64 attention.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -177,11 +178,15 @@ TEST(TransformerModel, LogitsEqualANaivePerHeadReferenceInFloat64) {
   }
   const torch::Tensor reference_LV =
       torch::mm(naive_rmsnorm(x_LD, w.at("final_norm.weight_D"), eps), w.at("lm_head_VD").t());
-  torch::NoGradGuard no_grad;
-  RoutingContext routing(ForwardMode::Eval, false);
-  const torch::Tensor logits_LV = model->forward(tokens_L.unsqueeze(0), routing)[0];
-  // Not 1e-12: the model keeps its RoPE cos/sin tables in fp32 (converted, not recomputed, by to()).
-  EXPECT_LT(relative_error(logits_LV, reference_LV), 1e-9);
+  // Both attention forms: the fused score GEMM of training (grad mode) and the unfused one of
+  // evaluation and decoding. Not 1e-12: the model keeps its RoPE cos/sin tables in fp32
+  // (converted, not recomputed, by to()).
+  for (const bool grad_mode : {true, false}) {
+    torch::AutoGradMode mode(grad_mode);
+    RoutingContext routing(ForwardMode::Eval, false);
+    const torch::Tensor logits_LV = model->forward(tokens_L.unsqueeze(0), routing)[0];
+    EXPECT_LT(relative_error(logits_LV.detach(), reference_LV), 1e-9) << (grad_mode ? "fused" : "unfused");
+  }
 }
 
 }  // namespace

@@ -68,22 +68,36 @@ class CausalSelfAttention : public torch::nn::Module {
     const int64_t keys = k_BHLK.size(2);  // start + L
     const int64_t H = heads_, K = head_width_;
     const double scale = 1.0 / std::sqrt(static_cast<double>(K));
-    // Query i (position start + i) sees keys 0 .. start + i: an additive mask (0 or -inf) that the
-    // score GEMM adds as its beta term together with the 1/sqrt(K) scale (alpha), so that the
-    // scores (G = B * H batches of [L, P]) are written once, not by a GEMM, a scaling and a fill.
-    const torch::Tensor mask_1LP = causal_mask(L, keys, start, x_BLD.options());
-    const torch::Tensor scores_GLP =
-        torch::baddbmm(mask_1LP, q_BHLK.reshape({B * H, L, K}), k_BHLK.reshape({B * H, keys, K}).transpose(1, 2),
-                       /*beta=*/1.0, /*alpha=*/scale);
-    const torch::Tensor attended_BHLK =
-        torch::bmm(torch::softmax(scores_GLP, -1), v_BHLK.reshape({B * H, keys, K})).view({B, H, L, K});
+    torch::Tensor weights_GLP;  // G = B * H batches of [L, P] attention weights
+    if (torch::GradMode::is_enabled()) {
+      // Training: an additive mask (0 or -inf) that the score GEMM adds as its beta term together
+      // with the 1/sqrt(K) scale (alpha), so that the scores are written once, not by a GEMM, a
+      // scaling and a masked fill.
+      const torch::Tensor mask_1LP = causal_mask(L, keys, start, x_BLD.options());
+      weights_GLP = torch::softmax(torch::baddbmm(mask_1LP, q_BHLK.reshape({B * H, L, K}),
+                                                  k_BHLK.reshape({B * H, keys, K}).transpose(1, 2),
+                                                  /*beta=*/1.0, /*alpha=*/scale),
+                                   -1);
+    } else {
+      // Without a gradient (evaluation, scoring, decoding): the unfused form, whose scores do not
+      // depend on how many queries one call holds, so that decoding with the KV cache gives the
+      // full recomputation's log-probabilities bit for bit (the fused GEMM's rounding differs
+      // between one query and many).
+      torch::Tensor scores_BHLP = torch::matmul(q_BHLK, k_BHLK.transpose(-2, -1)) * scale;
+      // Query i (position start + i) sees keys 0 .. start + i.
+      const torch::Tensor future_LP =
+          torch::ones({L, keys}, torch::dtype(torch::kBool).device(x_BLD.device())).triu(start + 1);
+      weights_GLP = torch::softmax(scores_BHLP.masked_fill(future_LP, -std::numeric_limits<double>::infinity()), -1)
+                        .reshape({B * H, L, keys});
+    }
+    const torch::Tensor attended_BHLK = torch::bmm(weights_GLP, v_BHLK.reshape({B * H, keys, K})).view({B, H, L, K});
     const torch::Tensor attended_BLD = attended_BHLK.transpose(1, 2).reshape({B, L, D});
     return torch::matmul(attended_BLD, w_out_DD.t());
   }
 
  private:
-  // [1, L, P]: 0 where query i may see key j (j <= start + i), -inf elsewhere. Kept for the last
-  // shape asked for (training asks for one shape every step). Not a buffer: Module::to(dtype)
+  // [1, L, P] for training: 0 where query i may see key j (j <= start + i), -inf elsewhere. Kept
+  // for the last shape asked for (training asks for one shape every step). Not a buffer: Module::to(dtype)
   // would convert it, and it is not state.
   torch::Tensor causal_mask(int64_t L, int64_t keys, int64_t start, const torch::TensorOptions& options) {
     const bool reuse = mask_1LP_.defined() && mask_1LP_.size(1) == L && mask_1LP_.size(2) == keys &&
