@@ -79,10 +79,9 @@ class CausalSelfAttention : public torch::nn::Module {
                                                   /*beta=*/1.0, /*alpha=*/scale),
                                    -1);
     } else {
-      // Without a gradient (evaluation, scoring, decoding): the unfused form, whose scores do not
-      // depend on how many queries one call holds, so that decoding with the KV cache gives the
-      // full recomputation's log-probabilities bit for bit (the fused GEMM's rounding differs
-      // between one query and many).
+      // Without a gradient (evaluation, scoring, decoding): the unfused form, the one whose KV-cache
+      // decoding was established to equal full recomputation bit for bit; evaluations of given
+      // weights stay what earlier versions computed. Only training needs the speed.
       torch::Tensor scores_BHLP = torch::matmul(q_BHLK, k_BHLK.transpose(-2, -1)) * scale;
       // Query i (position start + i) sees keys 0 .. start + i.
       const torch::Tensor future_LP =
