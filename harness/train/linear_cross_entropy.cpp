@@ -25,8 +25,9 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
     torch::Tensor dh_ND = h_grad ? torch::empty_like(h_ND) : torch::Tensor();
     torch::Tensor dweight_VD = weight_grad ? torch::zeros_like(weight_VD) : torch::Tensor();
     // The loss is summed in float64 per chunk: N can be 10^5 rows, and the mean must not depend
-    // on the chunk size beyond the last fp32 bit.
-    double loss_sum = 0;
+    // on the chunk size beyond the last fp32 bit. A tensor, not a host double: reading each
+    // chunk's sum back would stop the loop once per chunk on an asynchronous device.
+    torch::Tensor loss_sum = torch::zeros({}, h_ND.options().dtype(torch::kFloat64));
     const double inverse_rows = 1.0 / static_cast<double>(N);
     for (int64_t start = 0; start < N; start += chunk_rows) {
       const int64_t end = std::min(N, start + chunk_rows);
@@ -39,7 +40,7 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
       const torch::Tensor target_C1 = logits_CV.gather(1, t_C1);
       torch::Tensor grad_CV = logits_CV.sub_(max_C1).exp_();
       const torch::Tensor sum_C1 = grad_CV.sum(1, /*keepdim=*/true);
-      loss_sum += (sum_C1.log() + max_C1 - target_C1).sum().item<double>();
+      loss_sum += (sum_C1.log() + max_C1 - target_C1).sum().to(torch::kFloat64);
       if (!h_grad && !weight_grad) continue;
       // d loss / d logits = (softmax - one_hot) / N, formed in the logits' own storage.
       grad_CV.mul_(sum_C1.reciprocal().mul_(inverse_rows));
@@ -51,7 +52,7 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
       if (weight_grad) dweight_VD.addmm_(grad_CV.t(), h_CD);
     }
     ctx->save_for_backward({dh_ND, dweight_VD});
-    return torch::scalar_tensor(loss_sum * inverse_rows, h_ND.options());
+    return (loss_sum * inverse_rows).to(h_ND.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {

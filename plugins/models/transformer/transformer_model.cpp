@@ -83,9 +83,7 @@ class CausalSelfAttention : public torch::nn::Module {
       // decoding was established to equal full recomputation bit for bit; evaluations of given
       // weights stay what earlier versions computed. Only training needs the speed.
       torch::Tensor scores_BHLP = torch::matmul(q_BHLK, k_BHLK.transpose(-2, -1)) * scale;
-      // Query i (position start + i) sees keys 0 .. start + i.
-      const torch::Tensor future_LP =
-          torch::ones({L, keys}, torch::dtype(torch::kBool).device(x_BLD.device())).triu(start + 1);
+      const torch::Tensor future_LP = future_positions(L, keys, start, x_BLD.device());
       weights_GLP = torch::softmax(scores_BHLP.masked_fill(future_LP, -std::numeric_limits<double>::infinity()), -1)
                         .reshape({B * H, L, keys});
     }
@@ -103,12 +101,17 @@ class CausalSelfAttention : public torch::nn::Module {
                        mask_start_ == start && mask_1LP_.dtype() == options.dtype() &&
                        mask_1LP_.device() == options.device();
     if (!reuse) {
-      const torch::Tensor future_LP = torch::ones({L, keys}, options.dtype(torch::kBool)).triu(start + 1);
       mask_1LP_ = torch::zeros({1, L, keys}, options)
-                      .masked_fill_(future_LP.unsqueeze(0), -std::numeric_limits<double>::infinity());
+                      .masked_fill_(future_positions(L, keys, start, options.device()).unsqueeze(0),
+                                    -std::numeric_limits<double>::infinity());
       mask_start_ = start;
     }
     return mask_1LP_;
+  }
+
+  // [L, P], true where query i (position start + i) must not see key j: j > start + i.
+  static torch::Tensor future_positions(int64_t L, int64_t keys, int64_t start, const torch::Device& device) {
+    return torch::ones({L, keys}, torch::dtype(torch::kBool).device(device)).triu(start + 1);
   }
 
   static torch::Tensor rotate(const torch::Tensor& x_BHLK, const torch::Tensor& cos_LK, const torch::Tensor& sin_LK) {
