@@ -1,7 +1,7 @@
 // Lory's cost against a dense FFN of the same active size, measured in one run:
 //  1. layer forward + backward time and peak tensor memory for E in {8, 32}, T in {64, 256},
 //     d_model in {256, 512}, 4 sequences of 1024 tokens (ratios lory / dense, interleaved
-//     repeats, median);
+//     repeats, median), with fp32 and with bf16 matmuls (trainer.precision);
 //  2. extra memory over dense as the number of segments grows, for two chunk sizes: it is
 //     bounded by the chunk, not by the number of segments;
 //  3. end-to-end training tokens/s of a small model, lory / dense.
@@ -16,6 +16,7 @@
 
 #include "tensor_memory.h"
 #include "nn/allocator_tuning.h"
+#include "lory/precision.h"
 #include "lory/testkit/plugin_set.h"
 #include "train/adamw.h"
 
@@ -29,7 +30,8 @@ struct Measurement {
   double peak_mb;  // above the memory held before the pass (parameters, input)
 };
 
-Measurement forward_backward(lory::FeedForward& layer, const torch::Tensor& h_BLD, TensorMemory& memory) {
+Measurement forward_backward(lory::FeedForward& layer, const torch::Tensor& h_BLD, TensorMemory& memory,
+                             lory::Precision precision = lory::Precision::Fp32) {
   for (auto& p : layer.parameters()) p.mutable_grad() = torch::Tensor();
   const torch::Tensor h = h_BLD.detach().requires_grad_();
   memory.reset_peak();
@@ -37,7 +39,12 @@ Measurement forward_backward(lory::FeedForward& layer, const torch::Tensor& h_BL
   const auto start = Clock::now();
   {
     lory::RoutingContext context(lory::ForwardMode::Train, false);
-    layer.forward(h, context).sum().backward();
+    torch::Tensor y;
+    {
+      lory::MatmulPrecisionScope scope(precision, torch::kCPU);
+      y = layer.forward(h, context);
+    }
+    y.sum().backward();
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return {seconds, static_cast<double>(memory.peak() - before) / 1e6};
@@ -54,14 +61,14 @@ struct Pair {
 
 // Dense and lory passes alternate so that machine noise hits both alike.
 Pair compare(lory::FeedForward& dense, lory::FeedForward& moe, const torch::Tensor& h_BLD, TensorMemory& memory,
-             int repeats) {
-  forward_backward(dense, h_BLD, memory);
-  forward_backward(moe, h_BLD, memory);
+             int repeats, lory::Precision precision) {
+  forward_backward(dense, h_BLD, memory, precision);
+  forward_backward(moe, h_BLD, memory, precision);
   std::vector<double> dense_times, lory_times;
   double dense_mb = 0, lory_mb = 0;
   for (int r = 0; r < repeats; ++r) {
-    const Measurement d = forward_backward(dense, h_BLD, memory);
-    const Measurement l = forward_backward(moe, h_BLD, memory);
+    const Measurement d = forward_backward(dense, h_BLD, memory, precision);
+    const Measurement l = forward_backward(moe, h_BLD, memory, precision);
     dense_times.push_back(d.seconds);
     lory_times.push_back(l.seconds);
     dense_mb = d.peak_mb;
@@ -108,10 +115,10 @@ int main(int argc, char** argv) {
   const lory::testkit::PluginSet plugins({(boost::dll::program_location().parent_path() / "plugins").string()});
   const int64_t batch = 4, length = 1024;
 
-  std::printf("1. FFN layer forward+backward, %lld x %lld tokens, float32, %d thread(s), median of %d\n",
+  std::printf("1. FFN layer forward+backward, %lld x %lld tokens, fp32 and bf16 matmuls, %d thread(s), median of %d\n",
               static_cast<long long>(batch), static_cast<long long>(length), threads, repeats);
-  std::printf("%6s %4s %5s %10s %10s %8s %9s %10s %10s %8s\n", "d", "E", "T", "dense ms", "lory ms", "time x",
-              "floor x", "dense MB", "lory MB", "mem x");
+  std::printf("%5s %6s %4s %5s %10s %10s %8s %9s %10s %10s %8s\n", "prec", "d", "E", "T", "dense ms", "lory ms",
+              "time x", "floor x", "dense MB", "lory MB", "mem x");
   for (const int64_t d_model : quick ? std::vector<int64_t>{256} : std::vector<int64_t>{256, 512}) {
     const int64_t d_ff = (8 * d_model / 3 + 31) / 32 * 32;
     const lory::FeedForwardSpec spec{d_model, d_ff, 0, 1, 0.02, 0.02};
@@ -122,13 +129,17 @@ int main(int argc, char** argv) {
       for (const int64_t segment : {64, 256}) {
         auto moe = plugins.build_layer(
             "lory", spec, plugins.params("lory", {{"experts", experts}, {"segment_length", segment}}));
-        const Pair p = compare(*dense, *moe, h_BLD, memory, repeats);
-        // FLOP floor: merging adds E/T of the FFN's forward FLOPs, and its backward adds twice
-        // that again plus the recomputed merge: 24 E d F per segment over 18 T d F for the FFN.
-        const double floor = 1.0 + 24.0 * experts / (18.0 * segment);
-        std::printf("%6lld %4lld %5lld %10.1f %10.1f %8.3f %9.3f %10.1f %10.1f %8.2f\n", static_cast<long long>(d_model),
-                    static_cast<long long>(experts), static_cast<long long>(segment), 1e3 * p.dense_s, 1e3 * p.lory_s,
-                    p.lory_s / p.dense_s, floor, p.dense_mb, p.lory_mb, p.lory_mb / p.dense_mb);
+        for (const lory::Precision precision : {lory::Precision::Fp32, lory::Precision::Bf16}) {
+          const Pair p = compare(*dense, *moe, h_BLD, memory, repeats, precision);
+          // FLOP floor: merging adds E/T of the FFN's forward FLOPs, and its backward adds twice
+          // that again plus the recomputed merge: 24 E d F per segment over 18 T d F for the FFN.
+          const double floor = 1.0 + 24.0 * experts / (18.0 * segment);
+          std::printf("%5s %6lld %4lld %5lld %10.1f %10.1f %8.3f %9.3f %10.1f %10.1f %8.2f\n",
+                      lory::precision_name(precision), static_cast<long long>(d_model), static_cast<long long>(experts),
+                      static_cast<long long>(segment), 1e3 * p.dense_s, 1e3 * p.lory_s, p.lory_s / p.dense_s, floor,
+                      p.dense_mb, p.lory_mb, p.lory_mb / p.dense_mb);
+          std::fflush(stdout);
+        }
       }
     }
   }

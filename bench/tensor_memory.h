@@ -3,6 +3,7 @@
 #pragma once
 
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 
 #include <atomic>
 #include <cstddef>
@@ -22,28 +23,32 @@ class TensorMemory final : public c10::Allocator {
   size_t current() const { return current_; }
   size_t peak() const { return peak_; }
 
+  // The allocation's size sits in a 64-byte header before the data, and the DataPtr's context is
+  // the data pointer itself: LibTorch's raw_allocate (used by oneDNN's bf16 kernels) requires that.
   c10::DataPtr allocate(size_t bytes) const override {
-    c10::DataPtr inner = base_->allocate(bytes);
-    void* data = inner.get();
-    auto* context = new Allocation{std::move(inner), bytes, const_cast<TensorMemory*>(this)};
+    char* base = static_cast<char*>(c10::alloc_cpu(bytes + kHeader));
+    *reinterpret_cast<size_t*>(base) = bytes;
+    void* data = base + kHeader;
     const size_t now = (current_ += bytes);
     size_t previous = peak_.load();
     while (now > previous && !peak_.compare_exchange_weak(previous, now)) {
     }
-    return {data, context, &release, c10::Device(c10::DeviceType::CPU)};
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 
  private:
-  struct Allocation {
-    c10::DataPtr inner;
-    size_t bytes;
-    TensorMemory* owner;
-  };
-  explicit TensorMemory(c10::Allocator* base) : base_(base) {}
-  static void release(void* context) {
-    auto* allocation = static_cast<Allocation*>(context);
-    allocation->owner->current_ -= allocation->bytes;
-    delete allocation;
+  static constexpr size_t kHeader = 64;  // keeps alloc_cpu's 64-byte alignment
+  explicit TensorMemory(c10::Allocator* base) : base_(base) { instance() = this; }
+  static TensorMemory*& instance() {
+    static TensorMemory* tracker = nullptr;
+    return tracker;
+  }
+  static void release(void* data) {
+    if (!data) return;
+    char* base = static_cast<char*>(data) - kHeader;
+    instance()->current_ -= *reinterpret_cast<size_t*>(base);
+    c10::free_cpu(base);
   }
 
   c10::Allocator* base_;

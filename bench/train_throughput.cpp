@@ -4,9 +4,11 @@
 //    quickstart shape (vocabulary 4,096), the study shape (8,192) and d_model 512: tokens/s,
 //    achieved GFLOP/s and that as a fraction of the sgemm peak, for the trainer's loss (the
 //    chunked LM head + cross-entropy) and for the full-logits loss every step used before it;
-//    the two alternate, step by step, so that machine noise hits both alike;
+//    and the chunked loss with bf16 matmuls (trainer.precision = "bf16"); the three alternate, step
+//    by step, so that machine noise hits them alike;
 //  - with --profile, where one step's time goes, by op family (bench/step_profile.h), for dense
-//    and lory-8 at the quickstart and study shapes, with both loss paths.
+//    and lory-8 at the quickstart and study shapes, with both loss paths in fp32 and the chunked
+//    one in bf16.
 // Usage: lory_bench_train [--threads N] [--steps N] [--profile] [--quick]
 #include <fmt/format.h>
 
@@ -21,6 +23,7 @@
 #include "nn/allocator_tuning.h"
 #include "step_profile.h"
 #include "train/adamw.h"
+#include "lory/precision.h"
 #include "train/linear_cross_entropy.h"
 
 namespace {
@@ -70,11 +73,14 @@ class TrainedModel {
     batch_BL1_ = torch::randint(shape.vocab, {shape.batch, shape.context + 1}, torch::kInt64);
   }
 
-  void step(lory::LmLossPath path) {
+  void step(lory::LmLossPath path, lory::Precision precision = lory::Precision::Fp32) {
     lory::RoutingContext context(lory::ForwardMode::Train, false);
-    lory::language_model_loss(*model_, batch_BL1_.slice(1, 0, -1), batch_BL1_.slice(1, 1), context, path)
-        .add(context.total_aux_loss())
-        .backward();
+    torch::Tensor loss;
+    {
+      lory::MatmulPrecisionScope scope(precision, torch::kCPU);
+      loss = lory::language_model_loss(*model_, batch_BL1_.slice(1, 0, -1), batch_BL1_.slice(1, 1), context, path);
+    }
+    loss.add(context.total_aux_loss()).backward();
     optimizer_.step(named_, 1e-3);
     for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();
   }
@@ -106,7 +112,7 @@ class TrainedModel {
 };
 
 struct Throughput {
-  double chunked_s, full_s;  // median seconds per step
+  double chunked_s, full_s, bf16_s;  // median seconds per step
 };
 
 double median(std::vector<double> v) {
@@ -117,7 +123,8 @@ double median(std::vector<double> v) {
 Throughput measure(TrainedModel& model, int steps) {
   model.step(lory::LmLossPath::Chunked);  // warm-up: allocations, first-touch
   model.step(lory::LmLossPath::FullLogits);
-  std::vector<double> chunked, full;
+  model.step(lory::LmLossPath::Chunked, lory::Precision::Bf16);
+  std::vector<double> chunked, full, bf16;
   for (int s = 0; s < steps; ++s) {
     auto start = Clock::now();
     model.step(lory::LmLossPath::Chunked);
@@ -125,8 +132,11 @@ Throughput measure(TrainedModel& model, int steps) {
     start = Clock::now();
     model.step(lory::LmLossPath::FullLogits);
     full.push_back(seconds_since(start));
+    start = Clock::now();
+    model.step(lory::LmLossPath::Chunked, lory::Precision::Bf16);
+    bf16.push_back(seconds_since(start));
   }
-  return {median(chunked), median(full)};
+  return {median(chunked), median(full), median(bf16)};
 }
 
 void print_profile(const std::string& title, const lory::bench::StepProfile& profile) {
@@ -175,11 +185,16 @@ int main(int argc, char** argv) {
     for (const ModelShape& shape : {quickstart, study}) {
       for (const RouterCase& router : {dense, lory8}) {
         TrainedModel model(plugins, shape, router);
-        for (const auto path : {lory::LmLossPath::FullLogits, lory::LmLossPath::Chunked}) {
-          model.step(path);
-          const auto result = lory::bench::profile_steps([&] { model.step(path); }, 3);
-          print_profile(fmt::format("{} {}, {} loss", shape.name, router.name,
-                                    path == lory::LmLossPath::Chunked ? "chunked" : "full-logits"),
+        using lory::LmLossPath;
+        using lory::Precision;
+        for (const auto& [path, precision] : {std::pair{LmLossPath::FullLogits, Precision::Fp32},
+                                              std::pair{LmLossPath::Chunked, Precision::Fp32},
+                                              std::pair{LmLossPath::Chunked, Precision::Bf16}}) {
+          model.step(path, precision);
+          const auto result = lory::bench::profile_steps([&] { model.step(path, precision); }, 3);
+          print_profile(fmt::format("{} {}, {} loss, {}", shape.name, router.name,
+                                    path == LmLossPath::Chunked ? "chunked" : "full-logits",
+                                    lory::precision_name(precision)),
                         result);
         }
       }
@@ -187,9 +202,10 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  std::printf("%-22s %-8s %10s %10s %8s %10s %9s %10s\n", "shape", "router", "tokens/s", "full-log.", "chunked/",
-              "GFLOP/s", "of sgemm", "vs dense");
-  std::printf("%-22s %-8s %10s %10s %8s %10s %9s %10s\n", "", "", "(chunked)", "tokens/s", "full", "(chunked)", "", "");
+  std::printf("%-22s %-8s %10s %10s %8s %10s %9s %9s %10s %8s %9s\n", "shape", "router", "tokens/s", "full-log.",
+              "chunked/", "GFLOP/s", "of sgemm", "vs dense", "bf16", "bf16/", "bf16 vs");
+  std::printf("%-22s %-8s %10s %10s %8s %10s %9s %9s %10s %8s %9s\n", "", "", "(chunked)", "tokens/s", "full",
+              "(chunked)", "", "", "tokens/s", "fp32", "dense");
   std::vector<ModelShape> shapes = {quickstart, study, wide};
   std::vector<RouterCase> routers = {dense, lory8, lory32};
   if (quick) {
@@ -197,16 +213,21 @@ int main(int argc, char** argv) {
     routers = {dense, lory8};
   }
   for (const ModelShape& shape : shapes) {
-    double dense_tokens_per_s = 0;
+    double dense_tokens_per_s = 0, dense_bf16_tokens_per_s = 0;
     for (const RouterCase& router : routers) {
       TrainedModel model(plugins, shape, router);
       const Throughput t = measure(model, steps);
       const double tokens_per_s = model.tokens_per_step() / t.chunked_s;
-      if (router.experts == 0) dense_tokens_per_s = tokens_per_s;
+      const double bf16_tokens_per_s = model.tokens_per_step() / t.bf16_s;
+      if (router.experts == 0) {
+        dense_tokens_per_s = tokens_per_s;
+        dense_bf16_tokens_per_s = bf16_tokens_per_s;
+      }
       const double gflops = model.flops_per_step() / t.chunked_s / 1e9;
-      std::printf("%-22s %-8s %10.0f %10.0f %7.2fx %10.1f %8.0f%% %9.2fx\n", shape.name.c_str(), router.name.c_str(),
-                  tokens_per_s, model.tokens_per_step() / t.full_s, t.full_s / t.chunked_s, gflops,
-                  100.0 * gflops / peak, tokens_per_s / dense_tokens_per_s);
+      std::printf("%-22s %-8s %10.0f %10.0f %7.2fx %10.1f %8.0f%% %8.2fx %10.0f %7.2fx %8.2fx\n", shape.name.c_str(),
+                  router.name.c_str(), tokens_per_s, model.tokens_per_step() / t.full_s, t.full_s / t.chunked_s, gflops,
+                  100.0 * gflops / peak, tokens_per_s / dense_tokens_per_s, bf16_tokens_per_s,
+                  t.chunked_s / t.bf16_s, bf16_tokens_per_s / dense_bf16_tokens_per_s);
       std::fflush(stdout);
     }
   }

@@ -30,10 +30,16 @@ struct TrainedRunOptions {
   int64_t stride = 0;
   std::string out_dir;                    // export
   std::string out_file;                   // embed
+  std::string precision;                  // score, generate, eval-tasks: "" = the run's trainer.precision
 
   void add_common(CLI::App* cmd) {
     cmd->add_option("run", run, "Run id, or a prefix of its cell hash")->required();
     add_store_options(cmd);
+  }
+  void add_precision_option(CLI::App* cmd) {
+    cmd->add_option("--precision", precision,
+                    "Matmul precision of the forward passes: fp32 or bf16 (default: the run's trainer.precision)")
+        ->check(CLI::IsMember({"fp32", "bf16"}));
   }
   void add_store_options(CLI::App* cmd) {
     cmd->add_option("--db", db, "Results database")->capture_default_str();
@@ -43,8 +49,10 @@ struct TrainedRunOptions {
 
 std::vector<std::string> worker_arguments(const std::string& command, const TrainedRunOptions& options,
                                           const RunRecord& run, const std::string& corpus) {
-  return {executable_dir() + "/lory-worker", command, "--db", options.db, "--run-id", std::to_string(run.id),
-          "--corpus", corpus};
+  std::vector<std::string> arguments{executable_dir() + "/lory-worker", command, "--db", options.db, "--run-id",
+                                     std::to_string(run.id), "--corpus", corpus};
+  if (!options.precision.empty()) arguments.insert(arguments.end(), {"--precision", options.precision});
+  return arguments;
 }
 
 // A temporary file removed when this goes out of scope.
@@ -221,6 +229,7 @@ void register_score_command(CLI::App& app) {
   cmd->add_option("--stride", options->stride,
                   "New tokens per sliding window (default: half the context, at most context - prompt)")
       ->check(CLI::NonNegativeNumber);
+  options->add_precision_option(cmd);
   cmd->callback([options, text, ids] {
     if (!*text && !*ids) throw UserError("give --text FILE or --token-ids FILE");
     if (options->window == "independent" && options->stride > 0) {
@@ -259,6 +268,7 @@ void register_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--json", generate->json, "Print {text, tokens: [{id, piece, logprob}]} at the end instead of streaming");
   cmd->add_flag("--no-cache", generate->no_cache, "Recompute the whole sequence for every new token (slow; a reference)");
+  options->add_precision_option(cmd);
   cmd->callback([options, generate, prompt, prompt_file] {
     if (!*prompt && !*prompt_file) throw UserError("give --prompt TEXT or --prompt-file FILE");
     run_generate(*options, *generate);
@@ -283,6 +293,7 @@ void register_eval_tasks_command(CLI::App& app) {
                   "inference rule (token routers: all alike)")
       ->check(CLI::IsMember({"prompt", "train", "inference"}))
       ->capture_default_str();
+  options->add_precision_option(cmd);
   cmd->callback([options, tasks] { run_eval_tasks(*options, *tasks); });
 }
 

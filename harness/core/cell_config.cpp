@@ -72,6 +72,14 @@ std::string CellConfig::identity() const {
   if (hashed.contains("trainer") && hashed["trainer"].is_object()) {
     hashed["trainer"]["inject_nan_at_step"] = 0;
     hashed["trainer"]["inject_nan_grad_at_step"] = 0;
+    // Options added after cells were first trained are hashed only when they differ from what
+    // those cells ran with, so that the earlier cells keep their identities.
+    for (const auto& [key, earlier] : {std::pair<const char*, const char*>{"precision", "fp32"}, {"device", "cpu"}}) {
+      const auto it = hashed["trainer"].find(key);
+      if (it != hashed["trainer"].end() && it->is_string() && it->get<std::string>() == earlier) {
+        hashed["trainer"].erase(it);
+      }
+    }
   }
   return sha256_hex(hashed.dump());
 }

@@ -11,6 +11,7 @@
 #include "core/paths.h"
 #include "did_you_mean.h"
 #include "harness_sections.h"
+#include "training_device.h"
 
 namespace lory {
 
@@ -501,6 +502,11 @@ constexpr double kMaxTrainingTokens = 1e15;
 
 void check_trainer_consistency(const SectionConfig& trainer, const ConfigNode* table, const SourceLocation& where,
                                Diagnostics& diagnostics) {
+  if (trainer.values.has("device")) {
+    if (const auto problem = training_device_problem(trainer.values.get_string("device"))) {
+      diagnostics.error(key_location(table, "device", where), "trainer.device = " + *problem);
+    }
+  }
   if (!trainer.values.has("steps") || !trainer.values.has("tokens")) return;
   const int64_t steps = trainer.values.get_int("steps"), tokens = trainer.values.get_int("tokens");
   if ((steps > 0) == (tokens > 0)) {

@@ -73,6 +73,13 @@ std::vector<HarnessSection> build_sections() {
            float_param("upcycling_lr_rewarmup_fraction", 0.0, 0, 0.99,
                        "after upcycling, ramp the learning rate linearly from 0 back to the schedule over this "
                        "fraction of steps; 0 = no re-warm-up"),
+           string_param("precision", "fp32", {"fp32", "bf16"},
+                        "precision of the model's matrix multiplications: fp32, or bf16 (attention, every FFN and "
+                        "expert, the LM head; weights, gradients, optimizer state, norms, softmax, routing and the "
+                        "loss stay fp32); scoring, generation and task evaluation of the run use it too"),
+           string_param("device", "cpu", {},
+                        "where the run trains: cpu, cuda (the first GPU) or cuda:N; CUDA needs a LibTorch built "
+                        "with it"),
            int_param("log_every", 10, 1, kOpen, "steps between training-metric rows"),
            int_param("checkpoint_every", 0, 0, kOpen, "steps between checkpoints; 0 = only at the end"),
        }),

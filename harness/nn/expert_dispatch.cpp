@@ -64,7 +64,7 @@ ExpertAssignments apply_capacity(const ExpertAssignments& assignments, const tor
   const torch::Tensor sorted_expert = assignments.expert_A.index_select(0, by_expert);
   const torch::Tensor counts_E = torch::bincount(sorted_expert, {}, experts);
   const torch::Tensor starts_E = torch::cumsum(counts_E, 0) - counts_E;
-  const torch::Tensor rank = torch::arange(A, torch::kInt64) - starts_E.index_select(0, sorted_expert);
+  const torch::Tensor rank = torch::arange(A, torch::dtype(torch::kInt64).device(sorted_expert.device())) - starts_E.index_select(0, sorted_expert);
   const torch::Tensor kept = by_expert.masked_select(rank < capacity);
   const torch::Tensor kept_sorted = std::get<0>(torch::sort(kept));
   return {assignments.token_A.index_select(0, kept_sorted), assignments.expert_A.index_select(0, kept_sorted),

@@ -2,12 +2,21 @@
 
 #include <stdexcept>
 
+#include "lory/precision.h"
+
 namespace lory {
 
 torch::Tensor swiglu(const torch::Tensor& h_XD, const torch::Tensor& w_gate_FD, const torch::Tensor& w_up_FD,
                      const torch::Tensor& w_down_DF) {
-  const torch::Tensor hidden_XF = torch::silu(torch::matmul(h_XD, w_gate_FD.t())) * torch::matmul(h_XD, w_up_FD.t());
+  // Cast once for both matmuls (under bf16 matmuls autocast would cast h for each).
+  const torch::Tensor hc_XD = h_XD.to(matmul_dtype(h_XD));
+  const torch::Tensor hidden_XF = torch::silu(torch::matmul(hc_XD, w_gate_FD.t())) * torch::matmul(hc_XD, w_up_FD.t());
   return torch::matmul(hidden_XF, w_down_DF.t());
+}
+
+torch::Tensor router_logits(const torch::Tensor& h_XD, const torch::Tensor& router_ED) {
+  NoAutocast router_precision;
+  return torch::matmul(h_XD.to(router_ED.scalar_type()), router_ED.t());
 }
 
 int64_t FeedForward::active_parameter_count() const {

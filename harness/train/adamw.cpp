@@ -43,6 +43,13 @@ std::optional<AdamW::Moments> AdamW::moments(const std::string& name) const {
 
 void AdamW::set_moments(const std::string& name, Moments moments) { state_[name] = std::move(moments); }
 
+void AdamW::to(const torch::Device& device) {
+  for (auto& [name, s] : state_) {
+    if (s.exp_avg.defined()) s.exp_avg = s.exp_avg.to(device);
+    if (s.exp_avg_sq.defined()) s.exp_avg_sq = s.exp_avg_sq.to(device);
+  }
+}
+
 void AdamW::save(torch::serialize::OutputArchive& archive) const {
   torch::serialize::OutputArchive states;
   std::vector<std::string> names;

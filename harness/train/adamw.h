@@ -35,6 +35,8 @@ class AdamW {
   void set_moments(const std::string& name, Moments moments);
 
   void save(torch::serialize::OutputArchive& archive) const;
+  // Moves the moments to `device` (after a load: archives are read on the host).
+  void to(const torch::Device& device);
   void load(torch::serialize::InputArchive& archive);
 
  private:

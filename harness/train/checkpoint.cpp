@@ -12,6 +12,7 @@
 
 #include "core/diagnostics.h"
 #include "core/kill_points.h"
+#include "device_placement.h"
 #include "lory/sha256.h"
 
 namespace lory {
@@ -114,13 +115,18 @@ TrainingState CheckpointStore::restore(LanguageModel& model, AdamW* optimizer) c
   }
   torch::serialize::InputArchive archive;
   archive.load_from(payload.data(), payload.size());
+  // Read on the host, whatever device the run trains on: loading puts every tensor where the
+  // archive's is, so the model and the moments go back to the model's device after.
+  const torch::Device device = module_device(model);
   torch::serialize::InputArchive model_archive;
   archive.read("model", model_archive);
   model.load(model_archive);
+  if (!device.is_cpu()) model.to(device);
   if (optimizer) {
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
     optimizer->load(optimizer_archive);
+    if (!device.is_cpu()) optimizer->to(device);
   }
   torch::Tensor rng;
   archive.read("rng", rng);

@@ -8,6 +8,7 @@
 
 #include "core/diagnostics.h"
 #include "core/routing_summary.h"
+#include "device_placement.h"
 
 namespace lory {
 
@@ -73,8 +74,8 @@ struct LayerAccumulator {
     if (record.expert_count != experts) return;
     const torch::Tensor w_BLE = routing_distribution(record.weights_BLE.to(torch::kFloat64));
     const torch::Tensor active_BLE = experts == 1 ? torch::ones_like(w_BLE) : (w_BLE > 2.0 / experts).to(torch::kFloat64);
-    const torch::Tensor mass_E = (w_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
-    const torch::Tensor active_E = (active_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1});
+    const torch::Tensor mass_E = (w_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1}).cpu();
+    const torch::Tensor active_E = (active_BLE * mask_BL1).sum(torch::IntArrayRef{0, 1}).cpu();
     const torch::Tensor entropy_BL = -(w_BLE * torch::log(w_BLE.clamp_min(1e-30))).sum(-1);
     const auto mass = mass_E.accessor<double, 1>();
     const auto active = active_E.accessor<double, 1>();
@@ -179,6 +180,7 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
   model.eval();
   const int rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
   EvalSums sums(model, domains_.size(), routing_stats);
+  const torch::Device device = module_device(model);
   // Targets never scored: the first skip_first_tokens, and under the prompt rule the prompt's.
   const int64_t unscored =
       std::max(skip_first_tokens_, routing.rule == EvalRouting::Rule::Prompt ? routing.prompt_length : int64_t{0});
@@ -188,8 +190,8 @@ EvalResult Evaluator::evaluate(LanguageModel& model, int64_t step, const std::st
     for (int64_t batch = 0, start = 0; start < n; ++batch, start += batch_size_) {
       if (batch % world != rank) continue;
       const int64_t end = std::min(n, start + batch_size_);
-      const torch::Tensor batch_BL1 = domain.tokens_NL1.slice(0, start, end);
-      torch::Tensor valid_BL = domain.valid_NL.slice(0, start, end);
+      const torch::Tensor batch_BL1 = domain.tokens_NL1.slice(0, start, end).to(device);
+      torch::Tensor valid_BL = domain.valid_NL.slice(0, start, end).to(device);
       if (unscored > 0) {
         valid_BL = valid_BL.clone();
         valid_BL.slice(1, 0, std::min(unscored, valid_BL.size(1))).fill_(false);
@@ -245,14 +247,14 @@ ScoredText score_text(LanguageModel& model, const torch::Tensor& tokens_N, int64
   int64_t next_target = std::max<int64_t>(1, P);
   for (int64_t start = 0; next_target < n; start += stride) {
     const int64_t end = std::min(n, start + context_length + 1);  // inputs start .. end - 2, targets start + 1 .. end - 1
-    const torch::Tensor window_1L1 = tokens_N.slice(0, start, end).unsqueeze(0);
+    const torch::Tensor window_1L1 = tokens_N.slice(0, start, end).unsqueeze(0).to(module_device(model));
     RoutingContext context(ForwardMode::Eval, false);
     context.set_eval_routing(routing);
     const torch::Tensor logits_1LV = model.forward(window_1L1.slice(1, 0, -1), context);
     const torch::Tensor log_probs_L =
         torch::log_softmax(logits_1LV[0].to(torch::kFloat64), -1).gather(-1, window_1L1[0].slice(0, 1).unsqueeze(-1)).view({-1});
     // Target t sits at index t - start - 1 of this window.
-    pieces.push_back(log_probs_L.slice(0, next_target - start - 1));
+    pieces.push_back(log_probs_L.slice(0, next_target - start - 1).cpu());
     for (int64_t t = next_target; t < end; ++t) scored.positions.push_back(t);
     next_target = end;
     ++scored.windows;
@@ -270,12 +272,12 @@ torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, 
   // Non-overlapping windows: each target is scored once, with the context of its own window.
   for (int64_t start = 0; start + 1 < n; start += context_length) {
     const int64_t end = std::min(n, start + context_length + 1);
-    const torch::Tensor window_1L1 = tokens_N.slice(0, start, end).unsqueeze(0);
+    const torch::Tensor window_1L1 = tokens_N.slice(0, start, end).unsqueeze(0).to(module_device(model));
     RoutingContext context(ForwardMode::Eval, false);
     context.set_eval_routing(routing);
     const torch::Tensor logits_1LV = model.forward(window_1L1.slice(1, 0, -1), context);
     const torch::Tensor log_probs_1LV = torch::log_softmax(logits_1LV.to(torch::kFloat32), -1);
-    pieces.push_back(log_probs_1LV.gather(-1, window_1L1.slice(1, 1).unsqueeze(-1)).view({-1}));
+    pieces.push_back(log_probs_1LV.gather(-1, window_1L1.slice(1, 1).unsqueeze(-1)).view({-1}).cpu());
   }
   return pieces.empty() ? torch::zeros({0}) : torch::cat(pieces);
 }

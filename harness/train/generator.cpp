@@ -8,6 +8,7 @@
 
 #include "core/diagnostics.h"
 #include "lory/decode_state.h"
+#include "train/device_placement.h"
 
 namespace lory {
 
@@ -68,6 +69,7 @@ GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t
   result.cached = options.use_cache && model.supports_incremental_decoding();
   const EvalRouting routing{options.routing, options.routing == EvalRouting::Rule::Prompt ? P : 0};
   DecodeState state(model.layer_count());
+  const torch::Device device = module_device(model);
   std::vector<int64_t> sequence = prompt;
   SeededRandom rng(options.sampling.seed);
   // The logits of the next token after `sequence`.
@@ -82,10 +84,11 @@ GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t
     } else {
       tokens_1L = torch::tensor(sequence, torch::kInt64).unsqueeze(0);
     }
+    tokens_1L = tokens_1L.to(device);
     const torch::Tensor logits_1LV = model.forward(tokens_1L, context);
     result.forward_tokens += tokens_1L.size(1);
     if (result.cached) state.advance(tokens_1L.size(1));
-    return logits_1LV[0][-1];
+    return logits_1LV[0][-1].cpu();
   };
   for (int64_t i = 0; i < options.max_tokens; ++i) {
     const torch::Tensor logits_V = next_logits();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "lory/precision.h"
+
 namespace lory {
 
 namespace {
@@ -20,8 +22,16 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
     TORCH_CHECK(targets_N.dim() == 1 && targets_N.size(0) == N, "linear_cross_entropy: ", N,
                 " rows but targets of shape ", targets_N.sizes());
     TORCH_CHECK(N > 0, "linear_cross_entropy: no rows");
+    // Under bf16 matmuls (trainer.precision) the three GEMMs take bf16 copies of h and W, made once
+    // per call; the logits come back to fp32 before the softmax, and the loss and both gradients
+    // are fp32 (dW accumulates in fp32 over the chunks). Autocast is off inside: it does not see
+    // the *_out kernels, and the casts here are the only ones wanted.
+    const torch::ScalarType compute = matmul_dtype(h_ND);
+    NoAutocast explicit_casts;
+    const bool cast = compute != h_ND.scalar_type();
+    const torch::Tensor hc_ND = h_ND.to(compute), weightc_VD = weight_VD.to(compute);
     const torch::Tensor targets_N1 = targets_N.to(torch::kInt64).view({N, 1});
-    const torch::Tensor weight_DV = weight_VD.t();
+    const torch::Tensor weight_DV = weightc_VD.t();
     torch::Tensor dh_ND = h_grad ? torch::empty_like(h_ND) : torch::Tensor();
     torch::Tensor dweight_VD = weight_grad ? torch::zeros_like(weight_VD) : torch::Tensor();
     // The loss is summed in float64 per chunk: N can be 10^5 rows, and the mean must not depend
@@ -35,7 +45,7 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
       const torch::Tensor t_C1 = targets_N1.slice(0, start, end);
       // One exp per logit: exp(logits - max) in place gives both the log-sum-exp and, scaled by
       // 1 / (sum * N), the softmax part of the gradient (logsumexp + exp would take two).
-      torch::Tensor logits_CV = torch::mm(h_CD, weight_DV);
+      torch::Tensor logits_CV = torch::mm(hc_ND.slice(0, start, end), weight_DV).to(h_ND.scalar_type());
       const torch::Tensor max_C1 = std::get<0>(logits_CV.max(1, /*keepdim=*/true));
       const torch::Tensor target_C1 = logits_CV.gather(1, t_C1);
       torch::Tensor grad_CV = logits_CV.sub_(max_C1).exp_();
@@ -45,6 +55,12 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
       // d loss / d logits = (softmax - one_hot) / N, formed in the logits' own storage.
       grad_CV.mul_(sum_C1.reciprocal().mul_(inverse_rows));
       grad_CV.scatter_add_(1, t_C1, torch::full({end - start, 1}, -inverse_rows, grad_CV.options()));
+      if (cast) {
+        const torch::Tensor gradc_CV = grad_CV.to(compute);
+        if (h_grad) dh_ND.slice(0, start, end).copy_(torch::mm(gradc_CV, weightc_VD));
+        if (weight_grad) dweight_VD.add_(torch::mm(gradc_CV.t(), hc_ND.slice(0, start, end)));
+        continue;
+      }
       if (h_grad) {
         torch::Tensor dh_CD = dh_ND.slice(0, start, end);
         torch::mm_out(dh_CD, grad_CV, weight_VD);
@@ -73,7 +89,12 @@ int64_t default_loss_chunk_rows(int64_t vocab) {
 
 torch::Tensor linear_cross_entropy(const torch::Tensor& h_ND, const torch::Tensor& weight_VD,
                                    const torch::Tensor& targets_N, int64_t chunk_rows) {
-  if (chunk_rows <= 0) chunk_rows = default_loss_chunk_rows(weight_VD.size(0));
+  if (chunk_rows <= 0) {
+    chunk_rows = default_loss_chunk_rows(weight_VD.size(0));
+    // oneDNN's bf16 GEMM wants taller chunks than OpenBLAS's fp32 one ([64, 128] x [128, 8192]:
+    // 310 GFLOP/s, [256, 128] x ...: 500, measured here); the chunk's logits stay cache-sized.
+    if (matmul_dtype(h_ND) == torch::kBFloat16) chunk_rows *= 4;
+  }
   // Which gradients to form in the forward pass, decided here: inside forward() grad mode is off,
   // and without a graph (no grad mode, no input needing one) the context cannot be asked.
   const bool recording = torch::GradMode::is_enabled();

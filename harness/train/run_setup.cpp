@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "core/harness_sections.h"
+#include "device_placement.h"
 #include "lory/router_roles.h"
 
 namespace lory {
@@ -26,6 +27,15 @@ void resolve_path_parameters(const PluginDescriptor& plugin, ParamValues& params
 RunSetup::RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path,
                    const std::string& base_directory)
     : config_(std::move(config)), registry_(PluginRegistry::discover_default(plugin_path)) {
+  const ParamValues& trainer = config_.section("trainer").values;
+  if (trainer.has("precision")) {
+    const auto precision = parse_precision(trainer.get_string("precision"));
+    if (!precision) {
+      throw UserError(fmt::format("trainer.precision = '{}': use \"fp32\" or \"bf16\"", trainer.get_string("precision")));
+    }
+    precision_ = *precision;
+  }
+  if (trainer.has("device")) device_ = resolve_training_device(trainer.get_string("device"));
   registry_.throw_if_problems(/*skip_unloadable=*/true);
   for (const char* section : {"model", "router", "batcher"}) {
     SectionConfig& s = config_.section(section);
@@ -55,7 +65,9 @@ bool RunSetup::router_is_dense_baseline() const {
 }
 
 std::shared_ptr<FeedForward> RunSetup::build_router_layer(const FeedForwardSpec& spec) const {
-  return keep_library_alive(router_->build(spec, config_.section("router").plugin_params), router_library_);
+  auto layer = keep_library_alive(router_->build(spec, config_.section("router").plugin_params), router_library_);
+  if (!device_.is_cpu()) layer->to(device_);
+  return layer;
 }
 
 std::shared_ptr<LanguageModel> RunSetup::build_model(bool dense_feed_forwards) const {
@@ -65,7 +77,11 @@ std::shared_ptr<LanguageModel> RunSetup::build_model(bool dense_feed_forwards) c
     return build_router_layer(ffn_spec);
   };
   try {
-    return model_->build(spec, config_.section("model").plugin_params, factory);
+    // Built on the host (the plugins' initialisers draw from the CPU generator, so a seed gives
+    // the same weights on every device), then moved.
+    auto model = model_->build(spec, config_.section("model").plugin_params, factory);
+    if (!device_.is_cpu()) model->to(device_);
+    return model;
   } catch (const UserError&) {
     throw;
   } catch (const std::exception& e) {

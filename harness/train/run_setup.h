@@ -12,6 +12,7 @@
 #include "lory/batcher_api.h"
 #include "lory/corpus.h"
 #include "lory/model_api.h"
+#include "lory/precision.h"
 #include "lory/router_api.h"
 
 namespace lory {
@@ -34,13 +35,20 @@ class RunSetup {
   const std::vector<std::string>& router_roles() const { return router_roles_; }
   bool router_is_dense_baseline() const;
 
-  // The model with the configured router's FFNs, or with dense FFNs (for a dense warm-up).
+  // trainer.precision and trainer.device; fp32 and the CPU for runs stored before either existed.
+  Precision precision() const { return precision_; }
+  const torch::Device& device() const { return device_; }
+
+  // The model with the configured router's FFNs, or with dense FFNs (for a dense warm-up), on
+  // device().
   std::shared_ptr<LanguageModel> build_model(bool dense_feed_forwards) const;
-  // A layer of the configured router, for upcycling a dense model's layer.
+  // A layer of the configured router, for upcycling a dense model's layer, on device().
   std::shared_ptr<FeedForward> build_router_layer(const FeedForwardSpec& spec) const;
 
  private:
   CellConfig config_;
+  Precision precision_ = Precision::Fp32;
+  torch::Device device_{torch::kCPU};
   std::vector<std::string> router_roles_;
   std::shared_ptr<const Corpus> corpus_;
   PluginRegistry registry_;

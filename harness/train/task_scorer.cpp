@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/diagnostics.h"
+#include "train/device_placement.h"
 
 namespace lory {
 
@@ -24,7 +25,9 @@ ScoredTask score_task(LanguageModel& model, const TokenizedTask& task, int64_t c
       }
       scored.truncated += drop > 0;
       const torch::Tensor window_1L1 =
-          torch::tensor(std::vector<int64_t>(choice.ids.begin() + drop, choice.ids.end()), torch::kInt64).unsqueeze(0);
+          torch::tensor(std::vector<int64_t>(choice.ids.begin() + drop, choice.ids.end()), torch::kInt64)
+              .unsqueeze(0)
+              .to(module_device(model));
       RoutingContext routing(ForwardMode::Eval, false);
       routing.set_eval_routing({rule, kept_context});
       const torch::Tensor logits_1LV = model.forward(window_1L1.slice(1, 0, -1), routing);

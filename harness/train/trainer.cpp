@@ -18,6 +18,7 @@
 #include "checkpoint.h"
 #include "evaluator.h"
 #include "linear_cross_entropy.h"
+#include "lory/precision.h"
 #include "lr_schedule.h"
 #include "training_data.h"
 #include "upcycling.h"
@@ -359,9 +360,15 @@ class TrainingLoop {
       // Every rank records the logged step: its routing statistics are combined over ranks.
       const bool record = log_step && micro + 1 == s_.accumulation;
       RoutingContext context(ForwardMode::Train, record);
-      const torch::Tensor inputs_BL = batch.tokens_BL1.slice(1, 0, -1);
-      const torch::Tensor targets_BL = batch.tokens_BL1.slice(1, 1);
-      torch::Tensor lm_loss = language_model_loss(*model_, inputs_BL, targets_BL, context);
+      const torch::Tensor tokens_BL1 = batch.tokens_BL1.to(setup_.device());
+      const torch::Tensor inputs_BL = tokens_BL1.slice(1, 0, -1);
+      const torch::Tensor targets_BL = tokens_BL1.slice(1, 1);
+      torch::Tensor lm_loss;
+      {
+        // The forward pass in trainer.precision; the backward follows the graph it recorded.
+        MatmulPrecisionScope precision(setup_.precision(), setup_.device());
+        lm_loss = language_model_loss(*model_, inputs_BL, targets_BL, context);
+      }
       if (fault_injected("nan_loss", step)) lm_loss = lm_loss * std::numeric_limits<double>::quiet_NaN();
       const torch::Tensor loss = lm_loss + context.total_aux_loss();
       (loss / static_cast<double>(s_.accumulation)).backward();
@@ -442,6 +449,7 @@ class TrainingLoop {
     std::vector<std::pair<std::string, EvalRouting>> modes = {{"default", {EvalRouting::Rule::Train, 0}}};
     if (s_.eval_prompt_routing) modes.push_back({"prompt", {EvalRouting::Rule::Prompt, s_.eval_prompt_length}});
     for (const auto& [mode, routing] : modes) {
+      MatmulPrecisionScope precision(setup_.precision(), setup_.device());
       const EvalResult result = evaluator_->evaluate(*model_, step, mode, routing, s_.routing_stats, &group_);
       if (!main_) continue;
       store_.write_evals(run_.id, result.evals);

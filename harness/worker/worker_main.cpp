@@ -18,6 +18,7 @@
 #include "nn/allocator_tuning.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/device_placement.h"
 #include "train/evaluator.h"
 #include "train/failure_reason.h"
 #include "train/generator.h"
@@ -37,12 +38,17 @@ struct RunSelection {
   int64_t run_id = 0;
   std::string corpus;
   std::vector<std::string> plugin_path;
+  std::string precision;  // "" = the run's trainer.precision (not for train)
 
   void add_options(CLI::App* cmd) {
     cmd->add_option("--db", db, "Results database")->capture_default_str();
     cmd->add_option("--run-id", run_id, "Run id in the results database")->required();
     cmd->add_option("--corpus", corpus, "Prepared corpus folder of the run")->required();
     cmd->add_option("--plugin-path", plugin_path, "Extra plugin folder or file (repeatable)");
+  }
+  void add_precision_option(CLI::App* cmd) {
+    cmd->add_option("--precision", precision, "fp32 or bf16 matmuls (default: the run's trainer.precision)")
+        ->check(CLI::IsMember({"fp32", "bf16"}));
   }
 };
 
@@ -96,6 +102,8 @@ struct TrainedModel {
   std::unique_ptr<RunSetup> setup;
   std::shared_ptr<LanguageModel> model;
   int64_t step = 0;  // of the checkpoint restored
+  // The forward passes of the whole command run in the run's precision (or --precision's).
+  std::unique_ptr<MatmulPrecisionScope> precision;
 
   explicit TrainedModel(const RunSelection& selection) : store(selection.db) {
     const auto found = store.find_run(selection.run_id);
@@ -117,6 +125,8 @@ struct TrainedModel {
     checkpoints.restore(*model, nullptr);
     step = state->step;
     model->eval();
+    const Precision chosen = selection.precision.empty() ? setup->precision() : *parse_precision(selection.precision);
+    precision = std::make_unique<MatmulPrecisionScope>(chosen, setup->device());
   }
 };
 
@@ -296,13 +306,15 @@ int embed_command(const RunSelection& selection, const std::string& out_file) {
     for (int64_t start = 0; start < static_cast<int64_t>(tokens.size()); start += context) {
       const int64_t end = std::min<int64_t>(static_cast<int64_t>(tokens.size()), start + context);
       const torch::Tensor window_1L =
-          torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.begin() + end), torch::kInt64).unsqueeze(0);
+          torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.begin() + end), torch::kInt64)
+              .unsqueeze(0)
+              .to(module_device(*model));
       RoutingContext routing(ForwardMode::Eval, false);
       const torch::Tensor h_D = model->hidden_states(window_1L, routing)[0].sum(0).to(torch::kFloat32);
       sum_D = sum_D.defined() ? sum_D + h_D : h_D;
       counted += end - start;
     }
-    const torch::Tensor mean_D = (sum_D / static_cast<double>(std::max<int64_t>(1, counted))).contiguous();
+    const torch::Tensor mean_D = (sum_D / static_cast<double>(std::max<int64_t>(1, counted))).cpu().contiguous();
     dimension = mean_D.size(0);
     out.write(reinterpret_cast<const char*>(mean_D.data_ptr<float>()), static_cast<std::streamsize>(dimension * 4));
   }
@@ -378,6 +390,7 @@ int main(int argc, char** argv) {
   train_selection.add_options(train);
   CLI::App* score = app.add_subcommand("score", "Per-token log-probabilities of token ids under a trained run");
   score_selection.add_options(score);
+  score_selection.add_precision_option(score);
   score->add_option("--token-ids", token_ids_file, "File of whitespace-separated token ids")->required();
   ScoreRequest score_request;
   score->add_option("--routing", score_request.routing,
@@ -399,6 +412,7 @@ int main(int argc, char** argv) {
   bool no_cache = false;
   CLI::App* generate = app.add_subcommand("generate", "Generate token ids after a prompt with a trained run");
   generate_selection.add_options(generate);
+  generate_selection.add_precision_option(generate);
   generate->add_option("--token-ids", prompt_ids_file, "File of the prompt's token ids")->required();
   generate->add_option("--max-tokens", generation.max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
   generate->add_option("--temperature", generation.sampling.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
@@ -411,12 +425,14 @@ int main(int argc, char** argv) {
   std::string embed_out;
   CLI::App* embed = app.add_subcommand("embed", "Mean final hidden state of every corpus document (LORYEMB2 file)");
   embed_selection.add_options(embed);
+  embed_selection.add_precision_option(embed);
   embed->add_option("--out", embed_out, "Output file")->required();
   RunSelection tasks_selection;
   std::vector<std::string> tokenized_tasks;
   std::string tasks_routing = "prompt";
   CLI::App* eval_tasks = app.add_subcommand("eval-tasks", "Accuracy of a trained run on tokenized in-context tasks");
   tasks_selection.add_options(eval_tasks);
+  tasks_selection.add_precision_option(eval_tasks);
   eval_tasks->add_option("--tasks", tokenized_tasks, "Task files tokenized by `lory-data tokenize-tasks`")->required();
   eval_tasks->add_option("--routing", tasks_routing, "prompt, train or inference")
       ->check(CLI::IsMember({"prompt", "train", "inference"}));

@@ -21,7 +21,7 @@ class SmearFeedForward final : public lory::FeedForward {
 
   // h_BLD -> y_BLD. One routing decision per sequence: w_BE = softmax(R(mean_L h)).
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
-    const torch::Tensor w_BE = torch::softmax(torch::matmul(h_BLD.mean(1), router_ED.t()), -1);
+    const torch::Tensor w_BE = torch::softmax(lory::router_logits(h_BLD.mean(1), router_ED), -1);
     // The executor takes segments [S, T, D]: here every sequence is one segment (S = B, T = L).
     const torch::Tensor y_BLD = lory::merged_expert_ffn(h_BLD, w_BE, experts_, /*chunk_segments=*/16);
     if (context.recording()) {

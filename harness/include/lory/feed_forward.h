@@ -44,6 +44,11 @@ ExpertWeights register_experts(torch::nn::Module& module, const FeedForwardSpec&
 // draws happen in that order, so the same seed gives the same layer.
 torch::Tensor register_router(torch::nn::Module& module, const FeedForwardSpec& spec, int64_t experts, double init_std);
 
+// logits_XE = h_XD @ router_EDᵀ, always in the router's own precision (fp32), also when the
+// model's matmuls run in bf16 (trainer.precision): routing decisions, gates and Lory's merge
+// weights must not move with the matmul precision. h_XD is cast to the router's dtype if needed.
+torch::Tensor router_logits(const torch::Tensor& h_XD, const torch::Tensor& router_ED);
+
 // Upcycling: every expert becomes a copy of `dense`. Throws when the widths differ.
 void copy_dense_into_experts(const ExpertWeights& experts, const DenseFFNWeights& dense);
 

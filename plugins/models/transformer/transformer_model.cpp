@@ -51,8 +51,10 @@ class CausalSelfAttention : public torch::nn::Module {
     const torch::Tensor qkv_BL3HK = torch::matmul(x_BLD, w_qkv_3DD.t()).view({B, L, 3, heads_, head_width_});
     // [3, B, H, L, K]
     const torch::Tensor qkv_3BHLK = qkv_BL3HK.permute({2, 0, 3, 1, 4});
-    const torch::Tensor cos_LK = cos_LK_.slice(0, start, start + L).to(x_BLD.dtype());
-    const torch::Tensor sin_LK = sin_LK_.slice(0, start, start + L).to(x_BLD.dtype());
+    // RoPE in the projections' precision (bf16 under bf16 matmuls): rotating in fp32 would promote
+    // q and k only for the score GEMM to cast them back.
+    const torch::Tensor cos_LK = cos_LK_.slice(0, start, start + L).to(qkv_BL3HK.dtype());
+    const torch::Tensor sin_LK = sin_LK_.slice(0, start, start + L).to(qkv_BL3HK.dtype());
     const torch::Tensor q_BHLK = rotate(qkv_3BHLK[0], cos_LK, sin_LK);
     torch::Tensor k_BHLK = rotate(qkv_3BHLK[1], cos_LK, sin_LK);
     torch::Tensor v_BHLK = qkv_3BHLK[2];
@@ -68,7 +70,9 @@ class CausalSelfAttention : public torch::nn::Module {
     const int64_t keys = k_BHLK.size(2);  // start + L
     const int64_t H = heads_, K = head_width_;
     const double scale = 1.0 / std::sqrt(static_cast<double>(K));
-    torch::Tensor weights_GLP;  // G = B * H batches of [L, P] attention weights
+    // G = B * H batches of [L, P] attention weights. The softmax runs in the residual stream's
+    // precision (fp32) also when the score GEMM ran in bf16 (trainer.precision).
+    torch::Tensor weights_GLP;
     if (torch::GradMode::is_enabled()) {
       // Training: an additive mask (0 or -inf) that the score GEMM adds as its beta term together
       // with the 1/sqrt(K) scale (alpha), so that the scores are written once, not by a GEMM, a
@@ -77,14 +81,15 @@ class CausalSelfAttention : public torch::nn::Module {
       weights_GLP = torch::softmax(torch::baddbmm(mask_1LP, q_BHLK.reshape({B * H, L, K}),
                                                   k_BHLK.reshape({B * H, keys, K}).transpose(1, 2),
                                                   /*beta=*/1.0, /*alpha=*/scale),
-                                   -1);
+                                   -1, x_BLD.scalar_type());
     } else {
       // Without a gradient (evaluation, scoring, decoding): the unfused form, the one whose KV-cache
       // decoding was established to equal full recomputation bit for bit; evaluations of given
       // weights stay what earlier versions computed. Only training needs the speed.
       torch::Tensor scores_BHLP = torch::matmul(q_BHLK, k_BHLK.transpose(-2, -1)) * scale;
       const torch::Tensor future_LP = future_positions(L, keys, start, x_BLD.device());
-      weights_GLP = torch::softmax(scores_BHLP.masked_fill(future_LP, -std::numeric_limits<double>::infinity()), -1)
+      weights_GLP = torch::softmax(scores_BHLP.masked_fill(future_LP, -std::numeric_limits<double>::infinity()), -1,
+                                   x_BLD.scalar_type())
                         .reshape({B * H, L, keys});
     }
     const torch::Tensor attended_BHLK = torch::bmm(weights_GLP, v_BHLK.reshape({B * H, keys, K})).view({B, H, L, K});
@@ -201,7 +206,10 @@ class TransformerModel final : public lory::LanguageModel {
   }
 
   torch::Tensor forward(const torch::Tensor& tokens_BL, lory::RoutingContext& context) override {
-    return torch::matmul(hidden_states(tokens_BL, context), (tied_ ? embedding_VD : lm_head_VD).t());
+    const torch::Tensor h_BLD = hidden_states(tokens_BL, context);
+    // Logits in the residual stream's precision: under bf16 matmuls the GEMM's output is bf16, and
+    // a log-softmax over bf16 logits would lose what the loss and the evaluation measure.
+    return torch::matmul(h_BLD, (tied_ ? embedding_VD : lm_head_VD).t()).to(h_BLD.scalar_type());
   }
 
   torch::Tensor output_projection_VD() const override { return tied_ ? embedding_VD : lm_head_VD; }

@@ -21,7 +21,7 @@ class DenseFeedForward final : public lory::FeedForward {
       lory::RoutingRecord record;
       record.layer = layer_;
       record.expert_count = 1;
-      record.weights_BLE = torch::ones({h_BLD.size(0), h_BLD.size(1), 1});
+      record.weights_BLE = torch::ones({h_BLD.size(0), h_BLD.size(1), 1}, h_BLD.options().dtype(torch::kFloat32));
       record.stats = lory::weight_statistics(record.weights_BLE);
       context.add_record(std::move(record));
     }

@@ -61,13 +61,13 @@ class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
     torch::Tensor probs_XE;
     lory::ExpertAssignments assignments;
     if (token_topk) {
-      probs_XE = torch::softmax(torch::matmul(h_XD, router_ED.t()), -1);
+      probs_XE = torch::softmax(lory::router_logits(h_XD, router_ED), -1);
       assignments = choose_by_tokens(probs_XE);
     } else if (options_.segment_level) {
       std::tie(assignments, probs_XE) = choose_segments(h_BLD);
     } else {
-      probs_XE = torch::softmax(torch::matmul(h_XD, router_ED.t()), -1);
-      assignments = choose_units(probs_XE, torch::arange(B * L, torch::kInt64).view({-1, 1}));
+      probs_XE = torch::softmax(lory::router_logits(h_XD, router_ED), -1);
+      assignments = choose_units(probs_XE, torch::arange(B * L, torch::dtype(torch::kInt64).device(h_XD.device())).view({-1, 1}));
     }
         const torch::Tensor y_XD = options_.naive ? lory::dispatch_to_experts_reference(h_XD, assignments, experts_)
                                               : lory::dispatch_to_experts(h_XD, assignments, experts_);
@@ -75,7 +75,7 @@ class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
       lory::RoutingRecord record;
       record.layer = layer_;
       record.expert_count = E;
-      record.weights_BLE = torch::zeros({B * L, E})
+      record.weights_BLE = torch::zeros({B * L, E}, h_XD.options().dtype(torch::kFloat32))
                                .index_put_({assignments.token_A, assignments.expert_A},
                                            assignments.gate_A.detach().to(torch::kFloat32), true)
                                .view({B, L, E});
@@ -120,7 +120,7 @@ class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
         1, U);
     const auto [gates_CE, units_CE] = probs_UE.topk(capacity, 0);
     const torch::Tensor unit_A = units_CE.t().reshape({-1});          // expert-major
-    const torch::Tensor expert_A = torch::arange(E, torch::kInt64).repeat_interleave(capacity);
+    const torch::Tensor expert_A = torch::arange(E, torch::dtype(torch::kInt64).device(probs_UE.device())).repeat_interleave(capacity);
     const torch::Tensor gate_A = gates_CE.t().reshape({-1});
     const int64_t T = unit_tokens_UT.size(1);
     const torch::Tensor tokens_AT = unit_tokens_UT.index_select(0, unit_A);
@@ -133,16 +133,17 @@ class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
   std::pair<lory::ExpertAssignments, torch::Tensor> choose_segments(const torch::Tensor& h_BLD) const {
     const int64_t B = h_BLD.size(0), L = h_BLD.size(1), D = h_BLD.size(2);
     const int64_t T = std::min(options_.segment_length, L), N = (L + T - 1) / T;
-    torch::Tensor position_NT = torch::arange(N * T, torch::kInt64).view({N, T});
+    const auto index_options = torch::dtype(torch::kInt64).device(h_BLD.device());
+    torch::Tensor position_NT = torch::arange(N * T, index_options).view({N, T});
     const torch::Tensor real_NT = position_NT < L;
     const torch::Tensor token_BNT =
-        torch::where(real_NT.unsqueeze(0), position_NT.unsqueeze(0) + (torch::arange(B, torch::kInt64) * L).view({B, 1, 1}),
-                     torch::full({}, -1, torch::kInt64));
+        torch::where(real_NT.unsqueeze(0), position_NT.unsqueeze(0) + (torch::arange(B, index_options) * L).view({B, 1, 1}),
+                     torch::full({}, -1, index_options));
     const torch::Tensor padded_BLD =
         N * T > L ? torch::cat({h_BLD, torch::zeros({B, N * T - L, D}, h_BLD.options())}, 1) : h_BLD;
     const torch::Tensor counts_N = real_NT.sum(1).to(h_BLD.dtype());
     const torch::Tensor mean_SD = (padded_BLD.view({B, N, T, D}).sum(2) / counts_N.view({1, N, 1})).reshape({B * N, D});
-    const torch::Tensor probs_SE = torch::softmax(torch::matmul(mean_SD, router_ED.t()), -1);
+    const torch::Tensor probs_SE = torch::softmax(lory::router_logits(mean_SD, router_ED), -1);
     return {choose_units(probs_SE, token_BNT.reshape({B * N, T})), probs_SE};
   }
 
@@ -154,7 +155,7 @@ class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
     const int64_t X = probs_XE.size(0), k = options_.inference_k;
     const auto [values_XK, experts_XK] = probs_XE.topk(k, -1);
     const torch::Tensor gates_XK = options_.inference_renormalize ? values_XK / values_XK.sum(-1, true) : values_XK;
-    return {torch::arange(X, torch::kInt64).repeat_interleave(k), experts_XK.reshape({-1}), gates_XK.reshape({-1})};
+    return {torch::arange(X, torch::dtype(torch::kInt64).device(probs_XE.device())).repeat_interleave(k), experts_XK.reshape({-1}), gates_XK.reshape({-1})};
   }
 
 };

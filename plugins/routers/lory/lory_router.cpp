@@ -82,7 +82,7 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   void upcycle_from(const lory::DenseFFNWeights& dense) override { lory::copy_dense_into_experts(experts_, dense); }
 
  private:
-  torch::Tensor route(const torch::Tensor& mean_XD) const { return torch::softmax(torch::matmul(mean_XD, router_ED.t()), -1); }
+  torch::Tensor route(const torch::Tensor& mean_XD) const { return torch::softmax(lory::router_logits(mean_XD, router_ED), -1); }
 
   torch::Tensor run_experts(const torch::Tensor& x_STD, const torch::Tensor& w_SE) const {
         return options_.naive ? lory::merged_expert_ffn_reference(x_STD, w_SE, experts_)

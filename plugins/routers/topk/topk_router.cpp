@@ -64,7 +64,7 @@ class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
     if (context.training() && options_.jitter > 0) {
       router_in_XD = h_XD * torch::empty_like(h_XD).uniform_(1 - options_.jitter, 1 + options_.jitter);
     }
-    const torch::Tensor logits_XE = torch::matmul(router_in_XD, router_ED.t());
+    const torch::Tensor logits_XE = lory::router_logits(router_in_XD, router_ED);
     const torch::Tensor probs_XE = options_.sigmoid_gate ? torch::sigmoid(logits_XE) : torch::softmax(logits_XE, -1);
     const auto [top_values_XK, top_experts_XK] = probs_XE.topk(k, -1);
     torch::Tensor gates_XK = top_values_XK;
@@ -76,7 +76,7 @@ class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
     // output drops to about 1/E of the dense FFN's at the upcycling step.
     if (options_.gate_scale != 1.0) gates_XK = gates_XK * options_.gate_scale;
 
-    lory::ExpertAssignments assignments{torch::arange(X, torch::kInt64).repeat_interleave(k),
+    lory::ExpertAssignments assignments{torch::arange(X, torch::dtype(torch::kInt64).device(h_XD.device())).repeat_interleave(k),
                                         top_experts_XK.reshape({-1}), gates_XK.reshape({-1})};
     const int64_t proposed = assignments.token_A.size(0);
     if (options_.capacity_factor > 0) {
@@ -89,7 +89,7 @@ class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
         // Position first, then choice rank, then batch row: earlier positions always win.
         const torch::Tensor position_A = (assignments.token_A % L).to(torch::kFloat64);
         const torch::Tensor batch_A = assignments.token_A.div(L, "floor").to(torch::kFloat64);
-        const torch::Tensor rank_A = torch::arange(k, torch::kFloat64).repeat({X});
+        const torch::Tensor rank_A = torch::arange(k, torch::dtype(torch::kFloat64).device(h_XD.device())).repeat({X});
         priority_A = position_A * static_cast<double>(k * B) + rank_A * static_cast<double>(B) + batch_A;
       }
       assignments = lory::apply_capacity(assignments, priority_A, E, capacity);
@@ -102,7 +102,7 @@ class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
       lory::RoutingRecord record;
       record.layer = layer_;
       record.expert_count = E;
-      record.weights_BLE = torch::zeros({X, E})
+      record.weights_BLE = torch::zeros({X, E}, h_XD.options().dtype(torch::kFloat32))
                                .index_put_({assignments.token_A, assignments.expert_A},
                                            assignments.gate_A.detach().to(torch::kFloat32), /*accumulate=*/true)
                                .view({B, L, E});
