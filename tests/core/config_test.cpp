@@ -6,7 +6,11 @@
 #include <fstream>
 #include <regex>
 
+#include <nlohmann/json.hpp>
+
 #include "core/experiment.h"
+#include "core/training_device.h"
+#include "lory/build_info.h"
 #include "test_support.h"
 
 namespace lory {
@@ -210,6 +214,43 @@ TEST(CellIdentity, ChangesWithEveryValue) {
     }
   }
   EXPECT_GT(checked, 20);
+}
+
+// trainer.precision and trainer.device came after cells had been trained: at the values those cells
+// ran with (fp32, cpu) a cell keeps the identity it had without the keys; any other value is a
+// new cell.
+TEST(CellIdentity, OptionsAddedLaterKeepEarlierIdentitiesAtTheirFirstValues) {
+  const CellConfig base = load_valid("ordered_a.toml").cells[0].config;
+  ASSERT_EQ(base.section("trainer").values.get_string("precision"), "fp32");
+  ASSERT_EQ(base.section("trainer").values.get_string("device"), "cpu");
+  nlohmann::json without = nlohmann::json::parse(base.canonical_json());
+  without["trainer"].erase("precision");
+  without["trainer"].erase("device");
+  EXPECT_EQ(CellConfig::from_json(without.dump()).identity(), base.identity());
+  CellConfig bf16 = base;
+  bf16.section("trainer").values.set("precision", std::string("bf16"));
+  EXPECT_NE(bf16.identity(), base.identity());
+  CellConfig gpu = base;
+  gpu.section("trainer").values.set("device", std::string("cuda"));
+  EXPECT_NE(gpu.identity(), base.identity());
+}
+
+TEST(TrainingDevice, ParsesCpuCudaAndCudaNAndRefusesCudaWhereThisBuildHasNone) {
+  EXPECT_FALSE(parse_training_device("cpu")->cuda);
+  EXPECT_EQ(parse_training_device("cuda")->index, 0);
+  EXPECT_EQ(parse_training_device("cuda:3")->index, 3);
+  for (const char* bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda:99999"}) {
+    EXPECT_FALSE(parse_training_device(bad)) << bad;
+    EXPECT_NE(training_device_problem(bad).value_or("").find("is not a device"), std::string::npos) << bad;
+  }
+  EXPECT_FALSE(training_device_problem("cpu"));
+  const auto cuda_problem = training_device_problem("cuda:1");
+  if (LORY_TORCH_HAS_CUDA) {
+    EXPECT_FALSE(cuda_problem);
+  } else {
+    ASSERT_TRUE(cuda_problem);
+    EXPECT_NE(cuda_problem->find("needs CUDA, but the LibTorch this lory was built with has none"), std::string::npos);
+  }
 }
 
 TEST(CellIdentity, CanonicalJsonRoundTrips) {

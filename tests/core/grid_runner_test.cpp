@@ -183,6 +183,32 @@ TEST_F(GridRunner, TheCopyUpcyclingRecipeResumesAcrossTheUpcyclingStepExactly) {
   EXPECT_EQ(result_rows(db), expected) << "the resumed copy-recipe run differs from the uninterrupted one";
 }
 
+// trainer.precision = "bf16": a bf16 run killed after step 6 and resumed from its checkpoint of
+// step 4 ends with exactly the rows of an uninterrupted bf16 run (the weights and moments are fp32
+// and checkpointed as such; the bf16 copies are made afresh each step), and those rows are not the
+// fp32 run's, under another cell identity.
+TEST_F(GridRunner, ABf16RunKilledAndResumedGivesExactlyTheUninterruptedBf16Results) {
+  const std::string file = experiment("bf16", 1, 12, "precision = \"bf16\"\n");
+  const std::string baseline_db = dir_->file("bf16-baseline/r.sqlite");
+  const auto baseline = lory_run(file, baseline_db);
+  ASSERT_EQ(baseline.exit_code, 0) << baseline.output;
+  const Rows expected = result_rows(baseline_db);
+  ASSERT_GT(expected.size(), 30u);
+  const std::string fp32_db = dir_->file("bf16-fp32/r.sqlite");
+  ASSERT_EQ(lory_run(experiment("bf16-as-fp32", 1, 12), fp32_db).exit_code, 0);
+  EXPECT_NE(query_text(fp32_db, "SELECT cell_hash FROM runs"), query_text(baseline_db, "SELECT cell_hash FROM runs"));
+  EXPECT_NE(query_text(fp32_db, "SELECT value FROM metrics WHERE name = 'train/loss' AND step = 12"),
+            query_text(baseline_db, "SELECT value FROM metrics WHERE name = 'train/loss' AND step = 12"))
+      << "the bf16 run trained exactly as the fp32 one: bf16 was not used";
+  const std::string db = dir_->file("bf16-killed/r.sqlite");
+  const auto crashed = lory_run(file, db, "", "LORY_TEST_KILL_AT=after_step:6");
+  EXPECT_NE(crashed.exit_code, 0);
+  const auto resumed = lory_run(file, db);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming"), std::string::npos) << resumed.output;
+  EXPECT_EQ(result_rows(db), expected) << "the resumed bf16 run differs from the uninterrupted one";
+}
+
 TEST_F(GridRunner, AWorkerThatCrashesByItsOwnFaultFailsItsCellAndAPlainRerunLeavesIt) {
   const std::string file = experiment("abort", 1, 8);
   const std::string db = dir_->file("abort/r.sqlite");
