@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "core/harness_sections.h"
 #include "core/plugin_loader.h"
 #include "core/text_table.h"
 
@@ -16,6 +17,26 @@ struct PluginsOptions {
   std::vector<std::string> plugin_path;
 };
 
+void print_parameters(const ParamSchema& schema, const std::string& table_name) {
+  TextTable table({"parameter", "type", "default", "range", "description"});
+  for (const ParamSpec& p : schema.params()) {
+    table.add_row({p.name, param_type_name(p.type), p.default_text(), p.range_text(), p.doc});
+  }
+  std::printf("  parameters ([%s] in an experiment file):\n%s", table_name.c_str(), table.render("  ").c_str());
+}
+
+// The keys the harness itself reads from one section of an experiment file (trainer.precision,
+// eval.every, ...): declared like a plugin's parameters, so described the same way.
+void describe_section(const HarnessSection& section) {
+  std::printf("%s (harness section of an experiment file; docs/experiment-format.md)\n", section.name.c_str());
+  if (section.has_plugin) {
+    std::printf("  also holds one sub-table per %s plugin ([%s.<plugin>]: lory plugins --describe <plugin>)\n",
+                plugin_kind_name(section.plugin_kind), section.name.c_str());
+  }
+  std::printf("\n");
+  print_parameters(section.schema, section.name);
+}
+
 void describe_plugin(const PluginDescriptor& d) {
   std::printf("%s (%s plugin)\n  %s\n", d.name.c_str(), plugin_kind_name(d.kind), d.description.c_str());
   std::printf("  file:     %s\n  ABI:      %u\n  built by: %s, _GLIBCXX_USE_CXX11_ABI=%d, LibTorch %s\n\n",
@@ -25,24 +46,26 @@ void describe_plugin(const PluginDescriptor& d) {
     std::printf("  no parameters\n");
     return;
   }
-  TextTable table({"parameter", "type", "default", "range", "description"});
-  for (const ParamSpec& p : d.schema.params()) {
-    table.add_row({p.name, param_type_name(p.type), p.default_text(), p.range_text(), p.doc});
-  }
-  std::printf("  parameters ([%s.%s] in an experiment file):\n%s", plugin_kind_name(d.kind), d.name.c_str(),
-              table.render("  ").c_str());
+  print_parameters(d.schema, fmt::format("{}.{}", plugin_kind_name(d.kind), d.name));
 }
 
 void run_plugins(const PluginsOptions& options) {
   const PluginRegistry registry = PluginRegistry::discover_default(options.plugin_path);
   if (!options.describe.empty()) {
     const PluginDescriptor* d = registry.find(options.describe);
-    if (!d) {
+    const HarnessSection* section = find_harness_section(options.describe);
+    if (d) {
+      describe_plugin(*d);
+    } else if (section) {
+      describe_section(*section);
+    } else {
       std::vector<std::string> names;
       for (const auto* p : registry.all()) names.push_back(p->name);
-      throw UserError(fmt::format("no plugin named '{}' (found: {})", options.describe, fmt::join(names, ", ")));
+      std::vector<std::string> sections;
+      for (const HarnessSection& s : harness_sections()) sections.push_back(s.name);
+      throw UserError(fmt::format("no plugin or harness section named '{}' (plugins found: {}; sections: {})",
+                                  options.describe, fmt::join(names, ", "), fmt::join(sections, ", ")));
     }
-    describe_plugin(*d);
   } else {
     TextTable table({"kind", "name", "abi", "file", "description"});
     for (const PluginDescriptor* d : registry.all()) {
@@ -58,7 +81,10 @@ void run_plugins(const PluginsOptions& options) {
 void register_plugins_command(CLI::App& app) {
   auto options = std::make_shared<PluginsOptions>();
   CLI::App* cmd = app.add_subcommand("plugins", "List the plugins found (build folder, LORY_PLUGIN_PATH, --plugin-path)");
-  cmd->add_option("--describe", options->describe, "Print one plugin's parameters")->option_text("NAME");
+  cmd->add_option("--describe", options->describe,
+                  "Print one plugin's parameters, or the keys of a harness section (data, model, router, "
+                  "batcher, trainer, eval)")
+      ->option_text("NAME");
   cmd->add_option("--plugin-path", options->plugin_path, "Extra plugin folder or file (repeatable)");
   cmd->callback([options] { run_plugins(*options); });
 }

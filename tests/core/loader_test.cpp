@@ -213,6 +213,19 @@ TEST(LoryPluginsCommand, ListsAndDescribesPluginsAndFailsOnBrokenOnes) {
   EXPECT_NE(dense.output.find("roles:    dense_baseline"), std::string::npos) << dense.output;
   const auto lory_router = testing::run_command(testing::build_dir() + "/lory plugins --describe lory");
   EXPECT_EQ(lory_router.output.find("roles:"), std::string::npos) << lory_router.output;
+  // A harness section is described like a plugin: trainer.precision with its choices and default.
+  const auto trainer = testing::run_command(testing::build_dir() + "/lory plugins --describe trainer");
+  EXPECT_EQ(trainer.exit_code, 0) << trainer.output;
+  EXPECT_NE(trainer.output.find("parameters ([trainer] in an experiment file)"), std::string::npos) << trainer.output;
+  EXPECT_NE(trainer.output.find("precision"), std::string::npos) << trainer.output;
+  EXPECT_NE(trainer.output.find("one of fp32|bf16"), std::string::npos) << trainer.output;
+  const auto router_section = testing::run_command(testing::build_dir() + "/lory plugins --describe router");
+  EXPECT_NE(router_section.output.find("[router.<plugin>]"), std::string::npos) << router_section.output;
+  const auto unknown = testing::run_command(testing::build_dir() + "/lory plugins --describe trainr");
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.output.find("no plugin or harness section named 'trainr'"), std::string::npos) << unknown.output;
+  EXPECT_NE(unknown.output.find("sections: data, model, router, batcher, trainer, eval"), std::string::npos)
+      << unknown.output;
   const auto broken = testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " +
                                            test_plugin("abi_mismatch"));
   EXPECT_NE(broken.exit_code, 0);
