@@ -7,8 +7,8 @@
 //    and the chunked loss with bf16 matmuls (trainer.precision = "bf16"); the three alternate, step
 //    by step, so that machine noise hits them alike;
 //  - with --profile, where one step's time goes, by op family (bench/step_profile.h), for dense
-//    and lory-8 at the quickstart and study shapes, with both loss paths in fp32 and the chunked
-//    one in bf16.
+//    and lory-8 at the quickstart and study shapes and d_model 512, with both loss paths in fp32
+//    and the chunked one in bf16.
 // Usage: lory_bench_train [--threads N] [--steps N] [--profile] [--quick]
 #include <fmt/format.h>
 
@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
   const RouterCase dense{"dense", "dense", 0}, lory8{"lory-8", "lory", 8}, lory32{"lory-32", "lory", 32};
 
   if (profile) {
-    for (const ModelShape& shape : {quickstart, study}) {
+    for (const ModelShape& shape : {quickstart, study, wide}) {
       for (const RouterCase& router : {dense, lory8}) {
         TrainedModel model(plugins, shape, router);
         using lory::LmLossPath;
