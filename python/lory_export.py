@@ -111,7 +111,12 @@ class ExportedModel(torch.nn.Module):
         G, U, W, R = self.expert_tensors(i)
         logits = h @ R.T
         p = torch.sigmoid(logits) if gate_rule == "sigmoid" else logits.softmax(-1)
-        values, experts = p.topk(k, -1)
+        bias = self.w.get(f"block{i}.ffn.expert_bias_E")
+        if bias is not None:  # aux-loss-free balancing: the bias picks the experts, the gates stay p
+            experts = (p + bias).topk(k, -1).indices
+            values = p.gather(-1, experts)
+        else:
+            values, experts = p.topk(k, -1)
         if renormalize:
             values = values / values.sum(-1, keepdim=True)
         values = values * scale
@@ -133,7 +138,11 @@ class ExportedModel(torch.nn.Module):
         if f["router"] == "topk":
             if f["capacity_factor"] > 0:
                 raise ValueError("topk with a capacity is not supported by this loader")
-            return self.token_choice(h, i, f["k"], f["gate"], f["renormalize"] and f["k"] > 1, f["gate_scale"])
+            y = self.token_choice(h, i, f["k"], f["gate"], f["renormalize"] and f["k"] > 1, f["gate_scale"])
+            if f.get("shared_experts", 0) > 0:
+                p = f"block{i}.ffn."
+                y = y + swiglu(h, self.w[p + "shared_gate_FD"], self.w[p + "shared_up_FD"], self.w[p + "shared_down_DF"])
+            return y
         if f["inference_routing"] != "token_topk":
             raise ValueError("expert_choice's training rule is not causal; export with inference_routing = token_topk")
         return self.token_choice(h, i, f["inference_k"], "softmax", f["inference_renormalize"], 1.0)

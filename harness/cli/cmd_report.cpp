@@ -288,6 +288,41 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
   doc.figure("routing_entropy.png", "Routing entropy over training");
 }
 
+// Load balance during training, per MoE run, from the balance metrics every router logs
+// (router/max_violation etc.; absent in runs trained before they existed, and then the section is
+// left out). MaxVio is shown at the last logged batch, as its mean over the logged batches, and
+// its maximum; the load percentiles at the last logged batch.
+void add_balance_section(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs) {
+  std::vector<std::vector<std::string>> rows;
+  for (const RunInfo& r : runs) {
+    if (r.dense_baseline) continue;
+    ResultsReader reader(db);
+    const Curve max_violation = reader.metric_against_tokens(r.id, "router/max_violation");
+    if (max_violation.empty()) continue;
+    double sum = 0, largest = 0;
+    for (const auto& [tokens, value] : max_violation) {
+      sum += value;
+      largest = std::max(largest, value);
+    }
+    const auto last = [&](const std::string& name) {
+      const Curve curve = reader.metric_against_tokens(r.id, name);
+      return curve.empty() ? std::string("-") : fmt::format("{:.2f}", curve.back().second);
+    };
+    rows.push_back({r.label, fmt::format("{:.2f}", max_violation.back().second),
+                    fmt::format("{:.2f}", sum / static_cast<double>(max_violation.size())), fmt::format("{:.2f}", largest),
+                    last("router/load_p0"), last("router/load_p10"), last("router/load_p50"), last("router/load_p90"),
+                    last("router/load_p100"), last("router/unused_experts")});
+  }
+  if (rows.empty()) return;
+  doc.heading(2, "Load balance during training");
+  doc.paragraph("MaxVio = the most loaded expert's load over the mean load, minus 1 (0 = balanced; Wang et al., 2024), "
+                "in the worst layer of each logged training batch: at the last one, averaged over the logged ones, and "
+                "at its largest. Load percentiles: the experts' loads (tokens for token routers, weight mass for Lory) "
+                "relative to the mean, at the last logged batch, averaged over layers (p100 in the worst layer). "
+                "Unused: experts no token reached (mean over layers).");
+  doc.table({"run", "MaxVio last", "MaxVio mean", "MaxVio max", "load p0", "p10", "p50", "p90", "p100", "unused"}, rows);
+}
+
 void add_throughput_section(ReportDocument& doc, Database& db, const std::string& experiment,
                             const std::vector<RunInfo>& runs, const std::vector<std::string>& groups) {
   doc.heading(2, "Throughput");
@@ -380,6 +415,7 @@ void run_report(const ReportOptions& options) {
   add_perplexity_section(doc, db, experiment, groups);
   add_loss_section(doc, db, experiment, runs, options.out);
   add_routing_sections(doc, db, runs, options.out);
+  add_balance_section(doc, db, runs);
   add_throughput_section(doc, db, experiment, runs, groups);
   add_task_section(doc, db, experiment, groups);
   doc.heading(2, "The same numbers with SQL");

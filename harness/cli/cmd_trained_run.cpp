@@ -31,6 +31,7 @@ struct TrainedRunOptions {
   std::string out_dir;                    // export
   std::string out_file;                   // embed
   std::string precision;                  // score, generate, eval-tasks: "" = the run's trainer.precision
+  std::vector<std::string> plugin_path;   // besides the run's experiment's [plugins] path
 
   void add_common(CLI::App* cmd) {
     cmd->add_option("run", run, "Run id, or a prefix of its cell hash")->required();
@@ -44,13 +45,19 @@ struct TrainedRunOptions {
   void add_store_options(CLI::App* cmd) {
     cmd->add_option("--db", db, "Results database")->capture_default_str();
     cmd->add_option("--corpus", corpus, "Corpus folder of the run (default: from its experiment file)");
+    cmd->add_option("--plugin-path", plugin_path,
+                    "Extra plugin folder or file (repeatable), besides the run's experiment's [plugins] path and "
+                    "LORY_PLUGIN_PATH");
   }
 };
 
+// `plugin_path`: run_plugin_path(store, run, options.plugin_path).
 std::vector<std::string> worker_arguments(const std::string& command, const TrainedRunOptions& options,
-                                          const RunRecord& run, const std::string& corpus) {
+                                          const RunRecord& run, const std::string& corpus,
+                                          const std::vector<std::string>& plugin_path) {
   std::vector<std::string> arguments{executable_dir() + "/lory-worker", command, "--db", options.db, "--run-id",
                                      std::to_string(run.id), "--corpus", corpus};
+  for (const std::string& p : plugin_path) arguments.insert(arguments.end(), {"--plugin-path", p});
   if (!options.precision.empty()) arguments.insert(arguments.end(), {"--precision", options.precision});
   return arguments;
 }
@@ -78,7 +85,7 @@ void run_score(const TrainedRunOptions& options) {
     if (!ending.empty()) throw UserError("tokenizing the text failed: " + ending);
     ids_file = encoded.path;
   }
-  auto arguments = worker_arguments("score", options, run, corpus);
+  auto arguments = worker_arguments("score", options, run, corpus, run_plugin_path(store, run, options.plugin_path));
   arguments.insert(arguments.end(), {"--token-ids", ids_file, "--routing", options.routing, "--prompt-length",
                                      std::to_string(options.prompt_length), "--window", options.window, "--stride",
                                      std::to_string(options.stride)});
@@ -115,7 +122,7 @@ void run_generate(const TrainedRunOptions& options, const GenerateOptions& gener
   const std::string ending = run_program_to_file(
       {executable_dir() + "/lory-data", "encode", "--corpus", corpus, "--text", text_file}, prompt_ids.path);
   if (!ending.empty()) throw UserError("tokenizing the prompt failed: " + ending);
-  auto worker = worker_arguments("generate", options, run, corpus);
+  auto worker = worker_arguments("generate", options, run, corpus, run_plugin_path(store, run, options.plugin_path));
   worker.insert(worker.end(), {"--token-ids", prompt_ids.path, "--max-tokens", std::to_string(generate.max_tokens),
                                "--temperature", fmt::format("{}", generate.temperature), "--top-k",
                                std::to_string(generate.top_k), "--top-p", fmt::format("{}", generate.top_p), "--seed",
@@ -140,6 +147,7 @@ struct EvalTasksOptions {
 void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& tasks) {
   std::vector<RunRecord> runs;
   std::vector<std::string> corpora;
+  std::vector<std::vector<std::string>> plugin_paths;
   {
     ResultsStore store(options.db, ResultsStore::Open::MustExist);
     for (const std::string& id : tasks.runs) {
@@ -150,6 +158,7 @@ void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& ta
                                     run.id, run.label, run.status));
       }
       corpora.push_back(run_corpus_dir(store, run, options.corpus));
+      plugin_paths.push_back(run_plugin_path(store, run, options.plugin_path));
       runs.push_back(std::move(run));
     }
   }
@@ -177,7 +186,7 @@ void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& ta
     }
   }
   for (size_t i = 0; i < runs.size(); ++i) {
-    auto arguments = worker_arguments("eval-tasks", options, runs[i], corpora[i]);
+    auto arguments = worker_arguments("eval-tasks", options, runs[i], corpora[i], plugin_paths[i]);
     arguments.insert(arguments.end(), {"--routing", tasks.routing, "--tasks"});
     for (const auto& file : tokenized[corpora[i]]) arguments.push_back(file->path);
     std::fflush(stdout);
@@ -194,7 +203,8 @@ void run_worker_command(const TrainedRunOptions& options, const std::string& com
                         const std::vector<std::string>& extra, const std::string& what) {
   ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
-  auto arguments = worker_arguments(command, options, run, run_corpus_dir(store, run, options.corpus));
+  auto arguments = worker_arguments(command, options, run, run_corpus_dir(store, run, options.corpus),
+                                    run_plugin_path(store, run, options.plugin_path));
   arguments.insert(arguments.end(), extra.begin(), extra.end());
   std::fflush(stdout);
   const std::string ending = run_program(arguments);

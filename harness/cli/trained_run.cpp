@@ -12,6 +12,8 @@
 #include <filesystem>
 
 #include "core/cell_config.h"
+#include "core/diagnostics.h"
+#include "core/experiment.h"
 #include "core/paths.h"
 
 extern char** environ;
@@ -116,6 +118,25 @@ std::string run_corpus_dir(ResultsStore& store, const RunRecord& run, const std:
                                 resolved.string(), experiment_file.string()));
   }
   return resolved.string();
+}
+
+std::vector<std::string> run_plugin_path(ResultsStore& store, const RunRecord& run,
+                                         const std::vector<std::string>& extra) {
+  std::vector<std::string> path = extra;
+  const std::string experiment_file = store.experiment_file(run);
+  std::error_code ec;
+  if (experiment_file.empty() || !fs::is_regular_file(experiment_file, ec)) return path;
+  // The file may have changed since the run trained; only its plugin path is read, and a file
+  // that no longer parses contributes nothing (the default folders and --plugin-path remain).
+  try {
+    Diagnostics diagnostics;
+    const ConfigNode tree = read_experiment_tree(experiment_file, diagnostics);
+    if (!diagnostics.empty()) return path;
+    for (const std::string& p : experiment_plugin_path(tree, experiment_file, diagnostics)) path.push_back(p);
+  } catch (const std::exception&) {
+    // As above: an unreadable experiment file adds nothing.
+  }
+  return path;
 }
 
 }  // namespace lory::cli

@@ -25,4 +25,11 @@ std::string run_pipeline(const std::vector<std::string>& producer, const std::ve
 // against its experiment file's folder.
 std::string run_corpus_dir(ResultsStore& store, const RunRecord& run, const std::string& override_dir);
 
+// Where a trained run's plugins are looked for besides the default folders and LORY_PLUGIN_PATH:
+// `extra` (the command's --plugin-path), then the run's experiment file's `[plugins] path` when
+// that file can still be read (an out-of-tree router's run is scored with the plugin it trained
+// with).
+std::vector<std::string> run_plugin_path(ResultsStore& store, const RunRecord& run,
+                                         const std::vector<std::string>& extra);
+
 }  // namespace lory::cli

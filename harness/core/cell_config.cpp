@@ -53,6 +53,21 @@ nlohmann::json to_json(const CellConfig& config) {
   return root;
 }
 
+// Parameters of in-tree plugins added after cells were first trained with them, with the value
+// those cells ran with: hashed only when a cell sets another value, so earlier cells keep their
+// identities (and their databases find their runs).
+struct LaterPluginParam {
+  const char* plugin;
+  const char* name;
+  nlohmann::json earlier;
+};
+const LaterPluginParam kLaterPluginParams[] = {
+    {"topk", "shared_experts", 0},
+    {"topk", "shared_d_ff", 0},
+    {"topk", "granularity", 1},
+    {"topk", "bias_update_rate", 0.0},
+};
+
 }  // namespace
 
 const SectionConfig& CellConfig::section(const std::string& name) const {
@@ -79,6 +94,14 @@ std::string CellConfig::identity() const {
       if (it != hashed["trainer"].end() && it->is_string() && it->get<std::string>() == earlier) {
         hashed["trainer"].erase(it);
       }
+    }
+  }
+  for (auto& [section_name, section] : hashed.items()) {
+    for (const LaterPluginParam& later : kLaterPluginParams) {
+      if (!section.is_object() || !section.contains(later.plugin) || !section[later.plugin].is_object()) continue;
+      nlohmann::json& params = section[later.plugin];
+      const auto it = params.find(later.name);
+      if (it != params.end() && *it == later.earlier) params.erase(it);
     }
   }
   return sha256_hex(hashed.dump());

@@ -56,3 +56,27 @@ double load_imbalance(const std::vector<double>& load_E) {
 }
 
 }  // namespace lory
+
+namespace lory {
+
+double max_violation(const std::vector<double>& load_E) {
+  const double imbalance = load_imbalance(load_E);
+  return imbalance > 0 ? imbalance - 1 : 0;
+}
+
+double relative_load_percentile(const std::vector<double>& load_E, double percent) {
+  if (load_E.empty()) return 0;
+  double sum = 0;
+  for (double m : load_E) sum += m;
+  if (sum <= 0) return 0;
+  std::vector<double> sorted = load_E;
+  std::sort(sorted.begin(), sorted.end());
+  // Linear interpolation between closest ranks (numpy's default).
+  const double rank = std::clamp(percent, 0.0, 100.0) / 100.0 * static_cast<double>(sorted.size() - 1);
+  const size_t below = static_cast<size_t>(std::floor(rank));
+  const size_t above = std::min(below + 1, sorted.size() - 1);
+  const double value = sorted[below] + (rank - static_cast<double>(below)) * (sorted[above] - sorted[below]);
+  return value / (sum / static_cast<double>(sorted.size()));
+}
+
+}  // namespace lory

@@ -19,4 +19,12 @@ double load_imbalance(const std::vector<std::vector<double>>& mass_DE);
 // balanced; 0 when nothing was routed). Loads are weight mass or token counts per expert.
 double load_imbalance(const std::vector<double>& load_E);
 
+// MaxVio (Wang et al., 2024, "Auxiliary-loss-free load balancing"): (max load - mean load) / mean
+// load, 0 when balanced (and when nothing was routed).
+double max_violation(const std::vector<double>& load_E);
+
+// The `percent`-th percentile (0 = min, 50 = median, 100 = max; linear interpolation between
+// ranks, as numpy) of the experts' loads, relative to the mean load: 1 = an average expert.
+double relative_load_percentile(const std::vector<double>& load_E, double percent);
+
 }  // namespace lory

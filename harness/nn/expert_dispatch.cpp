@@ -53,6 +53,13 @@ torch::Tensor tokens_per_expert(const ExpertAssignments& assignments, int64_t ex
   return torch::bincount(assignments.expert_A, {}, experts);
 }
 
+torch::Tensor assignment_weights(const ExpertAssignments& assignments, int64_t tokens, int64_t experts) {
+  torch::NoGradGuard no_grad;
+  return torch::zeros({tokens, experts}, assignments.gate_A.options().dtype(torch::kFloat32))
+      .index_put_({assignments.token_A, assignments.expert_A}, assignments.gate_A.detach().to(torch::kFloat32),
+                  /*accumulate=*/true);
+}
+
 ExpertAssignments apply_capacity(const ExpertAssignments& assignments, const torch::Tensor& priority_A,
                                  int64_t experts, int64_t capacity) {
   const int64_t A = assignments.expert_A.size(0);

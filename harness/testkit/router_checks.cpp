@@ -10,7 +10,7 @@ namespace {
 
 torch::Tensor layer_output(FeedForward& layer, const torch::Tensor& h_BLD, ForwardMode mode) {
   torch::NoGradGuard no_grad;
-  RoutingContext context(mode, false);
+  RoutingContext context = checking_context(mode, h_BLD);
   return layer.forward(h_BLD, context);
 }
 
@@ -32,6 +32,14 @@ double max_abs_difference(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 }  // namespace
+
+RoutingContext checking_context(ForwardMode mode, const torch::Tensor& h_BLD) {
+  RoutingContext context(mode, false);
+  const int64_t B = h_BLD.size(0), L = h_BLD.size(1);
+  context.set_token_ids(
+      (torch::arange(B * L, torch::dtype(torch::kInt64).device(h_BLD.device())) * 7919 + 13).remainder(32000).view({B, L}));
+  return context;
+}
 
 std::vector<int64_t> earlier_outputs_changed(FeedForward& layer, const torch::Tensor& h_BLD, int64_t position,
                                              ForwardMode mode, double tolerance) {
@@ -74,7 +82,7 @@ LayerComparison compare_layers(FeedForward& a, FeedForward& b, const torch::Tens
   for (int i = 0; i < 2; ++i) {
     for (auto& p : layers[i]->parameters()) p.mutable_grad() = torch::Tensor();
     const torch::Tensor h = h_BLD.detach().clone().requires_grad_();
-    RoutingContext context(ForwardMode::Train, false);
+    RoutingContext context = checking_context(ForwardMode::Train, h);
     outputs[i] = layers[i]->forward(h, context);
     (outputs[i] * probe).sum().backward();
     input_grads[i] = h.grad();
@@ -91,7 +99,7 @@ LayerComparison compare_layers(FeedForward& a, FeedForward& b, const torch::Tens
 double gradient_check(FeedForward& layer, const torch::Tensor& h_BLD, int samples, double epsilon) {
   const torch::Tensor probe = torch::randn_like(h_BLD);
   const auto loss_of = [&](const torch::Tensor& h) {
-    RoutingContext context(ForwardMode::Train, false);
+    RoutingContext context = checking_context(ForwardMode::Train, h);
     return (layer.forward(h, context) * probe).sum();
   };
   for (auto& p : layer.parameters()) p.mutable_grad() = torch::Tensor();

@@ -20,6 +20,7 @@
 #include "linear_cross_entropy.h"
 #include "lory/precision.h"
 #include "lr_schedule.h"
+#include "router_metrics.h"
 #include "training_data.h"
 #include "upcycling.h"
 
@@ -97,51 +98,6 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-// The training metrics of one logged step, under "router/...": the routers' statistics per layer
-// and their mean over layers, and the aux losses summed over layers; each is combined over
-// data-parallel ranks by its rule.
-void add_router_metrics(const RoutingContext& context, int64_t step, DataParallel& group,
-                        std::vector<MetricRow>& rows) {
-  std::vector<std::pair<MetricRow, Reduce>> local;
-  std::map<std::string, std::tuple<double, int64_t, Reduce>> mean_over_layers;
-  for (const RoutingRecord& record : context.records()) {
-    for (const RoutingStat& stat : record.stats) {
-      local.push_back({{step, fmt::format("router/layer{}/{}", record.layer, stat.name), stat.value}, stat.reduce});
-      auto& [sum, count, reduce] = mean_over_layers[stat.name];
-      sum += stat.value;
-      ++count;
-      reduce = stat.reduce;
-    }
-  }
-  for (const auto& [name, entry] : mean_over_layers) {
-    const auto& [sum, count, reduce] = entry;
-    local.push_back({{step, "router/" + name, sum / static_cast<double>(count)}, reduce});
-  }
-  std::map<std::string, std::pair<double, Reduce>> aux_sums;
-  for (const auto& [layer, stat] : context.aux_stats()) {
-    aux_sums[stat.name].first += stat.value;
-    aux_sums[stat.name].second = stat.reduce;
-  }
-  for (const auto& [name, entry] : aux_sums) local.push_back({{step, name, entry.first}, entry.second});
-
-  // Every rank holds the same rows in the same order (the same model, each on its own equal
-  // shard), so they are combined entry by entry: maxima maximised; everything else, a mean over a
-  // shard (statistics) or a loss of a shard (aux losses), averaged.
-  if (group.distributed()) {
-    std::vector<double> summed(local.size(), 0.0), maximised(local.size(), 0.0);
-    for (size_t i = 0; i < local.size(); ++i) {
-      (local[i].second == Reduce::Max ? maximised : summed)[i] = local[i].first.value;
-    }
-    group.sum(summed);
-    group.max(maximised);
-    for (size_t i = 0; i < local.size(); ++i) {
-      local[i].first.value = local[i].second == Reduce::Max ? maximised[i]
-                                                            : summed[i] / static_cast<double>(group.world_size());
-    }
-  }
-  for (auto& [row, reduce] : local) rows.push_back(std::move(row));
-}
-
 // Upcycling happens after the dense warm-up; a router that cannot be upcycled from this dense
 // model (experts of another width, a router without upcycle_from) must fail the cell now, with
 // the key to change, not after the warm-up's steps. The trial layer is thrown away, and the random
@@ -153,18 +109,27 @@ void check_upcycling_possible(LanguageModel& model, RunSetup& setup) {
     std::lock_guard<std::mutex> lock(generator.mutex());
     rng_state = generator.get_state();
   }
-  std::string problem;
+  std::string problem, build_problem;
   try {
     torch::NoGradGuard no_grad;
     const auto dense = model.feed_forward(0)->dense_weights();
     if (!dense) throw std::runtime_error("the warm-up model's FFN exposes no dense weights");
-    setup.build_router_layer(model.feed_forward_spec(0))->upcycle_from(*dense);
+    std::shared_ptr<FeedForward> layer;
+    try {
+      layer = setup.build_router_layer(model.feed_forward_spec(0));
+    } catch (const std::exception& e) {
+      build_problem = e.what();  // the router's own error, not an upcycling one
+    }
+    if (layer) layer->upcycle_from(*dense);
   } catch (const std::exception& e) {
     problem = e.what();
   }
   {
     std::lock_guard<std::mutex> lock(generator.mutex());
     generator.set_state(rng_state);
+  }
+  if (!build_problem.empty()) {
+    throw UserError(fmt::format("router '{}' failed to build a layer: {}", setup.router_name(), build_problem));
   }
   if (!problem.empty()) {
     throw UserError(fmt::format("trainer.dense_warmup_fraction > 0, but the dense warm-up model cannot be upcycled "
@@ -387,6 +352,7 @@ class TrainingLoop {
       grads.front().view({-1})[0] = std::numeric_limits<double>::infinity();
     }
     group_.average_gradients(grads);
+    finish_layer_steps();
     // One small all-reduce carries the loss and whether any rank was asked to stop, so that the
     // ranks decide together (one rank leaving alone would leave the others waiting).
     std::vector<double> shared = {loss_sum / static_cast<double>(s_.accumulation), stop_requested() ? 1.0 : 0.0};
@@ -413,6 +379,18 @@ class TrainingLoop {
     interval_tokens_ += s_.batch_size * setup_.context_length();
     ++interval_steps_;
     return result;
+  }
+
+  // The layers' own per-step updates (lory::FeedForward::finish_training_step), from their
+  // accumulators summed over ranks.
+  void finish_layer_steps() {
+    for (int64_t layer = 0; layer < model_->layer_count(); ++layer) {
+      const std::shared_ptr<FeedForward> ffn = model_->feed_forward(layer);
+      for (torch::Tensor& accumulator : ffn->training_step_accumulators()) {
+        if (group_.distributed()) group_.sum(accumulator);
+      }
+      ffn->finish_training_step();
+    }
   }
 
   // The logged step's metrics (router statistics included) and its progress line.

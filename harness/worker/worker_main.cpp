@@ -162,11 +162,12 @@ int score_command(const RunSelection& selection, const std::string& token_ids_fi
   const std::vector<int64_t> ids = read_token_ids(token_ids_file, setup->corpus().manifest().vocab_size);
   if (ids.size() < 2) throw UserError("need at least two tokens to score");
   const int64_t context = setup->context_length();
-  // Under `inference` the router's own rule decides: a router whose inference_routing is "prompt"
-  // (Lory's option) routes from the prompt; any other routes as in training and has no prompt.
-  const auto& router_values = setup->config().section("router").plugin_params;
-  const bool prompt_inference =
-      router_values.has("inference_routing") && router_values.get_string("inference_routing") == "prompt";
+  // Under `inference` each layer's own rule decides: a model with a layer that routes from the
+  // prompt at inference (Lory with inference_routing = "prompt") is scored after a prompt.
+  bool prompt_inference = false;
+  for (int64_t layer = 0; layer < model->layer_count(); ++layer) {
+    prompt_inference = prompt_inference || model->feed_forward(layer)->routes_from_prompt_at_inference();
+  }
   const bool prompted = request.routing == "prompt" || (request.routing == "inference" && prompt_inference);
   if (prompted && request.prompt_length < 1) throw UserError("prompt routing needs --prompt-length of at least 1");
   ScoringWindows windows;
@@ -335,6 +336,8 @@ int export_command(const RunSelection& selection, const std::string& out_dir) {
   std::filesystem::create_directories(out_dir);
   c10::Dict<std::string, at::Tensor> weights;
   for (const auto& item : model->named_parameters()) weights.insert(item.key(), item.value().detach().clone());
+  // Buffers too: state a layer keeps outside its parameters (topk's balancing bias, RoPE tables).
+  for (const auto& item : model->named_buffers()) weights.insert(item.key(), item.value().detach().clone());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(weights));
   const std::string weights_path = (std::filesystem::path(out_dir) / "weights.pt").string();
   std::ofstream(weights_path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
 launcher=()
 if command -v ccache > /dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
-for example in routers/smear routers/multihead_lory check_router; do
+for example in routers/smear routers/multihead_lory routers/hash check_router; do
   name=$(basename "$example")
   if ! { cmake -S "$source/examples/$example" -B "$work/build-$name" -G Ninja -DCMAKE_BUILD_TYPE=Release \
            -DCMAKE_PREFIX_PATH="$work/prefix" "${launcher[@]}" && cmake --build "$work/build-$name"; } \
@@ -43,6 +43,16 @@ done
 # (segments of 4 tokens, so that the 12-token sequences of the check hold three segments).
 "$work/build-check_router/check_router" "$work/build-smear" smear not-causal
 "$work/build-check_router/check_router" "$work/build-multihead_lory" multihead_lory causal segment_length=4
+"$work/build-check_router/check_router" "$work/build-hash" hash causal experts=4
+"$work/build-check_router/check_router" "$work/build-hash" hash causal experts=4 key=position
+# The in-tree routers (found in the installed plugin folder) pass the same installed check (lory with
+# a causal first-segment rule: the paper's rule leaks within segment 1 and stops its gradient, as documented).
+check="$work/build-check_router/check_router"
+"$check" "$work/build-hash" dense causal
+"$check" "$work/build-hash" lory causal experts=4 segment_length=4 first_segment=first_token
+"$check" "$work/build-hash" topk causal experts=4 k=2
+"$check" "$work/build-hash" topk causal experts=4 k=2 shared_experts=1 bias_update_rate=0.01
+"$check" "$work/build-hash" expert_choice not-causal experts=4
 export LORY_PLUGIN_PATH="$work/build-smear:$work/build-multihead_lory"
 lory="$work/prefix/bin/lory"
 "$lory" plugins --describe smear | grep -q "router_init_std"
@@ -65,9 +75,13 @@ for domain in alpha beta; do
 done > "$work/docs.jsonl"
 "$work/prefix/bin/lory-data" prepare --out "$work/corpus" --jsonl "$work/docs.jsonl" --tokenizer byte > /dev/null
 
+# The hash router comes from the experiment's own plugin path, so that the commands that read its
+# run afterwards (score, generate, export) must find it there too.
 cat > "$work/sdk.toml" <<TOML
 [experiment]
 name = "sdk-examples"
+[plugins]
+path = ["build-hash"]
 [data]
 corpus = "corpus"
 [model]
@@ -77,6 +91,8 @@ d_model = 32
 n_layers = 2
 n_heads = 2
 [router.smear]
+experts = 4
+[router.hash]
 experts = 4
 [router.multihead_lory]
 experts = 4
@@ -96,12 +112,21 @@ router.plugin = "smear"
 router.plugin = "multihead_lory"
 [[grid.cells]]
 router.plugin = "lory"
+[[grid.cells]]
+router.plugin = "hash"
 TOML
 "$lory" run "$work/sdk.toml" --db "$work/results.sqlite"
 done=$("$lory" query "SELECT count(*) AS n FROM runs WHERE status = 'done' AND last_step = 6" --db "$work/results.sqlite" --csv | tail -n 1)
 upcycled=$("$lory" query "SELECT count(*) FROM run_attributes WHERE name = 'upcycle_step'" --db "$work/results.sqlite" --csv | tail -n 1)
-if [ "$done" != "3" ] || [ "$upcycled" != "3" ]; then
-  echo "expected 3 runs done and upcycled, got $done done, $upcycled upcycled"
+if [ "$done" != "4" ] || [ "$upcycled" != "4" ]; then
+  echo "expected 4 runs done and upcycled, got $done done, $upcycled upcycled"
   exit 1
 fi
-echo "SDK examples built against the installed package and trained: smear, multihead_lory"
+# The out-of-tree hash router's run is scored, generated from and exported like an in-tree one.
+hash_run=$("$lory" query "SELECT id FROM runs WHERE label LIKE '%hash%'" --db "$work/results.sqlite" --csv | tail -n 1)
+printf '104 101 108 108 111 32 119 111 114 108 100\n' > "$work/ids.txt"
+"$lory" score "$hash_run" --db "$work/results.sqlite" --token-ids "$work/ids.txt" | tail -n 1 | grep -q "tokens scored"
+"$lory" generate "$hash_run" --db "$work/results.sqlite" --prompt "alpha document" --max-tokens 4 --temperature 0 > "$work/generated.txt"
+"$lory" export "$hash_run" --db "$work/results.sqlite" --out "$work/hash-export" > /dev/null
+grep -rqE '"router": ?"hash"' "$work/hash-export"
+echo "SDK examples built against the installed package and trained: smear, multihead_lory, hash"

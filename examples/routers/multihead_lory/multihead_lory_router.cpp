@@ -12,19 +12,37 @@
 // LORY_PLUGIN_METADATA expands, after every include.
 #include <lory/plugin.h>
 #include <lory/expert_merge.h>
+#include <lory/param_declaration.h>
 #include <lory/router_api.h>
 
 #include <stdexcept>
 
 namespace multihead_lory_example {
 
+struct Options {
+  int64_t experts = 0, heads = 0, segment_length = 0;
+  double router_init_std = 0;
+};
+
+const lory::ParamDeclaration<Options>& params() {
+  static const auto declaration =
+      lory::ParamDeclaration<Options>("router.multihead_lory")
+          .integer("experts", &Options::experts, 8, 1, 1024, "E: SwiGLU experts per layer")
+          .integer("heads", &Options::heads, 4, 1, 1024, "routing heads; each merges d_ff / heads hidden units")
+          .integer("segment_length", &Options::segment_length, 256, 1, 1 << 20, "T: tokens per routing segment")
+          .real("router_init_std", &Options::router_init_std, 0.02, 1e-8, 1, "std of the routers' normal init (not 0)");
+  return declaration;
+}
+
+Options read_options(const lory::ParamValues& values, const lory::FeedForwardSpec&) { return params().read(values); }
+
 class MultiHeadLoryFeedForward final : public lory::FeedForward {
  public:
-  MultiHeadLoryFeedForward(const lory::FeedForwardSpec& spec, const lory::ParamValues& p)
+  MultiHeadLoryFeedForward(const lory::FeedForwardSpec& spec, const Options& options)
       : layer_(spec.layer_index),
-        experts_(p.get_int("experts")),
-        heads_(p.get_int("heads")),
-        segment_length_(p.get_int("segment_length")) {
+        experts_(options.experts),
+        heads_(options.heads),
+        segment_length_(options.segment_length) {
     const int64_t E = experts_, H = heads_, D = spec.d_model, F = spec.d_ff;
     if (F % H != 0) throw std::invalid_argument("multihead_lory: heads must divide the FFN width d_ff");
     const int64_t f = F / H;  // hidden units per head
@@ -32,7 +50,7 @@ class MultiHeadLoryFeedForward final : public lory::FeedForward {
     w_gate_HEfD = register_parameter("w_gate_HEfD", torch::randn({H, E, f, D}) * spec.init_std);
     w_up_HEfD = register_parameter("w_up_HEfD", torch::randn({H, E, f, D}) * spec.init_std);
     w_down_HEDf = register_parameter("w_down_HEDf", torch::randn({H, E, D, f}) * spec.output_init_std);
-    router_HED = register_parameter("router_HED", torch::randn({H, E, D}) * p.get_float("router_init_std"));
+    router_HED = register_parameter("router_HED", torch::randn({H, E, D}) * options.router_init_std);
   }
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
@@ -54,16 +72,8 @@ class MultiHeadLoryFeedForward final : public lory::FeedForward {
       y_STD = y_STD + lory::merged_expert_ffn(x_STD, w_SE, {w_gate_HEfD[head], w_up_HEfD[head], w_down_HEDf[head]},
                                               /*chunk_segments=*/16);
     }
-    if (context.recording()) {
-      lory::RoutingRecord record;
-      record.layer = layer_;
-      record.expert_count = E;
-      // One record per layer: the heads' weights averaged (each head weighs F/H hidden units).
-      record.weights_BLE =
-          w_BNHE.mean(2).repeat_interleave(T, 1).slice(1, 0, L).detach().to(torch::kFloat32).contiguous();
-      record.stats = lory::weight_statistics(record.weights_BLE);
-      context.add_record(std::move(record));
-    }
+    // One record per layer: the heads' weights averaged (each head weighs F/H hidden units).
+    if (context.recording()) lory::record_routing(context, layer_, w_BNHE.mean(2).repeat_interleave(T, 1).slice(1, 0, L));
     return y_STD.view({B, N * T, D}).slice(1, 0, L);
   }
 
@@ -83,25 +93,13 @@ class MultiHeadLoryFeedForward final : public lory::FeedForward {
   torch::Tensor w_gate_HEfD, w_up_HEfD, w_down_HEDf, router_HED;
 };
 
-class MultiHeadLoryRouter final : public lory::RouterPlugin {
- public:
-  std::shared_ptr<lory::FeedForward> build(const lory::FeedForwardSpec& spec, const lory::ParamValues& p) override {
-    return std::make_shared<MultiHeadLoryFeedForward>(spec, p);
-  }
-};
-
-std::unique_ptr<lory::RouterPlugin> create() { return std::make_unique<MultiHeadLoryRouter>(); }
-
-const LoryParamSpec kParams[] = {
-    {"experts", LORY_PARAM_INT, "8", 1, 1024, nullptr, "E: SwiGLU experts per layer"},
-    {"heads", LORY_PARAM_INT, "4", 1, 1024, nullptr, "routing heads; each merges d_ff / heads hidden units"},
-    {"segment_length", LORY_PARAM_INT, "256", 1, 1 << 20, nullptr, "T: tokens per routing segment"},
-    {"router_init_std", LORY_PARAM_FLOAT, "0.02", 1e-8, 1, nullptr, "std of the routers' normal init (not 0)"},
-};
+std::unique_ptr<lory::RouterPlugin> create() {
+  return std::make_unique<lory::RouterPluginOf<MultiHeadLoryFeedForward, read_options>>();
+}
 
 }  // namespace multihead_lory_example
 
-LORY_PLUGIN_METADATA(LORY_PLUGIN_ROUTER, "multihead_lory",
+LORY_DECLARED_PLUGIN(LORY_PLUGIN_ROUTER, "multihead_lory",
                      "Lory with several routing heads, each merging its own slice of the FFN width (causal)",
-                     multihead_lory_example::kParams)
+                     multihead_lory_example::params)
 LORY_ROUTER_FACTORY(multihead_lory_example::create)

@@ -68,6 +68,18 @@ class FeedForward : public torch::nn::Module {
   // true; one that routes from earlier tokens (Lory) keeps its state in the DecodeState. `lory
   // generate` falls back to recomputing the whole sequence for a router that says false.
   virtual bool supports_incremental_decoding() const { return false; }
+  // The layer's own rule for `--routing inference` (EvalRouting::Rule::Inference): whether it then
+  // routes from the prompt (once, from the mean of its first prompt_length tokens) or as in
+  // training. The harness asks this, never a plugin parameter, to decide whether a scored text
+  // starts with a routing prompt.
+  virtual bool routes_from_prompt_at_inference() const { return false; }
+  // Training state a layer changes outside the gradient (aux-loss-free balancing's expert bias).
+  // During a training step's forwards the layer adds what its update needs into these float64
+  // tensors; after the step's backward passes the trainer sums them over data-parallel ranks (in
+  // place) and calls finish_training_step() once, so every rank makes the same update from the
+  // whole step's batch. Forwards outside the trainer's steps (tests, evaluation) never finish.
+  virtual std::vector<torch::Tensor> training_step_accumulators() { return {}; }
+  virtual void finish_training_step() {}
   // The FFN's part of `lory export`'s layout (see LanguageModel::export_layout_json): a JSON
   // object with the resolved options, the tensors (names relative to the layer, shapes, layout)
   // and the routing rule in words and formulas. "{}" when the plugin says nothing.

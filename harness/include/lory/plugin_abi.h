@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define LORY_PLUGIN_ABI_VERSION 3u
+#define LORY_PLUGIN_ABI_VERSION 4u
 
 /* Name of the exported C metadata function. */
 #define LORY_PLUGIN_INFO_SYMBOL "lory_plugin_info"

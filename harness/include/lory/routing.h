@@ -74,6 +74,13 @@ class RoutingContext {
   // after decode()->position(), and layers keep their caches there. Null for every other forward.
   DecodeState* decode() const { return decode_; }
   void set_decode(DecodeState* state) { decode_ = state; }
+  // The token ids of this forward ([B, L] int64, the ones the model embeds), set by the model
+  // before its first layer, for routers that route by token (hash routing). Under incremental
+  // decoding they are the new tokens only; their positions start at first_position().
+  const torch::Tensor& token_ids_BL() const { return token_ids_BL_; }
+  void set_token_ids(torch::Tensor token_ids_BL) { token_ids_BL_ = std::move(token_ids_BL); }
+  // Position in the sequence of the forward's first token: 0, or the decoding position.
+  int64_t first_position() const;
 
   // `scaled_loss` (a scalar with gradient) is added to the training loss; `unscaled` is logged.
   void add_aux_loss(int64_t layer, const std::string& name, torch::Tensor scaled_loss, double unscaled);
@@ -90,10 +97,17 @@ class RoutingContext {
   bool record_;
   EvalRouting eval_routing_;
   DecodeState* decode_ = nullptr;
+  torch::Tensor token_ids_BL_;
   std::vector<torch::Tensor> aux_losses_;
   std::vector<std::pair<int64_t, RoutingStat>> aux_stats_;
   std::vector<RoutingRecord> records_;
 };
+
+// A layer's routing record, when the context records: `weights_BLE` (detached and cast to
+// float32 here) with `stats`, or, when `stats` is empty, weight_statistics(weights_BLE). What
+// every router calls after its forward instead of filling a RoutingRecord itself.
+void record_routing(RoutingContext& context, int64_t layer, const torch::Tensor& weights_BLE,
+                    std::vector<RoutingStat> stats = {});
 
 // Where each token goes, as a distribution over experts: its weights divided by their sum. Token
 // routers' weights are their gates, which need not sum to 1 (a raw top-1 probability, a
@@ -104,13 +118,16 @@ torch::Tensor routing_distribution(const torch::Tensor& weights_BLE);
 
 // Statistics every router can report from its per-token weights: mean router entropy (nats),
 // mean max weight, mean number of experts above 2/E, load imbalance (max/mean weight mass per
-// expert) and unused experts (no token with weight above 2/E).
+// expert) and unused experts (no token with weight above 2/E); and the balance of the weight mass
+// per expert: max_violation (MaxVio = max / mean - 1, maximum over layers) and load_p0, load_p10,
+// load_p50, load_p90, load_p100 (percentiles of the experts' loads relative to the mean).
 std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE);
 
 // Statistics of routers that dispatch tokens: router entropy over the full router distribution
 // probs_XE (nats), mean max probability, load imbalance (max/mean tokens per expert), unused
 // experts (no token), tokens per expert relative to the mean (min and max), and the fraction of
-// assignments dropped by capacity.
+// assignments dropped by capacity; and the balance of tokens per expert as weight_statistics
+// gives for weight mass (max_violation, load_p0 ... load_p100).
 std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, const torch::Tensor& tokens_per_expert_E,
                                              int64_t assignments_made, int64_t assignments_dropped);
 

@@ -216,6 +216,7 @@ class TransformerModel final : public lory::LanguageModel {
 
   torch::Tensor hidden_states(const torch::Tensor& tokens_BL, lory::RoutingContext& context) override {
     torch::Tensor x_BLD = torch::embedding(embedding_VD, tokens_BL);
+    context.set_token_ids(tokens_BL);  // for routers that route by token id (lory::RoutingContext)
     for (auto& block : blocks_) x_BLD = block->forward(x_BLD, context);
     return final_norm->forward(x_BLD);
   }

@@ -1,6 +1,6 @@
 // The `dense` router: one SwiGLU FFN per layer, no experts. The parameter-matched baseline every
 // MoE router is compared with, and the model a dense warm-up trains before upcycling.
-#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "lory/plugin.h"
 #include "lory/router_api.h"
@@ -18,12 +18,7 @@ class DenseFeedForward final : public lory::FeedForward {
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
     if (context.recording()) {
-      lory::RoutingRecord record;
-      record.layer = layer_;
-      record.expert_count = 1;
-      record.weights_BLE = torch::ones({h_BLD.size(0), h_BLD.size(1), 1}, h_BLD.options().dtype(torch::kFloat32));
-      record.stats = lory::weight_statistics(record.weights_BLE);
-      context.add_record(std::move(record));
+      lory::record_routing(context, layer_, torch::ones({h_BLD.size(0), h_BLD.size(1), 1}, h_BLD.options()));
     }
     return lory::swiglu(h_BLD, w_gate_FD, w_up_FD, w_down_DF);
   }
@@ -31,10 +26,12 @@ class DenseFeedForward final : public lory::FeedForward {
   bool supports_incremental_decoding() const override { return true; }
 
   std::string export_layout_json() const override {
-    return fmt::format(
-        R"json({{"router": "dense", "d_ff": {}, "tensors": {{"w_gate_FD": "[F, D]", "w_up_FD": "[F, D]", "w_down_DF": "[D, F]"}},
-"ffn": "SwiGLU: y = (silu(h @ w_gate_FD.T) * (h @ w_up_FD.T)) @ w_down_DF.T"}})json",
-        w_gate_FD.size(0));
+    return nlohmann::json{
+        {"router", "dense"},
+        {"d_ff", w_gate_FD.size(0)},
+        {"tensors", {{"w_gate_FD", "[F, D]"}, {"w_up_FD", "[F, D]"}, {"w_down_DF", "[D, F]"}}},
+        {"ffn", "SwiGLU: y = (silu(h @ w_gate_FD.T) * (h @ w_up_FD.T)) @ w_down_DF.T"}}
+        .dump();
   }
 
   std::optional<lory::DenseFFNWeights> dense_weights() const override {

@@ -8,43 +8,66 @@
 // positions included. So inference uses another rule (inference_routing): "token_topk" routes each
 // token to its inference_k best experts by the same router (what the Lory paper did), which is
 // causal; "expert_choice" keeps the training rule (not causal, for analysis only).
-#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
 #include "lory/expert_dispatch.h"
+#include "lory/param_declaration.h"
 #include "lory/plugin.h"
 #include "lory/router_api.h"
 
 namespace lory_plugins::expert_choice {
 
+enum class Level { Token, Segment };
+enum class InferenceRouting { TokenTopK, ExpertChoice };
+enum class Implementation { Grouped, Naive };
+
 struct Options {
-  int64_t experts, segment_length, inference_k, expert_d_ff;
-  bool segment_level, topk_inference, inference_renormalize, naive;
-  double capacity_factor, router_init_std;
+  int64_t experts = 0, segment_length = 0, inference_k = 0, expert_d_ff = 0;
+  Level level = Level::Token;
+  InferenceRouting inference_routing = InferenceRouting::TokenTopK;
+  bool inference_renormalize = false;
+  Implementation implementation = Implementation::Grouped;
+  double capacity_factor = 0, router_init_std = 0;
 };
 
-std::vector<lory::ParamProblem> check(const lory::ParamValues& p) {
-  if (p.get_int("inference_k") > p.get_int("experts")) {
-    return {{"inference_k", fmt::format("inference_k = {} exceeds experts = {}", p.get_int("inference_k"),
-                                        p.get_int("experts"))}};
-  }
-  return {};
+const lory::ParamDeclaration<Options>& params() {
+  static const auto declaration =
+      lory::ParamDeclaration<Options>("router.expert_choice")
+          .integer("experts", &Options::experts, 8, 1, 1024, "E: experts per FFN layer")
+          .real("capacity_factor", &Options::capacity_factor, 1, 0.01, 1024,
+                "each expert takes capacity_factor * units / E units (1 = as many expert passes as tokens)")
+          .choice("level", &Options::level, {{"token", Level::Token}, {"segment", Level::Segment}}, Level::Token,
+                  "what experts choose: tokens, or whole segments scored by their mean")
+          .integer("segment_length", &Options::segment_length, 256, 1, 1 << 20, "T of the segment level")
+          .choice("inference_routing", &Options::inference_routing,
+                  {{"token_topk", InferenceRouting::TokenTopK}, {"expert_choice", InferenceRouting::ExpertChoice}},
+                  InferenceRouting::TokenTopK,
+                  "rule outside training: causal token top-k, or expert choice as in training")
+          .integer("inference_k", &Options::inference_k, 1, 1, 1024, "k of the token top-k inference rule")
+          .flag("inference_renormalize", &Options::inference_renormalize, false,
+                "token top-k inference: rescale the k chosen gates to sum to 1 (default: softmax scores, as in "
+                "training)")
+          .integer("expert_d_ff", &Options::expert_d_ff, 0, 0, 1 << 20,
+                   "FFN width of each expert; 0 = the model's d_ff")
+          .real("router_init_std", &Options::router_init_std, 0.02, 0, 1, "std of the router's normal init")
+          .choice("implementation", &Options::implementation,
+                  {{"grouped", Implementation::Grouped}, {"naive", Implementation::Naive}}, Implementation::Grouped,
+                  "grouped = one GEMM chain per expert; naive = per-token reference")
+          .rule([](const Options& o) -> std::vector<lory::ParamProblem> {
+            if (o.inference_k > o.experts) {
+              return {{"inference_k", "inference_k = " + std::to_string(o.inference_k) +
+                                          " exceeds experts = " + std::to_string(o.experts)}};
+            }
+            return {};
+          });
+  return declaration;
 }
 
-Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec& spec) {
-  lory::throw_param_problems("router.expert_choice", check(p));
-  Options o{};
-  o.experts = p.get_int("experts");
-  o.segment_length = p.get_int("segment_length");
-  o.inference_k = p.get_int("inference_k");
-  o.expert_d_ff = p.get_int("expert_d_ff") > 0 ? p.get_int("expert_d_ff") : spec.d_ff;
-  o.segment_level = p.get_string("level") == "segment";
-  o.topk_inference = p.get_string("inference_routing") == "token_topk";
-  o.inference_renormalize = p.get_bool("inference_renormalize");
-  o.naive = p.get_string("implementation") == "naive";
-  o.capacity_factor = p.get_float("capacity_factor");
-  o.router_init_std = p.get_float("router_init_std");
+Options read_options(const lory::ParamValues& values, const lory::FeedForwardSpec& spec) {
+  Options o = params().read(values);
+  if (o.expert_d_ff == 0) o.expert_d_ff = spec.d_ff;
   return o;
 }
 
@@ -57,51 +80,52 @@ class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
     const int64_t B = h_BLD.size(0), L = h_BLD.size(1), D = h_BLD.size(2), E = options_.experts;
     const torch::Tensor h_XD = h_BLD.reshape({B * L, D});
     // Outside training the causal rule is used for every evaluation mode (see lory::EvalRouting).
-    const bool token_topk = !context.training() && options_.topk_inference;
+    const bool token_topk = !context.training() && options_.inference_routing == InferenceRouting::TokenTopK;
     torch::Tensor probs_XE;
     lory::ExpertAssignments assignments;
     if (token_topk) {
       probs_XE = torch::softmax(lory::router_logits(h_XD, router_ED), -1);
       assignments = choose_by_tokens(probs_XE);
-    } else if (options_.segment_level) {
+    } else if (options_.level == Level::Segment) {
       std::tie(assignments, probs_XE) = choose_segments(h_BLD);
     } else {
       probs_XE = torch::softmax(lory::router_logits(h_XD, router_ED), -1);
       assignments = choose_units(probs_XE, torch::arange(B * L, torch::dtype(torch::kInt64).device(h_XD.device())).view({-1, 1}));
     }
-        const torch::Tensor y_XD = options_.naive ? lory::dispatch_to_experts_reference(h_XD, assignments, experts_)
-                                              : lory::dispatch_to_experts(h_XD, assignments, experts_);
+    const torch::Tensor y_XD = options_.implementation == Implementation::Naive
+                                   ? lory::dispatch_to_experts_reference(h_XD, assignments, experts_)
+                                   : lory::dispatch_to_experts(h_XD, assignments, experts_);
     if (context.recording()) {
-      lory::RoutingRecord record;
-      record.layer = layer_;
-      record.expert_count = E;
-      record.weights_BLE = torch::zeros({B * L, E}, h_XD.options().dtype(torch::kFloat32))
-                               .index_put_({assignments.token_A, assignments.expert_A},
-                                           assignments.gate_A.detach().to(torch::kFloat32), true)
-                               .view({B, L, E});
+      const torch::Tensor weights_BLE = lory::assignment_weights(assignments, B * L, E).view({B, L, E});
       // "Dropped" for expert choice: tokens that no expert chose.
-      const int64_t unrouted = (record.weights_BLE.sum(-1) == 0).sum().item<int64_t>();
-      record.stats = lory::dispatch_statistics(probs_XE.detach(), lory::tokens_per_expert(assignments, E),
-                                               B * L - unrouted, unrouted);
-      context.add_record(std::move(record));
+      const int64_t unrouted = (weights_BLE.sum(-1) == 0).sum().item<int64_t>();
+      lory::record_routing(context, layer_, weights_BLE,
+                           lory::dispatch_statistics(probs_XE.detach(), lory::tokens_per_expert(assignments, E),
+                                                     B * L - unrouted, unrouted));
     }
     return y_XD.view({B, L, D});
   }
 
   // Outside training the token top-k rule routes each token on its own; the expert-choice rule
   // compares tokens across the batch.
-  bool supports_incremental_decoding() const override { return options_.topk_inference; }
+  bool supports_incremental_decoding() const override { return options_.inference_routing == InferenceRouting::TokenTopK; }
 
   std::string export_layout_json() const override {
-    return fmt::format(
-        R"json({{"router": "expert_choice", "experts": {}, "d_ff": {}, "level": "{}", "segment_length": {},
-"inference_routing": "{}", "inference_k": {}, "inference_renormalize": {},
-"tensors": {{"w_gate_EFD": "[E, F, D] expert e's W_gate at [e]", "w_up_EFD": "[E, F, D]", "w_down_EDF": "[E, D, F]", "router_ED": "[E, D] router, no bias: logits = h @ router_ED.T"}},
-"inference_rule": "token_topk: p = softmax(h @ router_ED.T); each token goes to its inference_k largest p with gate p (divided by their sum when inference_renormalize); y = sum of gate * SwiGLU_e(h)",
-"training_rule": "each expert takes the capacity_factor * units / E units (tokens or segments scored by their mean) of the batch with the highest p; not causal"}})json",
-        options_.experts, experts_.w_gate_EFD.size(1), options_.segment_level ? "segment" : "token",
-        options_.segment_length, options_.topk_inference ? "token_topk" : "expert_choice", options_.inference_k,
-        options_.inference_renormalize ? "true" : "false");
+    nlohmann::json layout = params().to_json(options_);
+    layout["router"] = "expert_choice";
+    layout["d_ff"] = experts_.w_gate_EFD.size(1);
+    layout["tensors"] = {
+        {"w_gate_EFD", "[E, F, D] expert e's W_gate at [e]"},
+        {"w_up_EFD", "[E, F, D]"},
+        {"w_down_EDF", "[E, D, F]"},
+        {"router_ED", "[E, D] router, no bias: logits = h @ router_ED.T"}};
+    layout["inference_rule"] =
+        "token_topk: p = softmax(h @ router_ED.T); each token goes to its inference_k largest p with gate p (divided "
+        "by their sum when inference_renormalize); y = sum of gate * SwiGLU_e(h)";
+    layout["training_rule"] =
+        "each expert takes the capacity_factor * units / E units (tokens or segments scored by their mean) of the "
+        "batch with the highest p; not causal";
+    return layout.dump();
   }
   // On average a token is processed by capacity_factor experts.
   int64_t active_parameter_count() const override {
@@ -164,29 +188,10 @@ std::unique_ptr<lory::RouterPlugin> create() {
   return std::make_unique<lory::RouterPluginOf<ExpertChoiceFeedForward, read_options>>();
 }
 
-const LoryParamSpec kParams[] = {
-    {"experts", LORY_PARAM_INT, "8", 1, 1024, nullptr, "E: experts per FFN layer"},
-    {"capacity_factor", LORY_PARAM_FLOAT, "1", 0.01, 1024, nullptr,
-     "each expert takes capacity_factor * units / E units (1 = as many expert passes as tokens)"},
-    {"level", LORY_PARAM_STRING, "token", -LORY_UNBOUNDED, LORY_UNBOUNDED, "token|segment",
-     "what experts choose: tokens, or whole segments scored by their mean"},
-    {"segment_length", LORY_PARAM_INT, "256", 1, 1 << 20, nullptr, "T of the segment level"},
-    {"inference_routing", LORY_PARAM_STRING, "token_topk", -LORY_UNBOUNDED, LORY_UNBOUNDED,
-     "token_topk|expert_choice", "rule outside training: causal token top-k, or expert choice as in training"},
-    {"inference_k", LORY_PARAM_INT, "1", 1, 1024, nullptr, "k of the token top-k inference rule"},
-    {"inference_renormalize", LORY_PARAM_BOOL, "false", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "token top-k inference: rescale the k chosen gates to sum to 1 (default: softmax scores, as in training)"},
-    {"expert_d_ff", LORY_PARAM_INT, "0", 0, 1 << 20, nullptr, "FFN width of each expert; 0 = the model's d_ff"},
-    {"router_init_std", LORY_PARAM_FLOAT, "0.02", 0, 1, nullptr, "std of the router's normal init"},
-    {"implementation", LORY_PARAM_STRING, "grouped", -LORY_UNBOUNDED, LORY_UNBOUNDED, "grouped|naive",
-     "grouped = one GEMM chain per expert; naive = per-token reference"},
-};
-
 }  // namespace lory_plugins::expert_choice
 
-LORY_PLUGIN_METADATA(LORY_PLUGIN_ROUTER, "expert_choice",
+LORY_DECLARED_PLUGIN(LORY_PLUGIN_ROUTER, "expert_choice",
                      "Expert choice: each expert picks its top tokens or segments (not causal; token top-k at "
                      "inference)",
-                     lory_plugins::expert_choice::kParams)
+                     lory_plugins::expert_choice::params)
 LORY_ROUTER_FACTORY(lory_plugins::expert_choice::create)
-LORY_PARAM_CHECK(lory_plugins::expert_choice::check)

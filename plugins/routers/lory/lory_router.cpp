@@ -7,42 +7,69 @@
 // own tokens) and is routed like any other. When T >= the sequence length there is one segment
 // only: it follows the first-segment rule, so under `paper` (stop-gradient) and `uniform` the
 // router gets no gradient from the LM loss at all; choose T < context_length.
-#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
 #include "lory/expert_merge.h"
+#include "lory/param_declaration.h"
 #include "lory/plugin.h"
 #include "lory/router_api.h"
 
 namespace lory_plugins::lory_router {
 
 enum class FirstSegment { Paper, Uniform, FirstToken };
+enum class InferenceRouting { Segment, Prompt };
+enum class Routing { Segment, Prefix };
+enum class Implementation { Chunked, Naive };
 
 struct Options {
-  int64_t experts, segment_length, chunk_segments;
-  FirstSegment first_segment;
-  double router_init_std, balance_loss_weight;
-  bool prompt_inference;  // inference_routing = "prompt"
-  bool prefix_routing;    // routing = "prefix"
-  bool naive;             // implementation = "naive"
+  int64_t experts = 0, segment_length = 0, chunk_segments = 0;
+  FirstSegment first_segment = FirstSegment::Paper;
+  double router_init_std = 0, balance_loss_weight = 0;
+  InferenceRouting inference_routing = InferenceRouting::Segment;
+  Routing routing = Routing::Segment;
+  Implementation implementation = Implementation::Chunked;
 };
 
-Options read_options(const lory::ParamValues& p, const lory::FeedForwardSpec&) {
-  Options o{};
-  o.experts = p.get_int("experts");
-  o.segment_length = p.get_int("segment_length");
-  o.chunk_segments = p.get_int("chunk_segments");
-  const std::string& first = p.get_string("first_segment");
-  o.first_segment = first == "uniform" ? FirstSegment::Uniform : first == "first_token" ? FirstSegment::FirstToken
-                                                                                         : FirstSegment::Paper;
-  o.router_init_std = p.get_float("router_init_std");
-  o.balance_loss_weight = p.get_float("balance_loss_weight");
-  o.prompt_inference = p.get_string("inference_routing") == "prompt";
-  o.prefix_routing = p.get_string("routing") == "prefix";
-  o.naive = p.get_string("implementation") == "naive";
-  return o;
+const lory::ParamDeclaration<Options>& params() {
+  static const auto declaration =
+      lory::ParamDeclaration<Options>("router.lory")
+          .integer("experts", &Options::experts, 8, 1, 1024, "E: SwiGLU experts per FFN layer")
+          .integer("segment_length", &Options::segment_length, 256, 1, 1 << 20,
+                   "T: tokens per routing segment (the last segment is shorter when T does not divide the length)")
+          .choice("first_segment", &Options::first_segment,
+                  {{"paper", FirstSegment::Paper}, {"uniform", FirstSegment::Uniform},
+                   {"first_token", FirstSegment::FirstToken}},
+                  FirstSegment::Paper,
+                  "segment 1: paper = its own mean, stop-gradient (leaks within segment 1); uniform = 1/E; "
+                  "first_token = routed from its first token (causal)")
+          .real("router_init_std", &Options::router_init_std, 0.02, 1e-8, 1,
+                "std of the router's normal init; never 0: a zero router gives every segment uniform weights, so "
+                "upcycled experts get identical gradients and stay identical")
+          .real("balance_loss_weight", &Options::balance_loss_weight, 0, 0, 100,
+                "weight of a Switch-style balance loss over segments (ablation; the paper uses none); per layer "
+                "E * sum_e f_e P_e over the segments routed from a previous one (f_e: share whose largest weight "
+                "is e, P_e: mean weight of e), summed over layers, times this weight")
+          .choice("inference_routing", &Options::inference_routing,
+                  {{"segment", InferenceRouting::Segment}, {"prompt", InferenceRouting::Prompt}},
+                  InferenceRouting::Segment,
+                  "rule of `lory score --routing inference`: segment = as in training; prompt = once per layer from "
+                  "the prompt's mean")
+          .choice("routing", &Options::routing, {{"segment", Routing::Segment}, {"prefix", Routing::Prefix}},
+                  Routing::Segment,
+                  "segment = each segment from the previous one (Lory); prefix = every segment from segment 1 (the "
+                  "paper's prefix-routing ablation)")
+          .integer("chunk_segments", &Options::chunk_segments, 16, 1, 1 << 20,
+                   "segments merged at a time: bounds the merged weights alive at once")
+          .choice("implementation", &Options::implementation,
+                  {{"chunked", Implementation::Chunked}, {"naive", Implementation::Naive}}, Implementation::Chunked,
+                  "chunked = GEMM merges with recomputation in backward; naive = explicit per-segment loop "
+                  "(reference)");
+  return declaration;
 }
+
+Options read_options(const lory::ParamValues& values, const lory::FeedForwardSpec&) { return params().read(values); }
 
 class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
  public:
@@ -52,7 +79,7 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
     lory::EvalRouting::Rule rule = context.training() ? lory::EvalRouting::Rule::Train : context.eval_routing().rule;
     if (rule == lory::EvalRouting::Rule::Inference) {
-      rule = options_.prompt_inference ? lory::EvalRouting::Rule::Prompt : lory::EvalRouting::Rule::Train;
+      rule = routes_from_prompt_at_inference() ? lory::EvalRouting::Rule::Prompt : lory::EvalRouting::Rule::Train;
     }
     if (context.decode() && !context.training()) return forward_decoding(h_BLD, context, rule);
     if (rule == lory::EvalRouting::Rule::Prompt) return forward_prompt_routed(h_BLD, context);
@@ -60,20 +87,32 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   }
 
   bool supports_incremental_decoding() const override { return true; }
+  bool routes_from_prompt_at_inference() const override {
+    return options_.inference_routing == InferenceRouting::Prompt;
+  }
 
   std::string export_layout_json() const override {
-    const char* first = options_.first_segment == FirstSegment::Uniform      ? "uniform"
-                        : options_.first_segment == FirstSegment::FirstToken ? "first_token"
-                                                                             : "paper";
-    return fmt::format(
-        R"json({{"router": "lory", "experts": {}, "d_ff": {}, "segment_length": {}, "first_segment": "{}", "routing": "{}",
-"inference_routing": "{}",
-"tensors": {{"w_gate_EFD": "[E, F, D] expert e's W_gate at [e]", "w_up_EFD": "[E, F, D]", "w_down_EDF": "[E, D, F]", "router_ED": "[E, D] router, no bias: logits = h @ router_ED.T"}},
-"expert": "SwiGLU with merged weights: y = (silu(h @ G.T) * (h @ U.T)) @ W.T where G = sum_e w_e w_gate_EFD[e], U = sum_e w_e w_up_EFD[e], W = sum_e w_e w_down_EDF[e]",
-"segment_rule": "cut each sequence into segments of segment_length tokens from position 0 (the last may be shorter); segment k > 1 uses w = softmax(router(mean of h over segment k - 1)) (routing = prefix: softmax(router(mean of h over segment 1)) for every k > 1, whatever first_segment); segment 1 uses first_segment: paper = softmax(router(mean of h over segment 1 itself)), uniform = 1/E, first_token = softmax(router(h at position 0)); when segment_length >= the sequence length there is one segment",
-"prompt_rule": "w = softmax(router(mean of h over the first P tokens)) for every token (lory score / generate --routing prompt, eval.prompt_routing)"}})json",
-        options_.experts, experts_.w_gate_EFD.size(1), options_.segment_length, first,
-        options_.prefix_routing ? "prefix" : "segment", options_.prompt_inference ? "prompt" : "segment");
+    nlohmann::json layout = params().to_json(options_);
+    layout["router"] = "lory";
+    layout["d_ff"] = experts_.w_gate_EFD.size(1);
+    layout["tensors"] = {
+        {"w_gate_EFD", "[E, F, D] expert e's W_gate at [e]"},
+        {"w_up_EFD", "[E, F, D]"},
+        {"w_down_EDF", "[E, D, F]"},
+        {"router_ED", "[E, D] router, no bias: logits = h @ router_ED.T"}};
+    layout["expert"] =
+        "SwiGLU with merged weights: y = (silu(h @ G.T) * (h @ U.T)) @ W.T where G = sum_e w_e w_gate_EFD[e], U = "
+        "sum_e w_e w_up_EFD[e], W = sum_e w_e w_down_EDF[e]";
+    layout["segment_rule"] =
+        "cut each sequence into segments of segment_length tokens from position 0 (the last may be shorter); "
+        "segment k > 1 uses w = softmax(router(mean of h over segment k - 1)) (routing = prefix: "
+        "softmax(router(mean of h over segment 1)) for every k > 1, whatever first_segment); segment 1 uses "
+        "first_segment: paper = softmax(router(mean of h over segment 1 itself)), uniform = 1/E, first_token = "
+        "softmax(router(h at position 0)); when segment_length >= the sequence length there is one segment";
+    layout["prompt_rule"] =
+        "w = softmax(router(mean of h over the first P tokens)) for every token (lory score / generate --routing "
+        "prompt, eval.prompt_routing)";
+    return layout.dump();
   }
 
   // What one token goes through: the merged FFN (one expert's size) and the router.
@@ -85,8 +124,9 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   torch::Tensor route(const torch::Tensor& mean_XD) const { return torch::softmax(lory::router_logits(mean_XD, router_ED), -1); }
 
   torch::Tensor run_experts(const torch::Tensor& x_STD, const torch::Tensor& w_SE) const {
-        return options_.naive ? lory::merged_expert_ffn_reference(x_STD, w_SE, experts_)
-                          : lory::merged_expert_ffn(x_STD, w_SE, experts_, options_.chunk_segments);
+    return options_.implementation == Implementation::Naive
+               ? lory::merged_expert_ffn_reference(x_STD, w_SE, experts_)
+               : lory::merged_expert_ffn(x_STD, w_SE, experts_, options_.chunk_segments);
   }
 
   torch::Tensor forward_segment_routed(const torch::Tensor& h_BLD, lory::RoutingContext& context) {
@@ -122,7 +162,7 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
     // ablation instead reuses segment 1's weights for every later segment.
     torch::Tensor w_BNE = first_BE.unsqueeze(1);
     if (N > 1) {
-      const torch::Tensor later_BNE = options_.prefix_routing ? probs_BNE.slice(1, 0, 1).expand({B, N - 1, E})
+      const torch::Tensor later_BNE = options_.routing == Routing::Prefix ? probs_BNE.slice(1, 0, 1).expand({B, N - 1, E})
                                                               : probs_BNE.slice(1, 0, N - 1);
       w_BNE = torch::cat({w_BNE, later_BNE}, 1);
     }
@@ -180,7 +220,7 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
           torch::Tensor w_BE;
           if (position == 0) {
             w_BE = first_segment_weights(piece_BPD);
-          } else if (!options_.prefix_routing) {
+          } else if (options_.routing != Routing::Prefix) {
             w_BE = route(decode.get(layer_, "lory/sum_BD") / static_cast<double>(T));
           } else {
             // Prefix routing: every later segment takes the weights of segment 1's mean, whatever
@@ -245,47 +285,17 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   }
 
   void record(const torch::Tensor& w_BLE, lory::RoutingContext& context) const {
-    lory::RoutingRecord record;
-    record.layer = layer_;
-    record.expert_count = options_.experts;
-    record.weights_BLE = w_BLE.detach().to(torch::kFloat32).contiguous();
-    record.stats = lory::weight_statistics(record.weights_BLE);
-    context.add_record(std::move(record));
+    lory::record_routing(context, layer_, w_BLE);
   }
-
 };
 
 std::unique_ptr<lory::RouterPlugin> create() {
   return std::make_unique<lory::RouterPluginOf<LoryFeedForward, read_options>>();
 }
 
-const LoryParamSpec kParams[] = {
-    {"experts", LORY_PARAM_INT, "8", 1, 1024, nullptr, "E: SwiGLU experts per FFN layer"},
-    {"segment_length", LORY_PARAM_INT, "256", 1, 1 << 20, nullptr,
-     "T: tokens per routing segment (the last segment is shorter when T does not divide the length)"},
-    {"first_segment", LORY_PARAM_STRING, "paper", -LORY_UNBOUNDED, LORY_UNBOUNDED, "paper|uniform|first_token",
-     "segment 1: paper = its own mean, stop-gradient (leaks within segment 1); uniform = 1/E; first_token = "
-     "routed from its first token (causal)"},
-    {"router_init_std", LORY_PARAM_FLOAT, "0.02", 1e-8, 1, nullptr,
-     "std of the router's normal init; never 0: a zero router gives every segment uniform weights, so upcycled "
-     "experts get identical gradients and stay identical"},
-    {"balance_loss_weight", LORY_PARAM_FLOAT, "0", 0, 100, nullptr,
-     "weight of a Switch-style balance loss over segments (ablation; the paper uses none)"},
-    {"inference_routing", LORY_PARAM_STRING, "segment", -LORY_UNBOUNDED, LORY_UNBOUNDED, "segment|prompt",
-     "rule of `lory score --routing inference`: segment = as in training; prompt = once per layer from the prompt's "
-     "mean"},
-    {"routing", LORY_PARAM_STRING, "segment", -LORY_UNBOUNDED, LORY_UNBOUNDED, "segment|prefix",
-     "segment = each segment from the previous one (Lory); prefix = every segment from segment 1 (the paper's "
-     "prefix-routing ablation)"},
-    {"chunk_segments", LORY_PARAM_INT, "16", 1, 1 << 20, nullptr,
-     "segments merged at a time: bounds the merged weights alive at once"},
-    {"implementation", LORY_PARAM_STRING, "chunked", -LORY_UNBOUNDED, LORY_UNBOUNDED, "chunked|naive",
-     "chunked = GEMM merges with recomputation in backward; naive = explicit per-segment loop (reference)"},
-};
-
 }  // namespace lory_plugins::lory_router
 
-LORY_PLUGIN_METADATA(LORY_PLUGIN_ROUTER, "lory",
+LORY_DECLARED_PLUGIN(LORY_PLUGIN_ROUTER, "lory",
                      "Lory: causal segment routing with soft merging of SwiGLU experts (Zhong et al., 2024)",
-                     lory_plugins::lory_router::kParams)
+                     lory_plugins::lory_router::params)
 LORY_ROUTER_FACTORY(lory_plugins::lory_router::create)

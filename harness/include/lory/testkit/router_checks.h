@@ -15,6 +15,11 @@
 
 namespace lory::testkit {
 
+// The context the layer checks below run a layer in: `mode`, not recording, with token ids (a fixed
+// pseudo-random [B, L] int64 pattern) for routers that route by token id. A perturbed input keeps
+// its token ids: the checks perturb hidden states, not tokens.
+RoutingContext checking_context(ForwardMode mode, const torch::Tensor& h_BLD);
+
 // Positions before `position` whose layer output changed when the input at `position` (every
 // sequence of the batch) was perturbed. Empty = causal at that position. `tolerance` 0 asks for
 // bit-identical outputs (right for segment routers, whose earlier outputs are computed from
