@@ -12,38 +12,24 @@ std::vector<double> to_vector(const torch::Tensor& values_E) {
   return {contiguous_E.data_ptr<double>(), contiguous_E.data_ptr<double>() + contiguous_E.numel()};
 }
 
-// How evenly a layer spread its load over the experts in this forward (token counts or weight
-// mass per expert): MaxVio, and the load of the least, 10th-percentile, median, 90th-percentile
-// and most loaded expert relative to the mean. The worst layer is what balance is about, so
-// MaxVio and the largest load combine over layers (and ranks) by their maximum, the rest by mean.
-std::vector<RoutingStat> load_statistics(const std::vector<double>& load_E) {
-  return {
-      {"max_violation", max_violation(load_E), Reduce::Max},
-      {"load_p0", relative_load_percentile(load_E, 0), Reduce::Mean},
-      {"load_p10", relative_load_percentile(load_E, 10), Reduce::Mean},
-      {"load_p50", relative_load_percentile(load_E, 50), Reduce::Mean},
-      {"load_p90", relative_load_percentile(load_E, 90), Reduce::Mean},
-      {"load_p100", relative_load_percentile(load_E, 100), Reduce::Max},
-  };
-}
-
-std::vector<RoutingStat> joined(std::vector<RoutingStat> first, const std::vector<RoutingStat>& second) {
-  first.insert(first.end(), second.begin(), second.end());
-  return first;
-}
-
 }  // namespace
 
 int64_t RoutingContext::first_position() const { return decode_ ? decode_->position() : 0; }
 
 void record_routing(RoutingContext& context, int64_t layer, const torch::Tensor& weights_BLE,
-                    std::vector<RoutingStat> stats) {
+                    std::vector<RoutingStat> stats, const torch::Tensor& load_E) {
   if (!context.recording()) return;
+  torch::NoGradGuard no_grad;
   RoutingRecord record;
   record.layer = layer;
   record.expert_count = weights_BLE.size(-1);
   record.weights_BLE = weights_BLE.detach().to(torch::kFloat32).contiguous();
   record.stats = stats.empty() ? weight_statistics(record.weights_BLE) : std::move(stats);
+  record.load_E = (load_E.defined() ? load_E.detach()
+                                    : record.weights_BLE.reshape({-1, record.expert_count}).sum(0))
+                      .to(torch::kFloat64)
+                      .cpu()
+                      .contiguous();
   context.add_record(std::move(record));
 }
 
@@ -77,15 +63,13 @@ std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE) {
   // single expert is always active.
   const torch::Tensor active_XE = experts == 1 ? torch::ones_like(w_XE) : (w_XE > 2.0 / experts).to(torch::kFloat64);
   const torch::Tensor used_E = active_XE.amax(0);
-  return joined(
-      {
-          {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
-          {"max_weight", w_XE.amax(-1).mean().item<double>(), Reduce::Mean},
-          {"active_experts", active_XE.sum(-1).mean().item<double>(), Reduce::Mean},
-          {"load_imbalance", load_imbalance(to_vector(mass_E)), Reduce::Mean},
-          {"unused_experts", (experts - used_E.sum()).item<double>(), Reduce::Mean},
-      },
-      load_statistics(to_vector(mass_E)));
+  return {
+      {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
+      {"max_weight", w_XE.amax(-1).mean().item<double>(), Reduce::Mean},
+      {"active_experts", active_XE.sum(-1).mean().item<double>(), Reduce::Mean},
+      {"load_imbalance", load_imbalance(to_vector(mass_E)), Reduce::Mean},
+      {"unused_experts", (experts - used_E.sum()).item<double>(), Reduce::Mean},
+  };
 }
 
 std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, const torch::Tensor& tokens_per_expert_E,
@@ -97,17 +81,15 @@ std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, cons
   const torch::Tensor load_E = tokens_per_expert_E.to(torch::kFloat64);
   const double mean_load = std::max(1e-30, load_E.mean().item<double>());
   const int64_t total = assignments_made + assignments_dropped;
-  return joined(
-      {
-          {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
-          {"max_weight", distribution_XE.amax(-1).mean().item<double>(), Reduce::Mean},
-          {"load_imbalance", load_imbalance(to_vector(load_E)), Reduce::Mean},
-          {"min_load", load_E.min().item<double>() / mean_load, Reduce::Mean},
-          {"unused_experts", (load_E == 0).sum().item<double>(), Reduce::Mean},
-          {"dropped_fraction", total > 0 ? static_cast<double>(assignments_dropped) / static_cast<double>(total) : 0.0,
-           Reduce::Mean},
-      },
-      load_statistics(to_vector(load_E)));
+  return {
+      {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
+      {"max_weight", distribution_XE.amax(-1).mean().item<double>(), Reduce::Mean},
+      {"load_imbalance", load_imbalance(to_vector(load_E)), Reduce::Mean},
+      {"min_load", load_E.min().item<double>() / mean_load, Reduce::Mean},
+      {"unused_experts", (load_E == 0).sum().item<double>(), Reduce::Mean},
+      {"dropped_fraction", total > 0 ? static_cast<double>(assignments_dropped) / static_cast<double>(total) : 0.0,
+       Reduce::Mean},
+  };
 }
 
 }  // namespace lory

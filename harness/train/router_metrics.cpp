@@ -6,7 +6,49 @@
 #include <limits>
 #include <map>
 
+#include "core/routing_summary.h"
+
 namespace lory {
+
+namespace {
+
+// The balance of one layer's load over its experts: MaxVio and the load of the least,
+// 10th-percentile, median, 90th-percentile and most loaded expert relative to the mean. The
+// worst layer is what balance is about, so MaxVio and the largest load combine over layers by
+// their maximum, the percentiles by their mean.
+std::vector<RoutingStat> load_statistics(const torch::Tensor& load_E) {
+  const torch::Tensor contiguous_E = load_E.to(torch::kFloat64).contiguous();
+  const std::vector<double> load(contiguous_E.data_ptr<double>(), contiguous_E.data_ptr<double>() + contiguous_E.numel());
+  return {
+      {"max_violation", max_violation(load), Reduce::Max},
+      {"load_p0", relative_load_percentile(load, 0), Reduce::Mean},
+      {"load_p10", relative_load_percentile(load, 10), Reduce::Mean},
+      {"load_p50", relative_load_percentile(load, 50), Reduce::Mean},
+      {"load_p90", relative_load_percentile(load, 90), Reduce::Mean},
+      {"load_p100", relative_load_percentile(load, 100), Reduce::Max},
+  };
+}
+
+// Every record's load summed over the ranks (one all-reduce for all layers).
+std::vector<torch::Tensor> loads_over_ranks(const RoutingContext& context, DataParallel& group) {
+  std::vector<torch::Tensor> loads;
+  for (const RoutingRecord& record : context.records()) {
+    loads.push_back(record.load_E.defined() ? record.load_E.to(torch::kFloat64).cpu().reshape({-1})
+                                            : torch::zeros({0}, torch::kFloat64));
+  }
+  if (!group.distributed() || loads.empty()) return loads;
+  torch::Tensor all = torch::cat(loads);
+  group.sum(all);
+  std::vector<torch::Tensor> out;
+  int64_t offset = 0;
+  for (const torch::Tensor& load : loads) {
+    out.push_back(all.slice(0, offset, offset + load.numel()));
+    offset += load.numel();
+  }
+  return out;
+}
+
+}  // namespace
 
 // How values of one statistic combine under its rule (over layers, or over ranks' shards).
 double combine(const std::vector<double>& values, Reduce rule) {
@@ -59,6 +101,21 @@ void add_router_metrics(const RoutingContext& context, int64_t step, DataParalle
     }
   }
   for (auto& [row, reduce] : local) rows.push_back(std::move(row));
+
+  // Balance metrics from the loads summed over ranks: every rank computes the same values, which
+  // describe the whole batch (not a combination of per-shard values).
+  const std::vector<torch::Tensor> loads = loads_over_ranks(context, group);
+  std::map<std::string, std::pair<std::vector<double>, Reduce>> balance_by_name;
+  for (size_t i = 0; i < loads.size(); ++i) {
+    if (loads[i].numel() == 0) continue;
+    for (const RoutingStat& stat : load_statistics(loads[i])) {
+      rows.push_back({step, fmt::format("router/layer{}/{}", context.records()[i].layer, stat.name), stat.value});
+      auto& [values, reduce] = balance_by_name[stat.name];
+      values.push_back(stat.value);
+      reduce = stat.reduce;
+    }
+  }
+  for (const auto& [name, entry] : balance_by_name) rows.push_back({step, "router/" + name, combine(entry.first, entry.second)});
 }
 
 }  // namespace lory

@@ -15,8 +15,10 @@ namespace lory {
 double combine(const std::vector<double>& values, Reduce rule);
 
 // Rows "router/layer<i>/<name>" per layer, "router/<name>" over layers, and "aux/<name>" (aux
-// losses: summed over layers, averaged over ranks), combined over the group's ranks; appended to
-// `rows`. Every rank must call it with records of the same layers and statistics.
+// losses: summed over layers, averaged over ranks), combined over the group's ranks; and the
+// balance metrics (max_violation, load_p0, load_p10, load_p50, load_p90, load_p100) of each
+// record's load_E summed over ranks. Appended to `rows`. Every rank must call it with records of
+// the same layers and statistics.
 void add_router_metrics(const RoutingContext& context, int64_t step, DataParallel& group,
                         std::vector<MetricRow>& rows);
 

@@ -88,13 +88,40 @@ TEST_F(DataParallelTraining, TwoRanksFollowTheOneRankLossTrajectoryWithOneSetOfR
   EXPECT_FALSE(losses(dir_->file("two/r.sqlite"), "train/allreduce_s").empty());
   // Training routing statistics are combined over ranks (means of equal shards averaged), so
   // they describe the whole global batch, as one rank's would.
-  for (const char* name : {"router/entropy", "router/max_weight", "router/layer1/active_experts"}) {
+  // The balance metrics come from the loads summed over ranks: the whole batch's, exactly.
+  for (const char* name : {"router/entropy", "router/max_weight", "router/layer1/active_experts", "router/max_violation",
+                           "router/layer0/load_p50"}) {
     const auto stat_one = losses(dir_->file("one/r.sqlite"), name), stat_two = losses(dir_->file("two/r.sqlite"), name);
     ASSERT_FALSE(stat_one.empty()) << name;
     ASSERT_EQ(stat_two.size(), stat_one.size()) << name;
     for (size_t i = 0; i < stat_one.size(); ++i) {
       EXPECT_NEAR(stat_two[i].second, stat_one[i].second, 1e-4 * std::max(1.0, std::abs(stat_one[i].second)))
           << name << " at step " << stat_one[i].first;
+    }
+  }
+}
+
+// Aux-loss-free balancing updates its bias from the whole step's load: the two ranks sum their
+// loads before the update, so both keep one bias, the one a single rank computes from the global
+// batch, and the trajectories agree.
+TEST_F(DataParallelTraining, TheBalancingBiasIsUpdatedFromTheLoadOfBothRanksTogether) {
+  testing::write_text(dir_->file("bias.toml"),
+                      testing::tiny_experiment("dp-bias", "steps = 8\nbatch_size = 8\nlr = 0.003\nlog_every = 2",
+                                               "every = 8",
+                                               "[router]\nplugin = \"topk\"\n[router.topk]\nexperts = 4\nk = 1\n"
+                                               "bias_update_rate = 0.05\nbalance_loss_weight = 0.0"));
+  const auto run = [&](const std::string& db, const std::string& flags) {
+    return run_command(fmt::format("{}/lory run {} --db {} {}", build_dir(), dir_->file("bias.toml"), dir_->file(db), flags));
+  };
+  const auto one = run("bias-one/r.sqlite", ""), two = run("bias-two/r.sqlite", "--nproc-per-node 2");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  for (const char* name : {"train/loss", "router/max_violation", "router/layer1/load_p90"}) {
+    const auto a = losses(dir_->file("bias-one/r.sqlite"), name), b = losses(dir_->file("bias-two/r.sqlite"), name);
+    ASSERT_FALSE(a.empty()) << name;
+    ASSERT_EQ(a.size(), b.size()) << name;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_NEAR(b[i].second, a[i].second, 1e-4 * std::max(1.0, std::abs(a[i].second))) << name << " at step " << a[i].first;
     }
   }
 }

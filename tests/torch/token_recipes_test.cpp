@@ -146,6 +146,7 @@ TEST(RouterMetrics, EachStatisticCombinesOverLayersByItsDeclaredRule) {
     record.layer = layer;
     const double v = static_cast<double>(layer + 1);  // 1, 2, 3
     record.stats = {{"mean_stat", v, Reduce::Mean}, {"sum_stat", v, Reduce::Sum}, {"max_stat", v, Reduce::Max}};
+    record.load_E = torch::tensor({v, 1.0, 1.0, 1.0}, torch::kFloat64);  // mean load (v + 3) / 4
     context.add_record(std::move(record));
     context.add_aux_loss(layer, "balance", torch::tensor(0.1 * v), v);
   }
@@ -161,6 +162,12 @@ TEST(RouterMetrics, EachStatisticCombinesOverLayersByItsDeclaredRule) {
   EXPECT_NEAR(by_name.at("aux/balance"), 0.6, 1e-6);  // the loss added: summed over layers
   EXPECT_DOUBLE_EQ(by_name.at("aux/balance_unscaled"), 6.0);
   EXPECT_EQ(combine({}, Reduce::Max), 0.0);
+  // Balance metrics from each layer's load: loads {v, 1, 1, 1}, mean (v + 3) / 4.
+  EXPECT_DOUBLE_EQ(by_name.at("router/layer0/max_violation"), 0.0);
+  EXPECT_DOUBLE_EQ(by_name.at("router/layer2/max_violation"), 3.0 / 1.5 - 1.0);
+  EXPECT_DOUBLE_EQ(by_name.at("router/max_violation"), 3.0 / 1.5 - 1.0);  // the worst layer
+  EXPECT_DOUBLE_EQ(by_name.at("router/layer1/load_p50"), 1.0 / 1.25);
+  EXPECT_DOUBLE_EQ(by_name.at("router/load_p100"), 2.0);
 }
 
 }  // namespace

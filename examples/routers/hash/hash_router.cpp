@@ -60,7 +60,8 @@ class HashFeedForward final : public lory::FeedForward {
                                               torch::ones({B * L}, h_BLD.options())};
     const torch::Tensor y_XD = lory::dispatch_to_experts(h_BLD.reshape({B * L, D}), assignments, experts_);
     if (context.recording()) {
-      lory::record_routing(context, layer_, lory::assignment_weights(assignments, B * L, E).view({B, L, E}));
+      lory::record_routing(context, layer_, lory::assignment_weights(assignments, B * L, E).view({B, L, E}), {},
+                           lory::tokens_per_expert(assignments, E));
     }
     return y_XD.view({B, L, D});
   }

@@ -56,6 +56,11 @@ struct RoutingRecord {
   // weights to its tokens; token routers scatter their gates (zeros for unchosen experts).
   torch::Tensor weights_BLE;
   std::vector<RoutingStat> stats;
+  // Load per expert in this forward (float64 [E], on the CPU): tokens for routers that dispatch
+  // tokens, weight mass for soft routers. The trainer sums it over data-parallel ranks and derives
+  // the balance metrics from it (max_violation, load_p0 ... load_p100), so they describe the
+  // whole batch exactly, as one rank's would.
+  torch::Tensor load_E;
 };
 
 class DecodeState;
@@ -104,10 +109,12 @@ class RoutingContext {
 };
 
 // A layer's routing record, when the context records: `weights_BLE` (detached and cast to
-// float32 here) with `stats`, or, when `stats` is empty, weight_statistics(weights_BLE). What
-// every router calls after its forward instead of filling a RoutingRecord itself.
+// float32 here) with `stats`, or, when `stats` is empty, weight_statistics(weights_BLE); and the
+// load per expert `load_E` (tokens per expert for dispatching routers), or, when undefined, the
+// weight mass per expert. What every router calls after its forward instead of filling a
+// RoutingRecord itself.
 void record_routing(RoutingContext& context, int64_t layer, const torch::Tensor& weights_BLE,
-                    std::vector<RoutingStat> stats = {});
+                    std::vector<RoutingStat> stats = {}, const torch::Tensor& load_E = {});
 
 // Where each token goes, as a distribution over experts: its weights divided by their sum. Token
 // routers' weights are their gates, which need not sum to 1 (a raw top-1 probability, a
@@ -118,16 +125,14 @@ torch::Tensor routing_distribution(const torch::Tensor& weights_BLE);
 
 // Statistics every router can report from its per-token weights: mean router entropy (nats),
 // mean max weight, mean number of experts above 2/E, load imbalance (max/mean weight mass per
-// expert) and unused experts (no token with weight above 2/E); and the balance of the weight mass
-// per expert: max_violation (MaxVio = max / mean - 1, maximum over layers) and load_p0, load_p10,
-// load_p50, load_p90, load_p100 (percentiles of the experts' loads relative to the mean).
+// expert) and unused experts (no token with weight above 2/E). (The balance metrics come from the
+// record's load_E; see RoutingRecord.)
 std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE);
 
 // Statistics of routers that dispatch tokens: router entropy over the full router distribution
 // probs_XE (nats), mean max probability, load imbalance (max/mean tokens per expert), unused
 // experts (no token), tokens per expert relative to the mean (min and max), and the fraction of
-// assignments dropped by capacity; and the balance of tokens per expert as weight_statistics
-// gives for weight mass (max_violation, load_p0 ... load_p100).
+// assignments dropped by capacity.
 std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, const torch::Tensor& tokens_per_expert_E,
                                              int64_t assignments_made, int64_t assignments_dropped);
 

@@ -99,9 +99,9 @@ class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
       const torch::Tensor weights_BLE = lory::assignment_weights(assignments, B * L, E).view({B, L, E});
       // "Dropped" for expert choice: tokens that no expert chose.
       const int64_t unrouted = (weights_BLE.sum(-1) == 0).sum().item<int64_t>();
+      const torch::Tensor load_E = lory::tokens_per_expert(assignments, E);
       lory::record_routing(context, layer_, weights_BLE,
-                           lory::dispatch_statistics(probs_XE.detach(), lory::tokens_per_expert(assignments, E),
-                                                     B * L - unrouted, unrouted));
+                           lory::dispatch_statistics(probs_XE.detach(), load_E, B * L - unrouted, unrouted), load_E);
     }
     return y_XD.view({B, L, D});
   }

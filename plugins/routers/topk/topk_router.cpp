@@ -190,10 +190,11 @@ class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
       if (step_load_E.defined()) step_load_E += proposed_load_E.to(torch::kFloat64).cpu();
     }
     if (context.recording()) {
+      const torch::Tensor load_E = lory::tokens_per_expert(assignments, E);
       lory::record_routing(context, layer_, lory::assignment_weights(assignments, X, E).view({B, L, E}),
-                           lory::dispatch_statistics(probs_XE.detach(), lory::tokens_per_expert(assignments, E),
-                                                     assignments.token_A.size(0),
-                                                     proposed - assignments.token_A.size(0)));
+                           lory::dispatch_statistics(probs_XE.detach(), load_E, assignments.token_A.size(0),
+                                                     proposed - assignments.token_A.size(0)),
+                           load_E);
     }
     return y_XD.view({B, L, D});
   }
