@@ -8,10 +8,13 @@
 Everything this needs is in config.json's "layout" (written by the model and router plugins):
 tensor names and [out, in] layouts, the packed q/k/v rows, rotate-half RoPE, RMSNorm, SwiGLU,
 and the routers' rules. Supported FFNs: dense, lory (segment and prompt rules), topk and
-expert_choice (its causal token top-k inference rule). Command line:
+expert_choice (its causal token top-k inference rule); any other router through its own rebuild
+function, `feed_forward(model, h_BLD, layer, tokens_BL, routing, prompt_length) -> y_BLD`, passed
+as `load(export_dir, router=...)` or in a Python file given to `--router-module` (for example
+examples/routers/hash/hash_export.py). Command line:
 
     /usr/bin/python3 python/lory_export.py EXPORT_DIR --token-ids FILE [--routing segment|prompt]
-        [--prompt-length P] [--stride S]
+        [--prompt-length P] [--stride S] [--router-module FILE.py]
 
 prints the "position<TAB>token<TAB>logprob" lines `lory score` prints (same windows, same prompt rule).
 """
@@ -34,15 +37,17 @@ def swiglu(h, w_gate, w_up, w_down):
 
 
 class ExportedModel(torch.nn.Module):
-    def __init__(self, weights, info):
+    def __init__(self, weights, info, router=None):
         super().__init__()
         self.info = info
         self.model = info["layout"]["model"]
         self.ffn = info["layout"]["ffn"]
+        self.router = router
         if self.model.get("model") != "transformer":
             raise ValueError(f"unsupported model plugin {self.model.get('model')!r}: this loader knows 'transformer'")
-        if self.ffn.get("router") not in ("dense", "lory", "topk", "expert_choice"):
-            raise ValueError(f"unsupported router {self.ffn.get('router')!r}")
+        if router is None and self.ffn.get("router") not in ("dense", "lory", "topk", "expert_choice"):
+            raise ValueError(f"router {self.ffn.get('router')!r} is not built into this loader: pass its rebuild "
+                             "function (load(..., router=feed_forward) or --router-module FILE.py)")
         self.w = {name: tensor.float() for name, tensor in weights.items()}
         m = self.model
         K = m["head_width"]
@@ -153,8 +158,11 @@ class ExportedModel(torch.nn.Module):
         x = F.embedding(tokens_BL, self.w["embedding_VD"])
         for i in range(m["n_layers"]):
             h = x + self.attention(rms_norm(x, self.w[f"block{i}.attention_norm.weight_D"], m["norm_eps"]), i)
-            x = h + self.feed_forward(rms_norm(h, self.w[f"block{i}.ffn_norm.weight_D"], m["norm_eps"]), i, routing,
-                                      prompt_length)
+            normed = rms_norm(h, self.w[f"block{i}.ffn_norm.weight_D"], m["norm_eps"])
+            if self.router is not None:
+                x = h + self.router(self, normed, i, tokens_BL, routing, prompt_length)
+            else:
+                x = h + self.feed_forward(normed, i, routing, prompt_length)
         x = rms_norm(x, self.w["final_norm.weight_D"], m["norm_eps"])
         head = self.w["embedding_VD"] if m["tie_embeddings"] else self.w["lm_head_VD"]
         return x @ head.T
@@ -187,13 +195,27 @@ class ExportedModel(torch.nn.Module):
         return positions, torch.cat(out)
 
 
-def load(export_dir):
+def load(export_dir, router=None):
+    """The exported model; `router` rebuilds an FFN layer the loader does not know:
+    router(model, h_BLD, layer, tokens_BL, routing, prompt_length) -> y_BLD, reading the layer's
+    tensors from model.w["block{layer}.ffn.<name>"] and its options from model.ffn."""
     with open(os.path.join(export_dir, "config.json")) as f:
         info = json.load(f)
     if "layout" not in info:
         raise ValueError(f"{export_dir}/config.json has no 'layout': export the run again with this lory")
     weights = torch.load(os.path.join(export_dir, "weights.pt"))
-    return ExportedModel(weights, info).eval()
+    return ExportedModel(weights, info, router).eval()
+
+
+def load_router_module(path):
+    """The `feed_forward` function of a Python file (a router's rebuild function)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("lory_router_rebuild", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "feed_forward"):
+        raise ValueError(f"{path} defines no feed_forward(model, h_BLD, layer, tokens_BL, routing, prompt_length)")
+    return module.feed_forward
 
 
 def main():
@@ -203,10 +225,13 @@ def main():
     parser.add_argument("--routing", choices=["segment", "prompt"], default="segment")
     parser.add_argument("--prompt-length", type=int, default=128, help="prompt tokens under --routing prompt")
     parser.add_argument("--stride", type=int, default=None, help="new tokens per window (default: as lory score)")
+    parser.add_argument("--router-module", default=None,
+                        help="Python file with the router's rebuild function feed_forward(model, h_BLD, layer, "
+                             "tokens_BL, routing, prompt_length)")
     args = parser.parse_args()
     with open(args.token_ids) as f:
         ids = [int(t) for t in f.read().split()]
-    model = load(args.export_dir)
+    model = load(args.export_dir, load_router_module(args.router_module) if args.router_module else None)
     positions, log_probs = model.score(ids, args.routing, args.prompt_length, args.stride)
     for position, lp in zip(positions, log_probs.tolist()):
         print(f"{position}\t{ids[position]}\t{lp:.6f}")

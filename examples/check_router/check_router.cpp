@@ -3,12 +3,16 @@
 // every parameter (the router's included) receives a gradient at all, so that a configuration
 // in which the router is never used cannot pass by comparing zero with zero.
 // Usage: check_router PLUGIN_DIR ROUTER causal|not-causal [NAME=VALUE ...]
+// (installed with the SDK as `lory-check-router`; the in-tree routers are found without PLUGIN_DIR's
+// help, so `lory-check-router . topk causal` checks the installed topk).
 // NAME=VALUE overrides a parameter of the router (e.g. segment_length=4, so that the 12-token
 // test sequences hold several segments). Exits 0 when the router behaves as expected.
 #include <lory/testkit/plugin_set.h>
 #include <lory/testkit/router_checks.h>
 
+#include <boost/dll/runtime_symbol_info.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <string>
 
@@ -40,7 +44,17 @@ int main(int argc, char** argv) {
   const std::string router = argv[2];
   const bool expect_causal = std::strcmp(argv[3], "causal") == 0;
   torch::manual_seed(0);
-  const lory::testkit::PluginSet plugins({argv[1], LORY_INSTALLED_PLUGIN_DIR});
+#ifdef LORY_INSTALLED_PLUGIN_DIR
+  const std::string installed = LORY_INSTALLED_PLUGIN_DIR;
+#else
+  // Installed with the SDK as bin/lory-check-router: the in-tree plugins are in ../lib/lory/plugins
+  // (or, in the build tree, in plugins/ beside it).
+  const std::filesystem::path here = boost::dll::program_location().parent_path();
+  const std::string installed = std::filesystem::exists(here / "plugins")
+                                    ? (here / "plugins").string()
+                                    : (here.parent_path() / "lib" / "lory" / "plugins").string();
+#endif
+  const lory::testkit::PluginSet plugins({argv[1], installed});
   lory::ParamValues params = plugins.params(router);
   try {
     for (int i = 4; i < argc; ++i) {

@@ -321,6 +321,27 @@ void add_balance_section(ReportDocument& doc, Database& db, const std::vector<Ru
                 "relative to the mean, at the last logged batch, averaged over layers (p100 in the worst layer). "
                 "Unused: experts no token reached (mean over layers).");
   doc.table({"run", "MaxVio last", "MaxVio mean", "MaxVio max", "load p0", "p10", "p50", "p90", "p100", "unused"}, rows);
+
+  std::vector<std::vector<std::string>> stability_rows;
+  for (const RunInfo& r : runs) {
+    if (r.dense_baseline) continue;
+    ResultsReader reader(db);
+    const Curve agreement = reader.metric_against_tokens(r.id, "routing_stability/top1_agreement");
+    const Curve distance = reader.metric_against_tokens(r.id, "routing_stability/tv_distance");
+    if (agreement.empty() || distance.size() != agreement.size()) continue;
+    std::string cells;
+    for (size_t i = 0; i < agreement.size(); ++i) {
+      cells += fmt::format("{}{:.2f}M: {:.2f} / {:.2f}", cells.empty() ? "" : "; ", agreement[i].first / 1e6,
+                           agreement[i].second, distance[i].second);
+    }
+    stability_rows.push_back({r.label, cells});
+  }
+  if (stability_rows.empty()) return;
+  doc.paragraph("Routing stability (OLMoE's measure): at each evaluation, the routing of a fixed probe of held-out "
+                "sequences against the final model's, as the share of probe tokens whose top-1 expert is already the "
+                "final one / the mean total variation distance between the two routing distributions (0 = the same), "
+                "mean over layers, by training tokens.");
+  doc.table({"run", "training tokens: top-1 agreement / distance"}, stability_rows);
 }
 
 void add_throughput_section(ReportDocument& doc, Database& db, const std::string& experiment,

@@ -53,6 +53,15 @@ Evaluator::Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch
   }
 }
 
+torch::Tensor Evaluator::probe_tokens(int64_t per_domain) const {
+  std::vector<torch::Tensor> parts;
+  for (const DomainSequences& domain : domains_) {
+    const int64_t length = domain.tokens_NL1.size(1) - 1;
+    parts.push_back(domain.tokens_NL1.slice(0, 0, per_domain).slice(1, 0, length));
+  }
+  return parts.empty() ? torch::zeros({0, 0}, torch::kInt64) : torch::cat(parts, 0);
+}
+
 int64_t Evaluator::scored_tokens(int64_t domain) const {
   return domains_.at(static_cast<size_t>(domain)).valid_NL.sum().item<int64_t>();
 }

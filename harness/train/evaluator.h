@@ -35,6 +35,9 @@ class Evaluator {
                       bool routing_stats, DataParallel* group = nullptr) const;
 
   int64_t domain_count() const { return static_cast<int64_t>(domains_.size()); }
+  // The input tokens ([N, context_length] int64) of the first `per_domain` held-out sequences of
+  // every domain: a fixed probe (routing stability).
+  torch::Tensor probe_tokens(int64_t per_domain) const;
   int64_t scored_tokens(int64_t domain) const;
 
  private:

@@ -21,6 +21,7 @@
 #include "lory/precision.h"
 #include "lr_schedule.h"
 #include "router_metrics.h"
+#include "routing_stability.h"
 #include "training_data.h"
 #include "upcycling.h"
 
@@ -171,6 +172,7 @@ class TrainingLoop {
     if (main_) record_run();
     evaluator_ = std::make_unique<Evaluator>(setup_.corpus(), setup_.context_length(), s_.eval_batch_size,
                                              s_.eval_tokens_per_domain, s_.eval_skip_first_tokens);
+    if (main_) stability_ = std::make_unique<RoutingStability>(run_dir_, evaluator_->probe_tokens(2));
   }
 
   TrainOutcome run() {
@@ -440,6 +442,11 @@ class TrainingLoop {
                     static_cast<long long>(row.tokens));
       }
     }
+    if (main_) {
+      MatmulPrecisionScope precision(setup_.precision(), setup_.device());
+      stability_->save(*model_, step);
+      if (step == s_.steps) store_.write_metrics(run_.id, stability_->compare_with(step));
+    }
   }
 
   RunSetup& setup_;
@@ -457,6 +464,7 @@ class TrainingLoop {
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<TrainingData> data_;
   std::unique_ptr<Evaluator> evaluator_;
+  std::unique_ptr<RoutingStability> stability_;  // rank 0 only
   TrainingState state_;
   Clock::time_point interval_start_, run_start_;
   int64_t interval_tokens_ = 0, interval_steps_ = 0, start_step_ = 0;

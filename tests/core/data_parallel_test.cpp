@@ -86,6 +86,15 @@ TEST_F(DataParallelTraining, TwoRanksFollowTheOneRankLossTrajectoryWithOneSetOfR
   const double ppl_two = std::stod(text(dir_->file("two/r.sqlite"), "SELECT ppl FROM evals WHERE step = 12 AND domain = 'all'"));
   EXPECT_NEAR(ppl_two, ppl_one, 1e-4 * ppl_one);
   EXPECT_FALSE(losses(dir_->file("two/r.sqlite"), "train/allreduce_s").empty());
+  // Routing stability: the step-6 evaluation's routing of the probe against the final one's.
+  for (const char* db : {"one/r.sqlite", "two/r.sqlite"}) {
+    const auto agreement = losses(dir_->file(db), "routing_stability/top1_agreement");
+    ASSERT_EQ(agreement.size(), 1u) << db;
+    EXPECT_EQ(agreement[0].first, 6);
+    EXPECT_GE(agreement[0].second, 0.0);
+    EXPECT_LE(agreement[0].second, 1.0);
+    EXPECT_EQ(losses(dir_->file(db), "routing_stability/layer1/tv_distance").size(), 1u) << db;
+  }
   // Training routing statistics are combined over ranks (means of equal shards averaged), so
   // they describe the whole global batch, as one rank's would.
   // The balance metrics come from the loads summed over ranks: the whole batch's, exactly.

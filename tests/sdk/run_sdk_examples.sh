@@ -47,7 +47,7 @@ done
 "$work/build-check_router/check_router" "$work/build-hash" hash causal experts=4 key=position
 # The in-tree routers (found in the installed plugin folder) pass the same installed check (lory with
 # a causal first-segment rule: the paper's rule leaks within segment 1 and stops its gradient, as documented).
-check="$work/build-check_router/check_router"
+check="$work/prefix/bin/lory-check-router"  # installed with the SDK
 "$check" "$work/build-hash" dense causal
 "$check" "$work/build-hash" lory causal experts=4 segment_length=4 first_segment=first_token
 "$check" "$work/build-hash" topk causal experts=4 k=2
@@ -125,8 +125,19 @@ fi
 # The out-of-tree hash router's run is scored, generated from and exported like an in-tree one.
 hash_run=$("$lory" query "SELECT id FROM runs WHERE label LIKE '%hash%'" --db "$work/results.sqlite" --csv | tail -n 1)
 printf '104 101 108 108 111 32 119 111 114 108 100\n' > "$work/ids.txt"
-"$lory" score "$hash_run" --db "$work/results.sqlite" --token-ids "$work/ids.txt" | tail -n 1 | grep -q "tokens scored"
+"$lory" score "$hash_run" --db "$work/results.sqlite" --token-ids "$work/ids.txt" > "$work/score.txt"
+tail -n 1 "$work/score.txt" | grep -q "tokens scored"
 "$lory" generate "$hash_run" --db "$work/results.sqlite" --prompt "alpha document" --max-tokens 4 --temperature 0 > "$work/generated.txt"
 "$lory" export "$hash_run" --db "$work/results.sqlite" --out "$work/hash-export" > /dev/null
 grep -rqE '"router": ?"hash"' "$work/hash-export"
+# ... and rebuilt in PyTorch by the export loader with the plugin's own rebuild function: the same
+# log-probs as `lory score`.
+/usr/bin/python3 "$source/python/lory_export.py" "$work/hash-export" --token-ids "$work/ids.txt" \
+  --router-module "$source/examples/routers/hash/hash_export.py" > "$work/rebuilt.txt"
+if ! paste <(grep -v '^#' "$work/score.txt" | tail -n +2) "$work/rebuilt.txt" |
+     awk -F'\t' '{ d = $3 - $6; if (d < 0) d = -d; if (d > 1e-4 || $2 != $5) bad = 1; n++ } END { exit (bad || n == 0) }'; then
+  echo "the rebuilt hash model's log-probs differ from lory score's:"
+  paste "$work/score.txt" "$work/rebuilt.txt"
+  exit 1
+fi
 echo "SDK examples built against the installed package and trained: smear, multihead_lory, hash"

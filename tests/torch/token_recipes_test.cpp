@@ -8,6 +8,7 @@
 #include "in_tree_plugins.h"
 #include "lory/testkit/router_checks.h"
 #include "train/router_metrics.h"
+#include "train/routing_stability.h"
 
 namespace lory {
 namespace {
@@ -168,6 +169,18 @@ TEST(RouterMetrics, EachStatisticCombinesOverLayersByItsDeclaredRule) {
   EXPECT_DOUBLE_EQ(by_name.at("router/max_violation"), 3.0 / 1.5 - 1.0);  // the worst layer
   EXPECT_DOUBLE_EQ(by_name.at("router/layer1/load_p50"), 1.0 / 1.25);
   EXPECT_DOUBLE_EQ(by_name.at("router/load_p100"), 2.0);
+}
+
+TEST(RoutingStability, AgreementAndDistanceOnHandMadeRoutings) {
+  const torch::Tensor final_XE = torch::tensor({{0.7, 0.3}, {0.2, 0.8}, {1.0, 0.0}, {0.5, 0.5}}, torch::kFloat64);
+  const auto [same_agreement, same_distance] = routing_agreement(final_XE, final_XE);
+  EXPECT_DOUBLE_EQ(same_agreement, 1.0);
+  EXPECT_DOUBLE_EQ(same_distance, 0.0);
+  // Tokens 0 and 2 had another top-1 expert (distances 0.4 and 0.6); tokens 1 and 3 are unchanged.
+  const torch::Tensor earlier_XE = torch::tensor({{0.3, 0.7}, {0.2, 0.8}, {0.4, 0.6}, {0.5, 0.5}}, torch::kFloat64);
+  const auto [agreement, distance] = routing_agreement(earlier_XE, final_XE);
+  EXPECT_DOUBLE_EQ(agreement, 2.0 / 4.0);
+  EXPECT_NEAR(distance, (0.4 + 0.0 + 0.6 + 0.0) / 4.0, 1e-12);
 }
 
 }  // namespace

@@ -90,6 +90,16 @@ class ParamDeclaration {
     return std::move(*this);
   }
 
+  // A file or folder: the plugin receives it resolved against the experiment file's folder when
+  // relative (empty stays empty).
+  ParamDeclaration&& path(const char* name, std::string Options::*field, const std::string& default_value,
+                          const char* doc) && {
+    add(name, LORY_PARAM_PATH, default_value, -HUGE_VAL, HUGE_VAL, nullptr, doc,
+        [field, key = std::string(name)](Options& o, const ParamValues& p) { o.*field = p.get_string(key); },
+        [field](const Options& o) { return nlohmann::json(o.*field); });
+    return std::move(*this);
+  }
+
   // A string parameter with a fixed set of values, read into an enum (or any comparable type).
   template <typename Value>
   ParamDeclaration&& choice(const char* name, Value Options::*field,

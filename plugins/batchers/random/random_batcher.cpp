@@ -7,19 +7,32 @@
 #include <numeric>
 
 #include "lory/batcher_api.h"
+#include "lory/param_declaration.h"
 #include "lory/plugin.h"
 #include "lory/seeded_random.h"
 
 namespace lory_plugins::random_batcher {
 
+struct Options {
+  bool shuffle_instances = true;
+};
+
+const lory::ParamDeclaration<Options>& params() {
+  static const auto declaration = lory::ParamDeclaration<Options>("batcher.random")
+                                      .flag("shuffle_instances", &Options::shuffle_instances, true,
+                                            "shuffle the cut instances too (seeded); false = train on the stream in order");
+  return declaration;
+}
+
 class RandomBatcher final : public lory::BatcherPlugin {
  public:
-  lory::InstancePlan plan(const lory::BatcherContext& context, const lory::ParamValues& params) override {
+  lory::InstancePlan plan(const lory::BatcherContext& context, const lory::ParamValues& values) override {
+    const Options options = params().read(values);
     lory::InstancePlan plan;
     plan.document_order = context.corpus.documents_of_split(lory::Split::Train);
     lory::SeededRandom random(context.seed);
     random.shuffle(plan.document_order);
-    if (params.get_bool("shuffle_instances")) {
+    if (options.shuffle_instances) {
       uint64_t stream = 0;
       for (uint32_t doc : plan.document_order) stream += context.corpus.document(doc).length + 1;
       plan.instance_order.resize(stream / static_cast<uint64_t>(context.context_length + 1));
@@ -27,22 +40,17 @@ class RandomBatcher final : public lory::BatcherPlugin {
       random.shuffle(plan.instance_order);
     }
     plan.description = fmt::format("random document order{} (seed {})",
-                                   params.get_bool("shuffle_instances") ? ", shuffled instances" : "", context.seed);
+                                   options.shuffle_instances ? ", shuffled instances" : "", context.seed);
     return plan;
   }
 };
 
 std::unique_ptr<lory::BatcherPlugin> create() { return std::make_unique<RandomBatcher>(); }
 
-const LoryParamSpec kParams[] = {
-    {"shuffle_instances", LORY_PARAM_BOOL, "true", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "shuffle the cut instances too (seeded); false = train on the stream in order"},
-};
-
 }  // namespace lory_plugins::random_batcher
 
-LORY_PLUGIN_METADATA(LORY_PLUGIN_BATCHER, "random",
+LORY_DECLARED_PLUGIN(LORY_PLUGIN_BATCHER, "random",
                      "Training documents shuffled with the run's seed, joined by end-of-document tokens; instances "
                      "shuffled",
-                     lory_plugins::random_batcher::kParams)
+                     lory_plugins::random_batcher::params)
 LORY_BATCHER_FACTORY(lory_plugins::random_batcher::create)

@@ -15,12 +15,62 @@
 #include "document_embedding.h"
 #include "greedy_chaining.h"
 #include "lory/batcher_api.h"
+#include "lory/param_declaration.h"
 #include "lory/plugin.h"
 #include "lory/seeded_random.h"
 #include "neighbour_graph.h"
 #include "plan_cache.h"
 
 namespace lory_plugins::similarity {
+
+enum class Embedding { Tfidf, File, Random };
+
+struct Options {
+  Embedding embedding = Embedding::Tfidf;
+  std::string embedding_file, index;
+  int64_t dimension = 0, neighbours = 0, exact_below = 0, max_chain_length = 0, backtrack = 0, threads = 0;
+  double dedup_threshold = 0;
+  bool attach_orphans = true, shuffle_instances = true;
+};
+
+const lory::ParamDeclaration<Options>& params() {
+  static const auto declaration =
+      lory::ParamDeclaration<Options>("batcher.similarity")
+          .choice("embedding", &Options::embedding,
+                  {{"tfidf", Embedding::Tfidf}, {"file", Embedding::File}, {"random", Embedding::Random}},
+                  Embedding::Tfidf,
+                  "tfidf = TF-IDF over the corpus tokens, randomly projected; file = vectors from embedding_file; "
+                  "random = random unit vectors (the control: the same graph, chaining and shuffle with no "
+                  "similarity in it)")
+          .path("embedding_file", &Options::embedding_file, "",
+                "LORYEMB2 file of one vector per corpus document (`lory embed RUN`), relative to the experiment file")
+          .integer("dimension", &Options::dimension, 128, 8, 4096, "dimension of the projected TF-IDF vectors")
+          .integer("neighbours", &Options::neighbours, 10, 1, 1000, "k of the nearest-neighbour graph")
+          .text("index", &Options::index, "auto", "auto|exact|hnsw|ivf",
+                "FAISS search: exact (flat), HNSW, IVF-flat; auto = exact below exact_below documents, else HNSW")
+          .integer("exact_below", &Options::exact_below, 20000, 0, int64_t{1000000000000},
+                   "corpus size under which auto uses exact search")
+          .real("dedup_threshold", &Options::dedup_threshold, 1, 0, 1,
+                "drop a document whose cosine to a kept earlier neighbour is at least this; 1 = keep all")
+          .integer("max_chain_length", &Options::max_chain_length, 0, 0, int64_t{1000000000000},
+                   "documents per chain before jumping to a new start; 0 = unlimited (In-Context Pretraining used 21)")
+          .integer("backtrack", &Options::backtrack, 16, 0, 1000000,
+                   "when stuck, look for an unused neighbour of the last N chain documents before jumping; 0 = "
+                   "In-Context Pretraining's rule")
+          .flag("attach_orphans", &Options::attach_orphans, true,
+                "move a chain of one document next to its most similar neighbour in a longer chain")
+          .flag("shuffle_instances", &Options::shuffle_instances, true,
+                "shuffle the cut instances with the run's seed (neighbouring instances stay diverse)")
+          .integer("threads", &Options::threads, 1, 1, 256, "FAISS (OpenMP) threads")
+          .rule([](const Options& o) -> std::vector<lory::ParamProblem> {
+            if (o.embedding == Embedding::File && o.embedding_file.empty()) {
+              return {{"embedding",
+                       "embedding = \"file\" needs embedding_file = \"PATH\" (a file written by `lory embed RUN`)"}};
+            }
+            return {};
+          });
+  return declaration;
+}
 
 namespace {
 
@@ -53,29 +103,28 @@ double percentile(std::vector<double> values, double q) {
   return values[static_cast<size_t>(std::min<double>(values.size() - 1, std::floor(q * static_cast<double>(values.size()))))];
 }
 
-CachedPlan build_plan(const lory::BatcherContext& context, const lory::ParamValues& p) {
+CachedPlan build_plan(const lory::BatcherContext& context, const Options& o) {
   const lory::Corpus& corpus = context.corpus;
   const std::vector<uint32_t> documents = corpus.documents_of_split(lory::Split::Train);
   CachedPlan plan;
   auto t = Clock::now();
-  const bool from_file = p.get_string("embedding") == "file";
-  if (from_file && p.get_string("embedding_file").empty()) {
+  const bool from_file = o.embedding == Embedding::File;
+  if (from_file && o.embedding_file.empty()) {
     throw std::invalid_argument("batcher.similarity: embedding = \"file\" needs embedding_file = \"PATH\"");
   }
-  const std::string kind = p.get_string("embedding");
+  const bool random_control = o.embedding == Embedding::Random;
   const Embeddings embeddings =
-      from_file          ? embeddings_from_file(p.get_string("embedding_file"), corpus, documents)
-      : kind == "random" ? random_unit_vectors(documents.size(), p.get_int("dimension"), kRandomEmbeddingSeed)
-                         : tfidf_projection(corpus, documents, p.get_int("dimension"));
+      from_file        ? embeddings_from_file(o.embedding_file, corpus, documents)
+      : random_control ? random_unit_vectors(documents.size(), o.dimension, kRandomEmbeddingSeed)
+                       : tfidf_projection(corpus, documents, o.dimension);
   plan.stats["seconds_embedding"] = seconds_since(t);
-  const NeighbourGraph graph = nearest_neighbours(embeddings, p.get_int("neighbours"), p.get_string("index"),
-                                                  p.get_int("exact_below"), static_cast<int>(p.get_int("threads")));
+  const NeighbourGraph graph =
+      nearest_neighbours(embeddings, o.neighbours, o.index, o.exact_below, static_cast<int>(o.threads));
   plan.stats["seconds_index_build"] = graph.build_seconds;
   plan.stats["seconds_search"] = graph.search_seconds;
   t = Clock::now();
-  const Chains chains = greedy_chains(graph, static_cast<int64_t>(documents.size()), p.get_float("dedup_threshold"),
-                                      p.get_int("max_chain_length"), p.get_int("backtrack"),
-                                      p.get_bool("attach_orphans"));
+  const Chains chains = greedy_chains(graph, static_cast<int64_t>(documents.size()), o.dedup_threshold,
+                                      o.max_chain_length, o.backtrack, o.attach_orphans);
   plan.stats["seconds_chaining"] = seconds_since(t);
 
   std::vector<int64_t> rows;  // rows of the embedding matrix in plan order
@@ -131,10 +180,10 @@ CachedPlan build_plan(const lory::BatcherContext& context, const lory::ParamValu
                                  from_file ? (embeddings.source_run > 0
                                                   ? fmt::format("file (mean hidden state of run {})", embeddings.source_run)
                                                   : std::string("file"))
-                                           : kind == "random" ? std::string("random (control)")
+                                           : random_control ? std::string("random (control)")
                                                               : std::string("tf-idf projection"),
                                  embeddings.dimension,
-                                 p.get_int("neighbours"), graph.method, chains.chains.size(), rows.size(),
+                                 o.neighbours, graph.method, chains.chains.size(), rows.size(),
                                  chains.dropped.empty() ? "" : fmt::format(", {} near-duplicates dropped", chains.dropped.size()));
   return plan;
 }
@@ -143,13 +192,14 @@ CachedPlan build_plan(const lory::BatcherContext& context, const lory::ParamValu
 
 class SimilarityBatcher final : public lory::BatcherPlugin {
  public:
-  lory::InstancePlan plan(const lory::BatcherContext& context, const lory::ParamValues& params) override {
-    const std::string key = plan_key(context, params);
+  lory::InstancePlan plan(const lory::BatcherContext& context, const lory::ParamValues& values) override {
+    const Options options = params().read(values);
+    const std::string key = plan_key(context, values);
     const std::string path = context.cache_dir.empty() ? "" : plan_cache_path(context.cache_dir, key);
     std::optional<CachedPlan> cached = path.empty() ? std::nullopt : load_cached_plan(path, key);
     const bool hit = cached.has_value();
     if (!cached) {
-      cached = build_plan(context, params);
+      cached = build_plan(context, options);
       if (!path.empty()) store_cached_plan(path, key, *cached);
     }
     lory::InstancePlan plan;
@@ -158,7 +208,7 @@ class SimilarityBatcher final : public lory::BatcherPlugin {
     plan.stats = std::move(cached->stats);
     plan.stats["cache_hit"] = hit ? 1 : 0;
     plan.description = cached->description + (hit ? " (cached plan)" : "");
-    if (params.get_bool("shuffle_instances")) {
+    if (options.shuffle_instances) {
       uint64_t stream = 0;
       for (uint32_t doc : plan.document_order) stream += context.corpus.document(doc).length + 1;
       plan.instance_order.resize(stream / static_cast<uint64_t>(context.context_length + 1));
@@ -172,43 +222,10 @@ class SimilarityBatcher final : public lory::BatcherPlugin {
 
 std::unique_ptr<lory::BatcherPlugin> create() { return std::make_unique<SimilarityBatcher>(); }
 
-std::vector<lory::ParamProblem> check(const lory::ParamValues& p) {
-  if (p.get_string("embedding") == "file" && p.get_string("embedding_file").empty()) {
-    return {{"embedding", "embedding = \"file\" needs embedding_file = \"PATH\" (a file written by `lory embed RUN`)"}};
-  }
-  return {};
-}
-
-const LoryParamSpec kParams[] = {
-    {"embedding", LORY_PARAM_STRING, "tfidf", -LORY_UNBOUNDED, LORY_UNBOUNDED, "tfidf|file|random",
-     "tfidf = TF-IDF over the corpus tokens, randomly projected; file = vectors from embedding_file; random = "
-     "random unit vectors (the control: the same graph, chaining and shuffle with no similarity in it)"},
-    {"embedding_file", LORY_PARAM_PATH, "", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "LORYEMB2 file of one vector per corpus document (`lory embed RUN`), relative to the experiment file"},
-    {"dimension", LORY_PARAM_INT, "128", 8, 4096, nullptr, "dimension of the projected TF-IDF vectors"},
-    {"neighbours", LORY_PARAM_INT, "10", 1, 1000, nullptr, "k of the nearest-neighbour graph"},
-    {"index", LORY_PARAM_STRING, "auto", -LORY_UNBOUNDED, LORY_UNBOUNDED, "auto|exact|hnsw|ivf",
-     "FAISS search: exact (flat), HNSW, IVF-flat; auto = exact below exact_below documents, else HNSW"},
-    {"exact_below", LORY_PARAM_INT, "20000", 0, 1e12, nullptr, "corpus size under which auto uses exact search"},
-    {"dedup_threshold", LORY_PARAM_FLOAT, "1", 0, 1, nullptr,
-     "drop a document whose cosine to a kept earlier neighbour is at least this; 1 = keep all"},
-    {"max_chain_length", LORY_PARAM_INT, "0", 0, 1e12, nullptr,
-     "documents per chain before jumping to a new start; 0 = unlimited (In-Context Pretraining used 21)"},
-    {"backtrack", LORY_PARAM_INT, "16", 0, 1e6, nullptr,
-     "when stuck, look for an unused neighbour of the last N chain documents before jumping; 0 = In-Context "
-     "Pretraining's rule"},
-    {"attach_orphans", LORY_PARAM_BOOL, "true", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "move a chain of one document next to its most similar neighbour in a longer chain"},
-    {"shuffle_instances", LORY_PARAM_BOOL, "true", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "shuffle the cut instances with the run's seed (neighbouring instances stay diverse)"},
-    {"threads", LORY_PARAM_INT, "1", 1, 256, nullptr, "FAISS (OpenMP) threads"},
-};
-
 }  // namespace lory_plugins::similarity
 
-LORY_PLUGIN_METADATA(LORY_PLUGIN_BATCHER, "similarity",
+LORY_DECLARED_PLUGIN(LORY_PLUGIN_BATCHER, "similarity",
                      "Chains of similar documents (TF-IDF embeddings, FAISS kNN, greedy traversal), then shuffled "
                      "instances",
-                     lory_plugins::similarity::kParams)
+                     lory_plugins::similarity::params)
 LORY_BATCHER_FACTORY(lory_plugins::similarity::create)
-LORY_PARAM_CHECK(lory_plugins::similarity::check)

@@ -2,10 +2,12 @@
 // causal multi-head attention with rotary position embeddings and RMSNorm -> FFN (built by the
 // router plugin), a final RMSNorm and an LM head (untied by default).
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
 #include "lory/model_api.h"
+#include "lory/param_declaration.h"
 #include "lory/plugin.h"
 
 namespace lory_plugins::transformer {
@@ -160,37 +162,58 @@ class Block : public torch::nn::Module {
   int64_t layer_;
 };
 
+struct Options {
+  int64_t d_model = 0, n_layers = 0, n_heads = 0, d_ff = 0;
+  double init_std = 0, rope_theta = 0, norm_eps = 0;
+  bool tie_embeddings = false;
+};
+
 // RoPE rotates pairs of a head's channels, so a head's width must be whole and even.
-std::vector<lory::ParamProblem> check(const lory::ParamValues& p) {
-  const int64_t d_model = p.get_int("d_model"), heads = p.get_int("n_heads");
-  if (d_model % heads != 0) {
+std::vector<lory::ParamProblem> head_width_problems(const Options& o) {
+  if (o.d_model % o.n_heads != 0) {
     return {{"n_heads", fmt::format("d_model = {} must be a multiple of n_heads = {} (each head gets d_model / n_heads "
                                     "channels)",
-                                    d_model, heads)}};
+                                    o.d_model, o.n_heads)}};
   }
-  if ((d_model / heads) % 2 != 0) {
+  if ((o.d_model / o.n_heads) % 2 != 0) {
     return {{"n_heads", fmt::format("the head width d_model / n_heads = {} / {} = {} must be even (RoPE rotates "
                                     "channel pairs)",
-                                    d_model, heads, d_model / heads)}};
+                                    o.d_model, o.n_heads, o.d_model / o.n_heads)}};
   }
   return {};
 }
 
+const lory::ParamDeclaration<Options>& params() {
+  static const auto declaration =
+      lory::ParamDeclaration<Options>("model.transformer")
+          .integer("d_model", &Options::d_model, 128, 8, 65536, "model width D")
+          .integer("n_layers", &Options::n_layers, 4, 1, 1024,
+                   "transformer blocks; every block's FFN comes from the router")
+          .integer("n_heads", &Options::n_heads, 4, 1, 1024, "attention heads (d_model / n_heads must be even)")
+          .integer("d_ff", &Options::d_ff, 0, 0, 1 << 20,
+                   "FFN width F; 0 = 8/3 d_model rounded up to a multiple of 32")
+          .real("init_std", &Options::init_std, 0.02, 1e-6, 1.0,
+                "std of the normal init; residual outputs use init_std / sqrt(2 n_layers)")
+          .flag("tie_embeddings", &Options::tie_embeddings, false, "share the token embedding with the LM head")
+          .real("rope_theta", &Options::rope_theta, 10000, 1, 1e9, "rotary embedding base")
+          .real("norm_eps", &Options::norm_eps, 1e-5, 1e-12, 1, "RMSNorm epsilon")
+          .rule(head_width_problems);
+  return declaration;
+}
+
 class TransformerModel final : public lory::LanguageModel {
  public:
-  TransformerModel(const lory::ModelSpec& spec, const lory::ParamValues& p, const lory::FeedForwardFactory& factory) {
-    const int64_t d_model = p.get_int("d_model"), heads = p.get_int("n_heads");
-    layers_ = p.get_int("n_layers");
-    lory::throw_param_problems("model.transformer", check(p));
+  TransformerModel(const lory::ModelSpec& spec, const Options& o, const lory::FeedForwardFactory& factory) {
+    const int64_t d_model = o.d_model, heads = o.n_heads;
+    layers_ = o.n_layers;
     // LLaMA's FFN width: 8/3 of d_model, rounded up to a multiple of 32 (set d_ff to match a paper exactly).
-    int64_t d_ff = p.get_int("d_ff");
+    int64_t d_ff = o.d_ff;
     if (d_ff == 0) d_ff = (8 * d_model / 3 + 31) / 32 * 32;
-    const double init_std = p.get_float("init_std");
+    const double init_std = o.init_std;
     // Residual-branch outputs shrink with depth (GPT-2), so the residual stream's variance stays flat.
     const double output_init_std = init_std / std::sqrt(2.0 * static_cast<double>(layers_));
-    tied_ = p.get_bool("tie_embeddings");
-    layout_ = {d_model, heads, d_ff, spec.vocab_size, spec.context_length, p.get_float("rope_theta"),
-               p.get_float("norm_eps")};
+    tied_ = o.tie_embeddings;
+    layout_ = {d_model, heads, d_ff, spec.vocab_size, spec.context_length, o.rope_theta, o.norm_eps};
     embedding_VD = register_parameter("embedding_VD", torch::randn({spec.vocab_size, d_model}) * init_std);
     for (int64_t i = 0; i < layers_; ++i) {
       lory::FeedForwardSpec ffn_spec{d_model, d_ff, i, layers_, init_std, output_init_std};
@@ -198,10 +221,10 @@ class TransformerModel final : public lory::LanguageModel {
       auto ffn = factory(ffn_spec);
       blocks_.push_back(register_module(
           "block" + std::to_string(i),
-          std::make_shared<Block>(d_model, heads, spec.context_length, p.get_float("rope_theta"),
-                                  p.get_float("norm_eps"), init_std, output_init_std, std::move(ffn), i)));
+          std::make_shared<Block>(d_model, heads, spec.context_length, o.rope_theta, o.norm_eps, init_std,
+                                  output_init_std, std::move(ffn), i)));
     }
-    final_norm = register_module("final_norm", std::make_shared<RMSNorm>(d_model, p.get_float("norm_eps")));
+    final_norm = register_module("final_norm", std::make_shared<RMSNorm>(d_model, o.norm_eps));
     if (!tied_) lm_head_VD = register_parameter("lm_head_VD", torch::randn({spec.vocab_size, d_model}) * init_std);
   }
 
@@ -230,27 +253,43 @@ class TransformerModel final : public lory::LanguageModel {
 
   std::string export_layout_json() const override {
     const Layout& l = layout_;
-    return fmt::format(
-        R"json({{"model": "transformer", "d_model": {}, "n_layers": {}, "n_heads": {}, "head_width": {}, "d_ff": {},
-"vocab_size": {}, "context_length": {}, "rope_theta": {}, "norm_eps": {}, "tie_embeddings": {},
-"layout": "every matrix is [out, in] (torch.nn.Linear's weight): y = x @ W.T; no biases anywhere",
-"tensors": {{
-  "embedding_VD": "[V, D] token embedding",
-  "lm_head_VD": "[V, D] output projection, logits = h @ lm_head_VD.T (absent when tie_embeddings: embedding_VD is used)",
-  "final_norm.weight_D": "[D] final RMSNorm gain",
-  "block{{i}}.attention_norm.weight_D": "[D] RMSNorm gain before attention",
-  "block{{i}}.attention.w_qkv_3DD": "[3D, D] packed projections: rows 0..D-1 = W_q, D..2D-1 = W_k, 2D..3D-1 = W_v; within each, rows h*K..h*K+K-1 belong to head h (K = head_width)",
-  "block{{i}}.attention.w_out_DD": "[D, D] output projection of the concatenated heads (head h at columns h*K..h*K+K-1)",
-  "block{{i}}.ffn_norm.weight_D": "[D] RMSNorm gain before the FFN",
-  "block{{i}}.ffn.*": "the router's tensors: see ffn.tensors"
-}},
-"block": "h = x + attention(rmsnorm(x)); out = h + ffn(rmsnorm(h))",
-"rmsnorm": "x * rsqrt(mean(x^2 over the last axis) + norm_eps) * weight_D",
-"rope": "rotate-half form applied to q and k of every head: x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[K/2:], x[:K/2]); angle(position p, channel j) = p * rope_theta^(-2 (j mod K/2) / K); positions start at 0 for the first token of the sequence",
-"attention": "softmax(q k^T / sqrt(K)) v per head with a causal mask (position t sees positions <= t)",
-"output": "logits = rmsnorm_final(h) @ lm_head_VD.T"}})json",
-        l.d_model, layers_, l.heads, l.d_model / l.heads, l.d_ff, l.vocab, l.context, l.rope_theta, l.norm_eps,
-        tied_ ? "true" : "false");
+    return nlohmann::json{
+        {"model", "transformer"},
+        {"d_model", l.d_model},
+        {"n_layers", layers_},
+        {"n_heads", l.heads},
+        {"head_width", l.d_model / l.heads},
+        {"d_ff", l.d_ff},
+        {"vocab_size", l.vocab},
+        {"context_length", l.context},
+        {"rope_theta", l.rope_theta},
+        {"norm_eps", l.norm_eps},
+        {"tie_embeddings", tied_},
+        {"layout", "every matrix is [out, in] (torch.nn.Linear's weight): y = x @ W.T; no biases anywhere"},
+        {"tensors",
+         {{"embedding_VD", "[V, D] token embedding"},
+          {"lm_head_VD",
+           "[V, D] output projection, logits = h @ lm_head_VD.T (absent when tie_embeddings: embedding_VD is used)"},
+          {"final_norm.weight_D", "[D] final RMSNorm gain"},
+          {"block{i}.attention_norm.weight_D", "[D] RMSNorm gain before attention"},
+          {"block{i}.attention.w_qkv_3DD",
+           "[3D, D] packed projections: rows 0..D-1 = W_q, D..2D-1 = W_k, 2D..3D-1 = W_v; within each, rows "
+           "h*K..h*K+K-1 belong to head h (K = head_width)"},
+          {"block{i}.attention.w_out_DD",
+           "[D, D] output projection of the concatenated heads (head h at columns h*K..h*K+K-1)"},
+          {"block{i}.ffn_norm.weight_D", "[D] RMSNorm gain before the FFN"},
+          {"block{i}.ffn.*", "the router's tensors: see ffn.tensors"},
+          {"block{i}.attention.rope_cos_LK", "[L, K] RoPE cosine table (a buffer; recomputable from rope_theta)"},
+          {"block{i}.attention.rope_sin_LK", "[L, K] RoPE sine table (a buffer)"}}},
+        {"block", "h = x + attention(rmsnorm(x)); out = h + ffn(rmsnorm(h))"},
+        {"rmsnorm", "x * rsqrt(mean(x^2 over the last axis) + norm_eps) * weight_D"},
+        {"rope",
+         "rotate-half form applied to q and k of every head: x * cos + rotate_half(x) * sin, rotate_half(x) = "
+         "cat(-x[K/2:], x[:K/2]); angle(position p, channel j) = p * rope_theta^(-2 (j mod K/2) / K); positions "
+         "start at 0 for the first token of the sequence"},
+        {"attention", "softmax(q k^T / sqrt(K)) v per head with a causal mask (position t sees positions <= t)"},
+        {"output", "logits = rmsnorm_final(h) @ lm_head_VD.T"}}
+        .dump();
   }
 
   int64_t layer_count() const override { return layers_; }
@@ -278,29 +317,15 @@ class TransformerPlugin final : public lory::ModelPlugin {
  public:
   std::shared_ptr<lory::LanguageModel> build(const lory::ModelSpec& spec, const lory::ParamValues& params,
                                              const lory::FeedForwardFactory& factory) override {
-    return std::make_shared<TransformerModel>(spec, params, factory);
+    return std::make_shared<TransformerModel>(spec, lory_plugins::transformer::params().read(params), factory);
   }
 };
 
 std::unique_ptr<lory::ModelPlugin> create() { return std::make_unique<TransformerPlugin>(); }
 
-const LoryParamSpec kParams[] = {
-    {"d_model", LORY_PARAM_INT, "128", 8, 65536, nullptr, "model width D"},
-    {"n_layers", LORY_PARAM_INT, "4", 1, 1024, nullptr, "transformer blocks; every block's FFN comes from the router"},
-    {"n_heads", LORY_PARAM_INT, "4", 1, 1024, nullptr, "attention heads (d_model / n_heads must be even)"},
-    {"d_ff", LORY_PARAM_INT, "0", 0, 1 << 20, nullptr, "FFN width F; 0 = 8/3 d_model rounded up to a multiple of 32"},
-    {"init_std", LORY_PARAM_FLOAT, "0.02", 1e-6, 1.0, nullptr,
-     "std of the normal init; residual outputs use init_std / sqrt(2 n_layers)"},
-    {"tie_embeddings", LORY_PARAM_BOOL, "false", -LORY_UNBOUNDED, LORY_UNBOUNDED, nullptr,
-     "share the token embedding with the LM head"},
-    {"rope_theta", LORY_PARAM_FLOAT, "10000", 1, 1e9, nullptr, "rotary embedding base"},
-    {"norm_eps", LORY_PARAM_FLOAT, "1e-5", 1e-12, 1, nullptr, "RMSNorm epsilon"},
-};
-
 }  // namespace lory_plugins::transformer
 
-LORY_PLUGIN_METADATA(LORY_PLUGIN_MODEL, "transformer",
+LORY_DECLARED_PLUGIN(LORY_PLUGIN_MODEL, "transformer",
                      "LLaMA-style decoder: RMSNorm pre-norm, RoPE causal attention, router-built SwiGLU FFNs",
-                     lory_plugins::transformer::kParams)
+                     lory_plugins::transformer::params)
 LORY_MODEL_FACTORY(lory_plugins::transformer::create)
-LORY_PARAM_CHECK(lory_plugins::transformer::check)
