@@ -10,9 +10,7 @@
 #include <lory/testkit/plugin_set.h>
 #include <lory/testkit/router_checks.h>
 
-#include <boost/dll/runtime_symbol_info.hpp>
 #include <cstdio>
-#include <filesystem>
 #include <cstring>
 #include <string>
 
@@ -36,7 +34,19 @@ lory::ParamValue parse_override(const lory::ParamValues& params, const std::stri
 
 }  // namespace
 
+int check(int argc, char** argv);
+
 int main(int argc, char** argv) {
+  try {
+    return check(argc, argv);
+  } catch (const std::exception& e) {
+    // Loader problems, an unknown router or parameter, a factory's refusal: one line, exit 2.
+    std::fprintf(stderr, "check_router: %s\n", e.what());
+    return 2;
+  }
+}
+
+int check(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr, "usage: check_router PLUGIN_DIR ROUTER causal|not-causal [NAME=VALUE ...]\n");
     return 2;
@@ -44,17 +54,8 @@ int main(int argc, char** argv) {
   const std::string router = argv[2];
   const bool expect_causal = std::strcmp(argv[3], "causal") == 0;
   torch::manual_seed(0);
-#ifdef LORY_INSTALLED_PLUGIN_DIR
-  const std::string installed = LORY_INSTALLED_PLUGIN_DIR;
-#else
-  // Installed with the SDK as bin/lory-check-router: the in-tree plugins are in ../lib/lory/plugins
-  // (or, in the build tree, in plugins/ beside it).
-  const std::filesystem::path here = boost::dll::program_location().parent_path();
-  const std::string installed = std::filesystem::exists(here / "plugins")
-                                    ? (here / "plugins").string()
-                                    : (here.parent_path() / "lib" / "lory" / "plugins").string();
-#endif
-  const lory::testkit::PluginSet plugins({argv[1], installed});
+  // The test kit adds lory's own plugins (the transformer, the in-tree routers) to the folder given.
+  const lory::testkit::PluginSet plugins({argv[1]});
   lory::ParamValues params = plugins.params(router);
   try {
     for (int i = 4; i < argc; ++i) {

@@ -2,9 +2,33 @@
 
 #include "core/plugin_loader.h"
 
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <filesystem>
 #include <stdexcept>
 
 namespace lory::testkit {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// `search_path` and the in-tree plugins of the lory this test kit belongs to: installed,
+// <libdir>/lory/plugins beside liblory_testkit.so; in a build tree, plugins/ beside lib/. So an
+// author's build folder alone finds the transformer model (and the in-tree routers to compare with).
+std::vector<std::string> with_own_plugins(std::vector<std::string> search_path) {
+  const fs::path library_dir = boost::dll::this_line_location().parent_path();
+  for (const fs::path& candidate : {library_dir / "lory" / "plugins", library_dir.parent_path() / "plugins"}) {
+    std::error_code ec;
+    if (!fs::is_directory(candidate, ec)) continue;
+    bool listed = false;
+    for (const std::string& entry : search_path) listed = listed || fs::equivalent(entry, candidate, ec);
+    if (!listed) search_path.push_back(candidate.string());
+    break;
+  }
+  return search_path;
+}
+
+}  // namespace
 
 struct PluginSet::Loaded {
   PluginRegistry registry;
@@ -13,7 +37,7 @@ struct PluginSet::Loaded {
 };
 
 PluginSet::PluginSet(const std::vector<std::string>& search_path)
-    : loaded_(std::make_unique<Loaded>(Loaded{PluginRegistry::discover(search_path), {}, nullptr})) {
+    : loaded_(std::make_unique<Loaded>(Loaded{PluginRegistry::discover(with_own_plugins(search_path)), {}, nullptr})) {
   loaded_->registry.throw_if_problems();
   loaded_->transformer =
       create_plugin_object<ModelPlugin>(loaded_->registry.require("transformer", PluginKind::Model, "testkit"));

@@ -14,7 +14,8 @@ namespace lory::testkit {
 
 class PluginSet {
  public:
-  // Loads every plugin found on `search_path` (folders or files); throws std::runtime_error with
+  // Loads every plugin found on `search_path` (folders or files) and lory's own in-tree plugins
+  // (the installed plugin folder of this SDK, or the build tree's); throws std::runtime_error with
   // the loader's messages on problems.
   explicit PluginSet(const std::vector<std::string>& search_path);
   ~PluginSet();
