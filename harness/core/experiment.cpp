@@ -731,7 +731,12 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
     record_locations(cell_tree, "", cell.written_at);
     cell.written_at[""] = file_where;
     cell.identity = config.identity();
-    if (const PluginDescriptor* router = catalog.find(config.section("router").plugin())) cell.router_roles = router->roles;
+    // A section whose `plugin` was not a valid name (a boolean, say) has no plugin: its error is
+    // already in `diagnostics`, at the key.
+    const SectionConfig& router_section = config.section("router");
+    if (router_section.values.has("plugin")) {
+      if (const PluginDescriptor* router = catalog.find(router_section.plugin())) cell.router_roles = router->roles;
+    }
     const auto flat = config.flatten();
     cell.config = std::move(config);
     for (const LabelPart& part : point.label_parts) {
