@@ -35,7 +35,11 @@ bool valid_plugin_name(const std::string& name) {
 
 LoadedPlugin load_plugin_file(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw PluginError(fmt::format("plugin file '{}' does not exist", path));
+  if (!fs::exists(path, ec)) {
+    // A symbolic link loop (ELOOP) or an unreadable folder is not "missing": say what it is.
+    if (ec) throw PluginError(fmt::format("plugin file '{}' cannot be resolved: {}", path, ec.message()));
+    throw PluginError(fmt::format("plugin file '{}' does not exist", path));
+  }
   if (!fs::is_regular_file(path, ec)) throw PluginError(fmt::format("plugin file '{}' is not a regular file", path));
   if (const std::string problem = shared_library_problem(path); !problem.empty()) {
     throw PluginError(fmt::format("'{}' {}: remove it from the plugin path or replace it", path, problem));
@@ -68,7 +72,8 @@ LoadedPlugin load_plugin_file(const std::string& path) {
                                   info->header.struct_size, sizeof(LoryPluginInfo), LORY_PLUGIN_ABI_VERSION));
   }
   PluginDescriptor d;
-  d.file = fs::weakly_canonical(path).string();
+  d.file = fs::weakly_canonical(path, ec).string();
+  if (ec) d.file = path;
   d.abi_version = info->header.abi_version;
   d.name = info->name ? info->name : "";
   d.description = info->description ? info->description : "";
@@ -180,7 +185,17 @@ PluginRegistry PluginRegistry::discover(const std::vector<std::string>& search_p
   }
   std::vector<std::string> seen_files;
   for (const std::string& file : files) {
-    const std::string canonical = fs::weakly_canonical(file).string();
+    // A file that cannot be resolved (a symbolic link loop) is skipped with its problem, like any
+    // other bad file: it must not stop the discovery of the others.
+    std::error_code resolve_error;
+    const std::string canonical = fs::weakly_canonical(file, resolve_error).string();
+    if (resolve_error) {
+      const std::string problem =
+          fmt::format("plugin file '{}' cannot be resolved: {}", file, resolve_error.message());
+      registry.problems_.push_back(problem);
+      registry.unloadable_.push_back(problem);
+      continue;
+    }
     if (std::find(seen_files.begin(), seen_files.end(), canonical) != seen_files.end()) continue;
     seen_files.push_back(canonical);
     try {

@@ -110,6 +110,29 @@ TEST(PluginRegistry, ATruncatedFileIsReportedAndTheOtherPluginsStillLoad) {
   EXPECT_NE(listed.output.find("test_batcher"), std::string::npos) << listed.output;
 }
 
+// A symbolic link loop in a plugin folder (l1.so -> l2.so -> l1.so) is one more bad file: named
+// with the system's reason and skipped, while the good plugin beside it loads.
+TEST(PluginRegistry, ASymlinkLoopIsReportedAndSkippedAndTheOtherPluginsStillLoad) {
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.file("plugins"));
+  std::filesystem::create_symlink("l2.so", dir.file("plugins/l1.so"));
+  std::filesystem::create_symlink("l1.so", dir.file("plugins/l2.so"));
+  std::filesystem::copy_file(test_plugin("good_batcher"), dir.file("plugins/good_batcher.so"));
+  const PluginRegistry registry = PluginRegistry::discover({dir.file("plugins")});
+  ASSERT_EQ(registry.problems().size(), 2u);
+  EXPECT_NE(registry.problems().front().find("l1.so' cannot be resolved: Too many levels of symbolic links"),
+            std::string::npos)
+      << registry.problems().front();
+  EXPECT_EQ(registry.unloadable_files().size(), 2u);
+  EXPECT_TRUE(registry.find("test_batcher"));
+  EXPECT_NO_THROW(registry.throw_if_problems(/*skip_unloadable=*/true));
+  const auto listed =
+      testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " + dir.file("plugins"));
+  EXPECT_EQ(listed.exit_code, 1) << listed.output;
+  EXPECT_NE(listed.output.find("test_batcher"), std::string::npos) << listed.output;
+  EXPECT_EQ(listed.output.find("internal error"), std::string::npos) << listed.output;
+}
+
 TEST(PluginLoader, SharedLibraryWithoutMetadataSymbol) {
   const std::string error = load_error(test_plugin("no_metadata"));
   EXPECT_NE(error.find("has no 'lory_plugin_info' symbol, so it is not a lory plugin"), std::string::npos) << error;
