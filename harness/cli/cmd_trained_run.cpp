@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "core/numeric_options.h"
 #include "core/results_store.h"
 #include "core/task_file.h"
 #include "trained_run.h"
@@ -229,7 +230,7 @@ void register_score_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--prompt-length", options->prompt_length,
                   "Prompt tokens under prompt/inference routing; must leave room in the context")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(1, 1 << 24))
       ->capture_default_str();
   cmd->add_option("--window", options->window,
                   "Text longer than the context: sliding = windows overlap, each scores only new tokens with the "
@@ -238,7 +239,7 @@ void register_score_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--stride", options->stride,
                   "New tokens per sliding window (default: half the context, at most context - prompt)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 24));
   options->add_precision_option(cmd);
   cmd->callback([options, text, ids] {
     if (!*text && !*ids) throw UserError("give --text FILE or --token-ids FILE");
@@ -259,16 +260,16 @@ void register_generate_command(CLI::App& app) {
   auto* prompt_file =
       cmd->add_option("--prompt-file", generate->prompt_file, "File holding the prompt text")->check(CLI::ExistingFile)->excludes(prompt);
   cmd->add_option("--max-tokens", generate->max_tokens, "Tokens to generate (prompt + these must fit the context)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--temperature", generate->temperature, "Sampling temperature; 0 = greedy")
-      ->check(CLI::Range(0.0, 100.0))
+      ->check(finite_range(0.0, 100.0))
       ->capture_default_str();
   cmd->add_option("--top-k", generate->top_k, "Sample from the k most likely tokens; 0 = all")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0, 1 << 24))
       ->capture_default_str();
   cmd->add_option("--top-p", generate->top_p, "Sample from the smallest set of tokens whose probability reaches p")
-      ->check(CLI::Range(1e-9, 1.0))
+      ->check(finite_range(1e-9, 1.0))
       ->capture_default_str();
   cmd->add_option("--seed", generate->seed, "Sampling seed (the same seed gives the same text)")->capture_default_str();
   cmd->add_option("--routing", generate->routing,

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/diagnostics.h"
+#include "core/numeric_options.h"
 #include "core/text_table.h"
 #include "lory/build_info.h"
 #include "lory/corpus.h"
@@ -216,8 +217,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(300u, 1u << 20))
       ->capture_default_str();
   prepare_cmd->add_option("--tokenizer-model", prepare.tokenizer_model, "Reuse this SentencePiece model");
-  prepare_cmd->add_option("--tokenizer-sample-mb", sample_mb, "Text the tokenizer is trained on")->capture_default_str();
+  prepare_cmd->add_option("--tokenizer-sample-mb", sample_mb, "Text the tokenizer is trained on")
+      ->check(lory::finite_range(0.001, 1 << 20))
+      ->capture_default_str();
   prepare_cmd->add_option("--heldout-fraction", prepare.heldout_fraction, "Held-out fraction per domain")
+      ->check(lory::finite_range(0.0, 0.999999))
       ->capture_default_str();
   prepare_cmd->add_option("--min-heldout-docs", prepare.min_heldout_documents, "Minimum held-out documents per domain")
       ->capture_default_str();
@@ -225,7 +229,9 @@ int main(int argc, char** argv) {
   prepare_cmd->add_option("--bad-lines", bad_lines, "On a malformed JSON line: stop (report file:line) or skip (count)")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->capture_default_str();
-  prepare_cmd->add_option("--threads", prepare.threads, "Encoding threads")->capture_default_str();
+  prepare_cmd->add_option("--threads", prepare.threads, "Encoding threads")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
 
   TokenizerChoice encode_choice;
   std::string encode_text;

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "core/numeric_options.h"
 #include <set>
 #include <sstream>
 
@@ -401,11 +403,11 @@ int main(int argc, char** argv) {
                     "inference rule, with the prompt")
       ->check(CLI::IsMember({"train", "prompt", "inference"}));
   score->add_option("--prompt-length", score_request.prompt_length, "Prompt tokens (prompt and inference routing)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 24));
   score->add_option("--window", score_request.window, "sliding (context carried) or independent windows")
       ->check(CLI::IsMember({"sliding", "independent"}));
   score->add_option("--stride", score_request.stride, "New tokens scored per window (0 = the rule's default)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 24));
   CLI::App* export_cmd = app.add_subcommand("export", "Write a trained run's weights for torch.load");
   export_selection.add_options(export_cmd);
   export_cmd->add_option("--out", out_dir, "Output folder")->required();
@@ -417,10 +419,10 @@ int main(int argc, char** argv) {
   generate_selection.add_options(generate);
   generate_selection.add_precision_option(generate);
   generate->add_option("--token-ids", prompt_ids_file, "File of the prompt's token ids")->required();
-  generate->add_option("--max-tokens", generation.max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
-  generate->add_option("--temperature", generation.sampling.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
-  generate->add_option("--top-k", generation.sampling.top_k, "0 = no limit")->check(CLI::NonNegativeNumber);
-  generate->add_option("--top-p", generation.sampling.top_p, "Nucleus mass")->check(CLI::Range(1e-9, 1.0));
+  generate->add_option("--max-tokens", generation.max_tokens, "Tokens to generate")->check(CLI::Range(1, 1 << 20));
+  generate->add_option("--temperature", generation.sampling.temperature, "0 = greedy")->check(finite_range(0.0, 100.0));
+  generate->add_option("--top-k", generation.sampling.top_k, "0 = no limit")->check(CLI::Range(0, 1 << 24));
+  generate->add_option("--top-p", generation.sampling.top_p, "Nucleus mass")->check(finite_range(1e-9, 1.0));
   generate->add_option("--seed", generation.sampling.seed, "Sampling seed");
   generate->add_option("--routing", generate_routing, "prompt or segment")->check(CLI::IsMember({"prompt", "segment"}));
   generate->add_flag("--no-cache", no_cache, "Recompute the whole sequence for every token (reference, benchmarks)");

@@ -117,6 +117,37 @@ TEST_F(TinyExperiment, GenerateRefusesWhatCannotFitTheContext) {
   EXPECT_NE(empty.output.find("the prompt is empty"), std::string::npos) << empty.output;
 }
 
+// Every numeric option is checked up front: NaN and infinities are refused (CLI11's ranges alone
+// let NaN through), and a range is printed as numbers a reader can read.
+TEST_F(TinyExperiment, NumericOptionsRefuseNanInfinityAndOutOfRangeValuesUpFront) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  const std::string generate = fmt::format("{}/lory generate 1 --db {} --prompt ab ", build_dir(), dir_->file("r.sqlite"));
+  const struct {
+    std::string command, expected;
+  } cases[] = {
+      {generate + "--temperature nan", "--temperature: value nan is not a finite number"},
+      {generate + "--top-p nan", "--top-p: value nan is not a finite number"},
+      {generate + "--temperature inf", "--temperature: value inf is not a finite number"},
+      {generate + "--top-k -3", "--top-k: Value -3 not in range 0 to 16777216"},
+      {generate + "--max-tokens 0", "--max-tokens: Value 0 not in range 1 to 1048576"},
+      {fmt::format("{}/lory-data prepare --out {} --jsonl {} --heldout-fraction nan", build_dir(), dir_->file("never"),
+                   dir_->file("tiny.toml")),
+       "--heldout-fraction: value nan is not a finite number"},
+      {fmt::format("{}/lory-data prepare --out {} --jsonl {} --tokenizer-sample-mb nan", build_dir(),
+                   dir_->file("never"), dir_->file("tiny.toml")),
+       "--tokenizer-sample-mb: value nan is not a finite number"},
+      {fmt::format("{}/lory-data prepare --out {} --jsonl {} --threads 0", build_dir(), dir_->file("never"),
+                   dir_->file("tiny.toml")),
+       "--threads: Value 0 not in range 1 to 1024"},
+  };
+  for (const auto& c : cases) {
+    const auto result = run_command(c.command);
+    EXPECT_NE(result.exit_code, 0) << c.command;
+    EXPECT_NE(result.output.find(c.expected), std::string::npos) << c.command << "\n" << result.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_->file("never")));
+}
+
 TEST_F(TinyExperiment, EvalTasksStoresAccuracyAndTheReportShowsIt) {
   // Each domain's documents are words of one letter: which letter follows is learnable.
   testing::write_text(dir_->file("letters.jsonl"),
