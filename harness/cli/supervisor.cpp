@@ -223,8 +223,11 @@ class GridSupervisor {
   void train() {
     struct sigaction action {};
     action.sa_handler = on_interrupt;  // no SA_RESTART: waitpid returns on a signal
+    // SIGHUP (the terminal closed, an ssh session dropped) is an interruption like Ctrl-C: the
+    // workers checkpoint and stop, the runs are marked interrupted, and a rerun resumes them.
     sigaction(SIGINT, &action, nullptr);
     sigaction(SIGTERM, &action, nullptr);
+    sigaction(SIGHUP, &action, nullptr);
     interrupts = 0;
     while (next_ < queue_.size() || !running_.empty()) {
       if (interrupts > forwarded_) forward_interrupts();
@@ -246,6 +249,7 @@ class GridSupervisor {
     }
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
   }
 
   // 3. What happened, the perplexity table, and an error naming every cell that is not done.

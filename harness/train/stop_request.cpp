@@ -20,6 +20,7 @@ void on_signal(int signal_number) {
 void install_stop_handlers() {
   ::signal(SIGINT, on_signal);
   ::signal(SIGTERM, on_signal);
+  ::signal(SIGHUP, on_signal);  // a closed terminal: checkpoint and stop, as on Ctrl-C
 }
 
 bool stop_requested() { return stop.load(); }

@@ -457,6 +457,26 @@ TEST_F(GridRunner, CtrlCCheckpointsAndMarksInterruptedThenARerunResumes) {
   EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE name = 'train/loss'"), 200);
 }
 
+// A closed terminal (SIGHUP to the supervisor) is an interruption like Ctrl-C, not a hard exit
+// that leaves the worker training on as an orphan and the run `running`.
+TEST_F(GridRunner, SighupCheckpointsAndMarksInterruptedThenARerunResumes) {
+  const std::string file = experiment("hangup", 1, 400);
+  const std::string db = dir_->file("hangup/r.sqlite");
+  const std::string log = dir_->file("hangup.log");
+  const pid_t supervisor = start_supervisor_when_step_reached(file, db, log, 10);
+  ::kill(supervisor, SIGHUP);
+  int status = 0;
+  waitpid(supervisor, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status)) << "the supervisor must not die of the signal";
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << testing::read_text(log);
+  EXPECT_LT(count(db, "SELECT last_step FROM runs"), 400);
+  const auto resumed = lory_run(file, db);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
+}
+
 TEST_F(GridRunner, ASecondCtrlCStopsAtOnceAndTheRerunResumesFromTheLastCheckpoint) {
   // Steps of a wider model take long enough (~0.1 s) that the second interrupt, 20 ms after the
   // first, lands while the worker is still finishing its step: it must be stopped at once.
