@@ -1,6 +1,7 @@
 #include "core/corpus_writer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,6 +23,29 @@ void write_file(const fs::path& path, const void* data, size_t size) {
 
 }  // namespace
 
+void check_corpus_output(const std::string& directory, bool force) {
+  std::error_code ec;
+  const fs::file_status status = fs::symlink_status(directory, ec);
+  if (ec || !fs::exists(status)) return;
+  if (!force) throw UserError(fmt::format("output folder '{}' exists; pass --force to replace it", directory));
+  if (!fs::is_directory(status)) {
+    throw UserError(fmt::format("--out '{}' is not a folder but a file: --force replaces only a prepared corpus "
+                                "folder; choose another --out or remove the file yourself",
+                                directory));
+  }
+  if (fs::exists(fs::path(directory) / "manifest.json", ec)) return;
+  std::vector<std::string> found;
+  size_t entries = 0;
+  for (const auto& entry : fs::directory_iterator(directory, ec)) {
+    if (++entries <= 3) found.push_back("'" + entry.path().filename().string() + "'");
+  }
+  if (entries == 0) return;
+  throw UserError(fmt::format("--out '{}' is not a prepared corpus (no manifest.json; it holds {} entr{}: {}{}): "
+                              "--force replaces only a corpus folder; choose another --out or empty it yourself",
+                              directory, entries, entries == 1 ? "y" : "ies", fmt::join(found, ", "),
+                              entries > found.size() ? ", ..." : ""));
+}
+
 CorpusWriter::CorpusWriter(std::string directory, bool force, uint32_t vocab_size)
     : directory_(std::move(directory)),
       force_(force),
@@ -29,9 +53,7 @@ CorpusWriter::CorpusWriter(std::string directory, bool force, uint32_t vocab_siz
       token_bytes_(vocab_size <= 65536 ? 2 : 4),
       tokens_hash_(std::make_unique<Sha256>()) {
   std::error_code ec;
-  if (fs::exists(directory_, ec) && !force_) {
-    throw UserError(fmt::format("output folder '{}' exists; pass --force to replace it", directory_));
-  }
+  check_corpus_output(directory_, force_);
   staging_ = directory_ + ".partial-" + std::to_string(::getpid());
   fs::remove_all(staging_, ec);
   fs::create_directories(staging_);

@@ -16,6 +16,12 @@ namespace lory {
 
 class Sha256;
 
+// Throws UserError unless `directory` may become the output of a corpus preparation: it does not
+// exist, or `force` is set and it is a prepared corpus (a folder with manifest.json) or an empty
+// folder. Anything else (a file, a folder of other things) is refused, naming what was found, so
+// that --force never deletes what is not a corpus.
+void check_corpus_output(const std::string& directory, bool force);
+
 class CorpusWriter {
  public:
   // Refuses an existing `directory` unless `force` (then it is replaced by finish()).

@@ -206,7 +206,8 @@ int main(int argc, char** argv) {
   double sample_mb = 20;
   CLI::App* prepare_cmd = app.add_subcommand("prepare", "Build a corpus folder from JSONL files and text folders");
   prepare_cmd->add_option("--out", prepare.out, "Output corpus folder")->required();
-  prepare_cmd->add_flag("--force", prepare.force, "Replace an existing output folder");
+  prepare_cmd->add_flag("--force", prepare.force,
+                       "Replace an existing prepared corpus (a folder with manifest.json); anything else is refused");
   prepare_cmd->add_option("--jsonl", prepare.jsonl_files, "JSONL file of {\"id\",\"domain\",\"text\"} (.gz ok; repeatable)");
   prepare_cmd->add_option("--folder", folder_specs, "DOMAIN=DIR: every file under DIR is a document (repeatable)");
   prepare_cmd->add_option("--sources", sources_file, "TOML file with [[jsonl]] path=... and [[folder]] path=... domain=...");

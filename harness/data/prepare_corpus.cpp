@@ -123,9 +123,7 @@ void prepare_corpus(const PrepareOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   if (options.out.empty()) throw UserError("--out is required");
   std::error_code ec;
-  if (fs::exists(options.out, ec) && !options.force) {
-    throw UserError(fmt::format("output folder '{}' exists; pass --force to replace it", options.out));
-  }
+  check_corpus_output(options.out, options.force);  // before any input is read
   if (options.jsonl_files.empty() && options.folders.empty()) {
     throw UserError("no input: give --jsonl FILE, --folder DOMAIN=DIR or --sources FILE.toml");
   }

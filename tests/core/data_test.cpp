@@ -188,6 +188,29 @@ TEST(LoryData, ExistingOutputFolderIsRefusedWithoutForce) {
   EXPECT_EQ(testing::read_text(path + "/manifest.json"), before);
 }
 
+// --force replaces a prepared corpus, and nothing else: a folder of other things (or a file) is
+// refused with what it holds, and left as it was.
+TEST(LoryData, ForceReplacesOnlyAPreparedCorpus) {
+  TempDir dir;
+  const std::string corpus = testing::prepare_byte_corpus(dir, testing::synthetic_documents(1, 5, 5, 10));
+  const std::string prepare = fmt::format("{} prepare --jsonl {} --tokenizer byte --force --out ", lory_data(),
+                                          dir.file("docs.jsonl"));
+  EXPECT_EQ(run_command(prepare + corpus).exit_code, 0);  // a corpus: replaced
+  std::filesystem::create_directories(dir.file("project/src"));
+  testing::write_text(dir.file("project/src/code.c"), "int main() { return 0; }\n");
+  const auto refused = run_command(prepare + dir.file("project"));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("is not a prepared corpus (no manifest.json; it holds 1 entry: 'src')"),
+            std::string::npos)
+      << refused.output;
+  EXPECT_EQ(testing::read_text(dir.file("project/src/code.c")), "int main() { return 0; }\n");
+  testing::write_text(dir.file("notes.txt"), "keep me\n");
+  const auto file = run_command(prepare + dir.file("notes.txt"));
+  EXPECT_NE(file.exit_code, 0);
+  EXPECT_NE(file.output.find("is not a folder but a file"), std::string::npos) << file.output;
+  EXPECT_EQ(testing::read_text(dir.file("notes.txt")), "keep me\n");
+}
+
 // ---- the random batcher, through its real plugin ------------------------------------------------
 
 struct Instances {
