@@ -5,6 +5,8 @@
 // the results store's views, and the SQL to get it again is printed at the end.
 #include <fmt/format.h>
 
+#include <optional>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -411,8 +413,21 @@ void add_task_section(ReportDocument& doc, Database& db, const std::string& expe
 }
 
 void run_report(const ReportOptions& options) {
-  ResultsStore store(options.db, ResultsStore::Open::MustExist);  // migrates an older database so that the views exist
-  Database& db = store.database();
+  // A database this user can write is migrated first so that the views exist; one in a read-only
+  // folder (a committed study, a shared copy) is read where it is when its schema is current.
+  std::optional<ResultsStore> store;
+  std::optional<Database> read_only;
+  if (results_file_writable(options.db)) {
+    store.emplace(options.db, ResultsStore::Open::MustExist);
+  } else {
+    read_only.emplace(open_results_read_only(options.db));
+    if (!results_schema_is_current(*read_only)) {
+      throw UserError(fmt::format("'{}' was written by an older lory and must be migrated before it is reported, which "
+                                  "needs write access: copy it to a folder you can write",
+                                  options.db));
+    }
+  }
+  Database& db = store ? store->database() : *read_only;
   std::string experiment = options.experiment;
   if (experiment.size() > 5 && experiment.substr(experiment.size() - 5) == ".toml") {
     if (const auto name = ResultsReader(db).experiment_of_file(fs::weakly_canonical(experiment).string())) {
@@ -421,7 +436,12 @@ void run_report(const ReportOptions& options) {
   }
   const std::vector<RunInfo> runs = ResultsReader(db).run_cells(experiment);
   if (runs.empty()) throw UserError(fmt::format("no runs of an experiment named '{}' in '{}'", experiment, options.db));
-  fs::create_directories(options.out);
+  std::error_code out_error;
+  fs::create_directories(options.out, out_error);
+  if (out_error) {
+    throw UserError(fmt::format("cannot create the report folder '{}': {}; pass another --out", options.out,
+                                out_error.message()));
+  }
   const std::vector<std::string> groups = group_order(runs);
 
   ReportDocument doc;

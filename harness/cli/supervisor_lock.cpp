@@ -40,7 +40,18 @@ SupervisorLock::SupervisorLock(const std::string& db_path, const std::string& sc
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw UserError(fmt::format("cannot create the lock file '{}': {}", path, std::strerror(errno)));
+  if (fd_ < 0) {
+    const int open_errno = errno;
+    fs::path folder = fs::path(db_path).parent_path();
+    if (folder.empty()) folder = ".";
+    if (::access(folder.c_str(), W_OK) != 0) {
+      throw UserError(fmt::format("the folder '{}' of database '{}' cannot be written by this user: training writes "
+                                  "the database, its journal and the runs' checkpoints there; pass a --db in a folder "
+                                  "you can write (`lory status`, `query` and `report` read it where it is)",
+                                  folder.string(), db_path));
+    }
+    throw UserError(fmt::format("cannot create the lock file '{}': {}", path, std::strerror(open_errno)));
+  }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
     std::ifstream in(path);

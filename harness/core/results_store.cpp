@@ -395,6 +395,19 @@ Database open_results_read_only(const std::string& path) {
   return Database(path, Database::Mode::ReadOnly);
 }
 
+bool results_file_writable(const std::string& path) {
+  std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  if (folder.empty()) folder = ".";
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(path, ec);
+  return ::access(folder.c_str(), W_OK) == 0 && (!exists || ::access(path.c_str(), W_OK) == 0);
+}
+
+bool results_schema_is_current(Database& db) {
+  return db.query_int("SELECT max(version) FROM schema_version").value_or(0) ==
+         static_cast<int64_t>(migrations().size());
+}
+
 namespace {
 
 // Checked before the read-write connection exists: opening one already switches the journal
@@ -406,6 +419,18 @@ const std::string& checked_for_writing(const std::string& path, ResultsStore::Op
   }
   if (open == ResultsStore::Open::MustExist && state == ResultsFileState::Empty) {
     throw UserError(fmt::format("'{}' is empty: not a lory database (yet); pass another --db", path));
+  }
+  if (state != ResultsFileState::Missing) {
+    // Writing needs the journal files beside the database: a folder this user cannot write makes
+    // every write fail later with SQLite's "attempt to write a readonly database".
+    std::filesystem::path folder = std::filesystem::path(path).parent_path();
+    if (folder.empty()) folder = ".";
+    if (!results_file_writable(path)) {
+      throw UserError(fmt::format("database '{}' cannot be written by this user (its folder '{}' or the file is "
+                                  "read-only): this command writes to it; `lory status`, `query` and `report` read "
+                                  "it as it is, or copy it to a folder you can write",
+                                  path, folder.string()));
+    }
   }
   return path;
 }

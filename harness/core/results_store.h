@@ -155,6 +155,14 @@ ResultsFileState check_results_file(const std::string& path);
 // the same checks as above, and "does not exist" when there is no file.
 Database open_results_read_only(const std::string& path);
 
+// Whether this user can write the database at `path` and its folder (writers need the journal
+// files beside it).
+bool results_file_writable(const std::string& path);
+
+// Whether a database opened read-only already has this lory's schema (tables and views): an older
+// one needs a migration, which needs write access.
+bool results_schema_is_current(Database& db);
+
 // Where a run keeps its checkpoints and worker logs, next to its database:
 // <folder>/<database name>.runs/<experiment>/<run id>-<first 12 hex of the cell hash>.
 std::string run_directory(const std::string& db_path, const RunRecord& run);

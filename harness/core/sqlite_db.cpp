@@ -119,6 +119,14 @@ Database::Database(const std::string& path, Mode mode) : path_(path) {
   } catch (const SqliteError& e) {
     sqlite3_close(db_);
     db_ = nullptr;
+    // A WAL-mode database in a folder this user cannot write (a committed study, a shared
+    // read-only copy): reading needs the -shm file, which cannot be created there. Nobody can be
+    // writing to it then, so it is read as an immutable file.
+    const int primary = e.code() & 0xff;
+    if (mode == Mode::ReadOnly && (primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) && open_immutable(path)) {
+      exec("PRAGMA query_only=ON");
+      return;
+    }
     throw SqliteError(fmt::format("'{}' is not a usable lory results database: {}", path, e.what()), e.code());
   }
   if (mode == Mode::ReadWrite) {
@@ -127,6 +135,33 @@ Database::Database(const std::string& path, Mode mode) : path_(path) {
     exec("PRAGMA foreign_keys=ON");
   } else {
     exec("PRAGMA query_only=ON");
+  }
+}
+
+bool Database::open_immutable(const std::string& path) {
+  std::string uri = "file:";
+  for (const char c : std::filesystem::absolute(path).string()) {
+    // Percent-encode what a URI path cannot hold as is.
+    if (c == '%' || c == '?' || c == '#') {
+      uri += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    } else {
+      uri += c;
+    }
+  }
+  uri += "?immutable=1";
+  if (sqlite3_open_v2(uri.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    if (db_) sqlite3_close(db_);
+    db_ = nullptr;
+    return false;
+  }
+  try {
+    query_int("SELECT count(*) FROM sqlite_master");
+    return true;
+  } catch (const SqliteError&) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    return false;
   }
 }
 

@@ -74,6 +74,9 @@ class Database {
   sqlite3* handle() { return db_; }
 
  private:
+  // Opens `path` read-only as an immutable file (no -shm, no locks); false when that fails too.
+  bool open_immutable(const std::string& path);
+
   sqlite3* db_ = nullptr;
   std::string path_;
 };

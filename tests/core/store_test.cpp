@@ -119,6 +119,51 @@ TEST(LoryQuery, PrintsAlignedTablesCsvAndJson) {
   EXPECT_NE(json.find("\"seed\": 7"), std::string::npos) << json;
 }
 
+// A WAL-mode database in a folder the user cannot write (a committed study, a shared copy): the
+// read-only commands read it where it is; a writer says the folder is not writable. As root the
+// folder's mode does not stop anyone, so the commands run as `nobody` there.
+TEST(LoryQuery, ReadOnlyCommandsWorkInAFolderTheUserCannotWriteAndWritersSaySo) {
+  TempDir dir;
+  const std::string folder = dir.file("readonly");
+  std::filesystem::create_directories(folder);
+  const std::string path = folder + "/r.sqlite";
+  {
+    ResultsStore store(path);
+    store.ensure_run(store.upsert_experiment("exp", "f", "", ""), "hash", "label", "{}", 7);
+  }
+  std::string as_user;
+  if (::geteuid() == 0) {
+    if (testing::run_command("command -v runuser").exit_code != 0) GTEST_SKIP() << "root without runuser";
+    as_user = "runuser -u nobody -- ";
+    if (testing::run_command(as_user + "test -x " + testing::build_dir() + "/lory").exit_code != 0) {
+      GTEST_SKIP() << "nobody cannot run " << testing::build_dir() << "/lory (a folder on the way is private)";
+    }
+    // nobody must reach the build and the files: every folder on the way readable and searchable.
+    for (std::filesystem::path p = dir.file(""); p.has_relative_path(); p = p.parent_path()) {
+      std::filesystem::permissions(p, std::filesystem::perms::others_read | std::filesystem::perms::others_exec,
+                                   std::filesystem::perm_options::add);
+    }
+    std::filesystem::permissions(path, std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+  }
+  std::filesystem::permissions(folder, std::filesystem::perms::owner_write | std::filesystem::perms::group_write |
+                                           std::filesystem::perms::others_write,
+                               std::filesystem::perm_options::remove);
+  const auto query = testing::run_command(
+      fmt::format("{}{}/lory query \"SELECT seed FROM runs\" --db {} --csv", as_user, testing::build_dir(), path));
+  EXPECT_EQ(query.exit_code, 0) << query.output;
+  EXPECT_NE(query.output.find("seed\n7"), std::string::npos) << query.output;
+  const auto status = testing::run_command(fmt::format("{}{}/lory status --db {}", as_user, testing::build_dir(), path));
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  { ResultsStore other(dir.file("other.sqlite")); }
+  std::filesystem::permissions(dir.file("other.sqlite"), std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+  const auto merge = testing::run_command(
+      fmt::format("{}{}/lory merge {} --into {}", as_user, testing::build_dir(), dir.file("other.sqlite"), path));
+  EXPECT_NE(merge.exit_code, 0);
+  EXPECT_NE(merge.output.find("cannot be written by this user"), std::string::npos) << merge.output;
+  std::filesystem::permissions(folder, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+}
+
 TEST(LoryQuery, RefusesWritingStatementsAndLeavesTheFileUnchanged) {
   TempDir dir;
   const std::string path = dir.file("r.sqlite");
