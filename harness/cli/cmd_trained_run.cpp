@@ -2,6 +2,10 @@
 // checkpoint) from the CLI. All hand the work to lory-worker; text is tokenized by lory-data (SentencePiece and
 // LibTorch never share a process).
 #include <fmt/format.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <unistd.h>
 
 #include <cstdio>
@@ -63,11 +67,32 @@ std::vector<std::string> worker_arguments(const std::string& command, const Trai
   return arguments;
 }
 
-// A temporary file removed when this goes out of scope.
+// Temporary files of `lory` processes that no longer exist (killed with -9, which no cleanup
+// survives): "lory-<pid>-..." in the temp folder whose pid is gone. Removed once per process.
+void remove_stale_temporary_files() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    long pid = 0;
+    char rest = 0;
+    if (std::sscanf(name.c_str(), "lory-%ld-%c", &pid, &rest) != 2 || pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    std::error_code remove_error;
+    std::filesystem::remove(entry.path(), remove_error);
+  }
+}
+
+// A temporary file removed when this goes out of scope (also after Ctrl-C, SIGTERM or SIGHUP:
+// they end the command with an error, see trained_run.h).
 struct TemporaryFile {
   std::string path;
   explicit TemporaryFile(const std::string& name)
-      : path((std::filesystem::temp_directory_path() / fmt::format("lory-{}-{}", ::getpid(), name)).string()) {}
+      : path((std::filesystem::temp_directory_path() / fmt::format("lory-{}-{}", ::getpid(), name)).string()) {
+    remove_stale_temporary_files();
+  }
   ~TemporaryFile() {
     std::error_code ec;
     std::filesystem::remove(path, ec);

@@ -1,6 +1,7 @@
 #include "trained_run.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <fmt/format.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -26,7 +27,24 @@ std::string executable_dir() { return boost::dll::program_location().parent_path
 
 namespace {
 
+// A signal that asks `lory` to stop while it waits for a child (Ctrl-C, SIGTERM, SIGHUP): recorded,
+// forwarded to the child, and turned into an error once the child has ended, so that the command
+// unwinds (its temporary files are removed) instead of dying on the spot.
+volatile sig_atomic_t stop_signal = 0;
+
+void record_stop_signal(int signal_number) { stop_signal = signal_number; }
+
+void install_stop_forwarding() {
+  static bool installed = false;
+  if (installed) return;
+  installed = true;
+  struct sigaction action {};
+  action.sa_handler = record_stop_signal;  // no SA_RESTART: waitpid returns with EINTR
+  for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) sigaction(signal_number, &action, nullptr);
+}
+
 pid_t spawn(const std::vector<std::string>& arguments, posix_spawn_file_actions_t* actions) {
+  install_stop_forwarding();
   std::vector<char*> argv;
   for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -38,8 +56,17 @@ pid_t spawn(const std::vector<std::string>& arguments, posix_spawn_file_actions_
 
 std::string wait_for(pid_t pid, const std::vector<std::string>& arguments) {
   int status = 0;
+  bool forwarded = false;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw UserError(fmt::format("waiting for '{}' failed: {}", arguments[0], std::strerror(errno)));
+    if (stop_signal != 0 && !forwarded) {
+      ::kill(pid, SIGTERM);
+      forwarded = true;
+    }
+  }
+  if (stop_signal != 0) {
+    throw UserError(fmt::format("interrupted by signal {} ({}): stopped, temporary files removed",
+                                static_cast<int>(stop_signal), strsignal(stop_signal)));
   }
   if (WIFEXITED(status)) {
     return WEXITSTATUS(status) == 0 ? "" : fmt::format("{} exited with status {}", fs::path(arguments[0]).filename().string(), WEXITSTATUS(status));

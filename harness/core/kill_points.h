@@ -7,6 +7,8 @@
 //   checkpoint_file     the checkpoint's temporary file is written, not yet renamed
 //   checkpoint_index    the checkpoint file is in place, latest.json not yet updated
 //   before_done         the run is finished, not yet marked done
+//   eval_tasks_started  a worker of `lory eval-tasks` has started (step 0; with
+//                       LORY_TEST_KILL_SIGNAL=19 it stops itself there, for the interruption tests)
 // LORY_TEST_KILL_RANK=N restricts it to rank N of a data-parallel group (RANK).
 // LORY_TEST_KILL_SIGNAL=N sends signal N instead (6 = SIGABRT: a crash of the worker's own, which
 // fails its cell, where SIGKILL from outside only interrupts it).

@@ -10,6 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "core/numeric_options.h"
 #include <set>
@@ -229,6 +232,7 @@ int generate_command(const RunSelection& selection, const std::string& token_ids
 // transaction, after all of them are scored: a task that fails leaves the store as it was.
 int eval_tasks_command(const RunSelection& selection, const std::vector<std::string>& tokenized_files,
                        const std::string& routing_name) {
+  kill_point("eval_tasks_started", 0);
   TrainedModel trained(selection);
   if (trained.run.status != run_status::kDone) {
     throw UserError(fmt::format("run {} ({}) is {}, not done: finish it with `lory run` before evaluating it",
@@ -443,6 +447,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"prompt", "train", "inference"}));
   try {
     app.parse(argc, argv);
+    // Every command but training serves one `lory` command that waits for it: it dies with that
+    // process (kill -9 included) instead of writing rows after it is gone. Training workers
+    // outlive their supervisor by design (docs/architecture.md, crash safety).
+    if (!*train) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() == 1) return 1;  // the parent died before the line above
+    }
     if (*eval_tasks) return eval_tasks_command(tasks_selection, tokenized_tasks, tasks_routing);
     if (*embed) return embed_command(embed_selection, embed_out);
     if (*train) {

@@ -4,8 +4,16 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <thread>
 #include <sstream>
 
 #include "core/sqlite_db.h"
@@ -175,6 +183,103 @@ TEST_F(TinyExperiment, EvalTasksStoresAccuracyAndTheReportShowsIt) {
   const std::string markdown = testing::read_text(dir_->file("report/report.md"));
   EXPECT_NE(markdown.find("## In-context tasks"), std::string::npos) << markdown;
   EXPECT_NE(markdown.find("| letters | prompt |"), std::string::npos) << markdown;
+}
+
+// The processes whose parent is `parent` (from /proc).
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    long ppid = 0;
+    if (std::sscanf(line.c_str() + close + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent) {
+      children.push_back(static_cast<pid_t>(std::stol(name)));
+    }
+  }
+  return children;
+}
+
+bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+std::vector<std::string> lory_temporary_files(const std::string& folder) {
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    if (entry.path().filename().string().rfind("lory-", 0) == 0) found.push_back(entry.path().string());
+  }
+  return found;
+}
+
+// `lory eval-tasks` in the background with a private temp folder; its worker stops itself right
+// after it starts (SIGSTOP at the eval_tasks_started point), so the test acts while it runs.
+pid_t start_eval_tasks_with_stopped_worker(const std::string& command_line, const std::string& tmp, pid_t& worker) {
+  const pid_t lory = fork();
+  if (lory == 0) {
+    setenv("TMPDIR", tmp.c_str(), 1);
+    setenv("LORY_TEST_KILL_AT", "eval_tasks_started:0", 1);
+    setenv("LORY_TEST_KILL_SIGNAL", "19", 1);
+    execl("/bin/sh", "sh", "-c", ("exec " + command_line + " > /dev/null 2>&1").c_str(), nullptr);
+    _exit(127);
+  }
+  worker = 0;
+  for (int i = 0; i < 400 && worker == 0; ++i) {
+    for (const pid_t child : children_of(lory)) {
+      std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      if (line.find("lory-worker") != std::string::npos && line.find(") T ") != std::string::npos) worker = child;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return lory;
+}
+
+// An interrupted `lory eval-tasks` removes its temporary files; after kill -9 of `lory`, its worker
+// dies with it (it writes nothing after its parent is gone) and the next command removes the files
+// the dead process left.
+TEST_F(TinyExperiment, InterruptedEvalTasksLeavesNoTemporaryFilesAndItsWorkerDiesWithIt) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  testing::write_text(dir_->file("interrupt-tasks.jsonl"),
+                      "{\"context\": \"a01 a12\", \"choices\": [\" a07\", \" b07\"], \"gold\": 0}\n");
+  const std::string tmp = dir_->file("tmp");
+  std::filesystem::create_directories(tmp);
+  const std::string eval_tasks = fmt::format("{}/lory eval-tasks 1 --db {} --tasks {} --routing inference", build_dir(),
+                                             dir_->file("r.sqlite"), dir_->file("interrupt-tasks.jsonl"));
+  const int64_t rows_before = count("SELECT count(*) FROM task_evals");
+  for (const int signal_number : {SIGTERM, SIGHUP, SIGINT}) {
+    pid_t worker = 0;
+    const pid_t lory = start_eval_tasks_with_stopped_worker(eval_tasks, tmp, worker);
+    ASSERT_NE(worker, 0) << "the worker never reached its stop point";
+    EXPECT_FALSE(lory_temporary_files(tmp).empty());  // the tokenized task file, while it runs
+    ::kill(lory, signal_number);
+    ::kill(worker, SIGCONT);
+    int status = 0;
+    waitpid(lory, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << "signal " << signal_number;
+    EXPECT_EQ(lory_temporary_files(tmp), std::vector<std::string>{}) << "signal " << signal_number;
+    EXPECT_FALSE(process_exists(worker));
+  }
+  // kill -9: nothing in `lory` runs, but its worker gets SIGKILL from the kernel (PR_SET_PDEATHSIG).
+  pid_t worker = 0;
+  const pid_t lory = start_eval_tasks_with_stopped_worker(eval_tasks, tmp, worker);
+  ASSERT_NE(worker, 0);
+  ::kill(lory, SIGKILL);
+  int status = 0;
+  waitpid(lory, &status, 0);
+  for (int i = 0; i < 200 && process_exists(worker); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_FALSE(process_exists(worker));
+  EXPECT_FALSE(lory_temporary_files(tmp).empty());  // what kill -9 leaves
+  EXPECT_EQ(count("SELECT count(*) FROM task_evals"), rows_before);
+  // The next command with temporary files removes those of dead `lory` processes.
+  const auto score = run_command(fmt::format("TMPDIR={} {}/lory generate 1 --db {} --prompt ab --max-tokens 1", tmp,
+                                             build_dir(), dir_->file("r.sqlite")));
+  EXPECT_EQ(score.exit_code, 0) << score.output;
+  EXPECT_EQ(lory_temporary_files(tmp), std::vector<std::string>{});
 }
 
 TEST_F(TinyExperiment, EvalTasksRefusesBadTaskFilesAndRunsThatAreNotDoneAndWritesNothing) {
