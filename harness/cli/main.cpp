@@ -1,9 +1,12 @@
 // `lory`: the command-line front of the harness. It validates experiments, supervises training
 // workers (lory-worker, the only process that links LibTorch) and reads the results store.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "commands.h"
 #include "core/diagnostics.h"
@@ -25,6 +28,20 @@ int main(int argc, char** argv) {
   lory::cli::register_report_command(app);
   lory::cli::register_merge_command(app);
   try {
+    // An unknown first word is a mistyped command, not a missing one: name it and the commands.
+    if (argc > 1 && argv[1][0] != '-') {
+      std::vector<std::string> names;
+      bool known = false;
+      for (const CLI::App* command : app.get_subcommands({})) {
+        names.push_back(command->get_name());
+        known = known || command->get_name() == argv[1];
+      }
+      if (!known) {
+        std::fprintf(stderr, "lory: error: unknown command '%s'; the commands are: %s (lory --help)\n", argv[1],
+                     fmt::format("{}", fmt::join(names, ", ")).c_str());
+        return 1;
+      }
+    }
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -125,6 +125,14 @@ TEST_F(TinyExperiment, GenerateRefusesWhatCannotFitTheContext) {
   EXPECT_NE(empty.output.find("the prompt is empty"), std::string::npos) << empty.output;
 }
 
+TEST(LoryCommand, AnUnknownCommandIsNamedWithTheCommandsThereAre) {
+  const auto result = run_command(build_dir() + "/lory nosuch");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("unknown command 'nosuch'; the commands are: plugins, run"), std::string::npos)
+      << result.output;
+  EXPECT_EQ(run_command(build_dir() + "/lory --version").exit_code, 0);
+}
+
 // Every numeric option is checked up front: NaN and infinities are refused (CLI11's ranges alone
 // let NaN through), and a range is printed as numbers a reader can read.
 TEST_F(TinyExperiment, NumericOptionsRefuseNanInfinityAndOutOfRangeValuesUpFront) {
