@@ -310,9 +310,18 @@ class GridSupervisor {
     std::string log_file;
     if (options_.jobs > 1 || options_.processes_per_cell > 1) fs::create_directories(directory);
     if (options_.jobs > 1) log_file = directory + "/worker.log";
+    // Resuming needs the checkpoint the store says exists: without its folder the run starts over,
+    // and says so.
+    std::error_code checkpoint_error;
+    const bool has_checkpoint = fs::exists(fs::path(directory) / "latest.json", checkpoint_error);
+    const std::string resume_note =
+        run.last_step == 0 ? ""
+        : has_checkpoint   ? fmt::format(": resuming after step {}", run.last_step)
+                           : fmt::format(": starting over (it had reached step {}, but its checkpoint folder {} is gone)",
+                                         run.last_step, directory);
     std::printf("[%zu/%zu] %s (run %lld, cell %s)%s%s%s\n", next_, queue_.size(), label_of(cell).c_str(),
                 static_cast<long long>(cell.run_id), experiment_.cells[cell.index].identity.substr(0, 12).c_str(),
-                run.last_step > 0 ? fmt::format(": resuming after step {}", run.last_step).c_str() : "",
+                resume_note.c_str(),
                 options_.processes_per_cell > 1 ? fmt::format(", {} ranks", options_.processes_per_cell).c_str() : "",
                 log_file.empty() ? "" : fmt::format(", log {}", log_file).c_str());
     std::fflush(stdout);

@@ -97,7 +97,8 @@ std::optional<TrainingState> CheckpointStore::latest_state() const {
     state.tokens_seen = meta.at("tokens_seen").get<int64_t>();
     return state;
   } catch (const nlohmann::json::exception& e) {
-    throw UserError(fmt::format("checkpoint index '{}' is unreadable ({}); delete the folder to start the run over",
+    throw UserError(fmt::format("checkpoint index '{}' is unreadable ({}); delete the folder to start the run over, then "
+                                "rerun with `lory run ... --retry-failed`",
                                 meta_path.string(), e.what()));
   }
 }
@@ -110,7 +111,7 @@ TrainingState CheckpointStore::restore(LanguageModel& model, AdamW* optimizer) c
   const std::string payload = read_file(file);
   if (payload.empty() || sha256_hex(payload) != meta.at("sha256").get<std::string>()) {
     throw UserError(fmt::format("checkpoint '{}' is missing or fails its sha256 check; delete '{}' to start the run "
-                                "over",
+                                "over, then rerun with `lory run ... --retry-failed`",
                                 file.string(), directory_));
   }
   torch::serialize::InputArchive archive;

@@ -477,6 +477,23 @@ TEST_F(GridRunner, SighupCheckpointsAndMarksInterruptedThenARerunResumes) {
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
 }
 
+// An interrupted run whose checkpoint folder was deleted starts over, and says so (not "resuming").
+TEST_F(GridRunner, ARunWithoutItsCheckpointFolderIsAnnouncedAsStartingOver) {
+  const std::string file = experiment("restart", 1, 400);
+  const std::string db = dir_->file("restart/r.sqlite");
+  const pid_t supervisor = start_supervisor_when_step_reached(file, db, dir_->file("restart.log"), 10);
+  ::kill(supervisor, SIGINT);
+  int status = 0;
+  waitpid(supervisor, &status, 0);
+  ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted");
+  std::filesystem::remove_all(dir_->file("restart/r.runs"));
+  const auto rerun = lory_run(file, db);
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.output;
+  EXPECT_NE(rerun.output.find(": starting over (it had reached step"), std::string::npos) << rerun.output;
+  EXPECT_EQ(rerun.output.find("resuming after step"), std::string::npos) << rerun.output;
+  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
+}
+
 TEST_F(GridRunner, ASecondCtrlCStopsAtOnceAndTheRerunResumesFromTheLastCheckpoint) {
   // Steps of a wider model take long enough (~0.1 s) that the second interrupt, 20 ms after the
   // first, lands while the worker is still finishing its step: it must be stopped at once.
