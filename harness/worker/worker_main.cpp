@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -147,7 +149,18 @@ std::vector<int64_t> read_token_ids(const std::string& token_ids_file, int64_t v
       id = std::stoll(word);
     } catch (const std::exception&) {
     }
-    if (id < 0 || id >= vocab) throw UserError(fmt::format("'{}' is not a token id of this corpus (vocab {})", word, vocab));
+    if (id < 0 || id >= vocab) {
+      // A binary file (or text) is not a list of ids: say what the file is instead of echoing its bytes.
+      const bool printable = std::all_of(word.begin(), word.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+      if (!printable) {
+        throw UserError(fmt::format("'{}' is not a text file of whitespace-separated token ids (it holds bytes that are "
+                                    "not text); pass --text FILE for text, or the ids as decimal numbers",
+                                    token_ids_file));
+      }
+      const std::string shown = word.size() > 40 ? word.substr(0, 40) + "..." : word;
+      throw UserError(fmt::format("'{}' in '{}' is not a token id of this corpus (ids are 0 to {})", shown,
+                                  token_ids_file, vocab - 1));
+    }
     ids.push_back(id);
   }
   return ids;

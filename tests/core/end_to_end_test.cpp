@@ -133,6 +133,21 @@ TEST(LoryCommand, AnUnknownCommandIsNamedWithTheCommandsThereAre) {
   EXPECT_EQ(run_command(build_dir() + "/lory --version").exit_code, 0);
 }
 
+TEST_F(TinyExperiment, ScoringABinaryFileSaysItIsNotAListOfTokenIds) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  {
+    std::ofstream out(dir_->file("binary.ids"), std::ios::binary);
+    const char bytes[] = {'\x7f', 'E', 'L', 'F', '\0', '\x01', '\x02'};
+    out.write(bytes, sizeof bytes);
+  }
+  const auto result = run_command(fmt::format("{}/lory score 1 --db {} --token-ids {}", build_dir(),
+                                              dir_->file("r.sqlite"), dir_->file("binary.ids")));
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.output.find("is not a text file of whitespace-separated token ids"), std::string::npos)
+      << result.output;
+  EXPECT_EQ(result.output.find("ELF"), std::string::npos) << result.output;
+}
+
 // Every numeric option is checked up front: NaN and infinities are refused (CLI11's ranges alone
 // let NaN through), and a range is printed as numbers a reader can read.
 TEST_F(TinyExperiment, NumericOptionsRefuseNanInfinityAndOutOfRangeValuesUpFront) {
