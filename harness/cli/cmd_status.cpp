@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "worker_liveness.h"
 #include "core/experiment.h"
 #include "core/results_reader.h"
 #include "core/results_store.h"
@@ -67,16 +68,31 @@ void print_experiment(Database& db, const std::string& name) {
     const int64_t step = run.last_step, total = run.total_steps;
     const double tokens_per_s = run.last_tokens_per_s.value_or(0.0);
     std::string eta = "-";
-    if (run.status == "running" && tokens_per_s > 0) {
+    std::string status = run.status;
+    std::string reason = run.reason;
+    if (run.status == "running") {
+      // "running" is what the store says; a worker that died without a word (kill -9 of the whole
+      // tree, a reboot) leaves it so. Say so rather than show an ETA.
+      RunRecord record;
+      record.id = run.id;
+      record.worker_pid = run.worker_pid;
+      record.host = run.host;
+      record.heartbeat_at = run.heartbeat_at;
+      const WorkerLiveness liveness = worker_liveness(record, run.worker_start);
+      if (!liveness.alive) {
+        status = "stale";
+        reason = fmt::format("marked running, but its worker is gone ({}): rerun to resume", liveness.why);
+      }
+    }
+    if (status == "running" && tokens_per_s > 0) {
       const auto config = nlohmann::json::parse(run.config_json);
       const double tokens_per_step = config["trainer"]["batch_size"].get<double>() *
                                      config["model"]["context_length"].get<double>();
       const int64_t seconds = static_cast<int64_t>(static_cast<double>(total - step) * tokens_per_step / tokens_per_s);
       eta = seconds >= 60 ? fmt::format("{}m{:02d}s", seconds / 60, seconds % 60) : fmt::format("{}s", seconds);
     }
-    std::string reason = run.reason;
-    if (reason.size() > 60) reason = reason.substr(0, 57) + "...";
-    table.add_row({std::to_string(run.id), run.cell_hash.substr(0, 12), run.label, run.status,
+    if (reason.size() > 90) reason = reason.substr(0, 87) + "...";
+    table.add_row({std::to_string(run.id), run.cell_hash.substr(0, 12), run.label, status,
                    total > 0 ? fmt::format("{}/{}", step, total) : "-",
                    run.last_loss ? fmt::format("{:.4f}", *run.last_loss) : "-",
                    run.last_tokens_per_s ? fmt::format("{:.0f}", tokens_per_s) : "-", eta, reason});

@@ -31,7 +31,9 @@ std::vector<RunProgress> ResultsReader::run_progress(const std::string& experime
       "SELECT r.id, r.label, r.status, r.last_step, r.total_steps, r.config, r.reason, "
       "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/loss' ORDER BY step DESC LIMIT 1), "
       "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/tokens_per_s' ORDER BY step DESC LIMIT 1), "
-      "r.cell_hash FROM runs r JOIN experiments x ON x.id = r.experiment_id WHERE x.name = ? ORDER BY r.id");
+      "r.cell_hash, r.worker_pid, r.host, r.heartbeat_at, "
+      "(SELECT value FROM run_attributes WHERE run_id = r.id AND name = 'worker_start') "
+      "FROM runs r JOIN experiments x ON x.id = r.experiment_id WHERE x.name = ? ORDER BY r.id");
   s.bind(1, experiment);
   std::vector<RunProgress> runs;
   while (s.step()) {
@@ -46,6 +48,10 @@ std::vector<RunProgress> ResultsReader::run_progress(const std::string& experime
     if (s.column_type(7) != SQLITE_NULL) p.last_loss = s.column_double(7);
     if (s.column_type(8) != SQLITE_NULL) p.last_tokens_per_s = s.column_double(8);
     p.cell_hash = s.column_text(9);
+    if (s.column_type(10) != SQLITE_NULL) p.worker_pid = s.column_int(10);
+    if (s.column_type(11) != SQLITE_NULL) p.host = s.column_text(11);
+    if (s.column_type(12) != SQLITE_NULL) p.heartbeat_at = s.column_text(12);
+    if (s.column_type(13) != SQLITE_NULL) p.worker_start = s.column_text(13);
     runs.push_back(std::move(p));
   }
   return runs;

@@ -64,6 +64,9 @@ struct RunProgress {
   std::string cell_hash, label, status, config_json, reason;
   int64_t last_step = 0, total_steps = 0;
   std::optional<double> last_loss, last_tokens_per_s;  // the last logged training metrics
+  // Who trains it (status running): the recorded worker, for the liveness check of `lory status`.
+  int64_t worker_pid = 0;
+  std::string host, heartbeat_at, worker_start;
 };
 
 // The final evaluation of a run for one domain (default routing).

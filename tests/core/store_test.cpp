@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/results_merge.h"
+#include "core/process_identity.h"
 #include "core/results_store.h"
 #include "lory/sha256.h"
 #include "test_support.h"
@@ -162,6 +163,23 @@ TEST(LoryQuery, ReadOnlyCommandsWorkInAFolderTheUserCannotWriteAndWritersSaySo) 
   EXPECT_NE(merge.exit_code, 0);
   EXPECT_NE(merge.output.find("cannot be written by this user"), std::string::npos) << merge.output;
   std::filesystem::permissions(folder, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+}
+
+// A run the store calls running but whose recorded worker is not a lory-worker (here: this test
+// process) is shown as stale with what to do, not as running with an ETA.
+TEST(LoryStatus, ARunningRunWithoutItsWorkerIsShownStaleNotWithAnEta) {
+  TempDir dir;
+  const std::string path = dir.file("r.sqlite");
+  {
+    ResultsStore store(path);
+    const int64_t run = store.ensure_run(store.upsert_experiment("exp", "f", "", ""), "hash", "label",
+                                         R"({"trainer": {"batch_size": 4}, "model": {"context_length": 8}})", 7);
+    store.mark_running(run, "v", current_host(), 100, "");
+  }
+  const auto status = testing::run_command(fmt::format("{}/lory status exp --db {}", testing::build_dir(), path));
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find("stale"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("its worker is gone"), std::string::npos) << status.output;
 }
 
 TEST(LoryQuery, RefusesWritingStatementsAndLeavesTheFileUnchanged) {
