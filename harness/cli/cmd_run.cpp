@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <map>
 
 #include "commands.h"
 #include "core/cell_resources.h"
 #include "core/experiment.h"
 #include "core/plugin_loader.h"
+#include "core/results_reader.h"
 #include "core/results_store.h"
 #include "lory/sha256.h"
 #include "core/text_table.h"
@@ -36,15 +39,31 @@ struct RunOptions {
   int64_t cell_index = -1;
 };
 
-void print_dry_run(const Experiment& experiment) {
+// What the database already holds of each cell: its run's status ("new" when it has none).
+std::map<std::string, std::string> cell_statuses(const Experiment& experiment, const std::string& db_path) {
+  std::map<std::string, std::string> statuses;
+  try {
+    if (check_results_file(db_path) != ResultsFileState::Lory) return statuses;
+    Database db = open_results_read_only(db_path);
+    for (const RunProgress& run : ResultsReader(db).run_progress(experiment.name)) statuses[run.cell_hash] = run.status;
+  } catch (const std::exception&) {
+    // A dry run still prints the cells when the database cannot be read; `lory run` will say why.
+  }
+  return statuses;
+}
+
+void print_dry_run(const Experiment& experiment, const std::string& db_path) {
   const auto varying = experiment.varying_keys();
-  std::vector<std::string> header = {"#", "cell", "label"};
+  const std::map<std::string, std::string> statuses = cell_statuses(experiment, db_path);
+  std::vector<std::string> header = {"#", "cell", "label", "in " + std::filesystem::path(db_path).filename().string()};
   header.insert(header.end(), varying.begin(), varying.end());
   TextTable table(header);
   for (size_t i = 0; i < experiment.cells.size(); ++i) {
     const ExperimentCell& cell = experiment.cells[i];
     const auto flat = cell.config.flatten();
-    std::vector<std::string> row = {std::to_string(i + 1), cell.identity.substr(0, 12), cell.label};
+    const auto status = statuses.find(cell.identity);
+    std::vector<std::string> row = {std::to_string(i + 1), cell.identity.substr(0, 12), cell.label,
+                                    status == statuses.end() ? "new" : status->second};
     for (const auto& key : varying) {
       auto it = flat.find(key);
       row.push_back(it == flat.end() ? "-" : it->second);
@@ -123,7 +142,7 @@ void check_resources(const RunOptions& options, const Experiment& experiment) {
 void run_experiment_command(const RunOptions& options) {
   auto [experiment, plugin_path] = load_for_run(options);
   if (options.dry_run) {
-    print_dry_run(experiment);
+    print_dry_run(experiment, options.db);
     check_resources(options, experiment);
     return;
   }

@@ -443,7 +443,15 @@ TEST_F(TinyExperiment, DryRunPrintsTheCellsWithoutTraining) {
                                            dir_->file("dry.sqlite")));
   ASSERT_EQ(dry.exit_code, 0) << dry.output;
   EXPECT_NE(dry.output.find("experiment 'tiny'"), std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("new"), std::string::npos) << dry.output;  // no database: every cell is new
   EXPECT_FALSE(std::filesystem::exists(dir_->file("dry.sqlite")));
+  // Against the database that trained it, the cell shows as done (and the file is not changed).
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  const auto known = run_command(fmt::format("{}/lory run {} --dry-run --db {}", build_dir(), dir_->file("tiny.toml"),
+                                             dir_->file("r.sqlite")));
+  ASSERT_EQ(known.exit_code, 0) << known.output;
+  EXPECT_NE(known.output.find("in r.sqlite"), std::string::npos) << known.output;
+  EXPECT_NE(known.output.find("done"), std::string::npos) << known.output;
 }
 
 // What the file cannot say about itself, found before anything is registered or spawned: every

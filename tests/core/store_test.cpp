@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "core/results_merge.h"
-#include "core/process_identity.h"
 #include "core/results_store.h"
 #include "lory/sha256.h"
 #include "test_support.h"
