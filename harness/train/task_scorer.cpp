@@ -7,7 +7,8 @@
 
 namespace lory {
 
-ScoredTask score_task(LanguageModel& model, const TokenizedTask& task, int64_t context_length, EvalRouting::Rule rule) {
+ScoredTask score_task(LanguageModel& model, const TokenizedTask& task, int64_t context_length, EvalRouting::Rule rule,
+                      const std::function<void(int64_t)>& progress) {
   torch::NoGradGuard no_grad;
   model.eval();
   ScoredTask scored;
@@ -39,6 +40,7 @@ ScoredTask score_task(LanguageModel& model, const TokenizedTask& task, int64_t c
     }
     scored.scores.push_back(std::move(choices));
     scored.gold.push_back(example.gold);
+    if (progress) progress(static_cast<int64_t>(scored.gold.size()));
   }
   return scored;
 }

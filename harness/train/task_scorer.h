@@ -2,6 +2,8 @@
 // choice's tokens after its context, one forward per choice.
 #pragma once
 
+#include <functional>
+
 #include <torch/torch.h>
 
 #include "core/task_metrics.h"
@@ -21,6 +23,8 @@ struct ScoredTask {
 // routing.prompt_length is ignored). A sequence longer than context_length + 1 tokens loses
 // tokens from the start of its context; a choice too long to keep one context token is a
 // UserError naming the task file line.
-ScoredTask score_task(LanguageModel& model, const TokenizedTask& task, int64_t context_length, EvalRouting::Rule rule);
+// `progress`, when given, is called with the number of examples scored so far after each one.
+ScoredTask score_task(LanguageModel& model, const TokenizedTask& task, int64_t context_length, EvalRouting::Rule rule,
+                      const std::function<void(int64_t)>& progress = {});
 
 }  // namespace lory

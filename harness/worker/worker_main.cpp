@@ -30,6 +30,7 @@
 #include "train/failure_reason.h"
 #include "train/generator.h"
 #include "core/kill_points.h"
+#include "core/progress_line.h"
 #include "train/run_setup.h"
 #include "train/stop_request.h"
 #include "train/task_scorer.h"
@@ -268,7 +269,9 @@ int eval_tasks_command(const RunSelection& selection, const std::vector<std::str
   const auto stderr_text = [](double value) { return std::isfinite(value) ? fmt::format("{:.3f}", value) : "-"; };
   for (const TokenizedTask& task : tasks) {
     const auto started = std::chrono::steady_clock::now();
-    const ScoredTask scored = score_task(*trained.model, task, trained.setup->context_length(), rule);
+    ProgressLine progress("eval-tasks: " + task.name + " examples", static_cast<int64_t>(task.examples.size()));
+    const ScoredTask scored = score_task(*trained.model, task, trained.setup->context_length(), rule,
+                                         [&](int64_t done) { progress.update(done); });
     const TaskAccuracy accuracy = task_accuracy(scored.scores, scored.gold);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     rows.push_back({task.name, routing_name, trained.step, task.sha256, accuracy.examples, accuracy.chance,
@@ -317,7 +320,9 @@ int embed_command(const RunSelection& selection, const std::string& out_file) {
   const int64_t source_run = run->id;
   out.write(reinterpret_cast<const char*>(&source_run), 8);
   std::vector<uint32_t> tokens;
+  ProgressLine progress("embed: documents", static_cast<int64_t>(rows));
   for (uint64_t i = 0; i < rows; ++i) {
+    progress.update(static_cast<int64_t>(i));
     const DocumentRecord& record = corpus.document(i);
     tokens.resize(record.length);
     corpus.copy_tokens(record.offset, record.length, tokens.data());
