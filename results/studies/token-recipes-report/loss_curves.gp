@@ -1,0 +1,14 @@
+set terminal pngcairo size 1000,600 font "sans,11" noenhanced
+set output "results/studies/token-recipes-report/loss_curves.png"
+set title "Training loss (moving average of 3 logged steps)"
+set xlabel "training tokens"
+set ylabel "loss (nats per token)"
+set key outside right top
+set grid
+set format x "%.1s%c"
+plot "results/studies/token-recipes-report/loss_curves.dat" index 0 using 1:2 with lines lw 2 title "dense seed=1", \
+     "results/studies/token-recipes-report/loss_curves.dat" index 1 using 1:2 with lines lw 2 title "fine32-k3-shared1 seed=1", \
+     "results/studies/token-recipes-report/loss_curves.dat" index 2 using 1:2 with lines lw 2 title "lory-8 seed=1", \
+     "results/studies/token-recipes-report/loss_curves.dat" index 3 using 1:2 with lines lw 2 title "top1-8 seed=1", \
+     "results/studies/token-recipes-report/loss_curves.dat" index 4 using 1:2 with lines lw 2 title "top2-8-half seed=1", \
+     "results/studies/token-recipes-report/loss_curves.dat" index 5 using 1:2 with lines lw 2 title "top2-8-half-lossfree seed=1"
