@@ -134,10 +134,8 @@ struct GenerateOptions {
 void run_generate(const TrainedRunOptions& options, const GenerateOptions& generate) {
   ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
-  if (run.status != run_status::kDone) {
-    throw UserError(fmt::format("run {} ({}) is {}, not done: finish it with `lory run` before generating from it", run.id,
-                                run.label, run.status));
-  }
+  // Like score, export and embed: a run that is not done is read at its latest checkpoint, and the
+  // worker says which (only eval-tasks, which stores results under the run, needs it done).
   const std::string corpus = run_corpus_dir(store, run, options.corpus);
   TemporaryFile prompt_text("prompt.txt"), prompt_ids("prompt.ids");
   std::string text_file = generate.prompt_file;

@@ -133,6 +133,13 @@ struct TrainedModel {
     checkpoints.restore(*model, nullptr);
     step = state->step;
     model->eval();
+    // One rule for every command that reads a run: a run that is not done is read at its latest
+    // checkpoint, and says so (eval-tasks, which stores results under the run, refuses it).
+    if (run.status != run_status::kDone) {
+      std::fprintf(stderr, "lory-worker: note: run %lld (%s) is %s, not done: using its latest checkpoint, step %lld of %lld\n",
+                   static_cast<long long>(run.id), run.label.c_str(), run.status.c_str(), static_cast<long long>(step),
+                   static_cast<long long>(run.total_steps));
+    }
     const Precision chosen = selection.precision.empty() ? setup->precision() : *parse_precision(selection.precision);
     precision = std::make_unique<MatmulPrecisionScope>(chosen, setup->device());
   }

@@ -133,6 +133,29 @@ TEST(LoryCommand, AnUnknownCommandIsNamedWithTheCommandsThereAre) {
   EXPECT_EQ(run_command(build_dir() + "/lory --version").exit_code, 0);
 }
 
+// One rule for a run that is not done: score and generate read its latest checkpoint and say so;
+// eval-tasks (which stores results under the run) refuses it.
+TEST_F(TinyExperiment, ARunThatIsNotDoneIsReadAtItsLatestCheckpointAndSaysSo) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  const auto set_status = [&](const std::string& status) {
+    Database db(dir_->file("r.sqlite"), Database::Mode::ReadWrite);
+    db.exec("UPDATE runs SET status = '" + status + "' WHERE id = 1");
+  };
+  set_status("interrupted");
+  testing::write_text(dir_->file("few.ids"), "1 2 3 4 5\n");
+  const auto scored = run_command(fmt::format("{}/lory score 1 --db {} --token-ids {}", build_dir(),
+                                              dir_->file("r.sqlite"), dir_->file("few.ids")));
+  const auto generated = run_command(fmt::format("{}/lory generate 1 --db {} --prompt ab --max-tokens 2", build_dir(),
+                                                 dir_->file("r.sqlite")));
+  set_status("done");
+  for (const auto* result : {&scored, &generated}) {
+    EXPECT_EQ(result->exit_code, 0) << result->output;
+    EXPECT_NE(result->output.find("is interrupted, not done: using its latest checkpoint, step 12 of 12"),
+              std::string::npos)
+        << result->output;
+  }
+}
+
 TEST_F(TinyExperiment, ScoringABinaryFileSaysItIsNotAListOfTokenIds) {
   ASSERT_EQ(run_->exit_code, 0) << run_->output;
   {
