@@ -224,11 +224,21 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
     doc.paragraph("No MoE cells.");
     return;
   }
+  // One colour scale for every heatmap of the report, so that two runs or two layers compare by
+  // eye: 0 to the largest mean routing weight any of them shows.
+  double colour_max = 0;
+  for (const RunInfo& r : representatives) {
+    for (const LayerRouting& l : ResultsReader(db).layer_routing(r.id)) {
+      for (const auto& row : ResultsReader(db).expert_domain_matrix(r.id, l.layer).weight_DE) {
+        for (double v : row) colour_max = std::max(colour_max, v);
+      }
+    }
+  }
   doc.paragraph("Per layer at the last evaluation: mean routing entropy per token (nats), specialisation = "
                 "I(domain; expert) / H(expert) of the routing mass (0 = routing ignores the domain, 1 = the domain "
                 "determines it), load imbalance (max / mean expert mass) and experts no token activated (weight > "
                 "2/E). The heatmaps show the mean routing weight of every expert per domain for a lower, a middle and "
-                "an upper layer.");
+                "an upper layer, all on one colour scale (0 to " + fmt::format("{:.2f}", colour_max) + ").");
   for (const RunInfo& r : representatives) {
     doc.heading(3, r.label);
     std::vector<std::vector<std::string>> rows;
@@ -257,7 +267,7 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
       for (size_t e = 0; e < values.front().size(); ++e) experts.push_back(std::to_string(e));
       const std::string file = fmt::format("heatmap_run{}_layer{}.png", r.id, layer);
       heatmap(out + "/" + file, fmt::format("{}: layer {}", r.label, layer), domains, experts, values,
-              "mean routing weight");
+              "mean routing weight", colour_max);
       doc.figure(file, fmt::format("Expert x domain routing weights, {}, layer {}", r.label, layer));
     }
   }

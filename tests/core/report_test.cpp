@@ -2,6 +2,8 @@
 // report of a tiny real experiment with every section and figure.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sstream>
+#include <set>
 
 #include <cmath>
 #include <filesystem>
@@ -219,6 +221,20 @@ TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
     EXPECT_GT(std::filesystem::file_size(path), 2000u) << figure;
   }
   EXPECT_TRUE(std::filesystem::exists(dir.file("report/report.html")));
+  // Every heatmap on one colour scale, fixed (not gnuplot's per-figure autoscale).
+  std::set<std::string> scales;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.file("report"))) {
+    if (entry.path().extension() != ".gp" || entry.path().filename().string().rfind("heatmap", 0) != 0) continue;
+    std::istringstream script(testing::read_text(entry.path().string()));
+    for (std::string line; std::getline(script, line);) {
+      if (line.rfind("set cbrange", 0) == 0) scales.insert(line);
+    }
+  }
+  ASSERT_EQ(scales.size(), 1u);
+  EXPECT_EQ(scales.begin()->find("*"), std::string::npos) << *scales.begin();
+  // The balance section (MaxVio, load percentiles) and routing stability of the Lory runs.
+  EXPECT_NE(report.find("## Load balance during training"), std::string::npos) << report;
+  EXPECT_NE(report.find("top-1 agreement / distance"), std::string::npos) << report;
 }
 
 }  // namespace

@@ -68,7 +68,7 @@ void line_plot(const std::string& png_path, const std::string& title, const std:
 
 void heatmap(const std::string& png_path, const std::string& title, const std::vector<std::string>& row_labels,
              const std::vector<std::string>& column_labels, const std::vector<std::vector<double>>& values,
-             const std::string& value_label) {
+             const std::string& value_label, double colour_max) {
   const std::string base = png_path.substr(0, png_path.size() - 4);
   std::ofstream data(base + ".dat");
   for (size_t r = 0; r < values.size(); ++r) {
@@ -83,7 +83,8 @@ void heatmap(const std::string& png_path, const std::string& title, const std::v
          << "set title " << quoted(title) << "\n"
          << "set xlabel \"expert\"\nset cblabel " << quoted(value_label) << "\n"
          << "set palette defined (0 \"white\", 1 \"#fdd49e\", 2 \"#ef6548\", 3 \"#7f0000\")\n"
-         << "set cbrange [0:*]\nset view map\nset size ratio -1\n"
+         << "set cbrange [0:" << (colour_max > 0 ? fmt::format("{}", colour_max) : std::string("*"))
+         << "]\nset view map\nset size ratio -1\n"
          << "set xrange [-0.5:" << column_labels.size() - 0.5 << "]\nset yrange [-0.5:" << row_labels.size() - 0.5
          << "] reverse\nset xtics (";
   for (size_t c = 0; c < column_labels.size(); ++c) script << (c ? ", " : "") << quoted(column_labels[c]) << " " << c;
