@@ -16,7 +16,8 @@ examples/routers/hash/hash_export.py). Command line:
     /usr/bin/python3 python/lory_export.py EXPORT_DIR --token-ids FILE [--routing segment|prompt]
         [--prompt-length P] [--stride S] [--router-module FILE.py]
 
-prints the "position<TAB>token<TAB>logprob" lines `lory score` prints (same windows, same prompt rule).
+prints the "position<TAB>token<TAB>logprob" columns of the lines `lory score` prints (same windows, same prompt
+rule; `lory score` adds the token's text as a fourth column).
 """
 import argparse
 import json

@@ -116,7 +116,9 @@ void run_score(const TrainedRunOptions& options) {
                                      std::to_string(options.prompt_length), "--window", options.window, "--stride",
                                      std::to_string(options.stride)});
   std::fflush(stdout);
-  const std::string ending = run_program(arguments);
+  // Through lory-data (the tokenizer lives there, apart from LibTorch): each token's text is added.
+  const std::string ending =
+      run_pipeline(arguments, {executable_dir() + "/lory-data", "decode", "--corpus", corpus, "--score-table"});
   if (!ending.empty()) throw UserError("scoring failed: " + ending);
 }
 

@@ -115,6 +115,51 @@ std::string json_number(const std::string& field) {
   return fmt::format("{}", value);
 }
 
+// A token's text as one table cell: control characters and backslashes written as escapes, so a
+// newline or tab token keeps its line and column.
+std::string printable_piece(const std::string& piece) {
+  std::string out;
+  for (const char c : piece) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// `decode --score-table`: `lory-worker score`'s "position<TAB>token<TAB>logprob" lines with a
+// fourth column, the token's text; the header gains "text", '#' lines pass through.
+void decode_score_table(const Tokenizer& tokenizer) {
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    if (line.empty() || line[0] == '#') {
+      std::printf("%s\n", line.c_str());
+    } else if (line.rfind("position\t", 0) == 0) {
+      std::printf("%s\ttext\n", line.c_str());
+    } else {
+      const size_t first = line.find('\t'), second = line.find('\t', first + 1);
+      uint32_t id = 0;
+      try {
+        id = static_cast<uint32_t>(std::stoul(line.substr(first + 1, second - first - 1)));
+      } catch (const std::exception&) {
+        throw UserError(fmt::format("'{}' is not a line of `lory-worker score`", line));
+      }
+      std::printf("%s\t%s\n", line.c_str(), printable_piece(tokenizer.decode({id})).c_str());
+    }
+    std::fflush(stdout);
+  }
+}
+
 // `decode --stream`: lines of "id" or "id<TAB>log-prob" (what `lory-worker generate` prints) as
 // they arrive, continuing `prefix_ids` (the prompt, not printed: decoded together so that the
 // continuation's first word keeps its leading space). Text mode writes the text each new token
@@ -254,6 +299,12 @@ int main(int argc, char** argv) {
                  "Read lines of 'id' or 'id<TAB>log-prob' from standard input and write text as they arrive")
       ->excludes(ids_option);
   decode_cmd->add_flag("--json", decode_json, "With --stream: write {text, tokens: [{id, piece, logprob}]} at the end");
+  bool decode_score_table_mode = false;
+  decode_cmd
+      ->add_flag("--score-table", decode_score_table_mode,
+                 "Read `lory-worker score` lines (position, token, logprob) from standard input and add each "
+                 "token's text")
+      ->excludes(ids_option);
 
   TokenizerChoice tasks_choice;
   std::string tasks_file, tasks_out;
@@ -300,6 +351,10 @@ int main(int argc, char** argv) {
       const auto tokenizer = decode_choice.load();
       if ((decode_json || !decode_prefix_ids.empty()) && !decode_stream_mode) {
         throw UserError("--json and --prefix-ids go with --stream");
+      }
+      if (decode_score_table_mode) {
+        decode_score_table(*tokenizer);
+        return 0;
       }
       if (decode_stream_mode) {
         decode_stream(*tokenizer, decode_json,

@@ -82,6 +82,21 @@ TEST_F(TinyExperiment, ScorePrintsPerTokenLogProbabilities) {
                                               dir_->file("r.sqlite")));
   ASSERT_EQ(scored.exit_code, 0) << scored.output;
   EXPECT_NE(scored.output.find("# 14 tokens scored"), std::string::npos) << scored.output;
+  // Each line carries its token's text (the byte tokenizer: token 49 is "1", 32 is a space).
+  EXPECT_NE(scored.output.find("position\ttoken\tlogprob\ttext\n"), std::string::npos) << scored.output;
+  EXPECT_NE(scored.output.find("\t49\t"), std::string::npos) << scored.output;
+  std::istringstream lines(scored.output);
+  int with_text = 0;
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<std::string> fields;
+    std::istringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, '\t');) fields.push_back(cell);
+    if (fields.size() != 4 || fields[0] == "position") continue;
+    ++with_text;
+    if (fields[1] == "49") EXPECT_EQ(fields[3], "1") << line;
+    if (fields[1] == "32") EXPECT_EQ(fields[3], " ") << line;
+  }
+  EXPECT_EQ(with_text, 14) << scored.output;
 }
 
 // The JSON line of `lory generate --json` (the summary line follows it on standard error).

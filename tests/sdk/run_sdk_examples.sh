@@ -131,11 +131,11 @@ tail -n 1 "$work/score.txt" | grep -q "tokens scored"
 "$lory" export "$hash_run" --db "$work/results.sqlite" --out "$work/hash-export" > /dev/null
 grep -rqE '"router": ?"hash"' "$work/hash-export"
 # ... and rebuilt in PyTorch by the export loader with the plugin's own rebuild function: the same
-# log-probs as `lory score`.
+# log-probs as `lory score` (whose lines are position, token, logprob, text; the loader's the first three).
 /usr/bin/python3 "$source/python/lory_export.py" "$work/hash-export" --token-ids "$work/ids.txt" \
   --router-module "$source/examples/routers/hash/hash_export.py" > "$work/rebuilt.txt"
 if ! paste <(grep -v '^#' "$work/score.txt" | tail -n +2) "$work/rebuilt.txt" |
-     awk -F'\t' '{ d = $3 - $6; if (d < 0) d = -d; if (d > 1e-4 || $2 != $5) bad = 1; n++ } END { exit (bad || n == 0) }'; then
+     awk -F'\t' '{ d = $3 - $7; if (d < 0) d = -d; if (d > 1e-4 || $2 != $6) bad = 1; n++ } END { exit (bad || n == 0) }'; then
   echo "the rebuilt hash model's log-probs differ from lory score's:"
   paste "$work/score.txt" "$work/rebuilt.txt"
   exit 1
