@@ -37,6 +37,7 @@ struct TrainedRunOptions {
   std::string out_file;                   // embed
   std::string precision;                  // score, generate, eval-tasks: "" = the run's trainer.precision
   std::vector<std::string> plugin_path;   // besides the run's experiment's [plugins] path
+  std::string runs_dir;                   // "" = <db>.runs beside the database
 
   void add_common(CLI::App* cmd) {
     cmd->add_option("run", run, "Run id, or a prefix of its cell hash")->required();
@@ -50,6 +51,9 @@ struct TrainedRunOptions {
   void add_store_options(CLI::App* cmd) {
     cmd->add_option("--db", db, "Results database")->capture_default_str();
     cmd->add_option("--corpus", corpus, "Corpus folder of the run (default: from its experiment file)");
+    cmd->add_option("--runs-dir", runs_dir,
+                    "Folder of the runs' checkpoints (default: <db>.runs beside the database, then where the run "
+                    "was trained)");
     cmd->add_option("--plugin-path", plugin_path,
                     "Extra plugin folder or file (repeatable), besides the run's experiment's [plugins] path and "
                     "LORY_PLUGIN_PATH");
@@ -63,6 +67,7 @@ std::vector<std::string> worker_arguments(const std::string& command, const Trai
   std::vector<std::string> arguments{executable_dir() + "/lory-worker", command, "--db", options.db, "--run-id",
                                      std::to_string(run.id), "--corpus", corpus};
   for (const std::string& p : plugin_path) arguments.insert(arguments.end(), {"--plugin-path", p});
+  if (!options.runs_dir.empty()) arguments.insert(arguments.end(), {"--runs-dir", options.runs_dir});
   if (!options.precision.empty()) arguments.insert(arguments.end(), {"--precision", options.precision});
   return arguments;
 }

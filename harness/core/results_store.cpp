@@ -307,8 +307,11 @@ std::string run_directory(const std::string& db_path, const RunRecord& run) {
   // Next to the database and named after it: two databases in one folder never share a run's
   // checkpoints (run ids restart at 1 in every database).
   const std::filesystem::path db(db_path);
-  return (db.parent_path() / (db.stem().string() + ".runs") / run.experiment /
-          fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12)))
+  return run_directory_under((db.parent_path() / (db.stem().string() + ".runs")).string(), run);
+}
+
+std::string run_directory_under(const std::string& runs_dir, const RunRecord& run) {
+  return (std::filesystem::path(runs_dir) / run.experiment / fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12)))
       .string();
 }
 

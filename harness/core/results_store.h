@@ -166,6 +166,8 @@ bool results_schema_is_current(Database& db);
 // Where a run keeps its checkpoints and worker logs, next to its database:
 // <folder>/<database name>.runs/<experiment>/<run id>-<first 12 hex of the cell hash>.
 std::string run_directory(const std::string& db_path, const RunRecord& run);
+// The same layout under another runs folder (`--runs-dir`): <runs_dir>/<experiment>/<run>-<hash>.
+std::string run_directory_under(const std::string& runs_dir, const RunRecord& run);
 // The folder of reusable caches next to a database (batcher plans).
 std::string cache_directory(const std::string& db_path);
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -254,6 +255,8 @@ class TrainingLoop {
     store_.mark_running(run_.id, current_code_version(), current_host(), s_.steps, setup_.corpus().checksum());
     // The views pair runs by these roles (a dense_baseline run is what MoE runs are compared with).
     store_.set_run_attribute(run_.id, "router_roles", fmt::format("{}", fmt::join(setup_.router_roles(), ",")));
+    // Where the checkpoints are, absolute: a copy of the database elsewhere still finds them.
+    store_.set_run_attribute(run_.id, "checkpoint_dir", std::filesystem::absolute(run_dir_).lexically_normal().string());
     store_.set_run_attribute(run_.id, "parameters_total", std::to_string(count_parameters(*model_)));
     if (!start_dense_ || resumed_) {
       store_.set_run_attribute(run_.id, "parameters_active", std::to_string(count_active_parameters(*model_)));

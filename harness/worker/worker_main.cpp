@@ -9,9 +9,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -47,12 +49,14 @@ struct RunSelection {
   std::string corpus;
   std::vector<std::string> plugin_path;
   std::string precision;  // "" = the run's trainer.precision (not for train)
+  std::string runs_dir;   // "" = <db>.runs beside the database
 
   void add_options(CLI::App* cmd) {
     cmd->add_option("--db", db, "Results database")->capture_default_str();
     cmd->add_option("--run-id", run_id, "Run id in the results database")->required();
     cmd->add_option("--corpus", corpus, "Prepared corpus folder of the run")->required();
     cmd->add_option("--plugin-path", plugin_path, "Extra plugin folder or file (repeatable)");
+    cmd->add_option("--runs-dir", runs_dir, "Folder of the runs' checkpoints (default: <db>.runs beside the database)");
   }
   void add_precision_option(CLI::App* cmd) {
     cmd->add_option("--precision", precision, "fp32 or bf16 matmuls (default: the run's trainer.precision)")
@@ -121,12 +125,34 @@ struct TrainedModel {
     set_threads(config);
     setup = std::make_unique<RunSetup>(std::move(config), selection.corpus, selection.plugin_path,
                                        experiment_folder(store, run));
-    const CheckpointStore checkpoints(run_directory(selection.db, run));
-    const auto state = checkpoints.latest_state();
-    if (!state) {
-      throw UserError(fmt::format("run {} has no checkpoint in '{}' (status {}): train it first with `lory run`", run.id,
-                                  checkpoints.directory(), run.status));
+    // Where the checkpoints are: --runs-dir when given, else beside the database, else where the
+    // run was trained (its recorded checkpoint_dir: a database copied or moved without its runs
+    // folder still finds them while they exist).
+    std::vector<std::string> looked_in;
+    if (!selection.runs_dir.empty()) {
+      looked_in.push_back(run_directory_under(selection.runs_dir, run));
+    } else {
+      looked_in.push_back(run_directory(selection.db, run));
+      if (const auto recorded = store.run_attribute(run.id, "checkpoint_dir")) {
+        if (*recorded != looked_in.front()) looked_in.push_back(*recorded);
+      }
     }
+    std::optional<CheckpointStore> found_checkpoints;
+    std::optional<TrainingState> state;
+    for (const std::string& directory : looked_in) {
+      CheckpointStore candidate(directory);
+      if ((state = candidate.latest_state())) {
+        found_checkpoints.emplace(directory);
+        break;
+      }
+    }
+    if (!state) {
+      throw UserError(fmt::format("run {} has no checkpoint (status {}); looked in {}: train it with `lory run`, or pass "
+                                  "--runs-dir DIR if its runs folder ({}.runs) was moved",
+                                  run.id, run.status, fmt::join(looked_in, " and "),
+                                  std::filesystem::path(selection.db).stem().string()));
+    }
+    const CheckpointStore& checkpoints = *found_checkpoints;
     const bool dense = setup->config().section("trainer").values.get_float("dense_warmup_fraction") > 0 &&
                        !setup->router_is_dense_baseline() && !state->upcycled;
     model = setup->build_model(dense);

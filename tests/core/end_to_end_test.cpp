@@ -171,6 +171,34 @@ TEST_F(TinyExperiment, ARunThatIsNotDoneIsReadAtItsLatestCheckpointAndSaysSo) {
   }
 }
 
+// A database copied elsewhere still finds its runs' checkpoints (recorded where they were trained);
+// a moved runs folder is named with --runs-dir, and without it the message says where it looked.
+TEST_F(TinyExperiment, ACopiedDatabaseFindsItsCheckpointsAndAMovedRunsFolderIsGivenWithRunsDir) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  namespace fs = std::filesystem;
+  fs::create_directories(dir_->file("copy"));
+  {
+    Database db(dir_->file("r.sqlite"), Database::Mode::ReadWrite);
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  fs::copy_file(dir_->file("r.sqlite"), dir_->file("copy/r.sqlite"), fs::copy_options::overwrite_existing);
+  const std::string generate = fmt::format("{}/lory generate 1 --db {} --prompt ab --max-tokens 2", build_dir(),
+                                           dir_->file("copy/r.sqlite"));
+  const auto copied = run_command(generate);
+  EXPECT_EQ(copied.exit_code, 0) << copied.output;
+  fs::rename(dir_->file("r.runs"), dir_->file("moved.runs"));
+  const auto lost = run_command(generate);
+  const auto given = run_command(generate + " --runs-dir " + dir_->file("moved.runs"));
+  fs::rename(dir_->file("moved.runs"), dir_->file("r.runs"));
+  EXPECT_NE(lost.exit_code, 0);
+  EXPECT_NE(lost.output.find("has no checkpoint (status done); looked in " + dir_->file("copy/r.runs/tiny/1-")),
+            std::string::npos)
+      << lost.output;
+  EXPECT_NE(lost.output.find(" and " + dir_->file("r.runs/tiny/1-")), std::string::npos) << lost.output;
+  EXPECT_NE(lost.output.find("pass --runs-dir DIR"), std::string::npos) << lost.output;
+  EXPECT_EQ(given.exit_code, 0) << given.output;
+}
+
 TEST_F(TinyExperiment, ScoringABinaryFileSaysItIsNotAListOfTokenIds) {
   ASSERT_EQ(run_->exit_code, 0) << run_->output;
   {
