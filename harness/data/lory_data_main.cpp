@@ -275,6 +275,10 @@ int main(int argc, char** argv) {
   prepare_cmd->add_option("--bad-lines", bad_lines, "On a malformed JSON line: stop (report file:line) or skip (count)")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->capture_default_str();
+  prepare_cmd->add_option("--max-document-mb", prepare.max_document_mb,
+                          "Longest document accepted (a longer one is refused, or skipped with --bad-lines skip)")
+      ->check(lory::finite_range(0.001, 1 << 20))
+      ->capture_default_str();
   prepare_cmd->add_option("--threads", prepare.threads, "Encoding threads")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();

@@ -132,17 +132,18 @@ void prepare_corpus(const PrepareOptions& options) {
   }
 
   // 1. Documents.
+  const auto max_document_bytes = static_cast<uint64_t>(options.max_document_mb * (1 << 20));
   std::vector<TextDocument> documents;
   ReadCounts counts;
   std::vector<SourceSummary> sources;
   for (const auto& file : options.jsonl_files) {
     SourceSummary summary;
-    read_jsonl(file, options.bad_lines, documents, counts, summary);
+    read_jsonl(file, options.bad_lines, documents, counts, summary, max_document_bytes);
     sources.push_back(summary);
   }
   for (const auto& folder : options.folders) {
     SourceSummary summary;
-    read_folder(folder.directory, folder.domain, documents, counts, summary);
+    read_folder(folder.directory, folder.domain, documents, counts, summary, max_document_bytes);
     sources.push_back(summary);
   }
   {

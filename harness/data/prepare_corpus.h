@@ -27,6 +27,7 @@ struct PrepareOptions {
   std::string split_salt = "lory-heldout-v1";
   BadLinePolicy bad_lines = BadLinePolicy::Stop;
   int threads = 2;
+  double max_document_mb = 8;  // a longer document is refused (or skipped and counted)
 };
 
 // Adds the [[jsonl]] / [[folder]] entries of a sources TOML file to `options`.

@@ -38,8 +38,14 @@ std::string read_maybe_gzip(const std::string& path) {
 
 }  // namespace
 
+std::string oversized_document_problem(uint64_t bytes, uint64_t max_document_bytes) {
+  return fmt::format("a document of {:.1f} MB, over --max-document-mb {:g} (tokenizing one text costs many times its "
+                     "size in memory): split it at natural boundaries (chapters, paragraphs) or raise the limit",
+                     static_cast<double>(bytes) / (1 << 20), static_cast<double>(max_document_bytes) / (1 << 20));
+}
+
 void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextDocument>& out, ReadCounts& counts,
-                SourceSummary& summary) {
+                SourceSummary& summary, uint64_t max_document_bytes) {
   const std::string content = read_maybe_gzip(path);
   summary.path = path;
   summary.kind = "jsonl";
@@ -55,6 +61,7 @@ void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextD
     std::string problem;
     TextDocument doc;
     try {
+      if (line.size() > max_document_bytes) throw std::length_error(oversized_document_problem(line.size(), max_document_bytes));
       const nlohmann::json record = nlohmann::json::parse(line);
       if (!record.is_object()) {
         problem = "not a JSON object";
@@ -79,6 +86,8 @@ void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextD
       }
     } catch (const nlohmann::json::exception& e) {
       problem = std::string("malformed JSON: ") + e.what();
+    } catch (const std::length_error& e) {
+      problem = e.what();
     }
     if (!problem.empty()) {
       if (policy == BadLinePolicy::Stop) {
@@ -99,7 +108,7 @@ void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextD
 }
 
 void read_folder(const std::string& directory, const std::string& domain, std::vector<TextDocument>& out,
-                 ReadCounts& counts, SourceSummary& summary) {
+                 ReadCounts& counts, SourceSummary& summary, uint64_t max_document_bytes) {
   std::error_code ec;
   if (!fs::is_directory(directory, ec)) throw UserError(fmt::format("folder '{}' does not exist", directory));
   summary.path = directory;
@@ -112,6 +121,10 @@ void read_folder(const std::string& directory, const std::string& domain, std::v
   }
   std::sort(files.begin(), files.end());
   for (const fs::path& file : files) {
+    const uintmax_t bytes = fs::file_size(file, ec);
+    if (!ec && bytes > max_document_bytes) {
+      throw UserError(fmt::format("{}: {}", file.string(), oversized_document_problem(bytes, max_document_bytes)));
+    }
     std::ifstream in(file, std::ios::binary);
     std::stringstream buffer;
     buffer << in.rdbuf();

@@ -188,6 +188,28 @@ TEST(LoryData, ExistingOutputFolderIsRefusedWithoutForce) {
   EXPECT_EQ(testing::read_text(path + "/manifest.json"), before);
 }
 
+// A document over --max-document-mb is refused at its line before it is parsed (memory stays
+// bounded), or skipped and counted with --bad-lines skip.
+TEST(LoryData, AnOversizedDocumentIsRefusedAtItsLineOrSkipped) {
+  TempDir dir;
+  std::string lines;
+  for (int i = 0; i < 6; ++i) {
+    lines += fmt::format("{{\"id\": \"d{}\", \"domain\": \"a\", \"text\": \"short text {}\"}}\n", i, i);
+  }
+  lines += "{\"id\": \"big\", \"domain\": \"a\", \"text\": \"" + std::string(1500000, 'x') + "\"}\n";
+  testing::write_text(dir.file("docs.jsonl"), lines);
+  const std::string prepare = fmt::format("{} prepare --jsonl {} --tokenizer byte --max-document-mb 1 --out ", lory_data(),
+                                          dir.file("docs.jsonl"));
+  const auto refused = run_command(prepare + dir.file("refused"));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("docs.jsonl:7: a document of 1.4 MB, over --max-document-mb 1"), std::string::npos)
+      << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("refused")));
+  const auto skipped = run_command(prepare + dir.file("skipped") + " --bad-lines skip");
+  EXPECT_EQ(skipped.exit_code, 0) << skipped.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("skipped/manifest.json")));
+}
+
 // --force replaces a prepared corpus, and nothing else: a folder of other things (or a file) is
 // refused with what it holds, and left as it was.
 TEST(LoryData, ForceReplacesOnlyAPreparedCorpus) {
