@@ -9,20 +9,26 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 namespace lory {
 
 class ProgressLine {
  public:
-  ProgressLine(std::string what, int64_t total)
-      : what_(std::move(what)), total_(total), terminal_(::isatty(fileno(stderr)) != 0), started_(Clock::now()),
+  // `min_interval_s` < 0: 1 s on a terminal, 10 s otherwise.
+  ProgressLine(std::string what, int64_t total, double min_interval_s = -1)
+      : what_(std::move(what)),
+        total_(total),
+        terminal_(::isatty(fileno(stderr)) != 0),
+        min_interval_s_(min_interval_s >= 0 ? min_interval_s : terminal_ ? 1.0 : 10.0),
+        started_(Clock::now()),
         last_(started_) {}
 
   // `done` of the total are finished.
   void update(int64_t done) {
     const Clock::time_point now = Clock::now();
     const double since_last = std::chrono::duration<double>(now - last_).count();
-    if (since_last < (terminal_ ? 1.0 : 10.0) || done <= 0 || total_ <= 0) return;
+    if (since_last < min_interval_s_ || done <= 0 || total_ <= 0) return;
     last_ = now;
     const double elapsed = std::chrono::duration<double>(now - started_).count();
     const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total_ - done);
@@ -56,6 +62,7 @@ class ProgressLine {
   std::string what_;
   int64_t total_;
   bool terminal_;
+  double min_interval_s_;
   bool printed_ = false;
   Clock::time_point started_, last_;
 };

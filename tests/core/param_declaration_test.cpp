@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "core/progress_line.h"
 #include "core/routing_summary.h"
 
 namespace lory {
@@ -114,6 +115,23 @@ TEST(BalanceMetrics, MaxViolationAndLoadPercentilesOnHandMadeLoads) {
   EXPECT_DOUBLE_EQ(relative_load_percentile(load, 10), 0.4 / 2.0);  // rank 0.4: between 0 and 1
   EXPECT_DOUBLE_EQ(relative_load_percentile(load, 90), 3.6 / 2.0);
   EXPECT_DOUBLE_EQ(relative_load_percentile({3, 1}, 50), 1.0);  // unsorted input
+}
+
+// The progress line of long commands (embed, eval-tasks): count, share, elapsed time and ETA.
+TEST(ProgressLine, PrintsCountShareAndAnEtaAtMostOncePerInterval) {
+  ::testing::internal::CaptureStderr();
+  {
+    ProgressLine progress("embed: documents", 10, /*min_interval_s=*/0);
+    progress.update(5);
+  }
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(printed.find("embed: documents 5/10 (50%), 0s, ETA 0s"), std::string::npos) << printed;
+  ::testing::internal::CaptureStderr();
+  {
+    ProgressLine quiet("eval-tasks: t examples", 10, /*min_interval_s=*/3600);
+    quiet.update(5);  // within the interval: nothing
+  }
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
 }
 
 }  // namespace
