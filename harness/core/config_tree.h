@@ -27,7 +27,6 @@ class ConfigNode {
   Kind kind() const { return kind_; }
   bool is_table() const { return kind_ == Kind::Table; }
   bool is_array() const { return kind_ == Kind::Array; }
-  bool is_scalar() const { return kind_ != Kind::Table && kind_ != Kind::Array; }
   static const char* kind_name(Kind kind);  // "boolean", "integer", ... for messages
 
   bool as_bool() const { return std::get<bool>(scalar_); }

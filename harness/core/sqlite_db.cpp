@@ -189,7 +189,6 @@ std::optional<int64_t> Database::query_int(const std::string& sql) {
   return statement.column_int(0);
 }
 
-int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
 
 Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
 

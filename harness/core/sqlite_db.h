@@ -69,7 +69,6 @@ class Database {
   void exec(const std::string& sql);
   Statement prepare(const std::string& sql);
   std::optional<int64_t> query_int(const std::string& sql);
-  int64_t last_insert_rowid() const;
   const std::string& path() const { return path_; }
   sqlite3* handle() { return db_; }
 

@@ -62,10 +62,6 @@ torch::Tensor Evaluator::probe_tokens(int64_t per_domain) const {
   return parts.empty() ? torch::zeros({0, 0}, torch::kInt64) : torch::cat(parts, 0);
 }
 
-int64_t Evaluator::scored_tokens(int64_t domain) const {
-  return domains_.at(static_cast<size_t>(domain)).valid_NL.sum().item<int64_t>();
-}
-
 namespace {
 
 // Routing of one layer over the whole evaluation: expert mass per domain (for the per-domain

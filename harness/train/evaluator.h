@@ -38,7 +38,6 @@ class Evaluator {
   // The input tokens ([N, context_length] int64) of the first `per_domain` held-out sequences of
   // every domain: a fixed probe (routing stability).
   torch::Tensor probe_tokens(int64_t per_domain) const;
-  int64_t scored_tokens(int64_t domain) const;
 
  private:
   struct DomainSequences {

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "core/harness_sections.h"
 #include "device_placement.h"
 #include "lory/router_roles.h"
 
@@ -37,17 +36,17 @@ RunSetup::RunSetup(CellConfig config, const std::string& corpus_directory, const
   }
   if (trainer.has("device")) device_ = resolve_training_device(trainer.get_string("device"));
   registry_.throw_if_problems(/*skip_unloadable=*/true);
-  for (const char* section : {"model", "router", "batcher"}) {
+  // Each section's plugin, looked up once: its path parameters resolved, then its object created.
+  const auto selected = [&](const char* section, PluginKind kind) -> const LoadedPlugin& {
     SectionConfig& s = config_.section(section);
-    const LoadedPlugin& plugin =
-        registry_.require(s.plugin(), static_cast<PluginKind>(find_harness_section(section)->plugin_kind), section);
+    const LoadedPlugin& plugin = registry_.require(s.plugin(), kind, std::string(section) + ".plugin");
     resolve_path_parameters(plugin.descriptor, s.plugin_params, base_directory);
-  }
+    return plugin;
+  };
+  const LoadedPlugin& model = selected("model", PluginKind::Model);
+  const LoadedPlugin& router = selected("router", PluginKind::Router);
+  const LoadedPlugin& batcher = selected("batcher", PluginKind::Batcher);
   corpus_ = Corpus::open(corpus_directory);
-  const LoadedPlugin& model = registry_.require(config_.section("model").plugin(), PluginKind::Model, "model.plugin");
-  const LoadedPlugin& router = registry_.require(router_name(), PluginKind::Router, "router.plugin");
-  const LoadedPlugin& batcher =
-      registry_.require(config_.section("batcher").plugin(), PluginKind::Batcher, "batcher.plugin");
   model_ = create_plugin_object<ModelPlugin>(model);
   router_ = create_plugin_object<RouterPlugin>(router);
   router_library_ = router.library;
