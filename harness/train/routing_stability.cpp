@@ -19,6 +19,10 @@ std::string RoutingStability::file(int64_t step) const {
 
 void RoutingStability::save(LanguageModel& model, int64_t step) const {
   if (probe_BL_.numel() == 0) return;
+  // A dense model (a dense run, or before upcycling) has no routing to keep: no probe forward.
+  bool routed = false;
+  for (int64_t layer = 0; layer < model.layer_count(); ++layer) routed = routed || model.feed_forward(layer)->expert_count() > 1;
+  if (!routed) return;
   torch::NoGradGuard no_grad;
   RoutingContext context(ForwardMode::Eval, /*record=*/true);
   model.forward(probe_BL_.to(model.parameters().front().device()), context);

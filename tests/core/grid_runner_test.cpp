@@ -434,47 +434,34 @@ TEST_F(GridRunner, ParallelJobsGiveTheSameResultsAsSequentialOnes) {
   EXPECT_EQ(query_text(parallel, "PRAGMA integrity_check"), "ok");
 }
 
-TEST_F(GridRunner, CtrlCCheckpointsAndMarksInterruptedThenARerunResumes) {
-  const std::string file = experiment("interrupt", 1, 400);
-  const std::string db = dir_->file("interrupt/r.sqlite");
-  const std::string log = dir_->file("interrupt.log");
-  // Wait for training to be under way, then interrupt the supervisor once.
-  const pid_t supervisor = start_supervisor_when_step_reached(file, db, log, 10);
-  ::kill(supervisor, SIGINT);
-  int status = 0;
-  waitpid(supervisor, &status, 0);
-  EXPECT_NE(WEXITSTATUS(status), 0);
-  ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << testing::read_text(log);
-  const int64_t stopped_at = count(db, "SELECT last_step FROM runs");
-  EXPECT_LT(stopped_at, 400);
-  EXPECT_TRUE(std::filesystem::exists(dir_->file("interrupt/r.runs/interrupt/1-" +
-                                                 query_text(db, "SELECT substr(cell_hash, 1, 12) FROM runs") +
-                                                 "/latest.json")));
-  const auto resumed = lory_run(file, db);
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
-  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
-  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE name = 'train/loss'"), 200);
-}
-
-// A closed terminal (SIGHUP to the supervisor) is an interruption like Ctrl-C, not a hard exit
-// that leaves the worker training on as an orphan and the run `running`.
-TEST_F(GridRunner, SighupCheckpointsAndMarksInterruptedThenARerunResumes) {
-  const std::string file = experiment("hangup", 1, 400);
-  const std::string db = dir_->file("hangup/r.sqlite");
-  const std::string log = dir_->file("hangup.log");
-  const pid_t supervisor = start_supervisor_when_step_reached(file, db, log, 10);
-  ::kill(supervisor, SIGHUP);
-  int status = 0;
-  waitpid(supervisor, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status)) << "the supervisor must not die of the signal";
-  EXPECT_NE(WEXITSTATUS(status), 0);
-  ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << testing::read_text(log);
-  EXPECT_LT(count(db, "SELECT last_step FROM runs"), 400);
-  const auto resumed = lory_run(file, db);
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
-  EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
+// Ctrl-C (SIGINT) and a closed terminal (SIGHUP) to the supervisor are the same interruption: the
+// worker checkpoints and stops, the run is `interrupted` (not left `running` with an orphan worker
+// training on), and a rerun resumes it.
+TEST_F(GridRunner, CtrlCOrSighupCheckpointsAndMarksInterruptedThenARerunResumes) {
+  for (const auto& [name, signal_number] : {std::pair<std::string, int>{"interrupt", SIGINT}, {"hangup", SIGHUP}}) {
+    SCOPED_TRACE(name);
+    const std::string file = experiment(name, 1, 400);
+    const std::string db = dir_->file(name + "/r.sqlite");
+    const std::string log = dir_->file(name + ".log");
+    // Wait for training to be under way, then interrupt the supervisor once.
+    const pid_t supervisor = start_supervisor_when_step_reached(file, db, log, 10);
+    ::kill(supervisor, signal_number);
+    int status = 0;
+    waitpid(supervisor, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status)) << "the supervisor must not die of the signal";
+    EXPECT_NE(WEXITSTATUS(status), 0);
+    ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << testing::read_text(log);
+    const int64_t stopped_at = count(db, "SELECT last_step FROM runs");
+    EXPECT_LT(stopped_at, 400);
+    EXPECT_TRUE(std::filesystem::exists(dir_->file(name + "/r.runs/" + name + "/1-" +
+                                                   query_text(db, "SELECT substr(cell_hash, 1, 12) FROM runs") +
+                                                   "/latest.json")));
+    const auto resumed = lory_run(file, db);
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+    EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
+    EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
+    EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE name = 'train/loss'"), 200);
+  }
 }
 
 // An interrupted run whose checkpoint folder was deleted starts over, and says so (not "resuming").

@@ -2,6 +2,7 @@
 // function they all share: FFN(h) = W_down (SiLU(W_gate h) * W_up h), no biases.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <optional>
@@ -108,6 +109,19 @@ class ExpertRouterLayer : public FeedForward {
       : options_(options), layer_(spec.layer_index) {
     experts_ = register_experts(*this, spec, options_.experts, expert_d_ff);
     router_ED = register_router(*this, spec, options_.experts, options_.router_init_std);
+  }
+
+  // The export layout every expert router starts from: its declared parameters (`parameters`,
+  // from its ParamDeclaration::to_json), its name, the experts' width in use and the tensors this
+  // class registers; the router adds its rule.
+  nlohmann::json expert_layer_layout(const std::string& router, nlohmann::json parameters) const {
+    parameters["router"] = router;
+    parameters["d_ff"] = experts_.w_gate_EFD.size(1);
+    parameters["tensors"] = {{"w_gate_EFD", "[E, F, D] expert e's W_gate at [e]"},
+                             {"w_up_EFD", "[E, F, D]"},
+                             {"w_down_EDF", "[E, D, F]"},
+                             {"router_ED", "[E, D] router, no bias: logits = h @ router_ED.T"}};
+    return parameters;
   }
 
   Options options_;

@@ -111,14 +111,7 @@ class ExpertChoiceFeedForward final : public lory::ExpertRouterLayer<Options> {
   bool supports_incremental_decoding() const override { return options_.inference_routing == InferenceRouting::TokenTopK; }
 
   std::string export_layout_json() const override {
-    nlohmann::json layout = params().to_json(options_);
-    layout["router"] = "expert_choice";
-    layout["d_ff"] = experts_.w_gate_EFD.size(1);
-    layout["tensors"] = {
-        {"w_gate_EFD", "[E, F, D] expert e's W_gate at [e]"},
-        {"w_up_EFD", "[E, F, D]"},
-        {"w_down_EDF", "[E, D, F]"},
-        {"router_ED", "[E, D] router, no bias: logits = h @ router_ED.T"}};
+    nlohmann::json layout = expert_layer_layout("expert_choice", params().to_json(options_));
     layout["inference_rule"] =
         "token_topk: p = softmax(h @ router_ED.T); each token goes to its inference_k largest p with gate p (divided "
         "by their sum when inference_renormalize); y = sum of gate * SwiGLU_e(h)";

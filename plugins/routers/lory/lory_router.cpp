@@ -92,14 +92,7 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   }
 
   std::string export_layout_json() const override {
-    nlohmann::json layout = params().to_json(options_);
-    layout["router"] = "lory";
-    layout["d_ff"] = experts_.w_gate_EFD.size(1);
-    layout["tensors"] = {
-        {"w_gate_EFD", "[E, F, D] expert e's W_gate at [e]"},
-        {"w_up_EFD", "[E, F, D]"},
-        {"w_down_EDF", "[E, D, F]"},
-        {"router_ED", "[E, D] router, no bias: logits = h @ router_ED.T"}};
+    nlohmann::json layout = expert_layer_layout("lory", params().to_json(options_));
     layout["expert"] =
         "SwiGLU with merged weights: y = (silu(h @ G.T) * (h @ U.T)) @ W.T where G = sum_e w_e w_gate_EFD[e], U = "
         "sum_e w_e w_up_EFD[e], W = sum_e w_e w_down_EDF[e]";

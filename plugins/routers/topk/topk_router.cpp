@@ -163,7 +163,10 @@ class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
     const auto index_options = torch::dtype(torch::kInt64).device(h_XD.device());
     lory::ExpertAssignments assignments{torch::arange(X, index_options).repeat_interleave(k),
                                         top_experts_XK.reshape({-1}), gates_XK.reshape({-1})};
-    const torch::Tensor proposed_load_E = lory::tokens_per_expert(assignments, E);
+    // The balancing bias's load: every choice, before capacity drops any (training only).
+    if (step_load_E.defined() && context.training()) {
+      step_load_E += lory::tokens_per_expert(assignments, E).to(torch::kFloat64).cpu();
+    }
     const int64_t proposed = assignments.token_A.size(0);
     if (options_.capacity_factor > 0) {
       const int64_t capacity = static_cast<int64_t>(
@@ -187,7 +190,6 @@ class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
 
     if (context.training()) {
       add_aux_losses(logits_XE, probs_XE, top_experts_XK, context);
-      if (step_load_E.defined()) step_load_E += proposed_load_E.to(torch::kFloat64).cpu();
     }
     if (context.recording()) {
       const torch::Tensor load_E = lory::tokens_per_expert(assignments, E);
@@ -218,14 +220,7 @@ class TopKFeedForward final : public lory::ExpertRouterLayer<Options> {
   }
 
   std::string export_layout_json() const override {
-    nlohmann::json layout = params().to_json(options_);
-    layout["router"] = "topk";
-    layout["d_ff"] = experts_.w_gate_EFD.size(1);
-    layout["tensors"] = {
-        {"w_gate_EFD", "[E, F, D] expert e's W_gate at [e]"},
-        {"w_up_EFD", "[E, F, D]"},
-        {"w_down_EDF", "[E, D, F]"},
-        {"router_ED", "[E, D] router, no bias: logits = h @ router_ED.T"}};
+    nlohmann::json layout = expert_layer_layout("topk", params().to_json(options_));
     if (shared_gate_FD.defined()) {
       layout["tensors"]["shared_gate_FD"] = "[S * shared_d_ff, D] the shared experts' W_gate, stacked";
       layout["tensors"]["shared_up_FD"] = "[S * shared_d_ff, D]";
