@@ -16,7 +16,7 @@
 
 #include "tensor_memory.h"
 #include "nn/allocator_tuning.h"
-#include "lory/precision.h"
+#include "lory/nn/precision.h"
 #include "lory/testkit/plugin_set.h"
 #include "train/adamw.h"
 

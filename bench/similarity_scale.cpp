@@ -18,10 +18,10 @@
 #include <filesystem>
 #include <sstream>
 
-#include "core/plugin_loader.h"
-#include "lory/batcher_api.h"
-#include "core/corpus_writer.h"
-#include "lory/seeded_random.h"
+#include "core/plugins/plugin_loader.h"
+#include "lory/core/batcher_api.h"
+#include "core/corpus/corpus_writer.h"
+#include "lory/core/seeded_random.h"
 
 namespace {
 

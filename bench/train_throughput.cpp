@@ -23,7 +23,7 @@
 #include "nn/allocator_tuning.h"
 #include "step_profile.h"
 #include "train/adamw.h"
-#include "lory/precision.h"
+#include "lory/nn/precision.h"
 #include "train/linear_cross_entropy.h"
 
 namespace {

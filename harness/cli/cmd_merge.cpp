@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "core/results_merge.h"
+#include "core/store/results_merge.h"
 
 namespace lory::cli {
 

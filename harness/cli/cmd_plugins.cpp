@@ -4,9 +4,9 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "core/harness_sections.h"
-#include "core/plugin_loader.h"
-#include "core/text_table.h"
+#include "core/experiment/harness_sections.h"
+#include "core/plugins/plugin_loader.h"
+#include "core/support/text_table.h"
 
 namespace lory::cli {
 
@@ -29,9 +29,9 @@ void print_parameters(const ParamSchema& schema, const std::string& table_name) 
 // eval.every, ...): declared like a plugin's parameters, so described the same way.
 void describe_section(const HarnessSection& section) {
   std::printf("%s (harness section of an experiment file; docs/experiment-format.md)\n", section.name.c_str());
-  if (section.has_plugin) {
+  if (section.plugin_kind) {
     std::printf("  also holds one sub-table per %s plugin ([%s.<plugin>]: lory plugins --describe <plugin>)\n",
-                plugin_kind_name(section.plugin_kind), section.name.c_str());
+                plugin_kind_name(*section.plugin_kind), section.name.c_str());
   }
   std::printf("\n");
   print_parameters(section.schema, section.name);

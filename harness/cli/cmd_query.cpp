@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "core/results_store.h"
-#include "core/sqlite_db.h"
-#include "core/text_table.h"
+#include "core/store/results_store.h"
+#include "core/store/sqlite_db.h"
+#include "core/support/text_table.h"
 
 namespace lory::cli {
 

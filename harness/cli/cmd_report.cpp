@@ -16,8 +16,8 @@
 #include <set>
 
 #include "commands.h"
-#include "core/results_reader.h"
-#include "core/results_store.h"
+#include "core/store/results_reader.h"
+#include "core/store/results_store.h"
 #include "report/gnuplot_figures.h"
 #include "report/report_document.h"
 

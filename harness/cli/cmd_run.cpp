@@ -8,13 +8,14 @@
 #include <map>
 
 #include "commands.h"
-#include "core/cell_resources.h"
-#include "core/experiment.h"
-#include "core/plugin_loader.h"
-#include "core/results_reader.h"
-#include "core/results_store.h"
-#include "lory/sha256.h"
-#include "core/text_table.h"
+#include "core/experiment/cell_resources.h"
+#include "core/experiment/experiment.h"
+#include "core/experiment/experiment_file.h"
+#include "core/plugins/plugin_loader.h"
+#include "core/store/results_reader.h"
+#include "core/store/results_store.h"
+#include "lory/core/sha256.h"
+#include "core/support/text_table.h"
 #include "slurm_launcher.h"
 #include "supervisor.h"
 

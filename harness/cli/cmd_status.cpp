@@ -10,10 +10,11 @@
 
 #include "commands.h"
 #include "worker_liveness.h"
-#include "core/experiment.h"
-#include "core/results_reader.h"
-#include "core/results_store.h"
-#include "core/text_table.h"
+#include "core/experiment/experiment.h"
+#include "core/experiment/experiment_file.h"
+#include "core/store/results_reader.h"
+#include "core/store/results_store.h"
+#include "core/support/text_table.h"
 
 namespace lory::cli {
 

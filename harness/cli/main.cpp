@@ -9,8 +9,9 @@
 #include <vector>
 
 #include "commands.h"
-#include "core/diagnostics.h"
-#include "lory/build_info.h"
+#include "core/support/diagnostics.h"
+#include "core/support/program_main.h"
+#include "lory/core/build_info.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lory: a harness for Mixture-of-Experts language-model ablations (Lory, top-k, expert choice, dense)"};
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
   lory::cli::register_status_command(app);
   lory::cli::register_report_command(app);
   lory::cli::register_merge_command(app);
-  try {
+  return lory::run_main("lory", app, [&] {
     // An unknown first word is a mistyped command, not a missing one: name it and the commands.
     if (argc > 1 && argv[1][0] != '-') {
       std::vector<std::string> names;
@@ -37,20 +38,11 @@ int main(int argc, char** argv) {
         known = known || command->get_name() == argv[1];
       }
       if (!known) {
-        std::fprintf(stderr, "lory: error: unknown command '%s'; the commands are: %s (lory --help)\n", argv[1],
-                     fmt::format("{}", fmt::join(names, ", ")).c_str());
-        return 1;
+        throw lory::UserError(fmt::format("unknown command '{}'; the commands are: {} (lory --help)", argv[1],
+                                          fmt::join(names, ", ")));
       }
     }
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const lory::UserError& e) {
-    std::fprintf(stderr, "lory: error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "lory: internal error: %s\n", e.what());
-    return 3;
-  }
-  return 0;
+    return lory::exit_status::kSuccess;
+  });
 }

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <set>
 
-#include "core/results_store.h"
-#include "trained_run.h"
+#include "core/store/results_store.h"
+#include "child_programs.h"
 
 namespace lory::cli {
 

@@ -19,13 +19,13 @@
 #include <optional>
 #include <set>
 
-#include "core/results_reader.h"
-#include "core/results_store.h"
-#include "core/text_table.h"
-#include "lory/corpus.h"
-#include "lory/seeded_random.h"
+#include "core/store/results_reader.h"
+#include "core/store/results_store.h"
+#include "core/support/text_table.h"
+#include "lory/core/corpus.h"
+#include "lory/core/seeded_random.h"
 #include "supervisor_lock.h"
-#include "trained_run.h"
+#include "child_programs.h"
 #include "worker_liveness.h"
 
 extern char** environ;
@@ -268,7 +268,12 @@ class GridSupervisor {
     unfinished.insert(unfinished.end(), skipped_failed_.begin(), skipped_failed_.end());
     unfinished.insert(unfinished.end(), left_to_others_.begin(), left_to_others_.end());
     if (!unfinished.empty() || never_started > 0) {
-      throw UserError(fmt::format("{} of {} cells of '{}' are not done:\n  {}\n(`lory status {}` shows them; rerun to "
+      // Stopped by Ctrl-C, SIGTERM or SIGHUP: interrupted (a rerun resumes); else failed cells.
+      const auto not_done = [&](const std::string& message) -> void {
+        if (interrupts > 0) throw Interrupted(message);
+        throw NotDone(message);
+      };
+      not_done(fmt::format("{} of {} cells of '{}' are not done:\n  {}\n(`lory status {}` shows them; rerun to "
                                   "resume interrupted cells, with --retry-failed for failed ones)",
                                   unfinished.size() + never_started, experiment_.cells.size(), experiment_.name,
                                   fmt::join(unfinished, "\n  "), experiment_.name));
@@ -443,10 +448,11 @@ class GridSupervisor {
 
 void run_grid(const Experiment& experiment, const SupervisorOptions& options) {
   // Before the store is touched: a second supervisor of this grid would train its queued cells twice.
-  check_results_file(options.db_path);  // refuses a file that is not ours before the lock's folder is made
+  // A file that is not ours is refused before the lock's folder is made beside it.
+  const ResultsStore::CheckedPath checked = ResultsStore::check(options.db_path);
   std::optional<SupervisorLock> lock;
   if (!options.register_only) lock.emplace(options.db_path, experiment.name + options.lock_suffix);
-  ResultsStore store(options.db_path);
+  ResultsStore store(checked);
   GridSupervisor grid(experiment, options, store);
   grid.classify();
   if (options.register_only) {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/experiment.h"
+#include "core/experiment/experiment.h"
 
 namespace lory::cli {
 

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/diagnostics.h"
-#include "core/results_store.h"
+#include "core/support/diagnostics.h"
+#include "core/store/results_store.h"
 
 namespace lory::cli {
 

@@ -1,6 +1,6 @@
 #include "worker_liveness.h"
 
-#include "core/process_identity.h"
+#include "core/support/process_identity.h"
 
 #include <fmt/format.h>
 #include <unistd.h>

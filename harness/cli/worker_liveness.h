@@ -10,7 +10,7 @@
 
 #include <string>
 
-#include "core/results_store.h"
+#include "core/store/results_store.h"
 
 namespace lory::cli {
 

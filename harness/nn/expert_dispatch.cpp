@@ -1,6 +1,6 @@
-#include "lory/expert_dispatch.h"
+#include "lory/nn/expert_dispatch.h"
 
-#include "lory/feed_forward.h"
+#include "lory/nn/feed_forward.h"
 
 namespace lory {
 

@@ -1,7 +1,7 @@
-#include "lory/expert_merge.h"
+#include "lory/nn/expert_merge.h"
 
-#include "lory/feed_forward.h"
-#include "lory/precision.h"
+#include "lory/nn/feed_forward.h"
+#include "lory/nn/precision.h"
 
 namespace lory {
 

@@ -1,8 +1,8 @@
-#include "lory/feed_forward.h"
+#include "lory/nn/feed_forward.h"
 
 #include <stdexcept>
 
-#include "lory/precision.h"
+#include "lory/nn/precision.h"
 
 namespace lory {
 

@@ -1,4 +1,4 @@
-#include "lory/precision.h"
+#include "lory/nn/precision.h"
 
 namespace lory {
 

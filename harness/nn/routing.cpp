@@ -1,7 +1,7 @@
-#include "lory/routing.h"
+#include "lory/nn/routing.h"
 
-#include "core/routing_summary.h"
-#include "lory/decode_state.h"
+#include "lory/core/routing_summary.h"
+#include "lory/nn/decode_state.h"
 
 namespace lory {
 

@@ -1,6 +1,6 @@
 #include "lory/testkit/plugin_set.h"
 
-#include "core/plugin_loader.h"
+#include "core/plugins/plugin_loader.h"
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <filesystem>

@@ -10,10 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/diagnostics.h"
-#include "core/kill_points.h"
+#include "core/support/diagnostics.h"
+#include "core/support/kill_points.h"
 #include "device_placement.h"
-#include "lory/sha256.h"
+#include "lory/core/sha256.h"
 
 namespace lory {
 

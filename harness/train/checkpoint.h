@@ -8,7 +8,7 @@
 #include <string>
 
 #include "adamw.h"
-#include "lory/model_api.h"
+#include "lory/nn/model_api.h"
 #include "training_data.h"
 
 namespace lory {

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "core/diagnostics.h"
+#include "core/support/diagnostics.h"
 
 namespace lory {
 

@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "core/diagnostics.h"
-#include "core/training_device.h"
+#include "core/support/diagnostics.h"
+#include "core/experiment/training_device.h"
 
 namespace lory {
 

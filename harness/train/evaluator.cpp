@@ -6,8 +6,8 @@
 #include <functional>
 #include <map>
 
-#include "core/diagnostics.h"
-#include "core/routing_summary.h"
+#include "core/support/diagnostics.h"
+#include "lory/core/routing_summary.h"
 #include "device_placement.h"
 
 namespace lory {

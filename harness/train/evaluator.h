@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "core/results_store.h"
+#include "core/store/results_store.h"
 #include "data_parallel.h"
-#include "lory/corpus.h"
-#include "lory/model_api.h"
+#include "lory/core/corpus.h"
+#include "lory/nn/model_api.h"
 
 namespace lory {
 

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <numeric>
 
-#include "core/diagnostics.h"
-#include "lory/decode_state.h"
+#include "core/support/diagnostics.h"
+#include "lory/nn/decode_state.h"
 #include "train/device_placement.h"
 
 namespace lory {

@@ -6,8 +6,8 @@
 #include <functional>
 #include <vector>
 
-#include "lory/model_api.h"
-#include "lory/seeded_random.h"
+#include "lory/nn/model_api.h"
+#include "lory/core/seeded_random.h"
 
 namespace lory {
 

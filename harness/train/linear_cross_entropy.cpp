@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "lory/precision.h"
+#include "lory/nn/precision.h"
 
 namespace lory {
 

@@ -9,7 +9,7 @@
 
 #include <torch/torch.h>
 
-#include "lory/model_api.h"
+#include "lory/nn/model_api.h"
 
 namespace lory {
 

@@ -6,7 +6,7 @@
 #include <limits>
 #include <map>
 
-#include "core/routing_summary.h"
+#include "lory/core/routing_summary.h"
 
 namespace lory {
 

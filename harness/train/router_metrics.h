@@ -4,9 +4,9 @@
 
 #include <vector>
 
-#include "core/results_store.h"
+#include "core/store/results_store.h"
 #include "data_parallel.h"
-#include "lory/routing.h"
+#include "lory/nn/routing.h"
 
 namespace lory {
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "core/results_store.h"
-#include "lory/model_api.h"
+#include "core/store/results_store.h"
+#include "lory/nn/model_api.h"
 
 namespace lory {
 

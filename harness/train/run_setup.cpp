@@ -1,6 +1,6 @@
 #include "run_setup.h"
 
-#include "core/paths.h"
+#include "core/support/paths.h"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "device_placement.h"
-#include "lory/router_roles.h"
+#include "lory/core/router_roles.h"
 
 namespace lory {
 

@@ -6,14 +6,14 @@
 #include <string>
 #include <vector>
 
-#include "core/cell_config.h"
-#include "core/plugin_loader.h"
-#include "core/results_store.h"
-#include "lory/batcher_api.h"
-#include "lory/corpus.h"
-#include "lory/model_api.h"
-#include "lory/precision.h"
-#include "lory/router_api.h"
+#include "core/experiment/cell_config.h"
+#include "core/plugins/plugin_loader.h"
+#include "core/store/results_store.h"
+#include "lory/core/batcher_api.h"
+#include "lory/core/corpus.h"
+#include "lory/nn/model_api.h"
+#include "lory/nn/precision.h"
+#include "lory/nn/router_api.h"
 
 namespace lory {
 

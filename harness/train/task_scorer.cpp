@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "core/diagnostics.h"
+#include "core/support/diagnostics.h"
 #include "train/device_placement.h"
 
 namespace lory {

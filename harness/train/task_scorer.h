@@ -6,9 +6,9 @@
 
 #include <torch/torch.h>
 
-#include "core/task_metrics.h"
-#include "core/tokenized_task.h"
-#include "lory/model_api.h"
+#include "core/tasks/task_metrics.h"
+#include "core/tasks/tokenized_task.h"
+#include "lory/nn/model_api.h"
 
 namespace lory {
 

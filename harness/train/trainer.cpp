@@ -14,12 +14,12 @@
 #include <tuple>
 
 #include "adamw.h"
-#include "core/kill_points.h"
+#include "core/support/kill_points.h"
 #include "stop_request.h"
 #include "checkpoint.h"
 #include "evaluator.h"
 #include "linear_cross_entropy.h"
-#include "lory/precision.h"
+#include "lory/nn/precision.h"
 #include "lr_schedule.h"
 #include "router_metrics.h"
 #include "routing_stability.h"

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "core/results_store.h"
+#include "core/store/results_store.h"
 #include "data_parallel.h"
 #include "run_setup.h"
 

@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "core/diagnostics.h"
-#include "lory/seeded_random.h"
+#include "core/support/diagnostics.h"
+#include "lory/core/seeded_random.h"
 
 namespace lory {
 

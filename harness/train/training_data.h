@@ -8,8 +8,8 @@
 #include <memory>
 #include <optional>
 
-#include "lory/batcher_api.h"
-#include "core/instance_stream.h"
+#include "lory/core/batcher_api.h"
+#include "core/corpus/instance_stream.h"
 
 namespace lory {
 

@@ -4,7 +4,7 @@
 
 #include <mutex>
 
-#include "core/diagnostics.h"
+#include "core/support/diagnostics.h"
 
 namespace lory {
 

@@ -18,7 +18,7 @@
 #include <memory>
 
 #include "adamw.h"
-#include "lory/model_api.h"
+#include "lory/nn/model_api.h"
 
 namespace lory {
 

@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/experiment.h"
-#include "core/training_device.h"
-#include "lory/build_info.h"
+#include "core/experiment/experiment.h"
+#include "core/experiment/training_device.h"
+#include "lory/core/build_info.h"
 #include "test_support.h"
 
 namespace lory {
@@ -28,11 +28,12 @@ ParamSpec int_spec(const std::string& name, int64_t value, double lo, double hi)
 const StaticPluginCatalog& fake_catalog() {
   static const StaticPluginCatalog catalog = [] {
     StaticPluginCatalog c;
-    c.add({PluginKind::Router, "dense", "dense", "dense.so", 1, "", 1, "none", ParamSchema(), {}});
+    c.add({PluginKind::Router, "dense", "dense", "dense.so", 1, "", 1, "none", ParamSchema(), {}, {}});
     c.add({PluginKind::Router, "lory", "lory", "lory.so", 1, "", 1, "none",
            ParamSchema({int_spec("experts", 8, 1, 256), int_spec("segment_length", 256, 1, 65536),
                         ParamSpec{"first_segment", ParamType::String, ParamValue(std::string("paper")), -HUGE_VAL,
                                   HUGE_VAL, {"paper", "uniform", "exclude"}, "first segment rule"}}),
+           {},
            {}});
     // topk also declares `experts`, after lory: a misplaced router.experts must name the plugin
     // the section selects, not the first that declares it.
@@ -42,11 +43,13 @@ const StaticPluginCatalog& fake_catalog() {
              std::vector<ParamProblem> problems;
              if (p.get_int("k") > p.get_int("experts")) problems.push_back({"k", "k exceeds experts"});
              return problems;
-           }});
-    c.add({PluginKind::Batcher, "random", "random", "random.so", 1, "", 1, "none", ParamSchema(), {}});
+           },
+           {}});
+    c.add({PluginKind::Batcher, "random", "random", "random.so", 1, "", 1, "none", ParamSchema(), {}, {}});
     c.add({PluginKind::Model, "transformer", "transformer", "transformer.so", 1, "", 1, "none",
            ParamSchema({int_spec("d_model", 128, 8, 65536), int_spec("n_heads", 4, 1, 1024),
                         int_spec("n_layers", 4, 1, 1024)}),
+           {},
            {}});
     return c;
   }();

@@ -10,7 +10,7 @@
 #include <chrono>
 #include <cmath>
 
-#include "core/sqlite_db.h"
+#include "core/store/sqlite_db.h"
 #include "test_support.h"
 
 namespace lory {

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "core/plugin_loader.h"
-#include "lory/batcher_api.h"
-#include "lory/corpus.h"
-#include "core/instance_stream.h"
+#include "core/plugins/plugin_loader.h"
+#include "lory/core/batcher_api.h"
+#include "lory/core/corpus.h"
+#include "core/corpus/instance_stream.h"
 #include "test_support.h"
 
 namespace lory {

@@ -16,7 +16,7 @@
 #include <thread>
 #include <sstream>
 
-#include "core/sqlite_db.h"
+#include "core/store/sqlite_db.h"
 #include "test_support.h"
 
 namespace lory {
@@ -93,8 +93,12 @@ TEST_F(TinyExperiment, ScorePrintsPerTokenLogProbabilities) {
     for (std::string cell; std::getline(cells, cell, '\t');) fields.push_back(cell);
     if (fields.size() != 4 || fields[0] == "position") continue;
     ++with_text;
-    if (fields[1] == "49") EXPECT_EQ(fields[3], "1") << line;
-    if (fields[1] == "32") EXPECT_EQ(fields[3], " ") << line;
+    if (fields[1] == "49") {
+      EXPECT_EQ(fields[3], "1") << line;
+    }
+    if (fields[1] == "32") {
+      EXPECT_EQ(fields[3], " ") << line;
+    }
   }
   EXPECT_EQ(with_text, 14) << scored.output;
 }
@@ -138,6 +142,30 @@ TEST_F(TinyExperiment, GenerateRefusesWhatCannotFitTheContext) {
   const auto empty = run_command(fmt::format("{}/lory generate 1 --db {} --prompt ''", build_dir(), dir_->file("r.sqlite")));
   EXPECT_NE(empty.exit_code, 0);
   EXPECT_NE(empty.output.find("the prompt is empty"), std::string::npos) << empty.output;
+}
+
+// lory, lory-worker and lory-data end one way (core/support/program_main.h): each --help lists the
+// exit statuses, a wrong command line is the user's error (1, "<program>: error: ..."), and an
+// exception nobody anticipated is an internal error (3). Not done (2) and interrupted (130) are
+// pinned by the grid runner's and eval-tasks' tests.
+TEST(LoryCommand, TheThreeProgramsShareOneErrorPathAndItsExitStatuses) {
+  for (const std::string program : {"lory", "lory-worker", "lory-data"}) {
+    SCOPED_TRACE(program);
+    const auto help = run_command(build_dir() + "/" + program + " --help");
+    EXPECT_EQ(help.exit_code, 0) << help.output;
+    EXPECT_NE(help.output.find("Exit status:"), std::string::npos) << help.output;
+    for (const char* line : {"  1    the input is wrong", "  2    the input was right but the work did not finish",
+                             "  3    internal error", "  130  interrupted"}) {
+      EXPECT_NE(help.output.find(line), std::string::npos) << line << "\n" << help.output;
+    }
+    const auto usage = run_command(build_dir() + "/" + program + " --no-such-option");
+    EXPECT_EQ(usage.exit_code, 1) << usage.output;
+    EXPECT_EQ(usage.output.rfind(program + ": error: ", 0), 0u) << usage.output;
+    const auto internal = run_command("LORY_TEST_FAULT=internal_error:0 " + build_dir() + "/" + program + " --version");
+    EXPECT_EQ(internal.exit_code, 3) << internal.output;
+    EXPECT_NE(internal.output.find(program + ": internal error: injected internal error"), std::string::npos)
+        << internal.output;
+  }
 }
 
 TEST(LoryCommand, AnUnknownCommandIsNamedWithTheCommandsThereAre) {
@@ -349,7 +377,7 @@ TEST_F(TinyExperiment, InterruptedEvalTasksLeavesNoTemporaryFilesAndItsWorkerDie
     ::kill(worker, SIGCONT);
     int status = 0;
     waitpid(lory, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << "signal " << signal_number;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "signal " << signal_number;
     EXPECT_EQ(lory_temporary_files(tmp), std::vector<std::string>{}) << "signal " << signal_number;
     EXPECT_FALSE(process_exists(worker));
   }

@@ -5,8 +5,8 @@
 
 #include <filesystem>
 
-#include "core/plugin_loader.h"
-#include "lory/batcher_api.h"
+#include "core/plugins/plugin_loader.h"
+#include "lory/core/batcher_api.h"
 #include "test_support.h"
 
 namespace lory {

@@ -1,13 +1,13 @@
 // lory::ParamDeclaration: one typed declaration gives the C parameter table, the reading into an
 // options struct, the rules and the export JSON; and the balance metrics' definitions.
-#include "lory/param_declaration.h"
+#include "lory/core/param_declaration.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 
-#include "core/progress_line.h"
-#include "core/routing_summary.h"
+#include "core/support/progress_line.h"
+#include "lory/core/routing_summary.h"
 
 namespace lory {
 namespace {

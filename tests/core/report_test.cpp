@@ -8,8 +8,8 @@
 #include <cmath>
 #include <filesystem>
 
-#include "core/results_store.h"
-#include "core/routing_summary.h"
+#include "core/store/results_store.h"
+#include "lory/core/routing_summary.h"
 #include "test_support.h"
 
 namespace lory {

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <set>
 
-#include "core/plugin_loader.h"
-#include "lory/batcher_api.h"
-#include "core/corpus_writer.h"
-#include "core/instance_stream.h"
-#include "lory/seeded_random.h"
+#include "core/plugins/plugin_loader.h"
+#include "lory/core/batcher_api.h"
+#include "core/corpus/corpus_writer.h"
+#include "core/corpus/instance_stream.h"
+#include "lory/core/seeded_random.h"
 #include "test_support.h"
 
 namespace lory {

@@ -6,9 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/results_merge.h"
-#include "core/results_store.h"
-#include "lory/sha256.h"
+#include "core/store/results_merge.h"
+#include "core/store/results_store.h"
+#include "lory/core/sha256.h"
 #include "test_support.h"
 
 namespace lory {
@@ -364,7 +364,9 @@ TEST(LoryCommands, RefuseDatabasesThatAreNotLorysAndLeaveThemUnchanged) {
       EXPECT_NE(result.exit_code, 0) << command << " " << file << "\n" << result.output;
       EXPECT_NE(result.output.find(expected), std::string::npos) << command << " " << file << "\n" << result.output;
     }
-    if (!before.empty()) EXPECT_EQ(sha256_file_hex(path), before) << file;
+    if (!before.empty()) {
+      EXPECT_EQ(sha256_file_hex(path), before) << file;
+    }
   }
 }
 

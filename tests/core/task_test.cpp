@@ -5,12 +5,12 @@
 #include <cmath>
 #include <sstream>
 
-#include "core/diagnostics.h"
-#include "core/results_merge.h"
-#include "core/results_store.h"
-#include "core/task_file.h"
-#include "core/task_metrics.h"
-#include "core/tokenized_task.h"
+#include "core/support/diagnostics.h"
+#include "core/store/results_merge.h"
+#include "core/store/results_store.h"
+#include "core/tasks/task_file.h"
+#include "core/tasks/task_metrics.h"
+#include "core/tasks/tokenized_task.h"
 #include "test_support.h"
 
 namespace lory {

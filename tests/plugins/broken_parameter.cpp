@@ -1,5 +1,5 @@
 // A plugin whose own parameter declaration is broken (default outside its range).
-#include "lory/plugin.h"
+#include "lory/core/plugin.h"
 
 namespace {
 const LoryParamSpec kParams[] = {

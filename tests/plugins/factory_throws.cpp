@@ -1,8 +1,8 @@
 // A plugin whose factory throws: creating it must fail with the plugin's own message.
 #include <stdexcept>
 
-#include "lory/batcher_api.h"
-#include "lory/plugin.h"
+#include "lory/core/batcher_api.h"
+#include "lory/core/plugin.h"
 
 namespace lory_test_plugins::throwing {
 std::unique_ptr<lory::BatcherPlugin> create() { throw std::runtime_error("out of coffee"); }

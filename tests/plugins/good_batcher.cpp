@@ -1,8 +1,8 @@
 // A well-formed test plugin (torch-free) with one parameter of every type: what the loader tests load.
 #include <algorithm>
 
-#include "lory/batcher_api.h"
-#include "lory/plugin.h"
+#include "lory/core/batcher_api.h"
+#include "lory/core/plugin.h"
 
 namespace lory_test_plugins::good {
 

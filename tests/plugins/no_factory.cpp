@@ -1,4 +1,4 @@
 // Valid metadata for a router, but no factory exported.
-#include "lory/plugin.h"
+#include "lory/core/plugin.h"
 
 LORY_PLUGIN_METADATA_NO_PARAMS(LORY_PLUGIN_ROUTER, "factoryless", "Test: declares a router, exports no factory")

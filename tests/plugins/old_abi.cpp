@@ -1,6 +1,6 @@
 // A plugin built for an older plugin ABI (version 0, whose metadata was a smaller struct): the
 // loader must read only the header and refuse it with both versions, never touch the rest.
-#include "lory/plugin_abi.h"
+#include "lory/abi/plugin_abi.h"
 
 namespace {
 struct VersionZeroInfo {  // the layout version 0 had: header, kind, name; nothing more

@@ -1,5 +1,5 @@
 // A plugin that claims to be built against another LibTorch: the loader must refuse it.
-#include "lory/plugin.h"
+#include "lory/core/plugin.h"
 
 extern "C" __attribute__((visibility("default"))) const LoryPluginInfo* lory_plugin_info(void) {
   static const LoryPluginInfo info = {{LORY_PLUGIN_ABI_VERSION, sizeof(LoryPluginInfo)},

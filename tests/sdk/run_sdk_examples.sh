@@ -34,7 +34,7 @@ fi
 test -f "$work/build-similarity/lory_batcher_similarity.so"
 # The installed SDK holds only what plugins include: no harness-internal header.
 for internal in corpus_writer.h instance_stream.h allocator_tuning.h; do
-  if [ -e "$work/prefix/include/lory/$internal" ]; then
+  if [ -n "$(find "$work/prefix/include/lory" -name "$internal")" ]; then
     echo "the SDK installs the harness-internal header lory/$internal"
     exit 1
   fi
@@ -57,7 +57,7 @@ export LORY_PLUGIN_PATH="$work/build-smear:$work/build-multihead_lory"
 lory="$work/prefix/bin/lory"
 "$lory" plugins --describe smear | grep -q "router_init_std"
 "$lory" plugins --describe multihead_lory | grep -q "heads"
-# Both report the LibTorch they were built against (multihead_lory includes lory/plugin.h first).
+# Both report the LibTorch they were built against (multihead_lory includes lory/core/plugin.h first).
 for router in smear multihead_lory; do
   if ! "$lory" plugins --describe "$router" | grep -q "LibTorch [0-9]"; then
     echo "$router does not report its LibTorch version:"

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "core/diagnostics.h"
+#include "core/support/diagnostics.h"
 #include "in_tree_plugins.h"
 #include "train/evaluator.h"
 #include "train/generator.h"

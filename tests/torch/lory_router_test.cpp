@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "in_tree_plugins.h"
-#include "lory/expert_merge.h"
+#include "lory/nn/expert_merge.h"
 #include "lory/testkit/router_checks.h"
 #include "train/upcycling.h"
 #include "train/adamw.h"

@@ -7,7 +7,7 @@
 #include <map>
 
 #include "in_tree_plugins.h"
-#include "lory/precision.h"
+#include "lory/nn/precision.h"
 #include "train/linear_cross_entropy.h"
 
 namespace lory {

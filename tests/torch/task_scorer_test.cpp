@@ -5,7 +5,7 @@
 // loses its first tokens.
 #include <gtest/gtest.h>
 
-#include "core/diagnostics.h"
+#include "core/support/diagnostics.h"
 #include "in_tree_plugins.h"
 #include "train/evaluator.h"
 #include "train/generator.h"

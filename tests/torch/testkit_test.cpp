@@ -2,7 +2,7 @@
 // (not causal) and a router whose backward is wrong.
 #include <gtest/gtest.h>
 
-#include "lory/expert_merge.h"
+#include "lory/nn/expert_merge.h"
 #include "lory/testkit/router_checks.h"
 
 namespace lory {

@@ -113,7 +113,9 @@ TEST(TopKRecipes, TheBiasMovesBySignOfTheLoadErrorOverTheStepAndIsRecentred) {
   EXPECT_EQ(layer->training_step_accumulators()[0].sum().item<double>(), 0);  // reset for the next step
   // An overloaded expert's bias went down, an underloaded one's up.
   for (int64_t e = 0; e < 4; ++e) {
-    if (load_E[e].item<double>() > load_E.mean().item<double>()) EXPECT_LT(bias_E[e].item<double>(), bias_E.max().item<double>());
+    if (load_E[e].item<double>() > load_E.mean().item<double>()) {
+      EXPECT_LT(bias_E[e].item<double>(), bias_E.max().item<double>());
+    }
   }
   // Evaluation forwards do not count.
   run(*layer, h_BLD, ForwardMode::Eval);

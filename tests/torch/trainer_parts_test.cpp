@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/diagnostics.h"
+#include "core/support/diagnostics.h"
 #include "in_tree_plugins.h"
 #include "test_support.h"
 #include "train/adamw.h"

@@ -3,10 +3,10 @@
 // token id (`key = "token"`), or of its position in the sequence (`key = "position"`): no router,
 // nothing learned about routing, perfectly causal, and balanced as far as the token frequencies
 // allow. The expert's output is used as is (gate 1), so the layer is a dense FFN per hash bucket.
-#include <lory/expert_dispatch.h>
-#include <lory/param_declaration.h>
-#include <lory/plugin.h>
-#include <lory/router_api.h>
+#include <lory/nn/expert_dispatch.h>
+#include <lory/core/param_declaration.h>
+#include <lory/core/plugin.h>
+#include <lory/nn/router_api.h>
 
 #include <stdexcept>
 

@@ -10,10 +10,10 @@
 // with the uniform first-segment rule.
 // lory/plugin.h may come first: the LibTorch version in the metadata is decided where
 // LORY_PLUGIN_METADATA expands, after every include.
-#include <lory/plugin.h>
-#include <lory/expert_merge.h>
-#include <lory/param_declaration.h>
-#include <lory/router_api.h>
+#include <lory/core/plugin.h>
+#include <lory/nn/expert_merge.h>
+#include <lory/core/param_declaration.h>
+#include <lory/nn/router_api.h>
 
 #include <stdexcept>
 

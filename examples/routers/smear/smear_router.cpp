@@ -5,10 +5,10 @@
 // the one FFN merged with those weights. NOT causal: the routing of position t depends on tokens
 // after t (the causality check of lory::testkit flags it, as it should). Useful as the ablation
 // "what if routing could see the whole sequence", and as a bound on what segment routing loses.
-#include <lory/expert_merge.h>
-#include <lory/param_declaration.h>
-#include <lory/plugin.h>
-#include <lory/router_api.h>
+#include <lory/nn/expert_merge.h>
+#include <lory/core/param_declaration.h>
+#include <lory/core/plugin.h>
+#include <lory/nn/router_api.h>
 
 namespace smear_example {
 

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/diagnostics.h"
+#include "core/support/diagnostics.h"
 
 namespace lory::cli {
 

@@ -6,10 +6,10 @@
 
 #include <numeric>
 
-#include "lory/batcher_api.h"
-#include "lory/param_declaration.h"
-#include "lory/plugin.h"
-#include "lory/seeded_random.h"
+#include "lory/core/batcher_api.h"
+#include "lory/core/param_declaration.h"
+#include "lory/core/plugin.h"
+#include "lory/core/seeded_random.h"
 
 namespace lory_plugins::random_batcher {
 

@@ -7,7 +7,8 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "lory/seeded_random.h"
+#include "lory/core/embedding_file.h"
+#include "lory/core/seeded_random.h"
 
 namespace lory_plugins::similarity {
 
@@ -78,45 +79,14 @@ Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32
 
 Embeddings embeddings_from_file(const std::string& path, const lory::Corpus& corpus,
                                 const std::vector<uint32_t>& documents) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("batcher.similarity.embedding_file '{}' cannot be read", path));
-  char magic[8];
-  uint64_t rows = 0, dimension = 0;
-  in.read(magic, 8);
-  in.read(reinterpret_cast<char*>(&rows), 8);
-  in.read(reinterpret_cast<char*>(&dimension), 8);
-  const bool version_2 = in && std::memcmp(magic, "LORYEMB2", 8) == 0;
-  if (!in || (!version_2 && std::memcmp(magic, "LORYEMB1", 8) != 0)) {
-    throw std::runtime_error(fmt::format("'{}' is not a lory embedding file (LORYEMB2 or LORYEMB1 header)", path));
-  }
-  int64_t source_run = 0;
-  if (version_2) {
-    char checksum[64];
-    in.read(checksum, 64);
-    in.read(reinterpret_cast<char*>(&source_run), 8);
-    if (!in) throw std::runtime_error(fmt::format("'{}' is truncated", path));
-    const std::string made_from(checksum, 64), expected = corpus.checksum();
-    if (made_from != expected.substr(0, 64)) {
-      throw std::runtime_error(fmt::format(
-          "'{}' was made from another corpus (checksum {}..., this corpus {}...): run `lory embed` again on this "
-          "corpus",
-          path, made_from.substr(0, 12), expected.substr(0, 12)));
-    }
-  }
-  if (rows != corpus.document_count()) {
-    throw std::runtime_error(fmt::format("'{}' has {} rows but the corpus has {} documents: it was made for another "
-                                         "corpus",
-                                         path, rows, corpus.document_count()));
-  }
-  std::vector<float> all(rows * dimension);
-  in.read(reinterpret_cast<char*>(all.data()), static_cast<std::streamsize>(all.size() * sizeof(float)));
-  if (!in) throw std::runtime_error(fmt::format("'{}' is truncated", path));
+  const lory::EmbeddingFile file = lory::read_embedding_file(path, corpus);
+  const size_t dimension = static_cast<size_t>(file.dimension);
   Embeddings out;
-  out.dimension = static_cast<int64_t>(dimension);
-  out.source_run = source_run;
+  out.dimension = file.dimension;
+  out.source_run = file.source_run;
   out.vectors.resize(documents.size() * dimension);
   for (size_t i = 0; i < documents.size(); ++i) {
-    std::memcpy(out.vectors.data() + i * dimension, all.data() + documents[i] * dimension, dimension * sizeof(float));
+    std::memcpy(out.vectors.data() + i * dimension, file.rows.data() + documents[i] * dimension, dimension * sizeof(float));
   }
   normalise_rows(out);
   return out;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "lory/corpus.h"
+#include "lory/core/corpus.h"
 
 namespace lory_plugins::similarity {
 
@@ -21,11 +21,8 @@ struct Embeddings {
 
 Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32_t>& documents, int64_t dimension);
 
-// A float32 file written by `lory embed`: "LORYEMB2", uint64 rows, uint64 dimension, the corpus
-// checksum it was made from (64 bytes, hex sha256), int64 source run id, then rows x dimension
-// floats, one row per document of the corpus in document order; the rows of `documents` are
-// taken and normalised. A file made from another corpus is refused by checksum. Version-1 files
-// ("LORYEMB1": no checksum nor run) are still read, checked by row count only.
+// The rows of `documents` from a file written by `lory embed` (lory/core/embedding_file.h: refused
+// when made from another corpus), normalised.
 Embeddings embeddings_from_file(const std::string& path, const lory::Corpus& corpus,
                                 const std::vector<uint32_t>& documents);
 

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "lory/sha256.h"
+#include "lory/core/sha256.h"
 
 namespace lory_plugins::similarity {
 

@@ -11,13 +11,13 @@
 #include <cstdio>
 #include <numeric>
 
-#include "lory/sha256.h"
+#include "lory/core/sha256.h"
 #include "document_embedding.h"
 #include "greedy_chaining.h"
-#include "lory/batcher_api.h"
-#include "lory/param_declaration.h"
-#include "lory/plugin.h"
-#include "lory/seeded_random.h"
+#include "lory/core/batcher_api.h"
+#include "lory/core/param_declaration.h"
+#include "lory/core/plugin.h"
+#include "lory/core/seeded_random.h"
 #include "neighbour_graph.h"
 #include "plan_cache.h"
 

@@ -6,9 +6,10 @@
 
 #include <cmath>
 
-#include "lory/model_api.h"
-#include "lory/param_declaration.h"
-#include "lory/plugin.h"
+#include "lory/nn/decode_state.h"
+#include "lory/nn/model_api.h"
+#include "lory/core/param_declaration.h"
+#include "lory/core/plugin.h"
 
 namespace lory_plugins::transformer {
 

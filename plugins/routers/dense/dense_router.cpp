@@ -2,9 +2,9 @@
 // MoE router is compared with, and the model a dense warm-up trains before upcycling.
 #include <nlohmann/json.hpp>
 
-#include "lory/plugin.h"
-#include "lory/router_api.h"
-#include "lory/router_roles.h"
+#include "lory/core/plugin.h"
+#include "lory/nn/router_api.h"
+#include "lory/core/router_roles.h"
 
 namespace lory_plugins::dense {
 

@@ -11,10 +11,11 @@
 
 #include <cmath>
 
-#include "lory/expert_merge.h"
-#include "lory/param_declaration.h"
-#include "lory/plugin.h"
-#include "lory/router_api.h"
+#include "lory/nn/decode_state.h"
+#include "lory/nn/expert_merge.h"
+#include "lory/core/param_declaration.h"
+#include "lory/core/plugin.h"
+#include "lory/nn/router_api.h"
 
 namespace lory_plugins::lory_router {
 

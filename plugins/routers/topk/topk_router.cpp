@@ -22,10 +22,10 @@
 
 #include <cmath>
 
-#include "lory/expert_dispatch.h"
-#include "lory/param_declaration.h"
-#include "lory/plugin.h"
-#include "lory/router_api.h"
+#include "lory/nn/expert_dispatch.h"
+#include "lory/core/param_declaration.h"
+#include "lory/core/plugin.h"
+#include "lory/nn/router_api.h"
 
 namespace lory_plugins::topk {
 

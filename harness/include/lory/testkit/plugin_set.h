@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "lory/model_api.h"
-#include "lory/router_api.h"
+#include "lory/nn/model_api.h"
+#include "lory/nn/router_api.h"
 
 namespace lory::testkit {
 

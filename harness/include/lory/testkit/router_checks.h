@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "lory/feed_forward.h"
-#include "lory/model_api.h"
+#include "lory/nn/feed_forward.h"
+#include "lory/nn/model_api.h"
 
 namespace lory::testkit {
 

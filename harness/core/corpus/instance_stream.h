@@ -1,0 +1,55 @@
+// Turns a batcher's plan into training instances: the planned documents are concatenated, each
+// followed by the end-of-document token, and the stream is cut into consecutive, non-overlapping
+// instances of context_length + 1 tokens (the last partial piece is dropped), so every training
+// token is used at most once per epoch.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lory/core/batcher_api.h"
+
+namespace lory {
+
+class InstanceStream {
+ public:
+  InstanceStream(const Corpus& corpus, InstancePlan plan, int64_t context_length);
+
+  size_t instance_count() const { return instance_count_; }
+  int64_t instance_length() const { return instance_length_; }  // context_length + 1
+  const InstancePlan& plan() const { return plan_; }
+
+  // Fills instance `index` (after the plan's instance_order) into the three arrays of
+  // instance_length() entries. The end-of-document token counts as part of the document before it.
+  void fill(size_t index, uint32_t* tokens, uint16_t* domains, uint32_t* documents) const;
+
+  // What a training budget of `instances_used` instances in batches of `batch_size` sees of this
+  // plan, computed from the instances themselves (the first ones of the instance order, as
+  // training takes them): what could make two batchers' runs differ besides the order of text.
+  struct Coverage {
+    double epochs = 0;                 // instances used / instances in one epoch
+    int64_t distinct_instances = 0;    // each instance is used once per epoch
+    int64_t repeated_instances = 0;    // used a second time or more (past the first epoch)
+    int64_t distinct_tokens = 0;       // training tokens of the distinct instances
+    double documents_per_instance = 0; // mean distinct documents in one instance
+    double documents_per_batch = 0;    // mean distinct documents in one batch
+    double domains_per_batch = 0;      // mean distinct domains in one batch
+    double batch_domain_entropy = 0;   // mean entropy (nats) of a batch's tokens over domains
+    double corpus_domain_entropy = 0;  // the same over all instances of the plan: the most a batch can mix
+  };
+  Coverage coverage(int64_t instances_used, int64_t batch_size) const;
+
+  // Fraction of adjacent document pairs in the stream that share a domain, and what a random
+  // order of the same documents would give on average.
+  double adjacent_same_domain_rate() const;
+  double random_order_same_domain_rate() const;
+
+ private:
+  const Corpus& corpus_;
+  InstancePlan plan_;
+  int64_t instance_length_;
+  size_t instance_count_ = 0;
+  std::vector<uint64_t> stream_starts_;  // stream offset of each planned document
+};
+
+}  // namespace lory
