@@ -48,11 +48,14 @@ int main(int argc, char** argv) {
   }
   repeats = std::max(1, repeats);
   torch::set_num_threads(threads);
-  const lory::testkit::PluginSet plugins({(boost::dll::program_location().parent_path() / "plugins").string()});
+  const lory::testkit::PluginSet plugins(
+      {(boost::dll::program_location().parent_path() / "plugins").string()});
   const int64_t vocab = 8192, context = 256, prompt_length = 64;
   const auto transformer = plugins.transformer_params(128, 4, 4, {{"d_ff", int64_t{352}}});
-  const auto lory_params = plugins.params("lory", {{"experts", int64_t{8}}, {"segment_length", int64_t{64}}});
-  const auto topk_params = plugins.params("topk", {{"experts", int64_t{8}}, {"k", int64_t{1}}, {"expert_d_ff", int64_t{352}}});
+  const auto lory_params =
+      plugins.params("lory", {{"experts", int64_t{8}}, {"segment_length", int64_t{64}}});
+  const auto topk_params = plugins.params(
+      "topk", {{"experts", int64_t{8}}, {"k", int64_t{1}}, {"expert_d_ff", int64_t{352}}});
   using Rule = lory::EvalRouting::Rule;
   std::vector<Subject> subjects = {
       {"dense, cache", "dense", lory::ParamValues(), Rule::Prompt, true, nullptr, {}, 0},
@@ -68,10 +71,12 @@ int main(int argc, char** argv) {
   }
   std::vector<int64_t> prompt;
   for (int64_t i = 0; i < prompt_length; ++i) prompt.push_back((i * 131 + 7) % vocab);
-  std::printf("decoding %lld tokens after a %lld-token prompt, d_model 128, 4 layers, vocab %lld, %d thread(s), %d "
-              "repeats (median)\n",
-              static_cast<long long>(tokens), static_cast<long long>(prompt_length), static_cast<long long>(vocab),
-              threads, repeats);
+  std::printf(
+      "decoding %lld tokens after a %lld-token prompt, d_model 128, 4 layers, vocab %lld, %d "
+      "thread(s), %d "
+      "repeats (median)\n",
+      static_cast<long long>(tokens), static_cast<long long>(prompt_length),
+      static_cast<long long>(vocab), threads, repeats);
   for (int r = 0; r <= repeats; ++r) {  // round 0 warms up
     for (auto& s : subjects) {
       lory::GenerationOptions options;
@@ -80,7 +85,8 @@ int main(int argc, char** argv) {
       options.routing = s.rule;
       options.use_cache = s.cache;
       const auto start = Clock::now();
-      const lory::GenerationResult result = lory::generate_tokens(*s.model, prompt, context, options);
+      const lory::GenerationResult result =
+          lory::generate_tokens(*s.model, prompt, context, options);
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (r > 0) s.tokens_per_s.push_back(static_cast<double>(result.tokens.size()) / seconds);
       s.merges = result.ffn_merges;
@@ -90,9 +96,11 @@ int main(int argc, char** argv) {
   std::printf("%-30s %12s %14s %14s\n", "", "tokens/s", "vs dense+cache", "merged FFNs");
   for (const auto& s : subjects) {
     const double rate = median(s.tokens_per_s);
-    std::printf("%-30s %12.1f %14.2f %14lld\n", s.name.c_str(), rate, rate / dense, static_cast<long long>(s.merges));
+    std::printf("%-30s %12.1f %14.2f %14lld\n", s.name.c_str(), rate, rate / dense,
+                static_cast<long long>(s.merges));
   }
-  std::printf("cache speed-up: dense %.2fx, lory-8 prompt rule %.2fx\n", dense / median(subjects[4].tokens_per_s),
+  std::printf("cache speed-up: dense %.2fx, lory-8 prompt rule %.2fx\n",
+              dense / median(subjects[4].tokens_per_s),
               median(subjects[1].tokens_per_s) / median(subjects[5].tokens_per_s));
   return 0;
 }

@@ -21,10 +21,13 @@ bool any_of(const std::string& op, std::initializer_list<const char*> names) {
   return false;
 }
 
-std::vector<OpShare> largest_first(const std::map<std::string, double>& us, double total_us, int steps) {
+std::vector<OpShare> largest_first(const std::map<std::string, double>& us, double total_us,
+                                   int steps) {
   std::vector<OpShare> out;
-  for (const auto& [name, value] : us) out.push_back({name, value / 1000.0 / steps, value / total_us});
-  std::sort(out.begin(), out.end(), [](const OpShare& a, const OpShare& b) { return a.ms_per_step > b.ms_per_step; });
+  for (const auto& [name, value] : us)
+    out.push_back({name, value / 1000.0 / steps, value / total_us});
+  std::sort(out.begin(), out.end(),
+            [](const OpShare& a, const OpShare& b) { return a.ms_per_step > b.ms_per_step; });
   return out;
 }
 
@@ -32,33 +35,45 @@ std::vector<OpShare> largest_first(const std::map<std::string, double>& us, doub
 
 std::string op_family(const std::string& op, const std::string& scope) {
   if (scope == "lory::adamw") return "AdamW";
-  if (starts_with(scope, "lory::linear_cross_entropy") || contains(op, "LinearCrossEntropy")) return "LM head + loss (chunked)";
-  if (starts_with(scope, "lory::merged_expert_ffn") || contains(op, "MergedExpertFFN")) return "Lory merged-expert FFN";
-  if (any_of(op, {"aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::log_softmax", "aten::nll_loss",
-                  "aten::nll_loss_forward", "aten::nll_loss_backward", "aten::nll_loss_nd", "aten::cross_entropy_loss"}))
+  if (starts_with(scope, "lory::linear_cross_entropy") || contains(op, "LinearCrossEntropy"))
+    return "LM head + loss (chunked)";
+  if (starts_with(scope, "lory::merged_expert_ffn") || contains(op, "MergedExpertFFN"))
+    return "Lory merged-expert FFN";
+  if (any_of(op, {"aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::log_softmax",
+                  "aten::nll_loss", "aten::nll_loss_forward", "aten::nll_loss_backward",
+                  "aten::nll_loss_nd", "aten::cross_entropy_loss"}))
     return "log_softmax + NLL (full logits)";
-  if (any_of(op, {"aten::_softmax", "aten::_softmax_backward_data", "aten::softmax"})) return "attention softmax";
-  if (any_of(op, {"aten::masked_fill", "aten::masked_fill_", "aten::triu", "aten::tril"})) return "attention mask";
-  if (any_of(op, {"aten::mm", "aten::bmm", "aten::addmm", "aten::addmm_", "aten::baddbmm", "aten::matmul",
-                  "aten::linear", "aten::addbmm"}))
+  if (any_of(op, {"aten::_softmax", "aten::_softmax_backward_data", "aten::softmax"}))
+    return "attention softmax";
+  if (any_of(op, {"aten::masked_fill", "aten::masked_fill_", "aten::triu", "aten::tril"}))
+    return "attention mask";
+  if (any_of(op, {"aten::mm", "aten::bmm", "aten::addmm", "aten::addmm_", "aten::baddbmm",
+                  "aten::matmul", "aten::linear", "aten::addbmm"}))
     return "GEMM";
-  if (any_of(op, {"aten::fill_", "aten::zero_", "aten::zeros", "aten::zeros_like", "aten::empty", "aten::empty_like",
-                  "aten::empty_strided", "aten::ones", "aten::ones_like", "aten::full", "aten::new_zeros",
-                  "aten::new_empty", "aten::new_empty_strided", "aten::resize_"}))
+  if (any_of(op, {"aten::fill_", "aten::zero_", "aten::zeros", "aten::zeros_like", "aten::empty",
+                  "aten::empty_like", "aten::empty_strided", "aten::ones", "aten::ones_like",
+                  "aten::full", "aten::new_zeros", "aten::new_empty", "aten::new_empty_strided",
+                  "aten::resize_"}))
     return "fills + allocation";
-  if (any_of(op, {"aten::copy_", "aten::clone", "aten::contiguous", "aten::cat", "aten::_to_copy", "aten::to",
-                  "aten::reshape", "aten::view", "aten::_reshape_alias", "aten::transpose", "aten::permute",
-                  "aten::slice", "aten::select", "aten::expand", "aten::t", "aten::as_strided", "aten::narrow",
-                  "aten::unsqueeze", "aten::squeeze", "aten::split", "aten::unbind", "aten::detach", "detach",
-                  "aten::slice_backward", "aten::select_backward", "aten::stack", "aten::alias", "aten::unsafe_view",
-                  "aten::_unsafe_view", "aten::lift_fresh", "aten::result_type"}))
+  if (any_of(
+          op,
+          {"aten::copy_",           "aten::clone",      "aten::contiguous", "aten::cat",
+           "aten::_to_copy",        "aten::to",         "aten::reshape",    "aten::view",
+           "aten::_reshape_alias",  "aten::transpose",  "aten::permute",    "aten::slice",
+           "aten::select",          "aten::expand",     "aten::t",          "aten::as_strided",
+           "aten::narrow",          "aten::unsqueeze",  "aten::squeeze",    "aten::split",
+           "aten::unbind",          "aten::detach",     "detach",           "aten::slice_backward",
+           "aten::select_backward", "aten::stack",      "aten::alias",      "aten::unsafe_view",
+           "aten::_unsafe_view",    "aten::lift_fresh", "aten::result_type"}))
     return "copies + views";
   if (any_of(op, {"aten::silu", "aten::silu_backward"})) return "SwiGLU activation";
   if (any_of(op, {"aten::embedding", "aten::embedding_backward", "aten::embedding_dense_backward",
-                  "aten::index_select", "aten::index_add_", "aten::gather", "aten::scatter_add_", "aten::index"}))
+                  "aten::index_select", "aten::index_add_", "aten::gather", "aten::scatter_add_",
+                  "aten::index"}))
     return "embedding + gathers";
-  if (any_of(op, {"aten::sum", "aten::mean", "aten::logsumexp", "aten::amax", "aten::max", "aten::norm",
-                  "aten::linalg_vector_norm", "aten::topk", "aten::sort", "aten::cumsum"}))
+  if (any_of(op,
+             {"aten::sum", "aten::mean", "aten::logsumexp", "aten::amax", "aten::max", "aten::norm",
+              "aten::linalg_vector_norm", "aten::topk", "aten::sort", "aten::cumsum"}))
     return "reductions";
   if (starts_with(op, "autograd::") || contains(op, "Backward") || contains(op, "AccumulateGrad") ||
       starts_with(op, "torch::autograd"))
@@ -105,7 +120,8 @@ StepProfile profile_steps(const std::function<void()>& step, int steps) {
       }
     }
   }
-  return {total_us / 1000.0 / steps, largest_first(by_family, total_us, steps), largest_first(by_op, total_us, steps)};
+  return {total_us / 1000.0 / steps, largest_first(by_family, total_us, steps),
+          largest_first(by_op, total_us, steps)};
 }
 
 }  // namespace lory::bench

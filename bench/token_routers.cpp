@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "nn/allocator_tuning.h"
 #include "lory/testkit/plugin_set.h"
+#include "nn/allocator_tuning.h"
 
 namespace {
 
@@ -24,8 +24,8 @@ double pass_seconds(lory::FeedForward& layer, const torch::Tensor& h_BLD) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::pair<double, double> compare(lory::FeedForward& dense, lory::FeedForward& moe, const torch::Tensor& h_BLD,
-                                  int repeats) {
+std::pair<double, double> compare(lory::FeedForward& dense, lory::FeedForward& moe,
+                                  const torch::Tensor& h_BLD, int repeats) {
   pass_seconds(dense, h_BLD);
   pass_seconds(moe, h_BLD);
   std::vector<double> d, m;
@@ -48,30 +48,38 @@ int main(int argc, char** argv) {
   }
   torch::set_num_threads(threads);
   lory::tune_allocator_for_training();
-  const lory::testkit::PluginSet plugins({(boost::dll::program_location().parent_path() / "plugins").string()});
+  const lory::testkit::PluginSet plugins(
+      {(boost::dll::program_location().parent_path() / "plugins").string()});
   const int64_t d_model = 256, d_ff = 704;
   const lory::FeedForwardSpec spec{d_model, d_ff, 0, 1, 0.02, 0.02};
   torch::manual_seed(0);
   auto dense = plugins.build_layer("dense", spec, lory::ParamValues());
   const torch::Tensor h_BLD = torch::randn({4, 1024, d_model});
-  std::printf("FFN layer forward+backward at equal active parameters, 4 x 1024 tokens, d %lld, F %lld, %d thread(s)\n",
-              static_cast<long long>(d_model), static_cast<long long>(d_ff), threads);
+  std::printf(
+      "FFN layer forward+backward at equal active parameters, 4 x 1024 tokens, d %lld, F %lld, %d "
+      "thread(s)\n",
+      static_cast<long long>(d_model), static_cast<long long>(d_ff), threads);
   std::printf("%-34s %10s %10s %8s\n", "router", "dense ms", "moe ms", "moe x");
   for (const int64_t experts : {8, 32}) {
     for (const int64_t k : {1, 2}) {
       auto moe = plugins.build_layer(
-          "topk", spec, plugins.params("topk", {{"experts", experts}, {"k", k}, {"expert_d_ff", d_ff / k}}));
+          "topk", spec,
+          plugins.params("topk", {{"experts", experts}, {"k", k}, {"expert_d_ff", d_ff / k}}));
       const auto [dense_s, moe_s] = compare(*dense, *moe, h_BLD, repeats);
-      std::printf("topk E=%-3lld k=%lld width F/%lld %12s %10.1f %10.1f %8.3f\n", static_cast<long long>(experts),
-                  static_cast<long long>(k), static_cast<long long>(k), "", 1e3 * dense_s, 1e3 * moe_s, moe_s / dense_s);
+      std::printf("topk E=%-3lld k=%lld width F/%lld %12s %10.1f %10.1f %8.3f\n",
+                  static_cast<long long>(experts), static_cast<long long>(k),
+                  static_cast<long long>(k), "", 1e3 * dense_s, 1e3 * moe_s, moe_s / dense_s);
     }
     for (const std::string level : {"token", "segment"}) {
       auto moe = plugins.build_layer(
           "expert_choice", spec,
-          plugins.params("expert_choice", {{"experts", experts}, {"level", level}, {"segment_length", int64_t{64}}}));
+          plugins.params(
+              "expert_choice",
+              {{"experts", experts}, {"level", level}, {"segment_length", int64_t{64}}}));
       const auto [dense_s, moe_s] = compare(*dense, *moe, h_BLD, repeats);
-      std::printf("expert_choice E=%-3lld %-8s cf=1 %7s %10.1f %10.1f %8.3f\n", static_cast<long long>(experts),
-                  level.c_str(), "", 1e3 * dense_s, 1e3 * moe_s, moe_s / dense_s);
+      std::printf("expert_choice E=%-3lld %-8s cf=1 %7s %10.1f %10.1f %8.3f\n",
+                  static_cast<long long>(experts), level.c_str(), "", 1e3 * dense_s, 1e3 * moe_s,
+                  moe_s / dense_s);
     }
   }
   return 0;

@@ -19,18 +19,20 @@
 #include <cstring>
 #include <string>
 
+#include "lory/nn/precision.h"
 #include "lory/testkit/plugin_set.h"
 #include "nn/allocator_tuning.h"
 #include "step_profile.h"
 #include "train/adamw.h"
-#include "lory/nn/precision.h"
 #include "train/linear_cross_entropy.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 double sgemm_gflops(int64_t n, int repeats) {
   const torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n});
@@ -57,19 +59,23 @@ struct RouterCase {
 // One model under training: its step with either loss path, and the FLOPs a step does.
 class TrainedModel {
  public:
-  TrainedModel(const lory::testkit::PluginSet& plugins, const ModelShape& shape, const RouterCase& router)
+  TrainedModel(const lory::testkit::PluginSet& plugins, const ModelShape& shape,
+               const RouterCase& router)
       : shape_(shape), optimizer_({0.9, 0.95, 1e-8, 0.1}) {
     torch::manual_seed(0);
     const lory::ParamValues router_params =
-        router.experts > 0 ? plugins.params(router.plugin, {{"experts", lory::ParamValue(router.experts)},
-                                                            {"segment_length", lory::ParamValue(int64_t{64})}})
-                           : plugins.params(router.plugin);
-    model_ = plugins.build_model(
-        router.plugin, router_params,
-        plugins.transformer_params(shape.d_model, shape.layers, shape.heads, {{"d_ff", lory::ParamValue(shape.d_ff)}}),
-        shape.vocab, shape.context);
+        router.experts > 0
+            ? plugins.params(router.plugin, {{"experts", lory::ParamValue(router.experts)},
+                                             {"segment_length", lory::ParamValue(int64_t{64})}})
+            : plugins.params(router.plugin);
+    model_ =
+        plugins.build_model(router.plugin, router_params,
+                            plugins.transformer_params(shape.d_model, shape.layers, shape.heads,
+                                                       {{"d_ff", lory::ParamValue(shape.d_ff)}}),
+                            shape.vocab, shape.context);
     model_->train();
-    for (const auto& item : model_->named_parameters()) named_.emplace_back(item.key(), item.value());
+    for (const auto& item : model_->named_parameters())
+      named_.emplace_back(item.key(), item.value());
     batch_BL1_ = torch::randint(shape.vocab, {shape.batch, shape.context + 1}, torch::kInt64);
   }
 
@@ -78,7 +84,8 @@ class TrainedModel {
     torch::Tensor loss;
     {
       lory::MatmulPrecisionScope scope(precision, torch::kCPU);
-      loss = lory::language_model_loss(*model_, batch_BL1_.slice(1, 0, -1), batch_BL1_.slice(1, 1), context, path);
+      loss = lory::language_model_loss(*model_, batch_BL1_.slice(1, 0, -1), batch_BL1_.slice(1, 1),
+                                       context, path);
     }
     loss.add(context.total_aux_loss()).backward();
     optimizer_.step(named_, 1e-3);
@@ -97,9 +104,11 @@ class TrainedModel {
     for (const auto& [name, p] : named_) {
       if (name.find(".ffn.") == std::string::npos) other += p.numel();
     }
-    const double matmul_weights = static_cast<double>(other + dense_ffn - shape_.vocab * shape_.d_model);
+    const double matmul_weights =
+        static_cast<double>(other + dense_ffn - shape_.vocab * shape_.d_model);
     const double per_token =
-        6.0 * matmul_weights + 12.0 * static_cast<double>(shape_.layers * shape_.context * shape_.d_model);
+        6.0 * matmul_weights +
+        12.0 * static_cast<double>(shape_.layers * shape_.context * shape_.d_model);
     return per_token * tokens_per_step();
   }
 
@@ -140,14 +149,16 @@ Throughput measure(TrainedModel& model, int steps) {
 }
 
 void print_profile(const std::string& title, const lory::bench::StepProfile& profile) {
-  std::printf("\n%s: %.1f ms per step (self time of profiled ops)\n", title.c_str(), profile.ms_per_step);
+  std::printf("\n%s: %.1f ms per step (self time of profiled ops)\n", title.c_str(),
+              profile.ms_per_step);
   for (const auto& f : profile.families) {
     if (f.fraction < 0.005) continue;
     std::printf("  %-44s %9.1f ms %6.1f%%\n", f.name.c_str(), f.ms_per_step, 100 * f.fraction);
   }
   std::printf("  top ops:");
   for (size_t i = 0; i < std::min<size_t>(8, profile.ops.size()); ++i) {
-    std::printf("%s %s %.1f%%", i ? "," : "", profile.ops[i].name.c_str(), 100 * profile.ops[i].fraction);
+    std::printf("%s %s %.1f%%", i ? "," : "", profile.ops[i].name.c_str(),
+                100 * profile.ops[i].fraction);
   }
   std::printf("\n");
 }
@@ -159,27 +170,36 @@ int main(int argc, char** argv) {
   bool profile = false, quick = false;
   for (int i = 1; i < argc; ++i) {
     const bool has_value = i + 1 < argc;
-    if (!std::strcmp(argv[i], "--threads") && has_value) threads = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--steps") && has_value) steps = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--profile")) profile = true;
-    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--threads") && has_value)
+      threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--steps") && has_value)
+      steps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--profile"))
+      profile = true;
+    else if (!std::strcmp(argv[i], "--quick"))
+      quick = true;
     else {
-      std::fprintf(stderr, "usage: lory_bench_train [--threads N] [--steps N] [--profile] [--quick]\n");
+      std::fprintf(stderr,
+                   "usage: lory_bench_train [--threads N] [--steps N] [--profile] [--quick]\n");
       return 2;
     }
   }
   torch::set_num_threads(threads);
   lory::tune_allocator_for_training();
-  const std::string plugin_dir = (boost::dll::program_location().parent_path() / "plugins").string();
+  const std::string plugin_dir =
+      (boost::dll::program_location().parent_path() / "plugins").string();
   const lory::testkit::PluginSet plugins({plugin_dir});
   const double peak = sgemm_gflops(1024, 5);
-  std::printf("threads %d; fp32 sgemm 1024^3: %.1f GFLOP/s (the reference below); median of %d steps each\n\n",
-              threads, peak, steps);
+  std::printf(
+      "threads %d; fp32 sgemm 1024^3: %.1f GFLOP/s (the reference below); median of %d steps "
+      "each\n\n",
+      threads, peak, steps);
 
   const ModelShape quickstart{"quickstart d128 V4096", 128, 4, 4, 352, 4096, 256, 16};
   const ModelShape study{"study d128 V8192", 128, 4, 4, 352, 8192, 256, 16};
   const ModelShape wide{"d512 V4096", 512, 4, 8, 1408, 4096, 256, 8};
-  const RouterCase dense{"dense", "dense", 0}, lory8{"lory-8", "lory", 8}, lory32{"lory-32", "lory", 32};
+  const RouterCase dense{"dense", "dense", 0}, lory8{"lory-8", "lory", 8},
+      lory32{"lory-32", "lory", 32};
 
   if (profile) {
     for (const ModelShape& shape : {quickstart, study, wide}) {
@@ -202,10 +222,11 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  std::printf("%-22s %-8s %10s %10s %8s %10s %9s %9s %10s %8s %9s\n", "shape", "router", "tokens/s", "full-log.",
-              "chunked/", "GFLOP/s", "of sgemm", "vs dense", "bf16", "bf16/", "bf16 vs");
-  std::printf("%-22s %-8s %10s %10s %8s %10s %9s %9s %10s %8s %9s\n", "", "", "(chunked)", "tokens/s", "full",
-              "(chunked)", "", "", "tokens/s", "fp32", "dense");
+  std::printf("%-22s %-8s %10s %10s %8s %10s %9s %9s %10s %8s %9s\n", "shape", "router", "tokens/s",
+              "full-log.", "chunked/", "GFLOP/s", "of sgemm", "vs dense", "bf16", "bf16/",
+              "bf16 vs");
+  std::printf("%-22s %-8s %10s %10s %8s %10s %9s %9s %10s %8s %9s\n", "", "", "(chunked)",
+              "tokens/s", "full", "(chunked)", "", "", "tokens/s", "fp32", "dense");
   std::vector<ModelShape> shapes = {quickstart, study, wide};
   std::vector<RouterCase> routers = {dense, lory8, lory32};
   if (quick) {
@@ -224,8 +245,9 @@ int main(int argc, char** argv) {
         dense_bf16_tokens_per_s = bf16_tokens_per_s;
       }
       const double gflops = model.flops_per_step() / t.chunked_s / 1e9;
-      std::printf("%-22s %-8s %10.0f %10.0f %7.2fx %10.1f %8.0f%% %8.2fx %10.0f %7.2fx %8.2fx\n", shape.name.c_str(),
-                  router.name.c_str(), tokens_per_s, model.tokens_per_step() / t.full_s, t.full_s / t.chunked_s, gflops,
+      std::printf("%-22s %-8s %10.0f %10.0f %7.2fx %10.1f %8.0f%% %8.2fx %10.0f %7.2fx %8.2fx\n",
+                  shape.name.c_str(), router.name.c_str(), tokens_per_s,
+                  model.tokens_per_step() / t.full_s, t.full_s / t.chunked_s, gflops,
                   100.0 * gflops / peak, tokens_per_s / dense_tokens_per_s, bf16_tokens_per_s,
                   t.chunked_s / t.bf16_s, bf16_tokens_per_s / dense_bf16_tokens_per_s);
       std::fflush(stdout);

@@ -61,14 +61,15 @@ std::string prepare_byte_corpus(const TempDir& dir, const std::vector<TestDocume
   }
   write_text(dir.file("docs.jsonl"), jsonl);
   const std::string corpus = dir.file("corpus");
-  const auto result = run_command(fmt::format("{}/lory-data prepare --out {} --jsonl {} --tokenizer byte --force {}",
-                                              build_dir(), corpus, dir.file("docs.jsonl"), extra_arguments));
+  const auto result = run_command(
+      fmt::format("{}/lory-data prepare --out {} --jsonl {} --tokenizer byte --force {}",
+                  build_dir(), corpus, dir.file("docs.jsonl"), extra_arguments));
   if (result.exit_code != 0) throw std::runtime_error("lory-data prepare failed: " + result.output);
   return corpus;
 }
 
-std::string tiny_experiment(const std::string& name, const std::string& trainer, const std::string& eval,
-                            const std::string& extra) {
+std::string tiny_experiment(const std::string& name, const std::string& trainer,
+                            const std::string& eval, const std::string& extra) {
   return fmt::format(R"([experiment]
 name = "{}"
 [data]
@@ -90,7 +91,8 @@ tokens_per_domain = 128
                      name, trainer, eval, extra);
 }
 
-std::vector<TestDocument> synthetic_documents(int domains, int per_domain, int min_words, int max_words) {
+std::vector<TestDocument> synthetic_documents(int domains, int per_domain, int min_words,
+                                              int max_words) {
   // Each domain has its own small vocabulary, so that domains are distinguishable by content.
   std::vector<TestDocument> out;
   uint64_t state = 12345;
@@ -101,9 +103,11 @@ std::vector<TestDocument> synthetic_documents(int domains, int per_domain, int m
   for (int d = 0; d < domains; ++d) {
     const std::string domain = fmt::format("domain{}", d);
     for (int i = 0; i < per_domain; ++i) {
-      const int words = min_words + static_cast<int>(next() % static_cast<uint64_t>(max_words - min_words + 1));
+      const int words =
+          min_words + static_cast<int>(next() % static_cast<uint64_t>(max_words - min_words + 1));
       std::string text;
-      for (int w = 0; w < words; ++w) text += fmt::format("{}{}{} ", static_cast<char>('a' + d), next() % 7, w % 3);
+      for (int w = 0; w < words; ++w)
+        text += fmt::format("{}{}{} ", static_cast<char>('a' + d), next() % 7, w % 3);
       out.push_back({fmt::format("{}/doc{}", domain, i), domain, text});
     }
   }

@@ -47,10 +47,11 @@ std::string prepare_byte_corpus(const TempDir& dir, const std::vector<TestDocume
 // with context 32 on the folder "corpus" next to the experiment file, one thread. `trainer` and
 // `eval` are lines added to those tables (steps, batch_size, ...); `extra` is appended at the end
 // (router tables, grids).
-std::string tiny_experiment(const std::string& name, const std::string& trainer, const std::string& eval = "",
-                            const std::string& extra = "");
+std::string tiny_experiment(const std::string& name, const std::string& trainer,
+                            const std::string& eval = "", const std::string& extra = "");
 
 // Documents of `domains` domains, `per_domain` each, of varied lengths; deterministic.
-std::vector<TestDocument> synthetic_documents(int domains, int per_domain, int min_words, int max_words);
+std::vector<TestDocument> synthetic_documents(int domains, int per_domain, int min_words,
+                                              int max_words);
 
 }  // namespace lory::testing

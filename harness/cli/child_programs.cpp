@@ -1,8 +1,8 @@
 #include "child_programs.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <fmt/format.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,7 +37,8 @@ void install_stop_forwarding() {
   installed = true;
   struct sigaction action {};
   action.sa_handler = record_stop_signal;  // no SA_RESTART: waitpid returns with EINTR
-  for (const int signal_number : {SIGINT, SIGTERM, SIGHUP}) sigaction(signal_number, &action, nullptr);
+  for (const int signal_number : {SIGINT, SIGTERM, SIGHUP})
+    sigaction(signal_number, &action, nullptr);
 }
 
 pid_t spawn(const std::vector<std::string>& arguments, posix_spawn_file_actions_t* actions) {
@@ -47,7 +48,9 @@ pid_t spawn(const std::vector<std::string>& arguments, posix_spawn_file_actions_
   argv.push_back(nullptr);
   pid_t pid = 0;
   const int rc = posix_spawn(&pid, arguments[0].c_str(), actions, nullptr, argv.data(), environ);
-  if (rc != 0) throw UserError(fmt::format("cannot start '{}': {} (is the build complete?)", arguments[0], std::strerror(rc)));
+  if (rc != 0)
+    throw UserError(fmt::format("cannot start '{}': {} (is the build complete?)", arguments[0],
+                                std::strerror(rc)));
   return pid;
 }
 
@@ -55,7 +58,9 @@ std::string wait_for(pid_t pid, const std::vector<std::string>& arguments) {
   int status = 0;
   bool forwarded = false;
   while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw UserError(fmt::format("waiting for '{}' failed: {}", arguments[0], std::strerror(errno)));
+    if (errno != EINTR)
+      throw UserError(
+          fmt::format("waiting for '{}' failed: {}", arguments[0], std::strerror(errno)));
     if (stop_signal != 0 && !forwarded) {
       ::kill(pid, SIGTERM);
       forwarded = true;
@@ -63,27 +68,34 @@ std::string wait_for(pid_t pid, const std::vector<std::string>& arguments) {
   }
   if (stop_signal != 0) {
     throw Interrupted(fmt::format("interrupted by signal {} ({}): stopped, temporary files removed",
-                                static_cast<int>(stop_signal), strsignal(stop_signal)));
+                                  static_cast<int>(stop_signal), strsignal(stop_signal)));
   }
   if (WIFEXITED(status)) {
-    return WEXITSTATUS(status) == 0 ? "" : fmt::format("{} exited with status {}", fs::path(arguments[0]).filename().string(), WEXITSTATUS(status));
+    return WEXITSTATUS(status) == 0
+               ? ""
+               : fmt::format("{} exited with status {}", fs::path(arguments[0]).filename().string(),
+                             WEXITSTATUS(status));
   }
   if (WIFSIGNALED(status)) {
-    return fmt::format("{} was killed by signal {} ({})", fs::path(arguments[0]).filename().string(), WTERMSIG(status),
+    return fmt::format("{} was killed by signal {} ({})",
+                       fs::path(arguments[0]).filename().string(), WTERMSIG(status),
                        strsignal(WTERMSIG(status)));
   }
   return "ended abnormally";
 }
 
-std::string spawn_and_wait(const std::vector<std::string>& arguments, posix_spawn_file_actions_t* actions) {
+std::string spawn_and_wait(const std::vector<std::string>& arguments,
+                           posix_spawn_file_actions_t* actions) {
   return wait_for(spawn(arguments, actions), arguments);
 }
 
 }  // namespace
 
-std::string run_pipeline(const std::vector<std::string>& producer, const std::vector<std::string>& consumer) {
+std::string run_pipeline(const std::vector<std::string>& producer,
+                         const std::vector<std::string>& consumer) {
   int fds[2];
-  if (::pipe(fds) != 0) throw UserError(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  if (::pipe(fds) != 0)
+    throw UserError(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
   posix_spawn_file_actions_t producer_actions, consumer_actions;
   posix_spawn_file_actions_init(&producer_actions);
   posix_spawn_file_actions_adddup2(&producer_actions, fds[1], 1);
@@ -114,12 +126,16 @@ std::string run_pipeline(const std::vector<std::string>& producer, const std::ve
   return !consumer_end.empty() ? consumer_end : producer_end;
 }
 
-std::string run_program(const std::vector<std::string>& arguments) { return spawn_and_wait(arguments, nullptr); }
+std::string run_program(const std::vector<std::string>& arguments) {
+  return spawn_and_wait(arguments, nullptr);
+}
 
-std::string run_program_to_file(const std::vector<std::string>& arguments, const std::string& output_file) {
+std::string run_program_to_file(const std::vector<std::string>& arguments,
+                                const std::string& output_file) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
   std::string ending;
   try {
     ending = spawn_and_wait(arguments, &actions);

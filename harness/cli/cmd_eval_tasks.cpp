@@ -6,11 +6,11 @@
 #include <memory>
 
 #include "child_programs.h"
-#include "core/tasks/task_file.h"
-#include "run_inputs.h"
 #include "commands.h"
 #include "core/support/command_line_options.h"
 #include "core/support/diagnostics.h"
+#include "core/tasks/task_file.h"
+#include "run_inputs.h"
 #include "worker_job.h"
 
 namespace lory::cli {
@@ -23,7 +23,6 @@ struct EvalTasksOptions {
   std::string routing = "prompt";
 };
 
-
 // Every run must be done and every task file valid before any run is scored: bad input ends the
 // command before a worker starts, and each run's accuracies are written in one transaction.
 void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& tasks) {
@@ -35,9 +34,10 @@ void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& ta
     for (const std::string& id : tasks.runs) {
       RunRecord run = store.resolve_run(id);
       if (run.status != run_status::kDone) {
-        throw UserError(fmt::format("run {} ({}) is {}, not done: finish it with `lory run` before evaluating it; "
-                                    "nothing was evaluated",
-                                    run.id, run.label, run.status));
+        throw UserError(fmt::format(
+            "run {} ({}) is {}, not done: finish it with `lory run` before evaluating it; "
+            "nothing was evaluated",
+            run.id, run.label, run.status));
       }
       corpora.push_back(run_corpus_dir(store, run, options.corpus));
       plugin_paths.push_back(run_plugin_path(store, run, options.plugin_path));
@@ -50,9 +50,10 @@ void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& ta
     const std::string name = task_name_of(task_file);
     const auto [it, inserted] = file_of_name.emplace(name, task_file);
     if (!inserted) {
-      throw UserError(fmt::format("'{}' and '{}' are both task '{}' (a task is named by its file name): rename one; "
-                                  "nothing was evaluated",
-                                  it->second, task_file, name));
+      throw UserError(fmt::format(
+          "'{}' and '{}' are both task '{}' (a task is named by its file name): rename one; "
+          "nothing was evaluated",
+          it->second, task_file, name));
     }
   }
   // Tokenized once per corpus (runs of one experiment share one).
@@ -61,10 +62,14 @@ void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& ta
     if (tokenized.count(corpus)) continue;
     auto& files = tokenized[corpus];
     for (const std::string& task_file : tasks.task_files) {
-      files.push_back(std::make_unique<TemporaryFile>(fmt::format("tasks-{}-{}.jsonl", tokenized.size(), files.size())));
-      const std::string ending = run_program({executable_dir() + "/lory-data", "tokenize-tasks", "--corpus", corpus,
-                                              "--tasks", task_file, "--out", files.back()->path});
-      if (!ending.empty()) throw UserError(fmt::format("reading task file '{}' failed ({}); nothing was evaluated", task_file, ending));
+      files.push_back(std::make_unique<TemporaryFile>(
+          fmt::format("tasks-{}-{}.jsonl", tokenized.size(), files.size())));
+      const std::string ending =
+          run_program({executable_dir() + "/lory-data", "tokenize-tasks", "--corpus", corpus,
+                       "--tasks", task_file, "--out", files.back()->path});
+      if (!ending.empty())
+        throw UserError(fmt::format("reading task file '{}' failed ({}); nothing was evaluated",
+                                    task_file, ending));
     }
   }
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -85,20 +90,23 @@ void run_eval_tasks(const TrainedRunOptions& options, const EvalTasksOptions& ta
 void register_eval_tasks_command(CLI::App& app) {
   auto options = std::make_shared<TrainedRunOptions>();
   auto tasks = std::make_shared<EvalTasksOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "eval-tasks", "In-context multiple-choice accuracy of trained runs on task files (stored; shown by lory report)");
+  CLI::App* cmd = app.add_subcommand("eval-tasks",
+                                     "In-context multiple-choice accuracy of trained runs on task "
+                                     "files (stored; shown by lory report)");
   cmd->add_option("runs", tasks->runs, "Run ids, or prefixes of their cell hashes")->required();
   options->add_store_options(cmd);
-  cmd->add_option("--tasks", tasks->task_files,
-                  "Task files (JSONL: context, choices, gold, optional few_shot; docs/inference.md), e.g. "
-                  "experiments/tasks/*.jsonl")
+  cmd->add_option(
+         "--tasks", tasks->task_files,
+         "Task files (JSONL: context, choices, gold, optional few_shot; docs/inference.md), e.g. "
+         "experiments/tasks/*.jsonl")
       ->required()
       ->check(CLI::ExistingFile);
-  add_evaluation_routing_option(
-      cmd, tasks->routing,
-      "prompt: Lory routes each layer once from the context and scores every choice with that FFN (the paper's "
-      "inference rule); train: segment by segment, as in training; inference: the router's own inference rule "
-      "(token routers: all alike)");
+  add_evaluation_routing_option(cmd, tasks->routing,
+                                "prompt: Lory routes each layer once from the context and scores "
+                                "every choice with that FFN (the paper's "
+                                "inference rule); train: segment by segment, as in training; "
+                                "inference: the router's own inference rule "
+                                "(token routers: all alike)");
   options->add_precision_option(cmd);
   cmd->callback([options, tasks] { run_eval_tasks(*options, *tasks); });
 }

@@ -10,10 +10,13 @@ namespace lory::cli {
 
 void register_export_command(CLI::App& app) {
   auto options = std::make_shared<TrainedRunOptions>();
-  CLI::App* cmd = app.add_subcommand("export", "Write a trained run's weights (torch.load-able) and config to a folder");
+  CLI::App* cmd = app.add_subcommand(
+      "export", "Write a trained run's weights (torch.load-able) and config to a folder");
   options->add_common(cmd);
   cmd->add_option("--out", options->out_dir, "Output folder")->required();
-  cmd->callback([options] { run_worker_command(*options, "export", {"--out", options->out_dir}, "export"); });
+  cmd->callback([options] {
+    run_worker_command(*options, "export", {"--out", options->out_dir}, "export");
+  });
 }
 
 }  // namespace lory::cli

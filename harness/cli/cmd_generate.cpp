@@ -5,10 +5,10 @@
 #include <fstream>
 
 #include "child_programs.h"
-#include "run_inputs.h"
 #include "commands.h"
 #include "core/support/command_line_options.h"
 #include "core/support/diagnostics.h"
+#include "run_inputs.h"
 #include "worker_job.h"
 
 namespace lory::cli {
@@ -26,7 +26,6 @@ struct GenerateOptions {
   bool json = false, no_cache = false;
 };
 
-
 void run_generate(const TrainedRunOptions& options, const GenerateOptions& generate) {
   ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
@@ -40,16 +39,25 @@ void run_generate(const TrainedRunOptions& options, const GenerateOptions& gener
     text_file = prompt_text.path;
   }
   const std::string ending = run_program_to_file(
-      {executable_dir() + "/lory-data", "encode", "--corpus", corpus, "--text", text_file}, prompt_ids.path);
+      {executable_dir() + "/lory-data", "encode", "--corpus", corpus, "--text", text_file},
+      prompt_ids.path);
   if (!ending.empty()) throw UserError("tokenizing the prompt failed: " + ending);
-  auto worker = worker_arguments("generate", options, run, corpus, run_plugin_path(store, run, options.plugin_path));
-  worker.insert(worker.end(), {"--token-ids", prompt_ids.path, "--max-tokens", std::to_string(generate.max_tokens),
-                               "--temperature", fmt::format("{}", generate.temperature), "--top-k",
-                               std::to_string(generate.top_k), "--top-p", fmt::format("{}", generate.top_p), "--seed",
-                               std::to_string(generate.seed), "--routing", generate.routing});
+  auto worker = worker_arguments("generate", options, run, corpus,
+                                 run_plugin_path(store, run, options.plugin_path));
+  worker.insert(
+      worker.end(),
+      {"--token-ids", prompt_ids.path, "--max-tokens", std::to_string(generate.max_tokens),
+       "--temperature", fmt::format("{}", generate.temperature), "--top-k",
+       std::to_string(generate.top_k), "--top-p", fmt::format("{}", generate.top_p), "--seed",
+       std::to_string(generate.seed), "--routing", generate.routing});
   if (generate.no_cache) worker.push_back("--no-cache");
-  std::vector<std::string> decoder{executable_dir() + "/lory-data", "decode", "--corpus", corpus, "--stream",
-                                   "--prefix-ids", prompt_ids.path};
+  std::vector<std::string> decoder{executable_dir() + "/lory-data",
+                                   "decode",
+                                   "--corpus",
+                                   corpus,
+                                   "--stream",
+                                   "--prefix-ids",
+                                   prompt_ids.path};
   if (generate.json) decoder.push_back("--json");
   std::fflush(stdout);
   const std::string pipeline_ending = run_pipeline(worker, decoder);
@@ -61,13 +69,17 @@ void run_generate(const TrainedRunOptions& options, const GenerateOptions& gener
 void register_generate_command(CLI::App& app) {
   auto options = std::make_shared<TrainedRunOptions>();
   auto generate = std::make_shared<GenerateOptions>();
-  CLI::App* cmd = app.add_subcommand(
-      "generate", "Continue a prompt with a trained run (KV cache; Lory merges its experts once from the prompt)");
+  CLI::App* cmd = app.add_subcommand("generate",
+                                     "Continue a prompt with a trained run (KV cache; Lory merges "
+                                     "its experts once from the prompt)");
   options->add_common(cmd);
   auto* prompt = cmd->add_option("--prompt", generate->prompt, "Prompt text");
   auto* prompt_file =
-      cmd->add_option("--prompt-file", generate->prompt_file, "File holding the prompt text")->check(CLI::ExistingFile)->excludes(prompt);
-  cmd->add_option("--max-tokens", generate->max_tokens, "Tokens to generate (prompt + these must fit the context)")
+      cmd->add_option("--prompt-file", generate->prompt_file, "File holding the prompt text")
+          ->check(CLI::ExistingFile)
+          ->excludes(prompt);
+  cmd->add_option("--max-tokens", generate->max_tokens,
+                  "Tokens to generate (prompt + these must fit the context)")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--temperature", generate->temperature, "Sampling temperature; 0 = greedy")
@@ -76,17 +88,22 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--top-k", generate->top_k, "Sample from the k most likely tokens; 0 = all")
       ->check(CLI::Range(0, 1 << 24))
       ->capture_default_str();
-  cmd->add_option("--top-p", generate->top_p, "Sample from the smallest set of tokens whose probability reaches p")
+  cmd->add_option("--top-p", generate->top_p,
+                  "Sample from the smallest set of tokens whose probability reaches p")
       ->check(finite_range(1e-9, 1.0))
       ->capture_default_str();
-  cmd->add_option("--seed", generate->seed, "Sampling seed (the same seed gives the same text)")->capture_default_str();
+  cmd->add_option("--seed", generate->seed, "Sampling seed (the same seed gives the same text)")
+      ->capture_default_str();
   cmd->add_option("--routing", generate->routing,
-                  "prompt: Lory routes each layer once from the prompt and reuses that FFN; segment: re-routes "
+                  "prompt: Lory routes each layer once from the prompt and reuses that FFN; "
+                  "segment: re-routes "
                   "every T tokens from the previous segment, as in training (token routers: alike)")
       ->check(CLI::IsMember({"prompt", "segment"}))
       ->capture_default_str();
-  cmd->add_flag("--json", generate->json, "Print {text, tokens: [{id, piece, logprob}]} at the end instead of streaming");
-  cmd->add_flag("--no-cache", generate->no_cache, "Recompute the whole sequence for every new token (slow; a reference)");
+  cmd->add_flag("--json", generate->json,
+                "Print {text, tokens: [{id, piece, logprob}]} at the end instead of streaming");
+  cmd->add_flag("--no-cache", generate->no_cache,
+                "Recompute the whole sequence for every new token (slow; a reference)");
   options->add_precision_option(cmd);
   cmd->callback([options, generate, prompt, prompt_file] {
     if (!*prompt && !*prompt_file) throw UserError("give --prompt TEXT or --prompt-file FILE");

@@ -22,11 +22,16 @@ struct QueryOptions {
 
 std::string cell_text(const Statement& s, int i) {
   switch (s.column_type(i)) {
-    case SQLITE_NULL: return "";
-    case SQLITE_INTEGER: return std::to_string(s.column_int(i));
-    case SQLITE_FLOAT: return fmt::format("{:.6g}", s.column_double(i));
-    case SQLITE_BLOB: return "<blob>";
-    default: return s.column_text(i);
+    case SQLITE_NULL:
+      return "";
+    case SQLITE_INTEGER:
+      return std::to_string(s.column_int(i));
+    case SQLITE_FLOAT:
+      return fmt::format("{:.6g}", s.column_double(i));
+    case SQLITE_BLOB:
+      return "<blob>";
+    default:
+      return s.column_text(i);
   }
 }
 
@@ -48,8 +53,9 @@ void run_query(const QueryOptions& options) {
     throw UserError("lory query runs one statement at a time; split the SQL into separate calls");
   }
   if (!statement.is_readonly()) {
-    throw UserError(fmt::format("lory query is read-only and this statement would modify '{}'; nothing was changed",
-                                options.db));
+    throw UserError(fmt::format(
+        "lory query is read-only and this statement would modify '{}'; nothing was changed",
+        options.db));
   }
   const int columns = statement.column_count();
   std::vector<std::string> header;
@@ -60,10 +66,17 @@ void run_query(const QueryOptions& options) {
       nlohmann::json row = nlohmann::json::object();
       for (int i = 0; i < columns; ++i) {
         switch (statement.column_type(i)) {
-          case SQLITE_NULL: row[header[i]] = nullptr; break;
-          case SQLITE_INTEGER: row[header[i]] = statement.column_int(i); break;
-          case SQLITE_FLOAT: row[header[i]] = statement.column_double(i); break;
-          default: row[header[i]] = statement.column_text(i);
+          case SQLITE_NULL:
+            row[header[i]] = nullptr;
+            break;
+          case SQLITE_INTEGER:
+            row[header[i]] = statement.column_int(i);
+            break;
+          case SQLITE_FLOAT:
+            row[header[i]] = statement.column_double(i);
+            break;
+          default:
+            row[header[i]] = statement.column_text(i);
         }
       }
       rows.push_back(row);
@@ -76,8 +89,9 @@ void run_query(const QueryOptions& options) {
     while (statement.step()) {
       line.clear();
       for (int i = 0; i < columns; ++i) {
-        std::string value = statement.column_type(i) == SQLITE_FLOAT ? fmt::format("{}", statement.column_double(i))
-                                                                     : cell_text(statement, i);
+        std::string value = statement.column_type(i) == SQLITE_FLOAT
+                                ? fmt::format("{}", statement.column_double(i))
+                                : cell_text(statement, i);
         line += (i ? "," : "") + csv_escape(value);
       }
       std::printf("%s\n", line.c_str());
@@ -89,7 +103,8 @@ void run_query(const QueryOptions& options) {
       for (int i = 0; i < columns; ++i) row.push_back(cell_text(statement, i));
       table.add_row(std::move(row));
     }
-    std::printf("%s(%zu row%s)\n", table.render().c_str(), table.row_count(), table.row_count() == 1 ? "" : "s");
+    std::printf("%s(%zu row%s)\n", table.render().c_str(), table.row_count(),
+                table.row_count() == 1 ? "" : "s");
   }
 }
 
@@ -97,8 +112,10 @@ void run_query(const QueryOptions& options) {
 
 void register_query_command(CLI::App& app) {
   auto options = std::make_shared<QueryOptions>();
-  CLI::App* cmd = app.add_subcommand("query", "Run one read-only SQL statement on the results store");
-  cmd->add_option("sql", options->sql, "The SQL statement (e.g. \"SELECT * FROM runs\")")->required();
+  CLI::App* cmd =
+      app.add_subcommand("query", "Run one read-only SQL statement on the results store");
+  cmd->add_option("sql", options->sql, "The SQL statement (e.g. \"SELECT * FROM runs\")")
+      ->required();
   cmd->add_option("--db", options->db, "Results database")->capture_default_str();
   auto* csv = cmd->add_flag("--csv", options->csv, "Print CSV");
   cmd->add_flag("--json", options->json, "Print a JSON array of objects")->excludes(csv);

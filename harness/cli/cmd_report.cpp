@@ -42,22 +42,22 @@ struct MeanStd {
 
 std::string format_mean_std(const MeanStd& m, const char* format) {
   const std::string mean = fmt::format(fmt::runtime(format), m.mean);
-  return m.n >= 2 && std::isfinite(m.std) ? mean + " ± " + fmt::format(fmt::runtime(format), m.std) : mean;
+  return m.n >= 2 && std::isfinite(m.std) ? mean + " ± " + fmt::format(fmt::runtime(format), m.std)
+                                          : mean;
 }
-
 
 std::vector<std::string> group_order(const std::vector<RunInfo>& runs) {
   std::vector<std::string> groups;
   for (const RunInfo& r : runs) {
-    if (std::find(groups.begin(), groups.end(), r.group_label) == groups.end()) groups.push_back(r.group_label);
+    if (std::find(groups.begin(), groups.end(), r.group_label) == groups.end())
+      groups.push_back(r.group_label);
   }
   return groups;
 }
 
-
-
 // Moving average over `window` logged points: training loss is noisy from batch to batch.
-std::vector<std::pair<double, double>> smoothed(const std::vector<std::pair<double, double>>& points, size_t window) {
+std::vector<std::pair<double, double>> smoothed(
+    const std::vector<std::pair<double, double>>& points, size_t window) {
   std::vector<std::pair<double, double>> out;
   for (size_t i = 0; i < points.size(); ++i) {
     const size_t from = i + 1 >= window ? i + 1 - window : 0;
@@ -85,11 +85,14 @@ void add_perplexity_section(ReportDocument& doc, Database& db, const std::string
   for (const auto& group : groups) {
     if (!ppl.count(group)) continue;
     std::vector<std::string> row = {group, std::to_string(ppl[group].begin()->second.n)};
-    for (const auto& d : columns) row.push_back(ppl[group].count(d) ? format_mean_std(ppl[group][d], "{:.2f}") : "-");
+    for (const auto& d : columns)
+      row.push_back(ppl[group].count(d) ? format_mean_std(ppl[group][d], "{:.2f}") : "-");
     rows.push_back(std::move(row));
   }
-  doc.paragraph("Final evaluation of every cell (routing as in training, causal), mean ± sample standard deviation "
-                "over seeds when there are at least two.");
+  doc.paragraph(
+      "Final evaluation of every cell (routing as in training, causal), mean ± sample standard "
+      "deviation "
+      "over seeds when there are at least two.");
   doc.table(header, rows);
 
   std::map<std::string, std::map<std::string, MeanStd>> change;
@@ -98,8 +101,9 @@ void add_perplexity_section(ReportDocument& doc, Database& db, const std::string
   }
   doc.heading(2, "Change relative to the dense baseline");
   if (change.empty()) {
-    doc.paragraph("No MoE cell has a dense cell that shares everything but the router, so there is no paired "
-                  "comparison.");
+    doc.paragraph(
+        "No MoE cell has a dense cell that shares everything but the router, so there is no paired "
+        "comparison.");
     return;
   }
   rows.clear();
@@ -127,18 +131,22 @@ void add_perplexity_section(ReportDocument& doc, Database& db, const std::string
     }
     rows.push_back(std::move(row));
   }
-  doc.paragraph("Perplexity improvement over the dense run that shares everything but the router, (dense - MoE) / "
-                "dense, paired seed by seed (the paper's +13.9% on Books is this number).");
+  doc.paragraph(
+      "Perplexity improvement over the dense run that shares everything but the router, (dense - "
+      "MoE) / "
+      "dense, paired seed by seed (the paper's +13.9% on Books is this number).");
   doc.table(header, rows);
   if (any_within_spread) {
-    doc.paragraph("~ marks a difference smaller than its spread over seeds: not distinguishable from noise.");
+    doc.paragraph(
+        "~ marks a difference smaller than its spread over seeds: not distinguishable from noise.");
   }
   if (any_single_seed) {
-    doc.paragraph("Cells with one seed have no spread estimate: run more seeds (grid.seeds) before trusting small "
-                  "differences.");
+    doc.paragraph(
+        "Cells with one seed have no spread estimate: run more seeds (grid.seeds) before trusting "
+        "small "
+        "differences.");
   }
 }
-
 
 // The step at which a held-out curve first reaches target, linear between evaluations; NAN when it
 // never does, and the first evaluation's step when that one is already below (an upper bound).
@@ -153,8 +161,8 @@ double step_reaching(const std::vector<std::pair<double, double>>& curve, double
   return NAN;
 }
 
-void add_loss_section(ReportDocument& doc, Database& db, const std::string& experiment, const std::vector<RunInfo>& runs,
-                      const std::string& out) {
+void add_loss_section(ReportDocument& doc, Database& db, const std::string& experiment,
+                      const std::vector<RunInfo>& runs, const std::string& out) {
   doc.heading(2, "Training loss");
   std::vector<Series> series;
   for (const RunInfo& r : runs) {
@@ -165,15 +173,17 @@ void add_loss_section(ReportDocument& doc, Database& db, const std::string& expe
     doc.paragraph("No training metrics yet.");
     return;
   }
-  line_plot(out + "/loss_curves.png", "Training loss (moving average of 3 logged steps)", "training tokens",
-            "loss (nats per token)", series);
+  line_plot(out + "/loss_curves.png", "Training loss (moving average of 3 logged steps)",
+            "training tokens", "loss (nats per token)", series);
   doc.figure("loss_curves.png", "Training loss of every cell against training tokens");
 
   // Tokens each MoE run needs to reach its paired dense run's final (smoothed) training loss.
   std::vector<std::vector<std::string>> rows;
   for (const BaselinePair& pair : ResultsReader(db).evaluated_pairs(experiment)) {
-    const auto moe = smoothed(ResultsReader(db).metric_against_tokens(pair.run_id, "train/loss"), 3);
-    const auto dense = smoothed(ResultsReader(db).metric_against_tokens(pair.baseline_run_id, "train/loss"), 3);
+    const auto moe =
+        smoothed(ResultsReader(db).metric_against_tokens(pair.run_id, "train/loss"), 3);
+    const auto dense =
+        smoothed(ResultsReader(db).metric_against_tokens(pair.baseline_run_id, "train/loss"), 3);
     if (moe.empty() || dense.empty()) continue;
     const double target = dense.back().second, dense_tokens = dense.back().first;
     std::string reached = "not reached", fraction = "-";
@@ -192,27 +202,37 @@ void add_loss_section(ReportDocument& doc, Database& db, const std::string& expe
     std::string held_out_fraction = "-";
     if (!moe_held_out.empty() && !dense_held_out.empty()) {
       const double step = step_reaching(moe_held_out, dense_held_out.back().second);
-      held_out_fraction = std::isnan(step) ? "not reached"
-                          : fmt::format("{}{:.2f}", step == moe_held_out.front().first ? "<= " : "",
-                                        step / dense_held_out.back().first);
+      held_out_fraction =
+          std::isnan(step)
+              ? "not reached"
+              : fmt::format("{}{:.2f}", step == moe_held_out.front().first ? "<= " : "",
+                            step / dense_held_out.back().first);
     }
-    rows.push_back({pair.label, fmt::format("{:.4f}", target), fmt::format("{:.0f}", dense_tokens), reached,
-                    fraction, held_out_fraction});
+    rows.push_back({pair.label, fmt::format("{:.4f}", target), fmt::format("{:.0f}", dense_tokens),
+                    reached, fraction, held_out_fraction});
   }
   if (!rows.empty()) {
     doc.heading(3, "Tokens to reach the dense model's final loss");
-    doc.paragraph("Training loss: first training-token count at which the MoE run's smoothed training loss is at or "
-                  "below the final smoothed training loss of its paired dense run (the paper: fewer than half the "
-                  "tokens with 32 experts); a batch's loss depends on its content, so this crosses early on an easy "
-                  "stretch of batches. Held-out: the fraction of dense's steps at which the MoE run's held-out loss "
-                  "(all domains) reaches dense's final held-out loss, linear between evaluations (coarse with few "
-                  "evaluations; \"<=\" when the first evaluation is already there).");
-    doc.table({"MoE run", "dense final loss", "dense tokens", "MoE tokens to reach it", "fraction", "held-out fraction"},
+    doc.paragraph(
+        "Training loss: first training-token count at which the MoE run's smoothed training loss "
+        "is at or "
+        "below the final smoothed training loss of its paired dense run (the paper: fewer than "
+        "half the "
+        "tokens with 32 experts); a batch's loss depends on its content, so this crosses early on "
+        "an easy "
+        "stretch of batches. Held-out: the fraction of dense's steps at which the MoE run's "
+        "held-out loss "
+        "(all domains) reaches dense's final held-out loss, linear between evaluations (coarse "
+        "with few "
+        "evaluations; \"<=\" when the first evaluation is already there).");
+    doc.table({"MoE run", "dense final loss", "dense tokens", "MoE tokens to reach it", "fraction",
+               "held-out fraction"},
               rows);
   }
 }
 
-void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs, const std::string& out) {
+void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<RunInfo>& runs,
+                          const std::string& out) {
   // One run per MoE cell group (its lowest seed).
   std::vector<RunInfo> representatives;
   std::set<std::string> seen;
@@ -234,29 +254,37 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
       }
     }
   }
-  doc.paragraph("Per layer at the last evaluation: mean routing entropy per token (nats), specialisation = "
-                "I(domain; expert) / H(expert) of the routing mass (0 = routing ignores the domain, 1 = the domain "
-                "determines it), load imbalance (max / mean expert mass) and experts no token activated (weight > "
-                "2/E). The heatmaps show the mean routing weight of every expert per domain for a lower, a middle and "
-                "an upper layer, all on one colour scale (0 to " + fmt::format("{:.2f}", colour_max) + ").");
+  doc.paragraph(
+      "Per layer at the last evaluation: mean routing entropy per token (nats), specialisation = "
+      "I(domain; expert) / H(expert) of the routing mass (0 = routing ignores the domain, 1 = the "
+      "domain "
+      "determines it), load imbalance (max / mean expert mass) and experts no token activated "
+      "(weight > "
+      "2/E). The heatmaps show the mean routing weight of every expert per domain for a lower, a "
+      "middle and "
+      "an upper layer, all on one colour scale (0 to " +
+      fmt::format("{:.2f}", colour_max) + ").");
   for (const RunInfo& r : representatives) {
     doc.heading(3, r.label);
     std::vector<std::vector<std::string>> rows;
     std::vector<int64_t> layer_ids;
     for (const LayerRouting& l : ResultsReader(db).layer_routing(r.id)) {
       layer_ids.push_back(l.layer);
-      rows.push_back({std::to_string(l.layer), std::to_string(l.experts), fmt::format("{:.3f}", l.entropy),
-                      fmt::format("{:.3f}", l.specialisation), fmt::format("{:.2f}", l.load_imbalance),
-                      std::to_string(l.unused_experts)});
+      rows.push_back({std::to_string(l.layer), std::to_string(l.experts),
+                      fmt::format("{:.3f}", l.entropy), fmt::format("{:.3f}", l.specialisation),
+                      fmt::format("{:.2f}", l.load_imbalance), std::to_string(l.unused_experts)});
     }
     if (rows.empty()) {
       // A cell of the grid that has not been evaluated yet is not a cell without statistics.
-      doc.paragraph(r.status == "done" ? std::string("No routing statistics (eval.routing_stats = false?).")
-                                       : fmt::format("Not evaluated yet (status {}).", r.status));
+      doc.paragraph(r.status == "done"
+                        ? std::string("No routing statistics (eval.routing_stats = false?).")
+                        : fmt::format("Not evaluated yet (status {}).", r.status));
       continue;
     }
-    doc.table({"layer", "experts", "entropy", "specialisation", "load imbalance", "unused experts"}, rows);
-    std::vector<int64_t> shown = {layer_ids.front(), layer_ids[layer_ids.size() / 2], layer_ids.back()};
+    doc.table({"layer", "experts", "entropy", "specialisation", "load imbalance", "unused experts"},
+              rows);
+    std::vector<int64_t> shown = {layer_ids.front(), layer_ids[layer_ids.size() / 2],
+                                  layer_ids.back()};
     shown.erase(std::unique(shown.begin(), shown.end()), shown.end());
     for (int64_t layer : shown) {
       const ExpertDomainMatrix matrix = ResultsReader(db).expert_domain_matrix(r.id, layer);
@@ -266,9 +294,10 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
       if (values.empty()) continue;
       for (size_t e = 0; e < values.front().size(); ++e) experts.push_back(std::to_string(e));
       const std::string file = fmt::format("heatmap_run{}_layer{}.png", r.id, layer);
-      heatmap(out + "/" + file, fmt::format("{}: layer {}", r.label, layer), domains, experts, values,
-              "mean routing weight", colour_max);
-      doc.figure(file, fmt::format("Expert x domain routing weights, {}, layer {}", r.label, layer));
+      heatmap(out + "/" + file, fmt::format("{}: layer {}", r.label, layer), domains, experts,
+              values, "mean routing weight", colour_max);
+      doc.figure(file,
+                 fmt::format("Expert x domain routing weights, {}, layer {}", r.label, layer));
     }
   }
   doc.heading(2, "Expert utilisation over training");
@@ -283,20 +312,26 @@ void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<R
     std::vector<std::pair<double, double>> used;
     for (const auto& [tokens, value] : unused) used.emplace_back(tokens, count - value);
     used_series.push_back({r.label, used});
-    entropy_series.push_back({r.label, ResultsReader(db).metric_against_tokens(r.id, "router/entropy")});
+    entropy_series.push_back(
+        {r.label, ResultsReader(db).metric_against_tokens(r.id, "router/entropy")});
   }
   if (used_series.empty()) {
     doc.paragraph("No routing metrics logged during training.");
     return;
   }
-  doc.paragraph("An expert counts as activated for a token when its routing weight exceeds 2/E (the paper's rule); "
-                "the first figure counts the experts some token of the logged batch activated, the second shows how "
-                "peaked routing is (mean routing entropy per token; ln E = uniform).");
-  line_plot(out + "/utilisation.png", "Experts activated (weight > 2/E) by some token of the logged batch",
-            "training tokens", "experts in use (mean over layers)", used_series, most_experts);
-  doc.figure("utilisation.png", "Expert utilisation over training (the paper's activated-experts count)");
-  line_plot(out + "/routing_entropy.png", "Routing entropy per token", "training tokens", "entropy (nats, mean over layers)",
-            entropy_series);
+  doc.paragraph(
+      "An expert counts as activated for a token when its routing weight exceeds 2/E (the paper's "
+      "rule); "
+      "the first figure counts the experts some token of the logged batch activated, the second "
+      "shows how "
+      "peaked routing is (mean routing entropy per token; ln E = uniform).");
+  line_plot(out + "/utilisation.png",
+            "Experts activated (weight > 2/E) by some token of the logged batch", "training tokens",
+            "experts in use (mean over layers)", used_series, most_experts);
+  doc.figure("utilisation.png",
+             "Expert utilisation over training (the paper's activated-experts count)");
+  line_plot(out + "/routing_entropy.png", "Routing entropy per token", "training tokens",
+            "entropy (nats, mean over layers)", entropy_series);
   doc.figure("routing_entropy.png", "Routing entropy over training");
 }
 
@@ -321,18 +356,26 @@ void add_balance_section(ReportDocument& doc, Database& db, const std::vector<Ru
       return curve.empty() ? std::string("-") : fmt::format("{:.2f}", curve.back().second);
     };
     rows.push_back({r.label, fmt::format("{:.2f}", max_violation.back().second),
-                    fmt::format("{:.2f}", sum / static_cast<double>(max_violation.size())), fmt::format("{:.2f}", largest),
-                    last("router/load_p0"), last("router/load_p10"), last("router/load_p50"), last("router/load_p90"),
-                    last("router/load_p100"), last("router/unused_experts")});
+                    fmt::format("{:.2f}", sum / static_cast<double>(max_violation.size())),
+                    fmt::format("{:.2f}", largest), last("router/load_p0"), last("router/load_p10"),
+                    last("router/load_p50"), last("router/load_p90"), last("router/load_p100"),
+                    last("router/unused_experts")});
   }
   if (rows.empty()) return;
   doc.heading(2, "Load balance during training");
-  doc.paragraph("MaxVio = the most loaded expert's load over the mean load, minus 1 (0 = balanced; Wang et al., 2024), "
-                "in the worst layer of each logged training batch: at the last one, averaged over the logged ones, and "
-                "at its largest. Load percentiles: the experts' loads (tokens for token routers, weight mass for Lory) "
-                "relative to the mean, at the last logged batch, averaged over layers (p100 in the worst layer). "
-                "Unused: experts no token reached (mean over layers).");
-  doc.table({"run", "MaxVio last", "MaxVio mean", "MaxVio max", "load p0", "p10", "p50", "p90", "p100", "unused"}, rows);
+  doc.paragraph(
+      "MaxVio = the most loaded expert's load over the mean load, minus 1 (0 = balanced; Wang et "
+      "al., 2024), "
+      "in the worst layer of each logged training batch: at the last one, averaged over the logged "
+      "ones, and "
+      "at its largest. Load percentiles: the experts' loads (tokens for token routers, weight mass "
+      "for Lory) "
+      "relative to the mean, at the last logged batch, averaged over layers (p100 in the worst "
+      "layer). "
+      "Unused: experts no token reached (mean over layers).");
+  doc.table({"run", "MaxVio last", "MaxVio mean", "MaxVio max", "load p0", "p10", "p50", "p90",
+             "p100", "unused"},
+            rows);
 
   std::vector<std::vector<std::string>> stability_rows;
   for (const RunInfo& r : runs) {
@@ -343,21 +386,26 @@ void add_balance_section(ReportDocument& doc, Database& db, const std::vector<Ru
     if (agreement.empty() || distance.size() != agreement.size()) continue;
     std::string cells;
     for (size_t i = 0; i < agreement.size(); ++i) {
-      cells += fmt::format("{}{:.2f}M: {:.2f} / {:.2f}", cells.empty() ? "" : "; ", agreement[i].first / 1e6,
-                           agreement[i].second, distance[i].second);
+      cells += fmt::format("{}{:.2f}M: {:.2f} / {:.2f}", cells.empty() ? "" : "; ",
+                           agreement[i].first / 1e6, agreement[i].second, distance[i].second);
     }
     stability_rows.push_back({r.label, cells});
   }
   if (stability_rows.empty()) return;
-  doc.paragraph("Routing stability (OLMoE's measure): at each evaluation, the routing of a fixed probe of held-out "
-                "sequences against the final model's, as the share of probe tokens whose top-1 expert is already the "
-                "final one / the mean total variation distance between the two routing distributions (0 = the same), "
-                "mean over layers, by training tokens.");
+  doc.paragraph(
+      "Routing stability (OLMoE's measure): at each evaluation, the routing of a fixed probe of "
+      "held-out "
+      "sequences against the final model's, as the share of probe tokens whose top-1 expert is "
+      "already the "
+      "final one / the mean total variation distance between the two routing distributions (0 = "
+      "the same), "
+      "mean over layers, by training tokens.");
   doc.table({"run", "training tokens: top-1 agreement / distance"}, stability_rows);
 }
 
 void add_throughput_section(ReportDocument& doc, Database& db, const std::string& experiment,
-                            const std::vector<RunInfo>& runs, const std::vector<std::string>& groups) {
+                            const std::vector<RunInfo>& runs,
+                            const std::vector<std::string>& groups) {
   doc.heading(2, "Throughput");
   std::map<int64_t, double> tokens_per_s;
   for (const RunInfo& r : runs) {
@@ -388,23 +436,30 @@ void add_throughput_section(ReportDocument& doc, Database& db, const std::string
     if (!speed_by_group.count(group)) continue;
     const auto& ratios = ratio_by_group[group];
     rows.push_back({group, fmt::format("{:.0f}", mean_of(speed_by_group[group])),
-                    ratios.empty() ? "-" : fmt::format("{:.3f}", mean_of(ratios)), std::to_string(ratios.size())});
+                    ratios.empty() ? "-" : fmt::format("{:.3f}", mean_of(ratios)),
+                    std::to_string(ratios.size())});
   }
-  doc.paragraph("Training tokens per second (mean over logged intervals and seeds), and each run's tokens/s over "
-                "those of its paired dense run (same seed and batcher), averaged over the pairs. 2-vCPU machines are "
-                "noisy and a grid that grows over sessions may run on machines of different speed: trust the ratio "
-                "of runs trained one after the other on one machine.");
+  doc.paragraph(
+      "Training tokens per second (mean over logged intervals and seeds), and each run's tokens/s "
+      "over "
+      "those of its paired dense run (same seed and batcher), averaged over the pairs. 2-vCPU "
+      "machines are "
+      "noisy and a grid that grows over sessions may run on machines of different speed: trust the "
+      "ratio "
+      "of runs trained one after the other on one machine.");
   doc.table({"cell", "tokens/s", "relative to paired dense", "pairs"}, rows);
 }
 
-// `lory eval-tasks` results, when there are any: accuracy per cell, task and routing rule, over seeds.
+// `lory eval-tasks` results, when there are any: accuracy per cell, task and routing rule, over
+// seeds.
 void add_task_section(ReportDocument& doc, Database& db, const std::string& experiment,
                       const std::vector<std::string>& groups) {
   std::map<std::string, std::vector<std::vector<std::string>>> rows_by_group;
   for (const TaskOverSeeds& t : ResultsReader(db).tasks_over_seeds(experiment)) {
     rows_by_group[t.group_label].push_back(
         {t.group_label, t.task, t.routing, std::to_string(t.n), std::to_string(t.examples),
-         fmt::format("{:.3f}", t.chance), format_mean_std({t.accuracy, t.accuracy_std, t.n}, "{:.3f}"),
+         fmt::format("{:.3f}", t.chance),
+         format_mean_std({t.accuracy, t.accuracy_std, t.n}, "{:.3f}"),
          format_mean_std({t.accuracy_norm, t.accuracy_norm_std, t.n}, "{:.3f}"),
          std::isfinite(t.accuracy_stderr) ? fmt::format("{:.3f}", t.accuracy_stderr) : "-"});
   }
@@ -414,12 +469,19 @@ void add_task_section(ReportDocument& doc, Database& db, const std::string& expe
     for (auto& row : rows_by_group[group]) rows.push_back(std::move(row));
   }
   doc.heading(2, "In-context tasks");
-  doc.paragraph("Multiple-choice accuracy on the task files given to `lory eval-tasks` (docs/inference.md), final "
-                "checkpoints: the choice with the highest log-likelihood after the context, and with the highest "
-                "log-likelihood per byte of its text. Mean ± sample standard deviation over seeds when there are at "
-                "least two; `stderr` is the binomial standard error of one run's accuracy (mean over seeds), the "
-                "noise of the task file's size alone.");
-  doc.table({"cell", "task", "routing", "seeds", "examples", "chance", "accuracy", "accuracy per byte", "stderr"}, rows);
+  doc.paragraph(
+      "Multiple-choice accuracy on the task files given to `lory eval-tasks` (docs/inference.md), "
+      "final "
+      "checkpoints: the choice with the highest log-likelihood after the context, and with the "
+      "highest "
+      "log-likelihood per byte of its text. Mean ± sample standard deviation over seeds when there "
+      "are at "
+      "least two; `stderr` is the binomial standard error of one run's accuracy (mean over seeds), "
+      "the "
+      "noise of the task file's size alone.");
+  doc.table({"cell", "task", "routing", "seeds", "examples", "chance", "accuracy",
+             "accuracy per byte", "stderr"},
+            rows);
 }
 
 void run_report(const ReportOptions& options) {
@@ -432,25 +494,29 @@ void run_report(const ReportOptions& options) {
   } else {
     read_only.emplace(open_results_read_only(options.db));
     if (!results_schema_is_current(*read_only)) {
-      throw UserError(fmt::format("'{}' was written by an older lory and must be migrated before it is reported, which "
-                                  "needs write access: copy it to a folder you can write",
-                                  options.db));
+      throw UserError(fmt::format(
+          "'{}' was written by an older lory and must be migrated before it is reported, which "
+          "needs write access: copy it to a folder you can write",
+          options.db));
     }
   }
   Database& db = store ? store->database() : *read_only;
   std::string experiment = options.experiment;
   if (experiment.size() > 5 && experiment.substr(experiment.size() - 5) == ".toml") {
-    if (const auto name = ResultsReader(db).experiment_of_file(fs::weakly_canonical(experiment).string())) {
+    if (const auto name =
+            ResultsReader(db).experiment_of_file(fs::weakly_canonical(experiment).string())) {
       experiment = *name;
     }
   }
   const std::vector<RunInfo> runs = ResultsReader(db).run_cells(experiment);
-  if (runs.empty()) throw UserError(fmt::format("no runs of an experiment named '{}' in '{}'", experiment, options.db));
+  if (runs.empty())
+    throw UserError(
+        fmt::format("no runs of an experiment named '{}' in '{}'", experiment, options.db));
   std::error_code out_error;
   fs::create_directories(options.out, out_error);
   if (out_error) {
-    throw UserError(fmt::format("cannot create the report folder '{}': {}; pass another --out", options.out,
-                                out_error.message()));
+    throw UserError(fmt::format("cannot create the report folder '{}': {}; pass another --out",
+                                options.out, out_error.message()));
   }
   const std::vector<std::string> groups = group_order(runs);
 
@@ -459,10 +525,12 @@ void run_report(const ReportOptions& options) {
   std::map<std::string, int> statuses;
   for (const RunInfo& r : runs) ++statuses[r.status];
   std::string status_text;
-  for (const auto& [status, n] : statuses) status_text += fmt::format("{}{} {}", status_text.empty() ? "" : ", ", n, status);
+  for (const auto& [status, n] : statuses)
+    status_text += fmt::format("{}{} {}", status_text.empty() ? "" : ", ", n, status);
   const std::string description = ResultsReader(db).experiment_description(experiment);
-  doc.paragraph(fmt::format("{}{} runs ({}) in {}; generated {}.", description.empty() ? "" : description + ". ",
-                            runs.size(), status_text, options.db, utc_now_iso8601()));
+  doc.paragraph(fmt::format("{}{} runs ({}) in {}; generated {}.",
+                            description.empty() ? "" : description + ". ", runs.size(), status_text,
+                            options.db, utc_now_iso8601()));
   add_perplexity_section(doc, db, experiment, groups);
   add_loss_section(doc, db, experiment, runs, options.out);
   add_routing_sections(doc, db, runs, options.out);
@@ -470,15 +538,20 @@ void run_report(const ReportOptions& options) {
   add_throughput_section(doc, db, experiment, runs, groups);
   add_task_section(doc, db, experiment, groups);
   doc.heading(2, "The same numbers with SQL");
-  doc.paragraph("Every table above is a query on the results store's views (docs/results-schema.md); for example, "
-                "with `lory query \"...\" --db " + options.db + "`:");
-  doc.code(fmt::format(
-      "SELECT group_label, domain, ppl_mean, ppl_std, n FROM final_evals_over_seeds\n"
-      "  WHERE experiment = '{0}' AND mode = 'default';\n"
-      "SELECT group_label, domain, improvement_mean, improvement_std, n FROM moe_vs_dense_over_seeds\n"
-      "  WHERE experiment = '{0}' AND mode = 'default';\n"
-      "SELECT layer, domain, expert, weight_mean FROM expert_domain_matrix WHERE run_id = {1} AND mode = 'default';",
-      experiment, runs.back().id));
+  doc.paragraph(
+      "Every table above is a query on the results store's views (docs/results-schema.md); for "
+      "example, "
+      "with `lory query \"...\" --db " +
+      options.db + "`:");
+  doc.code(
+      fmt::format("SELECT group_label, domain, ppl_mean, ppl_std, n FROM final_evals_over_seeds\n"
+                  "  WHERE experiment = '{0}' AND mode = 'default';\n"
+                  "SELECT group_label, domain, improvement_mean, improvement_std, n FROM "
+                  "moe_vs_dense_over_seeds\n"
+                  "  WHERE experiment = '{0}' AND mode = 'default';\n"
+                  "SELECT layer, domain, expert, weight_mean FROM expert_domain_matrix WHERE "
+                  "run_id = {1} AND mode = 'default';",
+                  experiment, runs.back().id));
   std::ofstream(fs::path(options.out) / "report.md") << doc.markdown();
   std::ofstream(fs::path(options.out) / "report.html") << doc.html("lory report: " + experiment);
   std::printf("wrote %s/report.md, report.html and figures\n", options.out.c_str());
@@ -488,8 +561,10 @@ void run_report(const ReportOptions& options) {
 
 void register_report_command(CLI::App& app) {
   auto options = std::make_shared<ReportOptions>();
-  CLI::App* cmd = app.add_subcommand("report", "Write the comparison report of an experiment (Markdown, HTML, PNG)");
-  cmd->add_option("experiment", options->experiment, "Experiment name or its .toml file")->required();
+  CLI::App* cmd = app.add_subcommand(
+      "report", "Write the comparison report of an experiment (Markdown, HTML, PNG)");
+  cmd->add_option("experiment", options->experiment, "Experiment name or its .toml file")
+      ->required();
   cmd->add_option("--out", options->out, "Output folder")->required();
   cmd->add_option("--db", options->db, "Results database")->capture_default_str();
   cmd->callback([options] { run_report(*options); });

@@ -9,12 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "worker_liveness.h"
 #include "core/experiment/experiment.h"
 #include "core/experiment/experiment_file.h"
 #include "core/store/results_reader.h"
 #include "core/store/results_store.h"
 #include "core/support/text_table.h"
+#include "worker_liveness.h"
 
 namespace lory::cli {
 
@@ -25,7 +25,8 @@ struct StatusOptions {
   std::string db = ResultsStore::kDefaultPath;
 };
 
-const std::vector<std::string> kStatuses = {"queued", "running", "done", "failed", "diverged", "interrupted"};
+const std::vector<std::string> kStatuses = {"queued", "running",  "done",
+                                            "failed", "diverged", "interrupted"};
 
 std::string experiment_name(const std::string& name_or_file) {
   if (name_or_file.size() < 5 || name_or_file.substr(name_or_file.size() - 5) != ".toml" ||
@@ -82,15 +83,18 @@ void print_experiment(Database& db, const std::string& name) {
       const WorkerLiveness liveness = worker_liveness(record, run.worker_start);
       if (!liveness.alive) {
         status = "stale";
-        reason = fmt::format("marked running, but its worker is gone ({}): rerun to resume", liveness.why);
+        reason = fmt::format("marked running, but its worker is gone ({}): rerun to resume",
+                             liveness.why);
       }
     }
     if (status == "running" && tokens_per_s > 0) {
       const auto config = nlohmann::json::parse(run.config_json);
       const double tokens_per_step = config["trainer"]["batch_size"].get<double>() *
                                      config["model"]["context_length"].get<double>();
-      const int64_t seconds = static_cast<int64_t>(static_cast<double>(total - step) * tokens_per_step / tokens_per_s);
-      eta = seconds >= 60 ? fmt::format("{}m{:02d}s", seconds / 60, seconds % 60) : fmt::format("{}s", seconds);
+      const int64_t seconds =
+          static_cast<int64_t>(static_cast<double>(total - step) * tokens_per_step / tokens_per_s);
+      eta = seconds >= 60 ? fmt::format("{}m{:02d}s", seconds / 60, seconds % 60)
+                          : fmt::format("{}s", seconds);
     }
     if (reason.size() > 90) reason = reason.substr(0, 87) + "...";
     table.add_row({std::to_string(run.id), run.cell_hash.substr(0, 12), run.label, status,
@@ -98,10 +102,12 @@ void print_experiment(Database& db, const std::string& name) {
                    run.last_loss ? fmt::format("{:.4f}", *run.last_loss) : "-",
                    run.last_tokens_per_s ? fmt::format("{:.0f}", tokens_per_s) : "-", eta, reason});
   }
-  if (table.row_count() == 0) throw UserError(fmt::format("no runs of an experiment named '{}'", name));
+  if (table.row_count() == 0)
+    throw UserError(fmt::format("no runs of an experiment named '{}'", name));
   std::string summary;
   for (const auto& status : kStatuses) {
-    if (counts.count(status)) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", counts[status], status);
+    if (counts.count(status))
+      summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", counts[status], status);
   }
   std::printf("experiment '%s': %s\n%s", name.c_str(), summary.c_str(), table.render("  ").c_str());
 }
@@ -119,7 +125,8 @@ void run_status_command(const StatusOptions& options) {
 
 void register_status_command(CLI::App& app) {
   auto options = std::make_shared<StatusOptions>();
-  CLI::App* cmd = app.add_subcommand("status", "Counts by status per experiment, or the cells of one experiment");
+  CLI::App* cmd = app.add_subcommand(
+      "status", "Counts by status per experiment, or the cells of one experiment");
   cmd->add_option("experiment", options->experiment, "Experiment name or its .toml file");
   cmd->add_option("--db", options->db, "Results database")->capture_default_str();
   cmd->callback([options] { run_status_command(*options); });

@@ -14,7 +14,9 @@
 #include "lory/core/build_info.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"lory: a harness for Mixture-of-Experts language-model ablations (Lory, top-k, expert choice, dense)"};
+  CLI::App app{
+      "lory: a harness for Mixture-of-Experts language-model ablations (Lory, top-k, expert "
+      "choice, dense)"};
   app.set_version_flag("--version", std::string("lory ") + LORY_VERSION);
   app.require_subcommand(1);
   lory::cli::register_plugins_command(app);
@@ -38,8 +40,9 @@ int main(int argc, char** argv) {
         known = known || command->get_name() == argv[1];
       }
       if (!known) {
-        throw lory::UserError(fmt::format("unknown command '{}'; the commands are: {} (lory --help)", argv[1],
-                                          fmt::join(names, ", ")));
+        throw lory::UserError(
+            fmt::format("unknown command '{}'; the commands are: {} (lory --help)", argv[1],
+                        fmt::join(names, ", ")));
       }
     }
     app.parse(argc, argv);

@@ -11,7 +11,8 @@ namespace lory::cli {
 
 // The corpus folder of a run: `override_dir` when given, else the run's data.corpus resolved
 // against its experiment file's folder.
-std::string run_corpus_dir(ResultsStore& store, const RunRecord& run, const std::string& override_dir);
+std::string run_corpus_dir(ResultsStore& store, const RunRecord& run,
+                           const std::string& override_dir);
 
 // Where a trained run's plugins are looked for besides the default folders and LORY_PLUGIN_PATH:
 // `extra` (the command's --plugin-path), then the run's experiment file's `[plugins] path` when

@@ -12,11 +12,11 @@
 namespace lory::cli {
 
 struct SlurmOptions {
-  std::string db_path;               // the store the merge job fills
+  std::string db_path;                // the store the merge job fills
   std::string partition, time_limit;  // passed to #SBATCH when given
   int cpus_per_task = 0;              // 0 = the cell's trainer.threads x processes
   int processes_per_cell = 1;
-  bool emit_only = false;             // write the scripts, do not submit
+  bool emit_only = false;  // write the scripts, do not submit
   std::vector<std::string> plugin_path;
 };
 

@@ -21,10 +21,13 @@ struct SupervisorOptions {
   bool retry_failed = false;
   bool fail_fast = false;
   bool allow_corpus_change = false;
-  bool shuffle_order = false;  // run cells in a seeded random order, so early results cover the grid
+  bool shuffle_order =
+      false;  // run cells in a seeded random order, so early results cover the grid
   uint64_t order_seed = 0;
-  int processes_per_cell = 1;  // data-parallel ranks of every cell on this machine (torchrun's convention)
-  bool register_only = false;  // register the cells' runs and print their worker commands; train nothing
+  int processes_per_cell =
+      1;  // data-parallel ranks of every cell on this machine (torchrun's convention)
+  bool register_only =
+      false;  // register the cells' runs and print their worker commands; train nothing
   // Appended to the experiment name to name the supervisor lock: empty for a whole grid,
   // "#<cell>" for `lory run-cell`, so that array tasks of one grid run side by side.
   std::string lock_suffix;

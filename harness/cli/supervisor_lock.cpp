@@ -11,8 +11,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/support/diagnostics.h"
 #include "core/store/results_store.h"
+#include "core/support/diagnostics.h"
 
 namespace lory::cli {
 
@@ -45,12 +45,14 @@ SupervisorLock::SupervisorLock(const std::string& db_path, const std::string& sc
     fs::path folder = fs::path(db_path).parent_path();
     if (folder.empty()) folder = ".";
     if (::access(folder.c_str(), W_OK) != 0) {
-      throw UserError(fmt::format("the folder '{}' of database '{}' cannot be written by this user: training writes "
-                                  "the database, its journal and the runs' checkpoints there; pass a --db in a folder "
-                                  "you can write (`lory status`, `query` and `report` read it where it is)",
-                                  folder.string(), db_path));
+      throw UserError(fmt::format(
+          "the folder '{}' of database '{}' cannot be written by this user: training writes "
+          "the database, its journal and the runs' checkpoints there; pass a --db in a folder "
+          "you can write (`lory status`, `query` and `report` read it where it is)",
+          folder.string(), db_path));
     }
-    throw UserError(fmt::format("cannot create the lock file '{}': {}", path, std::strerror(open_errno)));
+    throw UserError(
+        fmt::format("cannot create the lock file '{}': {}", path, std::strerror(open_errno)));
   }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
@@ -61,15 +63,16 @@ SupervisorLock::SupervisorLock(const std::string& db_path, const std::string& sc
     while (!who.empty() && who.back() == '\n') who.pop_back();
     ::close(fd_);
     fd_ = -1;
-    if (error != EWOULDBLOCK) throw UserError(fmt::format("cannot lock '{}': {}", path, std::strerror(error)));
-    throw UserError(fmt::format("'{}' in '{}' is being run by another lory process ({}); nothing was started. Wait "
-                                "for it (`lory status {} --db {}` shows progress) or stop it (Ctrl-C in its "
-                                "terminal, or kill -INT its process), then run again",
-                                scope, db_path, who.empty() ? "unknown" : who, scope.substr(0, scope.find('#')),
-                                db_path));
+    if (error != EWOULDBLOCK)
+      throw UserError(fmt::format("cannot lock '{}': {}", path, std::strerror(error)));
+    throw UserError(fmt::format(
+        "'{}' in '{}' is being run by another lory process ({}); nothing was started. Wait "
+        "for it (`lory status {} --db {}` shows progress) or stop it (Ctrl-C in its "
+        "terminal, or kill -INT its process), then run again",
+        scope, db_path, who.empty() ? "unknown" : who, scope.substr(0, scope.find('#')), db_path));
   }
-  const std::string me = fmt::format("process {} on {}, since {}: {}", ::getpid(), current_host(), utc_now_iso8601(),
-                                     own_command_line());
+  const std::string me = fmt::format("process {} on {}, since {}: {}", ::getpid(), current_host(),
+                                     utc_now_iso8601(), own_command_line());
   if (::ftruncate(fd_, 0) == 0) {
     const ssize_t written = ::pwrite(fd_, me.data(), me.size(), 0);
     (void)written;  // the holder's description is a courtesy for messages; the lock is the flock

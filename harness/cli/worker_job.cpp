@@ -22,12 +22,15 @@ void remove_stale_temporary_files() {
   if (done) return;
   done = true;
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
     const std::string name = entry.path().filename().string();
     long pid = 0;
     char rest = 0;
-    if (std::sscanf(name.c_str(), "lory-%ld-%c", &pid, &rest) != 2 || pid <= 0 || pid == ::getpid()) continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    if (std::sscanf(name.c_str(), "lory-%ld-%c", &pid, &rest) != 2 || pid <= 0 || pid == ::getpid())
+      continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)
+      continue;  // alive, or not ours to judge
     std::error_code remove_error;
     std::filesystem::remove(entry.path(), remove_error);
   }
@@ -35,19 +38,29 @@ void remove_stale_temporary_files() {
 
 }  // namespace
 
-std::vector<std::string> worker_arguments(const std::string& command, const TrainedRunOptions& options,
-                                          const RunRecord& run, const std::string& corpus,
+std::vector<std::string> worker_arguments(const std::string& command,
+                                          const TrainedRunOptions& options, const RunRecord& run,
+                                          const std::string& corpus,
                                           const std::vector<std::string>& plugin_path) {
-  std::vector<std::string> arguments{executable_dir() + "/lory-worker", command, "--db", options.db, "--run-id",
-                                     std::to_string(run.id), "--corpus", corpus};
+  std::vector<std::string> arguments{executable_dir() + "/lory-worker",
+                                     command,
+                                     "--db",
+                                     options.db,
+                                     "--run-id",
+                                     std::to_string(run.id),
+                                     "--corpus",
+                                     corpus};
   for (const std::string& p : plugin_path) arguments.insert(arguments.end(), {"--plugin-path", p});
-  if (!options.runs_dir.empty()) arguments.insert(arguments.end(), {"--runs-dir", options.runs_dir});
-  if (!options.precision.empty()) arguments.insert(arguments.end(), {"--precision", options.precision});
+  if (!options.runs_dir.empty())
+    arguments.insert(arguments.end(), {"--runs-dir", options.runs_dir});
+  if (!options.precision.empty())
+    arguments.insert(arguments.end(), {"--precision", options.precision});
   return arguments;
 }
 
 TemporaryFile::TemporaryFile(const std::string& name)
-    : path((std::filesystem::temp_directory_path() / fmt::format("lory-{}-{}", ::getpid(), name)).string()) {
+    : path((std::filesystem::temp_directory_path() / fmt::format("lory-{}-{}", ::getpid(), name))
+               .string()) {
   remove_stale_temporary_files();
 }
 
@@ -60,8 +73,9 @@ void run_worker_command(const TrainedRunOptions& options, const std::string& com
                         const std::vector<std::string>& extra, const std::string& what) {
   ResultsStore store(options.db, ResultsStore::Open::MustExist);
   const RunRecord run = store.resolve_run(options.run);
-  auto arguments = worker_arguments(command, options, run, run_corpus_dir(store, run, options.corpus),
-                                    run_plugin_path(store, run, options.plugin_path));
+  auto arguments =
+      worker_arguments(command, options, run, run_corpus_dir(store, run, options.corpus),
+                       run_plugin_path(store, run, options.plugin_path));
   arguments.insert(arguments.end(), extra.begin(), extra.end());
   std::fflush(stdout);
   const std::string ending = run_program(arguments);

@@ -22,11 +22,11 @@ struct TrainedRunOptions {
   int64_t prompt_length = 128;
   std::string window = "sliding";
   int64_t stride = 0;
-  std::string out_dir;                    // export
-  std::string out_file;                   // embed
-  std::string precision;                  // score, generate, eval-tasks: "" = the run's trainer.precision
-  std::vector<std::string> plugin_path;   // besides the run's experiment's [plugins] path
-  std::string runs_dir;                   // "" = <db>.runs beside the database
+  std::string out_dir;    // export
+  std::string out_file;   // embed
+  std::string precision;  // score, generate, eval-tasks: "" = the run's trainer.precision
+  std::vector<std::string> plugin_path;  // besides the run's experiment's [plugins] path
+  std::string runs_dir;                  // "" = <db>.runs beside the database
 
   void add_common(CLI::App* cmd) {
     cmd->add_option("run", run, "Run id, or a prefix of its cell hash")->required();
@@ -34,25 +34,30 @@ struct TrainedRunOptions {
   }
   void add_precision_option(CLI::App* cmd) {
     cmd->add_option("--precision", precision,
-                    "Matmul precision of the forward passes: fp32 or bf16 (default: the run's trainer.precision)")
+                    "Matmul precision of the forward passes: fp32 or bf16 (default: the run's "
+                    "trainer.precision)")
         ->check(CLI::IsMember({"fp32", "bf16"}));
   }
   void add_store_options(CLI::App* cmd) {
     cmd->add_option("--db", db, "Results database")->capture_default_str();
-    cmd->add_option("--corpus", corpus, "Corpus folder of the run (default: from its experiment file)");
+    cmd->add_option("--corpus", corpus,
+                    "Corpus folder of the run (default: from its experiment file)");
     cmd->add_option("--runs-dir", runs_dir,
-                    "Folder of the runs' checkpoints (default: <db>.runs beside the database, then where the run "
+                    "Folder of the runs' checkpoints (default: <db>.runs beside the database, then "
+                    "where the run "
                     "was trained)");
     cmd->add_option("--plugin-path", plugin_path,
-                    "Extra plugin folder or file (repeatable), besides the run's experiment's [plugins] path and "
+                    "Extra plugin folder or file (repeatable), besides the run's experiment's "
+                    "[plugins] path and "
                     "LORY_PLUGIN_PATH");
   }
 };
 
 // The lory-worker command line of `command` on `run`. `plugin_path`: run_plugin_path(store, run,
 // options.plugin_path).
-std::vector<std::string> worker_arguments(const std::string& command, const TrainedRunOptions& options,
-                                          const RunRecord& run, const std::string& corpus,
+std::vector<std::string> worker_arguments(const std::string& command,
+                                          const TrainedRunOptions& options, const RunRecord& run,
+                                          const std::string& corpus,
                                           const std::vector<std::string>& plugin_path);
 
 // A temporary file removed when this goes out of scope (also after Ctrl-C, SIGTERM or SIGHUP:

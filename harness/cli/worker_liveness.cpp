@@ -36,7 +36,8 @@ std::optional<double> boot_time() {
 
 WorkerLiveness worker_liveness(const RunRecord& run, const std::string& recorded_start) {
   if (run.worker_pid <= 0) return {false, "no worker recorded"};
-  if (run.host != current_host()) return {false, fmt::format("recorded on host '{}', not this one", run.host)};
+  if (run.host != current_host())
+    return {false, fmt::format("recorded on host '{}', not this one", run.host)};
   const auto stat = read_process_stat(static_cast<pid_t>(run.worker_pid));
   if (!stat) return {false, "no such process"};
   if (stat->state == "Z" || stat->state == "X" || stat->state == "x") {
@@ -47,15 +48,18 @@ WorkerLiveness worker_liveness(const RunRecord& run, const std::string& recorded
   }
   if (!recorded_start.empty()) {
     if (process_start_identity(*stat) == recorded_start) return {true, ""};
-    return {false, fmt::format("process {} is a newer lory-worker than the one that trained it", run.worker_pid)};
+    return {false, fmt::format("process {} is a newer lory-worker than the one that trained it",
+                               run.worker_pid)};
   }
   const auto boot = boot_time();
   const auto heartbeat = parse_utc(run.heartbeat_at);
   if (boot && heartbeat) {
-    const double started = *boot + std::stod(stat->start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    const double started =
+        *boot + std::stod(stat->start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
     // The store's times have one-second resolution; the worker wrote its first heartbeat after it
     // started, so a process started well after the last heartbeat is another one with the same id.
-    if (started > *heartbeat + 2.0) return {false, fmt::format("process {} is a newer lory-worker", run.worker_pid)};
+    if (started > *heartbeat + 2.0)
+      return {false, fmt::format("process {} is a newer lory-worker", run.worker_pid)};
   }
   return {true, ""};
 }

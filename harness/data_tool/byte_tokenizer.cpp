@@ -16,8 +16,11 @@ class ByteTokenizer final : public Tokenizer {
   std::string decode(const std::vector<uint32_t>& ids) const override {
     std::string out;
     for (uint32_t id : ids) {
-      if (id < 256) out += static_cast<char>(id);
-      else if (id != kEod) throw UserError("byte tokenizer: token id " + std::to_string(id) + " is out of range (0..256)");
+      if (id < 256)
+        out += static_cast<char>(id);
+      else if (id != kEod)
+        throw UserError("byte tokenizer: token id " + std::to_string(id) +
+                        " is out of range (0..256)");
     }
     return out;
   }

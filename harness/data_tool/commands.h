@@ -1,4 +1,5 @@
-// The lory-data commands, one file each; each adds its subcommand (options and callback) to the app.
+// The lory-data commands, one file each; each adds its subcommand (options and callback) to the
+// app.
 #pragma once
 
 #include <CLI/CLI.hpp>

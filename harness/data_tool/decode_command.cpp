@@ -19,7 +19,11 @@ namespace {
 size_t utf8_sequence_length(const std::string& text, size_t i) {
   const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
   const unsigned char c = byte(i);
-  const size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  const size_t length = c < 0x80           ? 1
+                        : (c >> 5) == 0x6  ? 2
+                        : (c >> 4) == 0xE  ? 3
+                        : (c >> 3) == 0x1E ? 4
+                                           : 0;
   if (length == 0 || i + length > text.size()) return 0;
   for (size_t k = 1; k < length; ++k) {
     if ((byte(i + k) & 0xC0) != 0x80) return 0;
@@ -135,7 +139,8 @@ void decode_stream(const Tokenizer& tokenizer, bool json, std::vector<uint32_t> 
     if (json) continue;
     const std::string text = tokenizer.decode(ids);
     if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0 &&
-        text.find("\xEF\xBF\xBD", printed.size()) == std::string::npos) {  // no U+FFFD: no cut character
+        text.find("\xEF\xBF\xBD", printed.size()) ==
+            std::string::npos) {  // no U+FFFD: no cut character
       std::fwrite(text.data() + printed.size(), 1, text.size() - printed.size(), stdout);
       std::fflush(stdout);
       printed = text;
@@ -152,18 +157,22 @@ void decode_stream(const Tokenizer& tokenizer, bool json, std::vector<uint32_t> 
     return;
   }
   const bool continues = text.compare(0, prefix_text.size(), prefix_text) == 0;
-  const std::string continuation =
-      continues ? text.substr(prefix_text.size()) : tokenizer.decode({ids.begin() + prefix_count, ids.end()});
+  const std::string continuation = continues
+                                       ? text.substr(prefix_text.size())
+                                       : tokenizer.decode({ids.begin() + prefix_count, ids.end()});
   std::string out = "{\"text\": " + json_string(continuation) + ", \"tokens\": [";
   // A token's piece is the text it adds to what comes before it (with its leading space).
   std::string before = prefix_text;
   for (size_t i = prefix_count; i < ids.size(); ++i) {
-    const std::string upto = tokenizer.decode({ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(i + 1)});
-    const std::string piece = upto.compare(0, before.size(), before) == 0 ? upto.substr(before.size())
-                                                                          : tokenizer.decode({ids[i]});
+    const std::string upto =
+        tokenizer.decode({ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(i + 1)});
+    const std::string piece = upto.compare(0, before.size(), before) == 0
+                                  ? upto.substr(before.size())
+                                  : tokenizer.decode({ids[i]});
     before = upto;
-    out += fmt::format("{}{{\"id\": {}, \"piece\": {}, \"logprob\": {}}}", i > prefix_count ? ", " : "", ids[i],
-                       json_string(piece), log_probs[i - prefix_count]);
+    out += fmt::format("{}{{\"id\": {}, \"piece\": {}, \"logprob\": {}}}",
+                       i > prefix_count ? ", " : "", ids[i], json_string(piece),
+                       log_probs[i - prefix_count]);
   }
   std::printf("%s]}\n", out.c_str());
   std::fflush(stdout);
@@ -200,17 +209,22 @@ void add_decode_command(CLI::App& app) {
   auto options = std::make_shared<DecodeOptions>();
   CLI::App* decode_cmd = app.add_subcommand("decode", "Token ids (whitespace-separated) -> text");
   options->tokenizer.add_options(decode_cmd);
-  auto* ids_option = decode_cmd->add_option("--ids", options->ids_file, "File of token ids (default: standard input)");
-  decode_cmd->add_option("--prefix-ids", options->prefix_ids_file,
-                         "With --stream: file of the token ids the stream continues (decoded with it, not printed)");
+  auto* ids_option = decode_cmd->add_option("--ids", options->ids_file,
+                                            "File of token ids (default: standard input)");
+  decode_cmd->add_option(
+      "--prefix-ids", options->prefix_ids_file,
+      "With --stream: file of the token ids the stream continues (decoded with it, not printed)");
   decode_cmd
       ->add_flag("--stream", options->stream,
-                 "Read lines of 'id' or 'id<TAB>log-prob' from standard input and write text as they arrive")
+                 "Read lines of 'id' or 'id<TAB>log-prob' from standard input and write text as "
+                 "they arrive")
       ->excludes(ids_option);
-  decode_cmd->add_flag("--json", options->json, "With --stream: write {text, tokens: [{id, piece, logprob}]} at the end");
+  decode_cmd->add_flag("--json", options->json,
+                       "With --stream: write {text, tokens: [{id, piece, logprob}]} at the end");
   decode_cmd
       ->add_flag("--score-table", options->score_table,
-                 "Read `lory-worker score` lines (position, token, logprob) from standard input and add each "
+                 "Read `lory-worker score` lines (position, token, logprob) from standard input "
+                 "and add each "
                  "token's text")
       ->excludes(ids_option);
   decode_cmd->callback([options] { run_decode(*options); });

@@ -11,7 +11,8 @@ namespace lory::data {
 void add_encode_command(CLI::App& app) {
   auto tokenizer = std::make_shared<TokenizerChoice>();
   auto text_file = std::make_shared<std::string>();
-  CLI::App* encode_cmd = app.add_subcommand("encode", "Text -> token ids (space-separated, one line)");
+  CLI::App* encode_cmd =
+      app.add_subcommand("encode", "Text -> token ids (space-separated, one line)");
   tokenizer->add_options(encode_cmd);
   encode_cmd->add_option("--text", *text_file, "Text file (default: standard input)");
   encode_cmd->callback([tokenizer, text_file] {

@@ -14,10 +14,12 @@ namespace {
 void print_info(const std::string& directory) {
   const auto corpus = lory::Corpus::open(directory);  // verifies checksums
   const auto& m = corpus->manifest();
-  std::printf("corpus %s: %s tokenizer, vocab %u, eod id %u, %llu documents, %llu tokens (uint%u), checksums ok\n",
-              directory.c_str(), m.tokenizer.c_str(), m.vocab_size, m.eod_id,
-              static_cast<unsigned long long>(m.total_documents), static_cast<unsigned long long>(m.total_tokens),
-              m.token_bytes * 8);
+  std::printf(
+      "corpus %s: %s tokenizer, vocab %u, eod id %u, %llu documents, %llu tokens (uint%u), "
+      "checksums ok\n",
+      directory.c_str(), m.tokenizer.c_str(), m.vocab_size, m.eod_id,
+      static_cast<unsigned long long>(m.total_documents),
+      static_cast<unsigned long long>(m.total_tokens), m.token_bytes * 8);
   lory::TextTable table({"domain", "train docs", "train tokens", "heldout docs", "heldout tokens"});
   for (const auto& c : m.domains) {
     table.add_row({c.name, std::to_string(c.train_documents), std::to_string(c.train_tokens),

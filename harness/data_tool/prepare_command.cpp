@@ -39,34 +39,50 @@ void run_prepare(PrepareCommandOptions options) {
 void add_prepare_command(CLI::App& app) {
   auto options = std::make_shared<PrepareCommandOptions>();
   PrepareOptions& prepare = options->prepare;
-  CLI::App* prepare_cmd = app.add_subcommand("prepare", "Build a corpus folder from JSONL files and text folders");
+  CLI::App* prepare_cmd =
+      app.add_subcommand("prepare", "Build a corpus folder from JSONL files and text folders");
   prepare_cmd->add_option("--out", prepare.out, "Output corpus folder")->required();
   prepare_cmd->add_flag("--force", prepare.force,
-                       "Replace an existing prepared corpus (a folder with manifest.json); anything else is refused");
-  prepare_cmd->add_option("--jsonl", prepare.jsonl_files, "JSONL file of {\"id\",\"domain\",\"text\"} (.gz ok; repeatable)");
-  prepare_cmd->add_option("--folder", options->folder_specs, "DOMAIN=DIR: every file under DIR is a document (repeatable)");
-  prepare_cmd->add_option("--sources", options->sources_file, "TOML file with [[jsonl]] path=... and [[folder]] path=... domain=...");
+                        "Replace an existing prepared corpus (a folder with manifest.json); "
+                        "anything else is refused");
+  prepare_cmd->add_option("--jsonl", prepare.jsonl_files,
+                          "JSONL file of {\"id\",\"domain\",\"text\"} (.gz ok; repeatable)");
+  prepare_cmd->add_option("--folder", options->folder_specs,
+                          "DOMAIN=DIR: every file under DIR is a document (repeatable)");
+  prepare_cmd->add_option("--sources", options->sources_file,
+                          "TOML file with [[jsonl]] path=... and [[folder]] path=... domain=...");
   prepare_cmd->add_option("--tokenizer", prepare.tokenizer, "sentencepiece or byte")
       ->check(CLI::IsMember({"sentencepiece", "byte"}))
       ->capture_default_str();
-  prepare_cmd->add_option("--vocab-size", prepare.training.vocab_size, "SentencePiece vocabulary size")
+  prepare_cmd
+      ->add_option("--vocab-size", prepare.training.vocab_size, "SentencePiece vocabulary size")
       ->check(CLI::Range(300u, 1u << 20))
       ->capture_default_str();
-  prepare_cmd->add_option("--tokenizer-model", prepare.tokenizer_model, "Reuse this SentencePiece model");
-  prepare_cmd->add_option("--tokenizer-sample-mb", options->sample_mb, "Text the tokenizer is trained on")
+  prepare_cmd->add_option("--tokenizer-model", prepare.tokenizer_model,
+                          "Reuse this SentencePiece model");
+  prepare_cmd
+      ->add_option("--tokenizer-sample-mb", options->sample_mb, "Text the tokenizer is trained on")
       ->check(lory::finite_range(0.001, 1 << 20))
       ->capture_default_str();
-  prepare_cmd->add_option("--heldout-fraction", prepare.heldout_fraction, "Held-out fraction per domain")
+  prepare_cmd
+      ->add_option("--heldout-fraction", prepare.heldout_fraction, "Held-out fraction per domain")
       ->check(lory::finite_range(0.0, 0.999999))
       ->capture_default_str();
-  prepare_cmd->add_option("--min-heldout-docs", prepare.min_heldout_documents, "Minimum held-out documents per domain")
+  prepare_cmd
+      ->add_option("--min-heldout-docs", prepare.min_heldout_documents,
+                   "Minimum held-out documents per domain")
       ->capture_default_str();
-  prepare_cmd->add_option("--split-salt", prepare.split_salt, "Salt of the split hash")->capture_default_str();
-  prepare_cmd->add_option("--bad-lines", options->bad_lines, "On a malformed JSON line: stop (report file:line) or skip (count)")
+  prepare_cmd->add_option("--split-salt", prepare.split_salt, "Salt of the split hash")
+      ->capture_default_str();
+  prepare_cmd
+      ->add_option("--bad-lines", options->bad_lines,
+                   "On a malformed JSON line: stop (report file:line) or skip (count)")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->capture_default_str();
-  prepare_cmd->add_option("--max-document-mb", prepare.max_document_mb,
-                          "Longest document accepted (a longer one is refused, or skipped with --bad-lines skip)")
+  prepare_cmd
+      ->add_option(
+          "--max-document-mb", prepare.max_document_mb,
+          "Longest document accepted (a longer one is refused, or skipped with --bad-lines skip)")
       ->check(lory::finite_range(0.001, 1 << 20))
       ->capture_default_str();
   prepare_cmd->add_option("--threads", prepare.threads, "Encoding threads")

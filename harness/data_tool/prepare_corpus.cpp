@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -10,14 +11,13 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
-#include <toml++/toml.h>
 #include <unordered_set>
 
-#include "core/support/diagnostics.h"
-#include "lory/core/sha256.h"
-#include "core/store/results_store.h"
-#include "lory/core/corpus.h"
 #include "core/corpus/corpus_writer.h"
+#include "core/store/results_store.h"
+#include "core/support/diagnostics.h"
+#include "lory/core/corpus.h"
+#include "lory/core/sha256.h"
 
 namespace lory::data {
 
@@ -39,26 +39,35 @@ void read_sources_file(const std::string& path, PrepareOptions& options) {
   try {
     table = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
-    throw UserError(fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column, e.description()));
+    throw UserError(fmt::format("{}:{}:{}: {}", path, e.source().begin.line,
+                                e.source().begin.column, e.description()));
   }
   const fs::path base = fs::path(path).parent_path();
-  const auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() ? p : (base / p).string(); };
+  const auto resolve = [&](const std::string& p) {
+    return fs::path(p).is_absolute() ? p : (base / p).string();
+  };
   for (const auto& [key, node] : table) {
     if (key != "jsonl" && key != "folder") {
-      throw UserError(fmt::format("{}:{}:{}: unknown key '{}' (expected [[jsonl]] or [[folder]] tables)", path,
-                                  key.source().begin.line, key.source().begin.column, key.str()));
+      throw UserError(
+          fmt::format("{}:{}:{}: unknown key '{}' (expected [[jsonl]] or [[folder]] tables)", path,
+                      key.source().begin.line, key.source().begin.column, key.str()));
     }
     const toml::array* entries = node.as_array();
-    if (!entries) throw UserError(fmt::format("{}: '{}' must be an array of tables ([[{}]])", path, key.str(), key.str()));
+    if (!entries)
+      throw UserError(
+          fmt::format("{}: '{}' must be an array of tables ([[{}]])", path, key.str(), key.str()));
     for (const auto& entry : *entries) {
       const toml::table* t = entry.as_table();
-      const auto where = fmt::format("{}:{}:{}", path, entry.source().begin.line, entry.source().begin.column);
-      if (!t || !(*t)["path"].is_string()) throw UserError(where + ": each entry needs path = \"...\"");
+      const auto where =
+          fmt::format("{}:{}:{}", path, entry.source().begin.line, entry.source().begin.column);
+      if (!t || !(*t)["path"].is_string())
+        throw UserError(where + ": each entry needs path = \"...\"");
       const std::string p = resolve(*(*t)["path"].value<std::string>());
       if (key == "jsonl") {
         options.jsonl_files.push_back(p);
       } else {
-        if (!(*t)["domain"].is_string()) throw UserError(where + ": a [[folder]] needs domain = \"...\"");
+        if (!(*t)["domain"].is_string())
+          throw UserError(where + ": a [[folder]] needs domain = \"...\"");
         options.folders.push_back({*(*t)["domain"].value<std::string>(), p});
       }
     }
@@ -75,12 +84,14 @@ constexpr size_t kMaxSampleLine = 4096;
 
 // Training text for the tokenizer: the same share of bytes from every domain (so that a large
 // domain does not dictate the vocabulary), documents taken in hash order, training split only.
-std::vector<std::string> tokenizer_sample(const std::vector<TextDocument>& documents, const std::vector<uint8_t>& split,
-                                          uint64_t sample_bytes, const std::string& salt) {
+std::vector<std::string> tokenizer_sample(const std::vector<TextDocument>& documents,
+                                          const std::vector<uint8_t>& split, uint64_t sample_bytes,
+                                          const std::string& salt) {
   std::map<std::string, std::vector<std::pair<double, size_t>>> by_domain;
   for (size_t i = 0; i < documents.size(); ++i) {
     if (split[i] == static_cast<uint8_t>(Split::Train)) {
-      by_domain[documents[i].domain].push_back({split_hash_fraction(salt + "/tokenizer", documents[i].id), i});
+      by_domain[documents[i].domain].push_back(
+          {split_hash_fraction(salt + "/tokenizer", documents[i].id), i});
     }
   }
   std::vector<std::string> lines;
@@ -117,7 +128,6 @@ std::vector<std::string> tokenizer_sample(const std::vector<TextDocument>& docum
   return lines;
 }
 
-
 // Step 1: every input document, in input order, without duplicate ids.
 struct InputDocuments {
   std::vector<TextDocument> documents;
@@ -135,7 +145,8 @@ InputDocuments read_input_documents(const PrepareOptions& options) {
   }
   for (const auto& folder : options.folders) {
     SourceSummary summary;
-    read_folder(folder.directory, folder.domain, input.documents, input.counts, summary, max_document_bytes);
+    read_folder(folder.directory, folder.domain, input.documents, input.counts, summary,
+                max_document_bytes);
     input.sources.push_back(summary);
   }
   std::unordered_set<std::string> seen;
@@ -149,11 +160,13 @@ InputDocuments read_input_documents(const PrepareOptions& options) {
   }
   input.documents = std::move(unique);
   if (input.documents.empty()) throw UserError("the inputs hold no non-empty documents");
-  std::printf("read %zu documents (%llu malformed lines skipped, %llu empty, %llu binary, %llu duplicate ids)\n",
-              input.documents.size(), static_cast<unsigned long long>(input.counts.bad_lines),
-              static_cast<unsigned long long>(input.counts.empty_texts),
-              static_cast<unsigned long long>(input.counts.binary_files),
-              static_cast<unsigned long long>(input.counts.duplicate_ids));
+  std::printf(
+      "read %zu documents (%llu malformed lines skipped, %llu empty, %llu binary, %llu duplicate "
+      "ids)\n",
+      input.documents.size(), static_cast<unsigned long long>(input.counts.bad_lines),
+      static_cast<unsigned long long>(input.counts.empty_texts),
+      static_cast<unsigned long long>(input.counts.binary_files),
+      static_cast<unsigned long long>(input.counts.duplicate_ids));
   return input;
 }
 
@@ -164,7 +177,8 @@ struct DomainsAndSplit {
   std::vector<uint8_t> split;  // per document, a Split
 };
 
-DomainsAndSplit assign_domains_and_split(const std::vector<TextDocument>& documents, const PrepareOptions& options) {
+DomainsAndSplit assign_domains_and_split(const std::vector<TextDocument>& documents,
+                                         const PrepareOptions& options) {
   DomainsAndSplit out;
   for (const auto& d : documents) out.names.push_back(d.domain);
   std::sort(out.names.begin(), out.names.end());
@@ -175,7 +189,8 @@ DomainsAndSplit assign_domains_and_split(const std::vector<TextDocument>& docume
   out.split.assign(documents.size(), static_cast<uint8_t>(Split::Train));
   std::vector<std::vector<std::pair<double, size_t>>> by_domain(out.names.size());
   for (size_t i = 0; i < documents.size(); ++i) {
-    by_domain[out.id[documents[i].domain]].push_back({split_hash_fraction(options.split_salt, documents[i].group), i});
+    by_domain[out.id[documents[i].domain]].push_back(
+        {split_hash_fraction(options.split_salt, documents[i].group), i});
   }
   for (auto& entries : by_domain) {
     std::sort(entries.begin(), entries.end());
@@ -184,14 +199,18 @@ DomainsAndSplit assign_domains_and_split(const std::vector<TextDocument>& docume
     // next to each other here and are held out (or not) together.
     size_t heldout = 0;
     while (heldout < entries.size() && entries[heldout].first < options.heldout_fraction) ++heldout;
-    heldout = std::max<size_t>(heldout, std::min<uint64_t>(options.min_heldout_documents, entries.size() - 1));
+    heldout = std::max<size_t>(
+        heldout, std::min<uint64_t>(options.min_heldout_documents, entries.size() - 1));
     heldout = std::min(heldout, entries.size() - 1);
-    while (heldout > 0 && heldout < entries.size() && entries[heldout].first == entries[heldout - 1].first) ++heldout;
+    while (heldout > 0 && heldout < entries.size() &&
+           entries[heldout].first == entries[heldout - 1].first)
+      ++heldout;
     if (heldout == entries.size()) {
       // A domain that is a single group: hold none of it out rather than all of it.
       heldout = 0;
     }
-    for (size_t k = 0; k < heldout; ++k) out.split[entries[k].second] = static_cast<uint8_t>(Split::Heldout);
+    for (size_t k = 0; k < heldout; ++k)
+      out.split[entries[k].second] = static_cast<uint8_t>(Split::Heldout);
   }
   return out;
 }
@@ -204,10 +223,12 @@ struct CorpusTokenizer {
   std::string note;  // how it was made, for the manifest
 };
 
-CorpusTokenizer make_tokenizer(const PrepareOptions& options, const std::vector<TextDocument>& documents,
+CorpusTokenizer make_tokenizer(const PrepareOptions& options,
+                               const std::vector<TextDocument>& documents,
                                const std::vector<uint8_t>& split) {
   if (options.tokenizer != "byte" && options.tokenizer != "sentencepiece") {
-    throw UserError(fmt::format("unknown --tokenizer '{}' (sentencepiece or byte)", options.tokenizer));
+    throw UserError(
+        fmt::format("unknown --tokenizer '{}' (sentencepiece or byte)", options.tokenizer));
   }
   CorpusTokenizer out;
   if (options.tokenizer == "byte") {
@@ -218,34 +239,41 @@ CorpusTokenizer make_tokenizer(const PrepareOptions& options, const std::vector<
   }
   // A reused model decides the vocabulary (and so the token width) itself.
   uint32_t vocab = options.training.vocab_size;
-  if (!options.tokenizer_model.empty()) vocab = load_sentencepiece(options.tokenizer_model)->vocab_size();
+  if (!options.tokenizer_model.empty())
+    vocab = load_sentencepiece(options.tokenizer_model)->vocab_size();
   out.writer = std::make_unique<CorpusWriter>(options.out, options.force, vocab);
   const fs::path model_path = fs::path(out.writer->staging_directory()) / "tokenizer.model";
   if (!options.tokenizer_model.empty()) {
     std::error_code ec;
     fs::copy_file(options.tokenizer_model, model_path, ec);
-    if (ec) throw UserError(fmt::format("cannot copy tokenizer model '{}': {}", options.tokenizer_model, ec.message()));
+    if (ec)
+      throw UserError(fmt::format("cannot copy tokenizer model '{}': {}", options.tokenizer_model,
+                                  ec.message()));
     out.note = "reused " + options.tokenizer_model;
   } else {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto sample = tokenizer_sample(documents, split, options.training.sample_bytes, options.split_salt);
-    std::printf("training SentencePiece BPE (vocab %u) on %zu lines...\n", options.training.vocab_size, sample.size());
+    const auto sample =
+        tokenizer_sample(documents, split, options.training.sample_bytes, options.split_salt);
+    std::printf("training SentencePiece BPE (vocab %u) on %zu lines...\n",
+                options.training.vocab_size, sample.size());
     std::fflush(stdout);
     train_sentencepiece(sample, options.training, model_path.string());
-    out.note = fmt::format("trained BPE, vocab {}, {} sample lines, {:.1f} s", options.training.vocab_size,
-                           sample.size(), seconds_since(t0));
+    out.note = fmt::format("trained BPE, vocab {}, {} sample lines, {:.1f} s",
+                           options.training.vocab_size, sample.size(), seconds_since(t0));
   }
   out.tokenizer = load_sentencepiece(model_path.string());
   if (out.tokenizer->vocab_size() != vocab) {
-    throw UserError(fmt::format("SentencePiece produced a vocabulary of {} pieces, not the {} asked for",
-                                out.tokenizer->vocab_size(), vocab));
+    throw UserError(
+        fmt::format("SentencePiece produced a vocabulary of {} pieces, not the {} asked for",
+                    out.tokenizer->vocab_size(), vocab));
   }
   return out;
 }
 
 // Step 4: every document's token ids, encoded in parallel over documents.
 std::vector<std::vector<uint32_t>> encode_documents(const Tokenizer& tokenizer,
-                                                    const std::vector<TextDocument>& documents, int threads) {
+                                                    const std::vector<TextDocument>& documents,
+                                                    int threads) {
   std::vector<std::vector<uint32_t>> encoded(documents.size());
   threads = std::max(1, threads);
   std::vector<std::thread> workers;
@@ -253,7 +281,8 @@ std::vector<std::vector<uint32_t>> encode_documents(const Tokenizer& tokenizer,
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       try {
-        for (size_t i = static_cast<size_t>(t); i < documents.size(); i += static_cast<size_t>(threads)) {
+        for (size_t i = static_cast<size_t>(t); i < documents.size();
+             i += static_cast<size_t>(threads)) {
           encoded[i] = tokenizer.encode(documents[i].text);
         }
       } catch (const std::exception& e) {
@@ -270,15 +299,17 @@ std::vector<std::vector<uint32_t>> encode_documents(const Tokenizer& tokenizer,
 
 // Step 5: the corpus files, with a manifest that says how they were made (counts of what was
 // skipped, the split's rule, the sources and their checksums). Returns the text bytes written.
-uint64_t write_corpus(CorpusTokenizer& made, const InputDocuments& input, const DomainsAndSplit& domains,
-                      const std::vector<std::vector<uint32_t>>& encoded, const PrepareOptions& options,
-                      CorpusManifest& manifest) {
+uint64_t write_corpus(CorpusTokenizer& made, const InputDocuments& input,
+                      const DomainsAndSplit& domains,
+                      const std::vector<std::vector<uint32_t>>& encoded,
+                      const PrepareOptions& options, CorpusManifest& manifest) {
   uint64_t text_bytes = 0;
   for (size_t i = 0; i < input.documents.size(); ++i) {
     if (encoded[i].empty()) continue;
     const TextDocument& document = input.documents[i];
-    made.writer->add_document(document.id, domains.id.at(document.domain), static_cast<Split>(domains.split[i]),
-                              encoded[i].data(), encoded[i].size());
+    made.writer->add_document(document.id, domains.id.at(document.domain),
+                              static_cast<Split>(domains.split[i]), encoded[i].data(),
+                              encoded[i].size());
     text_bytes += document.text.size();
   }
   nlohmann::json extra;
@@ -294,29 +325,36 @@ uint64_t write_corpus(CorpusTokenizer& made, const InputDocuments& input, const 
                       {"duplicate_ids", input.counts.duplicate_ids}};
   nlohmann::json source_list = nlohmann::json::array();
   for (const auto& s : input.sources) {
-    nlohmann::json entry = {{"path", s.path}, {"kind", s.kind}, {"documents", s.documents}, {"bytes", s.bytes}};
+    nlohmann::json entry = {
+        {"path", s.path}, {"kind", s.kind}, {"documents", s.documents}, {"bytes", s.bytes}};
     if (!s.domain.empty()) entry["domain"] = s.domain;
     if (s.kind == "jsonl") entry["sha256"] = sha256_file_hex(s.path);
     source_list.push_back(entry);
   }
   extra["sources"] = source_list;
   extra["text_bytes"] = text_bytes;
-  manifest = made.writer->finish(made.tokenizer->kind(), made.tokenizer->eod_id(), domains.names, extra.dump());
+  manifest = made.writer->finish(made.tokenizer->kind(), made.tokenizer->eod_id(), domains.names,
+                                 extra.dump());
   return text_bytes;
 }
 
-void print_summary(const PrepareOptions& options, const CorpusManifest& manifest, uint64_t text_bytes,
-                   double encode_seconds, double total_seconds) {
-  std::printf("wrote %s: %llu documents, %llu tokens (%.2f bytes/token), encoded in %.1f s, %.1f s in all\n",
-              options.out.c_str(), static_cast<unsigned long long>(manifest.total_documents),
-              static_cast<unsigned long long>(manifest.total_tokens),
-              static_cast<double>(text_bytes) / std::max<uint64_t>(1, manifest.total_tokens), encode_seconds,
-              total_seconds);
-  std::printf("  %-16s %10s %12s %10s %12s\n", "domain", "train docs", "train tokens", "heldout", "heldout tok");
+void print_summary(const PrepareOptions& options, const CorpusManifest& manifest,
+                   uint64_t text_bytes, double encode_seconds, double total_seconds) {
+  std::printf(
+      "wrote %s: %llu documents, %llu tokens (%.2f bytes/token), encoded in %.1f s, %.1f s in "
+      "all\n",
+      options.out.c_str(), static_cast<unsigned long long>(manifest.total_documents),
+      static_cast<unsigned long long>(manifest.total_tokens),
+      static_cast<double>(text_bytes) / std::max<uint64_t>(1, manifest.total_tokens),
+      encode_seconds, total_seconds);
+  std::printf("  %-16s %10s %12s %10s %12s\n", "domain", "train docs", "train tokens", "heldout",
+              "heldout tok");
   for (const auto& c : manifest.domains) {
     std::printf("  %-16s %10llu %12llu %10llu %12llu\n", c.name.c_str(),
-                static_cast<unsigned long long>(c.train_documents), static_cast<unsigned long long>(c.train_tokens),
-                static_cast<unsigned long long>(c.heldout_documents), static_cast<unsigned long long>(c.heldout_tokens));
+                static_cast<unsigned long long>(c.train_documents),
+                static_cast<unsigned long long>(c.train_tokens),
+                static_cast<unsigned long long>(c.heldout_documents),
+                static_cast<unsigned long long>(c.heldout_tokens));
   }
 }
 

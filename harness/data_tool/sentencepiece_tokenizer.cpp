@@ -35,7 +35,8 @@ class SentencePieceTokenizer final : public Tokenizer {
   explicit SentencePieceTokenizer(const std::string& model_path) {
     const auto status = processor_.Load(model_path);
     if (!status.ok()) {
-      throw UserError(fmt::format("cannot load SentencePiece model '{}': {}", model_path, status.ToString()));
+      throw UserError(
+          fmt::format("cannot load SentencePiece model '{}': {}", model_path, status.ToString()));
     }
   }
   std::vector<uint32_t> encode(const std::string& text) const override {
@@ -48,7 +49,9 @@ class SentencePieceTokenizer final : public Tokenizer {
     std::vector<int> as_int;
     for (uint32_t id : ids) {
       if (id == eod_id()) continue;
-      if (id >= vocab_size()) throw UserError(fmt::format("token id {} is outside the vocabulary ({})", id, vocab_size()));
+      if (id >= vocab_size())
+        throw UserError(
+            fmt::format("token id {} is outside the vocabulary ({})", id, vocab_size()));
       as_int.push_back(static_cast<int>(id));
     }
     std::string text;
@@ -66,8 +69,8 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 }  // namespace
 
-void train_sentencepiece(const std::vector<std::string>& sample, const SentencePieceTraining& options,
-                         const std::string& model_path) {
+void train_sentencepiece(const std::vector<std::string>& sample,
+                         const SentencePieceTraining& options, const std::string& model_path) {
   const std::filesystem::path prefix = std::filesystem::path(model_path).replace_extension("");
   const std::unordered_map<std::string, std::string> arguments = {
       {"model_prefix", prefix.string()},
@@ -92,9 +95,10 @@ void train_sentencepiece(const std::vector<std::string>& sample, const SentenceP
   VectorSentenceIterator iterator(sample);
   const auto status = sentencepiece::SentencePieceTrainer::Train(arguments, &iterator);
   if (!status.ok()) {
-    throw UserError(fmt::format("SentencePiece training failed: {} (a smaller --vocab-size may help on a small "
-                                "corpus)",
-                                status.ToString()));
+    throw UserError(
+        fmt::format("SentencePiece training failed: {} (a smaller --vocab-size may help on a small "
+                    "corpus)",
+                    status.ToString()));
   }
   std::filesystem::remove(prefix.string() + ".vocab");
 }
@@ -104,9 +108,12 @@ std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {
 }
 
 std::unique_ptr<Tokenizer> load_corpus_tokenizer(const std::string& corpus_directory) {
-  const std::filesystem::path manifest_path = std::filesystem::path(corpus_directory) / "manifest.json";
+  const std::filesystem::path manifest_path =
+      std::filesystem::path(corpus_directory) / "manifest.json";
   std::ifstream in(manifest_path);
-  if (!in) throw UserError(fmt::format("'{}' is not a prepared corpus (no manifest.json)", corpus_directory));
+  if (!in)
+    throw UserError(
+        fmt::format("'{}' is not a prepared corpus (no manifest.json)", corpus_directory));
   std::stringstream buffer;
   buffer << in.rdbuf();
   std::string kind;
@@ -117,7 +124,8 @@ std::unique_ptr<Tokenizer> load_corpus_tokenizer(const std::string& corpus_direc
   }
   if (kind == "byte") return make_byte_tokenizer();
   if (kind == "sentencepiece") {
-    return load_sentencepiece((std::filesystem::path(corpus_directory) / "tokenizer.model").string());
+    return load_sentencepiece(
+        (std::filesystem::path(corpus_directory) / "tokenizer.model").string());
   }
   throw UserError(fmt::format("{}: unknown tokenizer kind '{}'", manifest_path.string(), kind));
 }

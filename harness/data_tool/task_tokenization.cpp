@@ -6,7 +6,8 @@
 
 namespace lory::data {
 
-TokenizedTask tokenize_task(const TaskFile& task, const Tokenizer& tokenizer, const std::string& source) {
+TokenizedTask tokenize_task(const TaskFile& task, const Tokenizer& tokenizer,
+                            const std::string& source) {
   TokenizedTask out;
   out.name = task.name;
   out.sha256 = task.sha256;
@@ -20,10 +21,13 @@ TokenizedTask tokenize_task(const TaskFile& task, const Tokenizer& tokenizer, co
     for (const std::string& choice : example.choices) {
       const std::vector<uint32_t> full_ids = tokenizer.encode(example.prompt_text + choice);
       size_t common = 0;
-      while (common < prompt_ids.size() && common < full_ids.size() && prompt_ids[common] == full_ids[common]) ++common;
+      while (common < prompt_ids.size() && common < full_ids.size() &&
+             prompt_ids[common] == full_ids[common])
+        ++common;
       if (common == full_ids.size()) {
-        throw UserError(fmt::format("task file '{}', line {}: the choice \"{}\" adds no token after the context", source,
-                                    example.line, choice));
+        throw UserError(fmt::format(
+            "task file '{}', line {}: the choice \"{}\" adds no token after the context", source,
+            example.line, choice));
       }
       TokenizedChoice c;
       c.ids.reserve(full_ids.size() + 1);

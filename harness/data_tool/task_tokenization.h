@@ -12,6 +12,7 @@ namespace lory::data {
 // before the choice). The choice's tokens are those after the longest common prefix of that
 // encoding and the prompt text's own: where a token straddles the boundary it belongs to the
 // choice. A choice that adds no token is an error naming its line.
-TokenizedTask tokenize_task(const TaskFile& task, const Tokenizer& tokenizer, const std::string& source);
+TokenizedTask tokenize_task(const TaskFile& task, const Tokenizer& tokenizer,
+                            const std::string& source);
 
 }  // namespace lory::data

@@ -26,7 +26,7 @@ struct ReadCounts {
 
 struct SourceSummary {
   std::string path;
-  std::string kind;  // "jsonl" or "folder"
+  std::string kind;    // "jsonl" or "folder"
   std::string domain;  // folders only
   uint64_t documents = 0;
   uint64_t bytes = 0;
@@ -37,14 +37,15 @@ struct SourceSummary {
 // A malformed line throws UserError "file:line: ..." under Stop, and is counted under Skip.
 // A line longer than `max_document_bytes` is a problem of that line (refused with what to do, or
 // counted under Skip) before it is parsed: memory stays bounded by the limit.
-void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextDocument>& out, ReadCounts& counts,
-                SourceSummary& summary, uint64_t max_document_bytes);
+void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextDocument>& out,
+                ReadCounts& counts, SourceSummary& summary, uint64_t max_document_bytes);
 
 // Appends every regular file under `directory` (recursively, in sorted path order, symbolic links
 // skipped) as a document of `domain` with id "<domain>/<relative path>".
 // A file longer than `max_document_bytes` is refused before it is read.
-void read_folder(const std::string& directory, const std::string& domain, std::vector<TextDocument>& out,
-                 ReadCounts& counts, SourceSummary& summary, uint64_t max_document_bytes);
+void read_folder(const std::string& directory, const std::string& domain,
+                 std::vector<TextDocument>& out, ReadCounts& counts, SourceSummary& summary,
+                 uint64_t max_document_bytes);
 
 // What to say about a document over the size limit.
 std::string oversized_document_problem(uint64_t bytes, uint64_t max_document_bytes);

@@ -27,25 +27,29 @@ std::string read_maybe_gzip(const std::string& path) {
   std::string content;
   std::vector<char> buffer(1 << 20);
   int n;
-  while ((n = gzread(file, buffer.data(), static_cast<unsigned>(buffer.size()))) > 0) content.append(buffer.data(), n);
+  while ((n = gzread(file, buffer.data(), static_cast<unsigned>(buffer.size()))) > 0)
+    content.append(buffer.data(), n);
   int error = 0;
   const char* message = gzerror(file, &error);
   const std::string error_text = (n < 0 || (error != Z_OK && error != Z_STREAM_END)) ? message : "";
   gzclose(file);
-  if (!error_text.empty()) throw UserError(fmt::format("'{}' cannot be read: {}", path, error_text));
+  if (!error_text.empty())
+    throw UserError(fmt::format("'{}' cannot be read: {}", path, error_text));
   return content;
 }
 
 }  // namespace
 
 std::string oversized_document_problem(uint64_t bytes, uint64_t max_document_bytes) {
-  return fmt::format("a document of {:.1f} MB, over --max-document-mb {:g} (tokenizing one text costs many times its "
-                     "size in memory): split it at natural boundaries (chapters, paragraphs) or raise the limit",
-                     static_cast<double>(bytes) / (1 << 20), static_cast<double>(max_document_bytes) / (1 << 20));
+  return fmt::format(
+      "a document of {:.1f} MB, over --max-document-mb {:g} (tokenizing one text costs many times "
+      "its "
+      "size in memory): split it at natural boundaries (chapters, paragraphs) or raise the limit",
+      static_cast<double>(bytes) / (1 << 20), static_cast<double>(max_document_bytes) / (1 << 20));
 }
 
-void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextDocument>& out, ReadCounts& counts,
-                SourceSummary& summary, uint64_t max_document_bytes) {
+void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextDocument>& out,
+                ReadCounts& counts, SourceSummary& summary, uint64_t max_document_bytes) {
   const std::string content = read_maybe_gzip(path);
   summary.path = path;
   summary.kind = "jsonl";
@@ -61,7 +65,8 @@ void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextD
     std::string problem;
     TextDocument doc;
     try {
-      if (line.size() > max_document_bytes) throw std::length_error(oversized_document_problem(line.size(), max_document_bytes));
+      if (line.size() > max_document_bytes)
+        throw std::length_error(oversized_document_problem(line.size(), max_document_bytes));
       const nlohmann::json record = nlohmann::json::parse(line);
       if (!record.is_object()) {
         problem = "not a JSON object";
@@ -71,11 +76,13 @@ void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextD
                  !(record["id"].is_string() || record["id"].is_number_integer())) {
         problem = "\"id\" must be a string or integer, \"domain\" and \"text\" strings";
       } else {
-        doc.id = record["id"].is_string() ? record["id"].get<std::string>() : std::to_string(record["id"].get<int64_t>());
+        doc.id = record["id"].is_string() ? record["id"].get<std::string>()
+                                          : std::to_string(record["id"].get<int64_t>());
         doc.domain = record["domain"].get<std::string>();
         doc.text = record["text"].get<std::string>();
         const bool has_group = record.contains("group");
-        doc.group = has_group && record["group"].is_string() ? record["group"].get<std::string>() : doc.id;
+        doc.group =
+            has_group && record["group"].is_string() ? record["group"].get<std::string>() : doc.id;
         if (has_group && !record["group"].is_string()) {
           problem = "\"group\" must be a string";
         } else if (doc.domain.empty() || doc.domain.find_first_of("\t\n") != std::string::npos) {
@@ -91,8 +98,9 @@ void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextD
     }
     if (!problem.empty()) {
       if (policy == BadLinePolicy::Stop) {
-        throw UserError(fmt::format("{}:{}: {} (pass --bad-lines skip to skip such lines and count them)", path,
-                                    line_number, problem));
+        throw UserError(
+            fmt::format("{}:{}: {} (pass --bad-lines skip to skip such lines and count them)", path,
+                        line_number, problem));
       }
       ++counts.bad_lines;
       continue;
@@ -107,10 +115,12 @@ void read_jsonl(const std::string& path, BadLinePolicy policy, std::vector<TextD
   }
 }
 
-void read_folder(const std::string& directory, const std::string& domain, std::vector<TextDocument>& out,
-                 ReadCounts& counts, SourceSummary& summary, uint64_t max_document_bytes) {
+void read_folder(const std::string& directory, const std::string& domain,
+                 std::vector<TextDocument>& out, ReadCounts& counts, SourceSummary& summary,
+                 uint64_t max_document_bytes) {
   std::error_code ec;
-  if (!fs::is_directory(directory, ec)) throw UserError(fmt::format("folder '{}' does not exist", directory));
+  if (!fs::is_directory(directory, ec))
+    throw UserError(fmt::format("folder '{}' does not exist", directory));
   summary.path = directory;
   summary.kind = "folder";
   summary.domain = domain;
@@ -123,7 +133,8 @@ void read_folder(const std::string& directory, const std::string& domain, std::v
   for (const fs::path& file : files) {
     const uintmax_t bytes = fs::file_size(file, ec);
     if (!ec && bytes > max_document_bytes) {
-      throw UserError(fmt::format("{}: {}", file.string(), oversized_document_problem(bytes, max_document_bytes)));
+      throw UserError(fmt::format("{}: {}", file.string(),
+                                  oversized_document_problem(bytes, max_document_bytes)));
     }
     std::ifstream in(file, std::ios::binary);
     std::stringstream buffer;

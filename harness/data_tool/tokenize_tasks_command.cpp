@@ -19,12 +19,16 @@ void add_tokenize_tasks_command(CLI::App& app) {
   auto tasks_file = std::make_shared<std::string>();
   auto out_file = std::make_shared<std::string>();
   CLI::App* tasks_cmd = app.add_subcommand(
-      "tokenize-tasks", "Check an in-context task file (JSONL) and tokenize it for lory-worker eval-tasks");
+      "tokenize-tasks",
+      "Check an in-context task file (JSONL) and tokenize it for lory-worker eval-tasks");
   tokenizer->add_options(tasks_cmd);
-  tasks_cmd->add_option("--tasks", *tasks_file, "Task file (docs/inference.md, \"In-context tasks\")")->required();
+  tasks_cmd
+      ->add_option("--tasks", *tasks_file, "Task file (docs/inference.md, \"In-context tasks\")")
+      ->required();
   tasks_cmd->add_option("--out", *out_file, "Output file (default: standard output)");
   tasks_cmd->callback([tokenizer, tasks_file, out_file] {
-    const TokenizedTask tokenized = tokenize_task(read_task_file(*tasks_file), *tokenizer->load(), *tasks_file);
+    const TokenizedTask tokenized =
+        tokenize_task(read_task_file(*tasks_file), *tokenizer->load(), *tasks_file);
     if (out_file->empty()) {
       std::ostringstream text;
       write_tokenized_task(text, tokenized);

@@ -25,14 +25,15 @@ std::unique_ptr<Tokenizer> make_byte_tokenizer();
 
 struct SentencePieceTraining {
   uint32_t vocab_size = 8192;
-  uint64_t sample_bytes = 20ull << 20;  // text the model is trained on, drawn evenly from the domains
+  uint64_t sample_bytes =
+      20ull << 20;  // text the model is trained on, drawn evenly from the domains
   int threads = 2;
 };
 
 // Trains a BPE model (byte fallback on, whitespace kept as written so code survives) on `sample`
 // lines and writes it to `model_path`.
-void train_sentencepiece(const std::vector<std::string>& sample, const SentencePieceTraining& options,
-                         const std::string& model_path);
+void train_sentencepiece(const std::vector<std::string>& sample,
+                         const SentencePieceTraining& options, const std::string& model_path);
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
 

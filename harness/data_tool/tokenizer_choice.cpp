@@ -19,7 +19,8 @@ std::unique_ptr<Tokenizer> TokenizerChoice::load() const {
 
 void TokenizerChoice::add_options(CLI::App* cmd) {
   auto* c = cmd->add_option("--corpus", corpus, "Use the tokenizer of this prepared corpus");
-  auto* m = cmd->add_option("--tokenizer-model", model, "Use this SentencePiece model")->excludes(c);
+  auto* m =
+      cmd->add_option("--tokenizer-model", model, "Use this SentencePiece model")->excludes(c);
   cmd->add_flag("--byte", byte, "Use the byte-level tokenizer")->excludes(c)->excludes(m);
 }
 

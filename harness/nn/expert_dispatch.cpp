@@ -18,7 +18,8 @@ torch::Tensor dispatch_to_experts(const torch::Tensor& h_XD, const ExpertAssignm
   const torch::Tensor rows_AD = h_XD.index_select(0, token_A);
   // unbind, not [e]: the backward of E separate selects would build E full-size [E, ...] zero
   // gradients (E^2 work); unbind's backward stacks the E slices once.
-  const std::vector<torch::Tensor> gate_FD = experts.w_gate_EFD.unbind(0), up_FD = experts.w_up_EFD.unbind(0),
+  const std::vector<torch::Tensor> gate_FD = experts.w_gate_EFD.unbind(0),
+                                   up_FD = experts.w_up_EFD.unbind(0),
                                    down_DF = experts.w_down_EDF.unbind(0);
   std::vector<torch::Tensor> outputs;
   int64_t start = 0;
@@ -32,7 +33,8 @@ torch::Tensor dispatch_to_experts(const torch::Tensor& h_XD, const ExpertAssignm
   return y_XD.index_add(0, token_A, expert_out_AD);
 }
 
-torch::Tensor dispatch_to_experts_reference(const torch::Tensor& h_XD, const ExpertAssignments& assignments,
+torch::Tensor dispatch_to_experts_reference(const torch::Tensor& h_XD,
+                                            const ExpertAssignments& assignments,
                                             const ExpertWeights& experts) {
   std::vector<torch::Tensor> rows(static_cast<size_t>(h_XD.size(0)));
   const auto tokens = assignments.token_A.accessor<int64_t, 1>();
@@ -40,11 +42,14 @@ torch::Tensor dispatch_to_experts_reference(const torch::Tensor& h_XD, const Exp
   for (int64_t a = 0; a < assignments.token_A.size(0); ++a) {
     const int64_t x = tokens[a], e = expert_ids[a];
     const torch::Tensor out_D =
-        assignments.gate_A[a] * swiglu(h_XD[x], experts.w_gate_EFD[e], experts.w_up_EFD[e], experts.w_down_EDF[e]);
-    rows[static_cast<size_t>(x)] = rows[static_cast<size_t>(x)].defined() ? rows[static_cast<size_t>(x)] + out_D : out_D;
+        assignments.gate_A[a] *
+        swiglu(h_XD[x], experts.w_gate_EFD[e], experts.w_up_EFD[e], experts.w_down_EDF[e]);
+    rows[static_cast<size_t>(x)] =
+        rows[static_cast<size_t>(x)].defined() ? rows[static_cast<size_t>(x)] + out_D : out_D;
   }
   for (int64_t x = 0; x < h_XD.size(0); ++x) {
-    if (!rows[static_cast<size_t>(x)].defined()) rows[static_cast<size_t>(x)] = torch::zeros_like(h_XD[x]);
+    if (!rows[static_cast<size_t>(x)].defined())
+      rows[static_cast<size_t>(x)] = torch::zeros_like(h_XD[x]);
   }
   return torch::stack(rows);
 }
@@ -53,15 +58,18 @@ torch::Tensor tokens_per_expert(const ExpertAssignments& assignments, int64_t ex
   return torch::bincount(assignments.expert_A, {}, experts);
 }
 
-torch::Tensor assignment_weights(const ExpertAssignments& assignments, int64_t tokens, int64_t experts) {
+torch::Tensor assignment_weights(const ExpertAssignments& assignments, int64_t tokens,
+                                 int64_t experts) {
   torch::NoGradGuard no_grad;
   return torch::zeros({tokens, experts}, assignments.gate_A.options().dtype(torch::kFloat32))
-      .index_put_({assignments.token_A, assignments.expert_A}, assignments.gate_A.detach().to(torch::kFloat32),
+      .index_put_({assignments.token_A, assignments.expert_A},
+                  assignments.gate_A.detach().to(torch::kFloat32),
                   /*accumulate=*/true);
 }
 
-ExpertAssignments apply_capacity(const ExpertAssignments& assignments, const torch::Tensor& priority_A,
-                                 int64_t experts, int64_t capacity) {
+ExpertAssignments apply_capacity(const ExpertAssignments& assignments,
+                                 const torch::Tensor& priority_A, int64_t experts,
+                                 int64_t capacity) {
   const int64_t A = assignments.expert_A.size(0);
   if (A == 0) return assignments;
   // Sort by (expert, priority); an assignment's rank within its expert decides whether it fits.
@@ -71,10 +79,13 @@ ExpertAssignments apply_capacity(const ExpertAssignments& assignments, const tor
   const torch::Tensor sorted_expert = assignments.expert_A.index_select(0, by_expert);
   const torch::Tensor counts_E = torch::bincount(sorted_expert, {}, experts);
   const torch::Tensor starts_E = torch::cumsum(counts_E, 0) - counts_E;
-  const torch::Tensor rank = torch::arange(A, torch::dtype(torch::kInt64).device(sorted_expert.device())) - starts_E.index_select(0, sorted_expert);
+  const torch::Tensor rank =
+      torch::arange(A, torch::dtype(torch::kInt64).device(sorted_expert.device())) -
+      starts_E.index_select(0, sorted_expert);
   const torch::Tensor kept = by_expert.masked_select(rank < capacity);
   const torch::Tensor kept_sorted = std::get<0>(torch::sort(kept));
-  return {assignments.token_A.index_select(0, kept_sorted), assignments.expert_A.index_select(0, kept_sorted),
+  return {assignments.token_A.index_select(0, kept_sorted),
+          assignments.expert_A.index_select(0, kept_sorted),
           assignments.gate_A.index_select(0, kept_sorted)};
 }
 

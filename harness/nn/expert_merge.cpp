@@ -20,8 +20,8 @@ struct MergedChunk {
   torch::Tensor gate_CFD, up_CFD, down_CDF;
 };
 
-MergedChunk merge_chunk(const torch::Tensor& w_CE, const torch::Tensor& gate_EFD, const torch::Tensor& up_EFD,
-                        const torch::Tensor& down_EDF) {
+MergedChunk merge_chunk(const torch::Tensor& w_CE, const torch::Tensor& gate_EFD,
+                        const torch::Tensor& up_EFD, const torch::Tensor& down_EDF) {
   const int64_t C = w_CE.size(0), E = gate_EFD.size(0), F = gate_EFD.size(1), D = gate_EFD.size(2);
   return {torch::mm(w_CE, gate_EFD.reshape({E, F * D})).view({C, F, D}),
           torch::mm(w_CE, up_EFD.reshape({E, F * D})).view({C, F, D}),
@@ -30,9 +30,10 @@ MergedChunk merge_chunk(const torch::Tensor& w_CE, const torch::Tensor& gate_EFD
 
 class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_STD, const torch::Tensor& w_SE,
-                               const torch::Tensor& gate_EFD, const torch::Tensor& up_EFD,
-                               const torch::Tensor& down_EDF, int64_t chunk_segments) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_STD,
+                               const torch::Tensor& w_SE, const torch::Tensor& gate_EFD,
+                               const torch::Tensor& up_EFD, const torch::Tensor& down_EDF,
+                               int64_t chunk_segments) {
     RECORD_FUNCTION("lory::merged_expert_ffn", std::vector<c10::IValue>());
     // The FFN's matmuls run in `compute` (bf16 under trainer.precision = "bf16", as autocast would
     // run a dense FFN's), casting explicitly: autocast does not see the *_out kernels below.
@@ -49,7 +50,8 @@ class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
     torch::Tensor up_pre_STF = torch::empty({S, T, F}, xc_STD.options());
     for (int64_t start = 0; start < S; start += chunk_segments) {
       const int64_t end = std::min(S, start + chunk_segments);
-      const MergedChunk merged = merge_chunk(wc_SE.slice(0, start, end), gatec_EFD, upc_EFD, downc_EDF);
+      const MergedChunk merged =
+          merge_chunk(wc_SE.slice(0, start, end), gatec_EFD, upc_EFD, downc_EDF);
       const torch::Tensor x_CTD = xc_STD.slice(0, start, end);
       torch::Tensor gate_pre_CTF = gate_pre_STF.slice(0, start, end);
       torch::Tensor up_pre_CTF = up_pre_STF.slice(0, start, end);
@@ -69,8 +71,9 @@ class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
     RECORD_FUNCTION("lory::merged_expert_ffn_backward", std::vector<c10::IValue>());
     const auto saved = ctx->get_saved_variables();
     NoAutocast explicit_casts;
-    const torch::Tensor &x_STD = saved[0], &w_SE = saved[1], &gate_EFD = saved[2], &up_EFD = saved[3],
-                        &down_EDF = saved[4], &gate_pre_STF = saved[5], &up_pre_STF = saved[6];
+    const torch::Tensor &x_STD = saved[0], &w_SE = saved[1], &gate_EFD = saved[2],
+                        &up_EFD = saved[3], &down_EDF = saved[4], &gate_pre_STF = saved[5],
+                        &up_pre_STF = saved[6];
     const int64_t chunk_segments = ctx->saved_data["chunk"].toInt();
     // x_STD is the saved copy in the matmuls' precision. The gradients of the experts and of the
     // merge weights are accumulated in their own (fp32) precision from the compute-precision GEMMs.
@@ -80,12 +83,14 @@ class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
     const torch::Tensor gatec_EFD = gate_EFD.to(compute), upc_EFD = up_EFD.to(compute),
                         downc_EDF = down_EDF.to(compute);
     const torch::Tensor dy_STD = grad_outputs[0].to(compute).contiguous();
-    const int64_t S = x_STD.size(0), E = gate_EFD.size(0), F = gate_EFD.size(1), D = gate_EFD.size(2);
+    const int64_t S = x_STD.size(0), E = gate_EFD.size(0), F = gate_EFD.size(1),
+                  D = gate_EFD.size(2);
     torch::Tensor dx_STD = torch::empty_like(x_STD);
     torch::Tensor dw_SE = torch::empty_like(w_SE);
     torch::Tensor dgate_EFD = torch::zeros_like(gate_EFD), dup_EFD = torch::zeros_like(up_EFD),
                   ddown_EDF = torch::zeros_like(down_EDF);
-    const torch::Tensor gate_flat = gatec_EFD.reshape({E, F * D}), up_flat = upc_EFD.reshape({E, F * D}),
+    const torch::Tensor gate_flat = gatec_EFD.reshape({E, F * D}),
+                        up_flat = upc_EFD.reshape({E, F * D}),
                         down_flat = downc_EDF.reshape({E, D * F});
     for (int64_t start = 0; start < S; start += chunk_segments) {
       const int64_t end = std::min(S, start + chunk_segments);
@@ -104,14 +109,16 @@ class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
       const torch::Tensor ddown_CDF = torch::bmm(dy_CTD.transpose(1, 2), hidden_CTF);
       torch::Tensor dhidden_CTF = torch::bmm(dy_CTD, merged.down_CDF);
       const torch::Tensor dup_pre_CTF = dhidden_CTF * gate_act_CTF;
-      const torch::Tensor dgate_pre_CTF = torch::silu_backward(dhidden_CTF.mul_(up_pre_CTF), gate_pre_CTF);
+      const torch::Tensor dgate_pre_CTF =
+          torch::silu_backward(dhidden_CTF.mul_(up_pre_CTF), gate_pre_CTF);
       torch::Tensor dx_CTD = dx_STD.slice(0, start, end);
       torch::bmm_out(dx_CTD, dgate_pre_CTF, merged.gate_CFD);
       dx_CTD.baddbmm_(dup_pre_CTF, merged.up_CFD);
       const torch::Tensor dgate_CFD = torch::bmm(dgate_pre_CTF.transpose(1, 2), x_CTD);
       const torch::Tensor dup_CFD = torch::bmm(dup_pre_CTF.transpose(1, 2), x_CTD);
       // Back through the merge: dW_E += wᵀ dW̄ and dw = dW̄ W_Eᵀ, both GEMMs.
-      const torch::Tensor dgate_flat = dgate_CFD.reshape({C, F * D}), dup_flat = dup_CFD.reshape({C, F * D}),
+      const torch::Tensor dgate_flat = dgate_CFD.reshape({C, F * D}),
+                          dup_flat = dup_CFD.reshape({C, F * D}),
                           ddown_flat = ddown_CDF.reshape({C, D * F});
       torch::Tensor dw_CE = dw_SE.slice(0, start, end);
       if (cast) {
@@ -136,10 +143,11 @@ class MergedExpertFFN : public torch::autograd::Function<MergedExpertFFN> {
 
 }  // namespace
 
-torch::Tensor merged_expert_ffn(const torch::Tensor& x_STD, const torch::Tensor& w_SE, const ExpertWeights& experts,
-                                int64_t chunk_segments) {
-  return MergedExpertFFN::apply(x_STD.contiguous(), w_SE.contiguous(), experts.w_gate_EFD, experts.w_up_EFD,
-                                experts.w_down_EDF, std::max<int64_t>(1, chunk_segments));
+torch::Tensor merged_expert_ffn(const torch::Tensor& x_STD, const torch::Tensor& w_SE,
+                                const ExpertWeights& experts, int64_t chunk_segments) {
+  return MergedExpertFFN::apply(x_STD.contiguous(), w_SE.contiguous(), experts.w_gate_EFD,
+                                experts.w_up_EFD, experts.w_down_EDF,
+                                std::max<int64_t>(1, chunk_segments));
 }
 
 torch::Tensor merged_expert_ffn_reference(const torch::Tensor& x_STD, const torch::Tensor& w_SE,

@@ -8,7 +8,9 @@ std::optional<Precision> parse_precision(const std::string& name) {
   return std::nullopt;
 }
 
-const char* precision_name(Precision precision) { return precision == Precision::Bf16 ? "bf16" : "fp32"; }
+const char* precision_name(Precision precision) {
+  return precision == Precision::Bf16 ? "bf16" : "fp32";
+}
 
 MatmulPrecisionScope::MatmulPrecisionScope(Precision precision, const torch::Device& device) {
   if (precision == Precision::Fp32) return;
@@ -44,10 +46,12 @@ torch::ScalarType matmul_dtype(const torch::Tensor& like) {
   if (!like.is_floating_point()) return like.scalar_type();
   const bool on = like.is_cuda() ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
   if (!on) return like.scalar_type();
-  return like.is_cuda() ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+  return like.is_cuda() ? at::autocast::get_autocast_gpu_dtype()
+                        : at::autocast::get_autocast_cpu_dtype();
 }
 
-NoAutocast::NoAutocast() : cpu_was_(at::autocast::is_cpu_enabled()), cuda_was_(at::autocast::is_enabled()) {
+NoAutocast::NoAutocast()
+    : cpu_was_(at::autocast::is_cpu_enabled()), cuda_was_(at::autocast::is_enabled()) {
   at::autocast::set_cpu_enabled(false);
   at::autocast::set_enabled(false);
 }

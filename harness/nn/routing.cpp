@@ -35,7 +35,8 @@ void record_routing(RoutingContext& context, int64_t layer, const torch::Tensor&
 
 void RoutingContext::add_aux_loss(int64_t layer, const std::string& name, torch::Tensor scaled_loss,
                                   double unscaled) {
-  aux_stats_.push_back({layer, RoutingStat{"aux/" + name, scaled_loss.item<double>(), Reduce::Sum}});
+  aux_stats_.push_back(
+      {layer, RoutingStat{"aux/" + name, scaled_loss.item<double>(), Reduce::Sum}});
   aux_stats_.push_back({layer, RoutingStat{"aux/" + name + "_unscaled", unscaled, Reduce::Sum}});
   aux_losses_.push_back(std::move(scaled_loss));
 }
@@ -61,7 +62,8 @@ std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE) {
   const torch::Tensor mass_E = w_XE.sum(0);
   // An expert is "activated" for a token when its weight exceeds 2/E (the Lory paper's rule); a
   // single expert is always active.
-  const torch::Tensor active_XE = experts == 1 ? torch::ones_like(w_XE) : (w_XE > 2.0 / experts).to(torch::kFloat64);
+  const torch::Tensor active_XE =
+      experts == 1 ? torch::ones_like(w_XE) : (w_XE > 2.0 / experts).to(torch::kFloat64);
   const torch::Tensor used_E = active_XE.amax(0);
   return {
       {"entropy", entropy_X.mean().item<double>(), Reduce::Mean},
@@ -72,12 +74,15 @@ std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE) {
   };
 }
 
-std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, const torch::Tensor& tokens_per_expert_E,
-                                             int64_t assignments_made, int64_t assignments_dropped) {
+std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE,
+                                             const torch::Tensor& tokens_per_expert_E,
+                                             int64_t assignments_made,
+                                             int64_t assignments_dropped) {
   torch::NoGradGuard no_grad;
   const torch::Tensor p_XE = probs_XE.to(torch::kFloat64);
   const torch::Tensor distribution_XE = p_XE / p_XE.sum(-1, true).clamp_min(1e-30);
-  const torch::Tensor entropy_X = -(distribution_XE * torch::log(distribution_XE.clamp_min(1e-30))).sum(-1);
+  const torch::Tensor entropy_X =
+      -(distribution_XE * torch::log(distribution_XE.clamp_min(1e-30))).sum(-1);
   const torch::Tensor load_E = tokens_per_expert_E.to(torch::kFloat64);
   const double mean_load = std::max(1e-30, load_E.mean().item<double>());
   const int64_t total = assignments_made + assignments_dropped;
@@ -87,7 +92,8 @@ std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, cons
       {"load_imbalance", load_imbalance(to_vector(load_E)), Reduce::Mean},
       {"min_load", load_E.min().item<double>() / mean_load, Reduce::Mean},
       {"unused_experts", (load_E == 0).sum().item<double>(), Reduce::Mean},
-      {"dropped_fraction", total > 0 ? static_cast<double>(assignments_dropped) / static_cast<double>(total) : 0.0,
+      {"dropped_fraction",
+       total > 0 ? static_cast<double>(assignments_dropped) / static_cast<double>(total) : 0.0,
        Reduce::Mean},
   };
 }

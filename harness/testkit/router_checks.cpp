@@ -14,12 +14,13 @@ torch::Tensor layer_output(FeedForward& layer, const torch::Tensor& h_BLD, Forwa
   return layer.forward(h_BLD, context);
 }
 
-std::vector<int64_t> changed_before(const torch::Tensor& base_BLX, const torch::Tensor& changed_BLX, int64_t position,
-                                    double tolerance) {
+std::vector<int64_t> changed_before(const torch::Tensor& base_BLX, const torch::Tensor& changed_BLX,
+                                    int64_t position, double tolerance) {
   std::vector<int64_t> out;
   for (int64_t t = 0; t < position; ++t) {
     const torch::Tensor a = base_BLX.select(1, t), b = changed_BLX.select(1, t);
-    const bool same = tolerance == 0 ? torch::equal(a, b) : torch::allclose(a, b, tolerance, tolerance);
+    const bool same =
+        tolerance == 0 ? torch::equal(a, b) : torch::allclose(a, b, tolerance, tolerance);
     if (!same) out.push_back(t);
   }
   return out;
@@ -37,20 +38,22 @@ RoutingContext checking_context(ForwardMode mode, const torch::Tensor& h_BLD) {
   RoutingContext context(mode, false);
   const int64_t B = h_BLD.size(0), L = h_BLD.size(1);
   context.set_token_ids(
-      (torch::arange(B * L, torch::dtype(torch::kInt64).device(h_BLD.device())) * 7919 + 13).remainder(32000).view({B, L}));
+      (torch::arange(B * L, torch::dtype(torch::kInt64).device(h_BLD.device())) * 7919 + 13)
+          .remainder(32000)
+          .view({B, L}));
   return context;
 }
 
-std::vector<int64_t> earlier_outputs_changed(FeedForward& layer, const torch::Tensor& h_BLD, int64_t position,
-                                             ForwardMode mode, double tolerance) {
+std::vector<int64_t> earlier_outputs_changed(FeedForward& layer, const torch::Tensor& h_BLD,
+                                             int64_t position, ForwardMode mode, double tolerance) {
   const torch::Tensor base = layer_output(layer, h_BLD, mode);
   torch::Tensor perturbed = h_BLD.clone();
   perturbed.select(1, position).add_(torch::randn_like(perturbed.select(1, position)));
   return changed_before(base, layer_output(layer, perturbed, mode), position, tolerance);
 }
 
-std::vector<int64_t> earlier_logits_changed(LanguageModel& model, const torch::Tensor& tokens_BL, int64_t position,
-                                            int64_t vocab_size) {
+std::vector<int64_t> earlier_logits_changed(LanguageModel& model, const torch::Tensor& tokens_BL,
+                                            int64_t position, int64_t vocab_size) {
   torch::NoGradGuard no_grad;
   RoutingContext context(ForwardMode::Eval, false);
   const torch::Tensor base = model.forward(tokens_BL, context);
@@ -71,7 +74,8 @@ LayerComparison compare_layers(FeedForward& a, FeedForward& b, const torch::Tens
     torch::NoGradGuard no_grad;
     auto source = a.named_parameters();
     for (auto& item : b.named_parameters()) {
-      if (!source.contains(item.key())) throw std::invalid_argument("layers differ: no parameter " + item.key());
+      if (!source.contains(item.key()))
+        throw std::invalid_argument("layers differ: no parameter " + item.key());
       item.value().copy_(source[item.key()]);
     }
   }
@@ -91,7 +95,8 @@ LayerComparison compare_layers(FeedForward& a, FeedForward& b, const torch::Tens
   result.input_gradient = max_abs_difference(input_grads[0], input_grads[1]);
   auto grads_b = b.named_parameters();
   for (const auto& item : a.named_parameters()) {
-    result.parameters[item.key()] = max_abs_difference(item.value().grad(), grads_b[item.key()].grad());
+    result.parameters[item.key()] =
+        max_abs_difference(item.value().grad(), grads_b[item.key()].grad());
   }
   return result;
 }
@@ -106,7 +111,8 @@ double gradient_check(FeedForward& layer, const torch::Tensor& h_BLD, int sample
   const torch::Tensor h = h_BLD.detach().clone().requires_grad_();
   loss_of(h).backward();
   std::vector<std::pair<torch::Tensor, torch::Tensor>> checked = {{h, h.grad()}};
-  for (auto& p : layer.parameters()) checked.push_back({p, p.grad().defined() ? p.grad() : torch::zeros_like(p)});
+  for (auto& p : layer.parameters())
+    checked.push_back({p, p.grad().defined() ? p.grad() : torch::zeros_like(p)});
   double worst = 0;
   torch::NoGradGuard no_grad;
   for (auto& [tensor, analytic] : checked) {
@@ -122,7 +128,8 @@ double gradient_check(FeedForward& layer, const torch::Tensor& h_BLD, int sample
       flat[i] = original;
       const double numeric = (plus - minus) / (2 * epsilon);
       const double exact = analytic_flat[i].item<double>();
-      worst = std::max(worst, std::abs(numeric - exact) / std::max(1e-6, std::abs(numeric) + std::abs(exact)));
+      worst = std::max(
+          worst, std::abs(numeric - exact) / std::max(1e-6, std::abs(numeric) + std::abs(exact)));
     }
   }
   return worst;

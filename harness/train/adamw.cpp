@@ -41,7 +41,9 @@ std::optional<AdamW::Moments> AdamW::moments(const std::string& name) const {
   return it->second;
 }
 
-void AdamW::set_moments(const std::string& name, Moments moments) { state_[name] = std::move(moments); }
+void AdamW::set_moments(const std::string& name, Moments moments) {
+  state_[name] = std::move(moments);
+}
 
 void AdamW::to(const torch::Device& device) {
   for (auto& [name, s] : state_) {
@@ -65,7 +67,9 @@ void AdamW::save(torch::serialize::OutputArchive& archive) const {
   // Parameter names contain dots, which archive keys treat as paths: store them as a list.
   std::string joined;
   for (const auto& n : names) joined += n + "\n";
-  archive.write("names", torch::from_blob(joined.data(), {static_cast<int64_t>(joined.size())}, torch::kUInt8).clone());
+  archive.write(
+      "names", torch::from_blob(joined.data(), {static_cast<int64_t>(joined.size())}, torch::kUInt8)
+                   .clone());
 }
 
 void AdamW::load(torch::serialize::InputArchive& archive) {

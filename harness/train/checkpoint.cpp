@@ -30,7 +30,8 @@ void fsync_path(const fs::path& path) {
 }
 
 // `kill_point_name` marks the moment between the temporary file and the rename (crash tests).
-void write_atomically(const fs::path& target, const std::string& bytes, const char* kill_point_name, int64_t step) {
+void write_atomically(const fs::path& target, const std::string& bytes, const char* kill_point_name,
+                      int64_t step) {
   const fs::path temporary = target.string() + ".tmp";
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
@@ -53,7 +54,8 @@ std::string read_file(const fs::path& path) {
 
 }  // namespace
 
-void CheckpointStore::save(LanguageModel& model, const AdamW& optimizer, const TrainingState& state) const {
+void CheckpointStore::save(LanguageModel& model, const AdamW& optimizer,
+                           const TrainingState& state) const {
   fs::create_directories(directory_);
   torch::serialize::OutputArchive archive;
   torch::serialize::OutputArchive model_archive;
@@ -76,7 +78,8 @@ void CheckpointStore::save(LanguageModel& model, const AdamW& optimizer, const T
                                {"upcycled", state.upcycled},
                                {"upcycle_step", state.upcycle_step},
                                {"tokens_seen", state.tokens_seen}};
-  write_atomically(fs::path(directory_) / "latest.json", meta.dump(2) + "\n", "checkpoint_index", state.step);
+  write_atomically(fs::path(directory_) / "latest.json", meta.dump(2) + "\n", "checkpoint_index",
+                   state.step);
   for (const auto& entry : fs::directory_iterator(directory_)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind("checkpoint-", 0) == 0 && name != file) fs::remove(entry.path());
@@ -97,22 +100,25 @@ std::optional<TrainingState> CheckpointStore::latest_state() const {
     state.tokens_seen = meta.at("tokens_seen").get<int64_t>();
     return state;
   } catch (const nlohmann::json::exception& e) {
-    throw UserError(fmt::format("checkpoint index '{}' is unreadable ({}); delete the folder to start the run over, then "
-                                "rerun with `lory run ... --retry-failed`",
-                                meta_path.string(), e.what()));
+    throw UserError(fmt::format(
+        "checkpoint index '{}' is unreadable ({}); delete the folder to start the run over, then "
+        "rerun with `lory run ... --retry-failed`",
+        meta_path.string(), e.what()));
   }
 }
 
 TrainingState CheckpointStore::restore(LanguageModel& model, AdamW* optimizer) const {
   const auto state = latest_state();
   if (!state) throw UserError(fmt::format("no checkpoint in '{}'", directory_));
-  const nlohmann::json meta = nlohmann::json::parse(read_file(fs::path(directory_) / "latest.json"));
+  const nlohmann::json meta =
+      nlohmann::json::parse(read_file(fs::path(directory_) / "latest.json"));
   const fs::path file = fs::path(directory_) / meta.at("file").get<std::string>();
   const std::string payload = read_file(file);
   if (payload.empty() || sha256_hex(payload) != meta.at("sha256").get<std::string>()) {
-    throw UserError(fmt::format("checkpoint '{}' is missing or fails its sha256 check; delete '{}' to start the run "
-                                "over, then rerun with `lory run ... --retry-failed`",
-                                file.string(), directory_));
+    throw UserError(fmt::format(
+        "checkpoint '{}' is missing or fails its sha256 check; delete '{}' to start the run "
+        "over, then rerun with `lory run ... --retry-failed`",
+        file.string(), directory_));
   }
   torch::serialize::InputArchive archive;
   archive.load_from(payload.data(), payload.size());

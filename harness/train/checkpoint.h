@@ -16,8 +16,8 @@ namespace lory {
 struct TrainingState {
   int64_t step = 0;  // optimizer steps completed
   DataPosition data;
-  bool upcycled = false;       // the dense warm-up is over and the MoE layers are in place
-  int64_t upcycle_step = -1;   // step at which the switch happened (-1: none)
+  bool upcycled = false;      // the dense warm-up is over and the MoE layers are in place
+  int64_t upcycle_step = -1;  // step at which the switch happened (-1: none)
   int64_t tokens_seen = 0;
 };
 

@@ -27,9 +27,11 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
   try {
     work->wait();
   } catch (const c10::Error& e) {
-    throw UserError(fmt::format("data-parallel {} failed (a rank died or timed out?): {}", what, e.what_without_backtrace()));
+    throw UserError(fmt::format("data-parallel {} failed (a rank died or timed out?): {}", what,
+                                e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    throw UserError(fmt::format("data-parallel {} failed (a rank died or timed out?): {}", what, e.what()));
+    throw UserError(
+        fmt::format("data-parallel {} failed (a rank died or timed out?): {}", what, e.what()));
   }
 }
 
@@ -40,7 +42,8 @@ std::unique_ptr<DataParallel> DataParallel::from_environment() {
   const int rank = environment_int("RANK", 0);
   std::unique_ptr<DataParallel> dp(new DataParallel(rank, world_size));
   if (world_size <= 1) return dp;
-  if (rank < 0 || rank >= world_size) throw UserError(fmt::format("RANK = {} is outside WORLD_SIZE = {}", rank, world_size));
+  if (rank < 0 || rank >= world_size)
+    throw UserError(fmt::format("RANK = {} is outside WORLD_SIZE = {}", rank, world_size));
   const std::string master = environment_string("MASTER_ADDR", "127.0.0.1");
   const int port = environment_int("MASTER_PORT", 29500);
   const std::chrono::milliseconds timeout(1000LL * environment_int("LORY_COLLECTIVE_TIMEOUT", 120));
@@ -53,8 +56,9 @@ std::unique_ptr<DataParallel> DataParallel::from_environment() {
   try {
     store = c10::make_intrusive<c10d::TCPStore>(master, store_options);
   } catch (const std::exception& e) {
-    throw UserError(fmt::format("rank {} cannot reach the group's store at {}:{} (MASTER_ADDR, MASTER_PORT): {}", rank,
-                                master, port, e.what()));
+    throw UserError(fmt::format(
+        "rank {} cannot reach the group's store at {}:{} (MASTER_ADDR, MASTER_PORT): {}", rank,
+        master, port, e.what()));
   }
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   // Gloo binds to an interface: GLOO_SOCKET_IFNAME when given, loopback for a single machine,
@@ -89,14 +93,16 @@ void DataParallel::broadcast_module(torch::nn::Module& module) {
   }
 }
 
-void DataParallel::average_gradients(const std::vector<torch::Tensor>& gradients, size_t bucket_bytes) {
+void DataParallel::average_gradients(const std::vector<torch::Tensor>& gradients,
+                                     size_t bucket_bytes) {
   if (!distributed() || gradients.empty()) return;
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   size_t first = 0;
   while (first < gradients.size()) {
     size_t last = first, bytes = 0;
-    while (last < gradients.size() && (last == first || bytes + gradients[last].nbytes() <= bucket_bytes)) {
+    while (last < gradients.size() &&
+           (last == first || bytes + gradients[last].nbytes() <= bucket_bytes)) {
       bytes += gradients[last].nbytes();
       ++last;
     }
@@ -113,7 +119,8 @@ void DataParallel::average_gradients(const std::vector<torch::Tensor>& gradients
     }
     first = last;
   }
-  allreduce_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  allreduce_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 void DataParallel::sum(torch::Tensor& values) {
@@ -135,7 +142,8 @@ void DataParallel::max(std::vector<double>& values) {
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp::MAX;
   wait(group_->allreduce(one, options), "statistics all-reduce");
-  for (size_t i = 0; i < values.size(); ++i) values[i] = one[0][static_cast<int64_t>(i)].item<double>();
+  for (size_t i = 0; i < values.size(); ++i)
+    values[i] = one[0][static_cast<int64_t>(i)].item<double>();
 }
 
 void DataParallel::barrier() {

@@ -32,7 +32,8 @@ class DataParallel {
   // Rank 0's values of every parameter and buffer, to all ranks.
   void broadcast_module(torch::nn::Module& module);
   // Averages the gradients over ranks, in flattened buckets of about `bucket_bytes`.
-  void average_gradients(const std::vector<torch::Tensor>& gradients, size_t bucket_bytes = 32 << 20);
+  void average_gradients(const std::vector<torch::Tensor>& gradients,
+                         size_t bucket_bytes = 32 << 20);
   // Sums a float64 tensor over ranks, in place.
   void sum(torch::Tensor& values);
   void sum(std::vector<double>& values);

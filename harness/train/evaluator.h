@@ -24,15 +24,16 @@ struct EvalResult {
 
 class Evaluator {
  public:
-  Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch_size, int64_t tokens_per_domain,
-            int64_t skip_first_tokens);
+  Evaluator(const Corpus& corpus, int64_t context_length, int64_t batch_size,
+            int64_t tokens_per_domain, int64_t skip_first_tokens);
 
   // `mode` names the routing rule in the stored rows ("default" or "prompt"). Targets before
   // skip_first_tokens are never scored; under the prompt rule, neither are the prompt's.
   // With a data-parallel group, every rank evaluates its share of the sequences and the sums are
   // reduced: every rank returns the same result.
-  EvalResult evaluate(LanguageModel& model, int64_t step, const std::string& mode, const EvalRouting& routing,
-                      bool routing_stats, DataParallel* group = nullptr) const;
+  EvalResult evaluate(LanguageModel& model, int64_t step, const std::string& mode,
+                      const EvalRouting& routing, bool routing_stats,
+                      DataParallel* group = nullptr) const;
 
   int64_t domain_count() const { return static_cast<int64_t>(domains_.size()); }
   // The input tokens ([N, context_length] int64) of the first `per_domain` held-out sequences of
@@ -52,8 +53,8 @@ class Evaluator {
 
 // Per-token log-probabilities of the targets: tokens_N (int64) gives n - 1 log-probabilities, in
 // independent windows of the context length (each starts with no context). For tests.
-torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N, int64_t context_length,
-                           const EvalRouting& routing);
+torch::Tensor score_tokens(LanguageModel& model, const torch::Tensor& tokens_N,
+                           int64_t context_length, const EvalRouting& routing);
 
 // How `lory score` cuts a text longer than the context (docs/inference.md, "Scoring text").
 struct ScoringWindows {

@@ -12,7 +12,8 @@
 
 namespace lory {
 
-int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& options, SeededRandom& rng) {
+int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& options,
+                     SeededRandom& rng) {
   const torch::Tensor logits = logits_V.to(torch::kFloat64).contiguous();
   if (options.temperature <= 0) return logits.argmax().item<int64_t>();
   const torch::Tensor probs = torch::softmax(logits / options.temperature, -1);
@@ -47,21 +48,23 @@ int64_t sample_token(const torch::Tensor& logits_V, const SamplingOptions& optio
   return order[kept - 1];
 }
 
-GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t>& prompt, int64_t context_length,
-                                 const GenerationOptions& options,
+GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t>& prompt,
+                                 int64_t context_length, const GenerationOptions& options,
                                  const std::function<void(const GeneratedToken&)>& on_token) {
   const int64_t P = static_cast<int64_t>(prompt.size());
   if (P == 0) throw UserError("the prompt is empty: give at least one token");
   if (options.max_tokens < 1) throw UserError("max_tokens must be at least 1");
   // The last generated token is never fed back: N new tokens need P + N - 1 positions.
   if (P > context_length) {
-    throw UserError(fmt::format("the prompt ({} tokens) is longer than the model's context of {} tokens; shorten it",
-                                P, context_length));
+    throw UserError(fmt::format(
+        "the prompt ({} tokens) is longer than the model's context of {} tokens; shorten it", P,
+        context_length));
   }
   if (P + options.max_tokens - 1 > context_length) {
-    throw UserError(fmt::format("the prompt ({} tokens) plus {} new tokens exceed the model's context of {} tokens; "
-                                "shorten the prompt or ask for at most {} tokens",
-                                P, options.max_tokens, context_length, context_length - P + 1));
+    throw UserError(fmt::format(
+        "the prompt ({} tokens) plus {} new tokens exceed the model's context of {} tokens; "
+        "shorten the prompt or ask for at most {} tokens",
+        P, options.max_tokens, context_length, context_length - P + 1));
   }
   torch::NoGradGuard no_grad;
   model.eval();
@@ -80,7 +83,8 @@ GenerationResult generate_tokens(LanguageModel& model, const std::vector<int64_t
     if (result.cached) {
       context.set_decode(&state);
       const auto first_new = sequence.begin() + state.position();
-      tokens_1L = torch::tensor(std::vector<int64_t>(first_new, sequence.end()), torch::kInt64).unsqueeze(0);
+      tokens_1L = torch::tensor(std::vector<int64_t>(first_new, sequence.end()), torch::kInt64)
+                      .unsqueeze(0);
     } else {
       tokens_1L = torch::tensor(sequence, torch::kInt64).unsqueeze(0);
     }

@@ -13,12 +13,13 @@ using torch::autograd::variable_list;
 
 class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h_ND, const torch::Tensor& weight_VD,
-                               const torch::Tensor& targets_N, int64_t chunk_rows, bool h_grad, bool weight_grad) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h_ND,
+                               const torch::Tensor& weight_VD, const torch::Tensor& targets_N,
+                               int64_t chunk_rows, bool h_grad, bool weight_grad) {
     RECORD_FUNCTION("lory::linear_cross_entropy", std::vector<c10::IValue>());
     const int64_t N = h_ND.size(0), D = h_ND.size(1), V = weight_VD.size(0);
-    TORCH_CHECK(weight_VD.size(1) == D, "linear_cross_entropy: hidden width ", D, " but the output weight is [",
-                V, ", ", weight_VD.size(1), "]");
+    TORCH_CHECK(weight_VD.size(1) == D, "linear_cross_entropy: hidden width ", D,
+                " but the output weight is [", V, ", ", weight_VD.size(1), "]");
     TORCH_CHECK(targets_N.dim() == 1 && targets_N.size(0) == N, "linear_cross_entropy: ", N,
                 " rows but targets of shape ", targets_N.sizes());
     TORCH_CHECK(N > 0, "linear_cross_entropy: no rows");
@@ -45,7 +46,8 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
       const torch::Tensor t_C1 = targets_N1.slice(0, start, end);
       // One exp per logit: exp(logits - max) in place gives both the log-sum-exp and, scaled by
       // 1 / (sum * N), the softmax part of the gradient (logsumexp + exp would take two).
-      torch::Tensor logits_CV = torch::mm(hc_ND.slice(0, start, end), weight_DV).to(h_ND.scalar_type());
+      torch::Tensor logits_CV =
+          torch::mm(hc_ND.slice(0, start, end), weight_DV).to(h_ND.scalar_type());
       const torch::Tensor max_C1 = std::get<0>(logits_CV.max(1, /*keepdim=*/true));
       const torch::Tensor target_C1 = logits_CV.gather(1, t_C1);
       torch::Tensor grad_CV = logits_CV.sub_(max_C1).exp_();
@@ -54,7 +56,8 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
       if (!h_grad && !weight_grad) continue;
       // d loss / d logits = (softmax - one_hot) / N, formed in the logits' own storage.
       grad_CV.mul_(sum_C1.reciprocal().mul_(inverse_rows));
-      grad_CV.scatter_add_(1, t_C1, torch::full({end - start, 1}, -inverse_rows, grad_CV.options()));
+      grad_CV.scatter_add_(1, t_C1,
+                           torch::full({end - start, 1}, -inverse_rows, grad_CV.options()));
       if (cast) {
         const torch::Tensor gradc_CV = grad_CV.to(compute);
         if (h_grad) dh_ND.slice(0, start, end).copy_(torch::mm(gradc_CV, weightc_VD));
@@ -99,18 +102,23 @@ torch::Tensor linear_cross_entropy(const torch::Tensor& h_ND, const torch::Tenso
   // and without a graph (no grad mode, no input needing one) the context cannot be asked.
   const bool recording = torch::GradMode::is_enabled();
   return LinearCrossEntropy::apply(h_ND.contiguous(), weight_VD, targets_N, chunk_rows,
-                                   recording && h_ND.requires_grad(), recording && weight_VD.requires_grad());
+                                   recording && h_ND.requires_grad(),
+                                   recording && weight_VD.requires_grad());
 }
 
-torch::Tensor language_model_loss(LanguageModel& model, const torch::Tensor& inputs_BL, const torch::Tensor& targets_BL,
-                                  RoutingContext& context, LmLossPath path) {
-  const torch::Tensor weight_VD = path == LmLossPath::Chunked ? model.output_projection_VD() : torch::Tensor();
+torch::Tensor language_model_loss(LanguageModel& model, const torch::Tensor& inputs_BL,
+                                  const torch::Tensor& targets_BL, RoutingContext& context,
+                                  LmLossPath path) {
+  const torch::Tensor weight_VD =
+      path == LmLossPath::Chunked ? model.output_projection_VD() : torch::Tensor();
   if (weight_VD.defined()) {
     const torch::Tensor h_BLD = model.hidden_states(inputs_BL, context);
-    return linear_cross_entropy(h_BLD.reshape({-1, h_BLD.size(-1)}), weight_VD, targets_BL.reshape({-1}));
+    return linear_cross_entropy(h_BLD.reshape({-1, h_BLD.size(-1)}), weight_VD,
+                                targets_BL.reshape({-1}));
   }
   const torch::Tensor logits_BLV = model.forward(inputs_BL, context);
-  return torch::nn::functional::cross_entropy(logits_BLV.reshape({-1, logits_BLV.size(-1)}), targets_BL.reshape({-1}));
+  return torch::nn::functional::cross_entropy(logits_BLV.reshape({-1, logits_BLV.size(-1)}),
+                                              targets_BL.reshape({-1}));
 }
 
 }  // namespace lory

@@ -30,7 +30,8 @@ enum class LmLossPath { Chunked, FullLogits };
 
 // The mean next-token cross-entropy of the model on inputs_BL against targets_BL (the
 // training loss, without the routers' aux losses).
-torch::Tensor language_model_loss(LanguageModel& model, const torch::Tensor& inputs_BL, const torch::Tensor& targets_BL,
-                                  RoutingContext& context, LmLossPath path = LmLossPath::Chunked);
+torch::Tensor language_model_loss(LanguageModel& model, const torch::Tensor& inputs_BL,
+                                  const torch::Tensor& targets_BL, RoutingContext& context,
+                                  LmLossPath path = LmLossPath::Chunked);
 
 }  // namespace lory

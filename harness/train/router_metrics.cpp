@@ -18,7 +18,8 @@ namespace {
 // their maximum, the percentiles by their mean.
 std::vector<RoutingStat> load_statistics(const torch::Tensor& load_E) {
   const torch::Tensor contiguous_E = load_E.to(torch::kFloat64).contiguous();
-  const std::vector<double> load(contiguous_E.data_ptr<double>(), contiguous_E.data_ptr<double>() + contiguous_E.numel());
+  const std::vector<double> load(contiguous_E.data_ptr<double>(),
+                                 contiguous_E.data_ptr<double>() + contiguous_E.numel());
   return {
       {"max_violation", max_violation(load), Reduce::Max},
       {"load_p0", relative_load_percentile(load, 0), Reduce::Mean},
@@ -71,7 +72,9 @@ void add_router_metrics(const RoutingContext& context, int64_t step, DataParalle
   std::map<std::string, std::pair<std::vector<double>, Reduce>> by_name;
   for (const RoutingRecord& record : context.records()) {
     for (const RoutingStat& stat : record.stats) {
-      local.push_back({{step, fmt::format("router/layer{}/{}", record.layer, stat.name), stat.value}, stat.reduce});
+      local.push_back(
+          {{step, fmt::format("router/layer{}/{}", record.layer, stat.name), stat.value},
+           stat.reduce});
       auto& [values, reduce] = by_name[stat.name];
       values.push_back(stat.value);
       reduce = stat.reduce;
@@ -81,8 +84,10 @@ void add_router_metrics(const RoutingContext& context, int64_t step, DataParalle
     local.push_back({{step, "router/" + name, combine(entry.first, entry.second)}, entry.second});
   }
   std::map<std::string, std::vector<double>> aux_by_name;
-  for (const auto& [layer, stat] : context.aux_stats()) aux_by_name[stat.name].push_back(stat.value);
-  for (const auto& [name, values] : aux_by_name) local.push_back({{step, name, combine(values, Reduce::Sum)}, Reduce::Mean});
+  for (const auto& [layer, stat] : context.aux_stats())
+    aux_by_name[stat.name].push_back(stat.value);
+  for (const auto& [name, values] : aux_by_name)
+    local.push_back({{step, name, combine(values, Reduce::Sum)}, Reduce::Mean});
 
   // Every rank holds the same rows in the same order (the same model, each on its own equal
   // shard), so they are combined entry by entry.
@@ -95,9 +100,10 @@ void add_router_metrics(const RoutingContext& context, int64_t step, DataParalle
     group.max(maximised);
     for (size_t i = 0; i < local.size(); ++i) {
       const Reduce rule = local[i].second;
-      local[i].first.value = rule == Reduce::Max    ? maximised[i]
-                             : rule == Reduce::Sum  ? summed[i]
-                                                    : summed[i] / static_cast<double>(group.world_size());
+      local[i].first.value = rule == Reduce::Max ? maximised[i]
+                             : rule == Reduce::Sum
+                                 ? summed[i]
+                                 : summed[i] / static_cast<double>(group.world_size());
     }
   }
   for (auto& [row, reduce] : local) rows.push_back(std::move(row));
@@ -109,13 +115,15 @@ void add_router_metrics(const RoutingContext& context, int64_t step, DataParalle
   for (size_t i = 0; i < loads.size(); ++i) {
     if (loads[i].numel() == 0) continue;
     for (const RoutingStat& stat : load_statistics(loads[i])) {
-      rows.push_back({step, fmt::format("router/layer{}/{}", context.records()[i].layer, stat.name), stat.value});
+      rows.push_back({step, fmt::format("router/layer{}/{}", context.records()[i].layer, stat.name),
+                      stat.value});
       auto& [values, reduce] = balance_by_name[stat.name];
       values.push_back(stat.value);
       reduce = stat.reduce;
     }
   }
-  for (const auto& [name, entry] : balance_by_name) rows.push_back({step, "router/" + name, combine(entry.first, entry.second)});
+  for (const auto& [name, entry] : balance_by_name)
+    rows.push_back({step, "router/" + name, combine(entry.first, entry.second)});
 }
 
 }  // namespace lory

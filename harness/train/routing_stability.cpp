@@ -21,7 +21,8 @@ void RoutingStability::save(LanguageModel& model, int64_t step) const {
   if (probe_BL_.numel() == 0) return;
   // A dense model (a dense run, or before upcycling) has no routing to keep: no probe forward.
   bool routed = false;
-  for (int64_t layer = 0; layer < model.layer_count(); ++layer) routed = routed || model.feed_forward(layer)->expert_count() > 1;
+  for (int64_t layer = 0; layer < model.layer_count(); ++layer)
+    routed = routed || model.feed_forward(layer)->expert_count() > 1;
   if (!routed) return;
   torch::NoGradGuard no_grad;
   RoutingContext context(ForwardMode::Eval, /*record=*/true);
@@ -30,7 +31,10 @@ void RoutingStability::save(LanguageModel& model, int64_t step) const {
   for (const RoutingRecord& record : context.records()) {
     if (record.expert_count < 2) continue;
     // Half precision on disk: the measures compare distributions to far better than 1e-3.
-    layers.push_back(routing_distribution(record.weights_BLE).reshape({-1, record.expert_count}).to(torch::kHalf).cpu());
+    layers.push_back(routing_distribution(record.weights_BLE)
+                         .reshape({-1, record.expert_count})
+                         .to(torch::kHalf)
+                         .cpu());
   }
   if (layers.empty()) return;
   fs::create_directories(fs::path(file(step)).parent_path());
@@ -40,9 +44,11 @@ void RoutingStability::save(LanguageModel& model, int64_t step) const {
   fs::rename(temporary, file(step));
 }
 
-std::pair<double, double> routing_agreement(const torch::Tensor& earlier_XE, const torch::Tensor& final_XE) {
+std::pair<double, double> routing_agreement(const torch::Tensor& earlier_XE,
+                                            const torch::Tensor& final_XE) {
   const torch::Tensor a_XE = earlier_XE.to(torch::kFloat64), b_XE = final_XE.to(torch::kFloat64);
-  const double agreement = (a_XE.argmax(-1) == b_XE.argmax(-1)).to(torch::kFloat64).mean().item<double>();
+  const double agreement =
+      (a_XE.argmax(-1) == b_XE.argmax(-1)).to(torch::kFloat64).mean().item<double>();
   const double distance = (0.5 * (a_XE - b_XE).abs().sum(-1)).mean().item<double>();
   return {agreement, distance};
 }
@@ -56,8 +62,8 @@ std::vector<MetricRow> RoutingStability::compare_with(int64_t final_step) const 
   for (const auto& entry : fs::directory_iterator(fs::path(file(final_step)).parent_path(), ec)) {
     const std::string name = entry.path().filename().string();
     int64_t step = 0;
-    if (std::sscanf(name.c_str(), "step%" SCNd64 ".pt", &step) != 1 || entry.path().extension() != ".pt" ||
-        step >= final_step) {
+    if (std::sscanf(name.c_str(), "step%" SCNd64 ".pt", &step) != 1 ||
+        entry.path().extension() != ".pt" || step >= final_step) {
       continue;
     }
     std::vector<torch::Tensor> layers;
@@ -79,8 +85,10 @@ std::vector<MetricRow> RoutingStability::compare_with(int64_t final_step) const 
       distance_sum += distance;
     }
     if (compared == 0) continue;
-    rows.push_back({step, "routing_stability/top1_agreement", agreement_sum / static_cast<double>(compared)});
-    rows.push_back({step, "routing_stability/tv_distance", distance_sum / static_cast<double>(compared)});
+    rows.push_back(
+        {step, "routing_stability/top1_agreement", agreement_sum / static_cast<double>(compared)});
+    rows.push_back(
+        {step, "routing_stability/tv_distance", distance_sum / static_cast<double>(compared)});
   }
   return rows;
 }

@@ -42,6 +42,7 @@ class RoutingStability {
 
 // The per-layer measures of two routings of the same tokens (distributions [X, E], rows sum to 1
 // or are all zero): {top1_agreement, tv_distance}.
-std::pair<double, double> routing_agreement(const torch::Tensor& earlier_XE, const torch::Tensor& final_XE);
+std::pair<double, double> routing_agreement(const torch::Tensor& earlier_XE,
+                                            const torch::Tensor& final_XE);
 
 }  // namespace lory

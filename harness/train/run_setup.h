@@ -21,15 +21,17 @@ class RunSetup {
  public:
   // `base_directory`: the experiment file's folder, against which relative `path` parameters of
   // the plugins are resolved before the plugins see them.
-  RunSetup(CellConfig config, const std::string& corpus_directory, const std::vector<std::string>& plugin_path,
-           const std::string& base_directory);
+  RunSetup(CellConfig config, const std::string& corpus_directory,
+           const std::vector<std::string>& plugin_path, const std::string& base_directory);
 
   const CellConfig& config() const { return config_; }
   const Corpus& corpus() const { return *corpus_; }
   std::shared_ptr<const Corpus> corpus_handle() const { return corpus_; }
   std::shared_ptr<BatcherPlugin> batcher() const { return batcher_; }
   const ParamValues& batcher_params() const { return config_.section("batcher").plugin_params; }
-  int64_t context_length() const { return config_.section("model").values.get_int("context_length"); }
+  int64_t context_length() const {
+    return config_.section("model").values.get_int("context_length");
+  }
   const std::string& router_name() const { return config_.section("router").plugin(); }
   // The router's roles (lory/router_roles.h): a dense baseline never runs a dense warm-up.
   const std::vector<std::string>& router_roles() const { return router_roles_; }

@@ -24,7 +24,7 @@ struct ScoredTask {
 // tokens from the start of its context; a choice too long to keep one context token is a
 // UserError naming the task file line.
 // `progress`, when given, is called with the number of examples scored so far after each one.
-ScoredTask score_task(LanguageModel& model, const TokenizedTask& task, int64_t context_length, EvalRouting::Rule rule,
-                      const std::function<void(int64_t)>& progress = {});
+ScoredTask score_task(LanguageModel& model, const TokenizedTask& task, int64_t context_length,
+                      EvalRouting::Rule rule, const std::function<void(int64_t)>& progress = {});
 
 }  // namespace lory

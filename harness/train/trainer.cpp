@@ -14,15 +14,15 @@
 #include <tuple>
 
 #include "adamw.h"
-#include "core/support/kill_points.h"
-#include "stop_request.h"
 #include "checkpoint.h"
+#include "core/support/kill_points.h"
 #include "evaluator.h"
 #include "linear_cross_entropy.h"
 #include "lory/nn/precision.h"
 #include "lr_schedule.h"
 #include "router_metrics.h"
 #include "routing_stability.h"
+#include "stop_request.h"
 #include "training_data.h"
 #include "upcycling.h"
 
@@ -51,23 +51,30 @@ Settings read_settings(const RunSetup& setup) {
   Settings s{};
   s.batch_size = t.get_int("batch_size");
   const int64_t tokens_per_step = s.batch_size * setup.context_length();
-  s.steps = t.get_int("steps") > 0 ? t.get_int("steps") : (t.get_int("tokens") + tokens_per_step - 1) / tokens_per_step;
+  s.steps = t.get_int("steps") > 0 ? t.get_int("steps")
+                                   : (t.get_int("tokens") + tokens_per_step - 1) / tokens_per_step;
   s.log_every = t.get_int("log_every");
   s.eval_every = e.get_int("every");
   s.checkpoint_every = t.get_int("checkpoint_every");
   const double warmup = t.get_float("dense_warmup_fraction");
-  s.upcycle_at = (warmup > 0 && !setup.router_is_dense_baseline())
-                     ? std::max<int64_t>(1, static_cast<int64_t>(std::llround(warmup * static_cast<double>(s.steps))))
-                     : -1;
+  s.upcycle_at =
+      (warmup > 0 && !setup.router_is_dense_baseline())
+          ? std::max<int64_t>(
+                1, static_cast<int64_t>(std::llround(warmup * static_cast<double>(s.steps))))
+          : -1;
   s.upcycling_copies_optimizer_state = t.get_string("upcycling_optimizer") == "copy";
-  s.rewarmup_steps = s.upcycle_at > 0 ? static_cast<int64_t>(std::llround(t.get_float("upcycling_lr_rewarmup_fraction") *
-                                                                          static_cast<double>(s.steps)))
-                                      : 0;
+  s.rewarmup_steps =
+      s.upcycle_at > 0
+          ? static_cast<int64_t>(std::llround(t.get_float("upcycling_lr_rewarmup_fraction") *
+                                              static_cast<double>(s.steps)))
+          : 0;
   s.grad_clip = t.get_float("grad_clip");
   s.schedule = {t.get_float("lr"), t.get_float("min_lr_ratio"),
-                static_cast<int64_t>(std::llround(t.get_float("warmup_fraction") * static_cast<double>(s.steps))),
+                static_cast<int64_t>(
+                    std::llround(t.get_float("warmup_fraction") * static_cast<double>(s.steps))),
                 s.steps};
-  s.adamw = {t.get_float("beta1"), t.get_float("beta2"), t.get_float("eps"), t.get_float("weight_decay")};
+  s.adamw = {t.get_float("beta1"), t.get_float("beta2"), t.get_float("eps"),
+             t.get_float("weight_decay")};
   s.eval_batch_size = e.get_int("batch_size");
   s.eval_tokens_per_domain = e.get_int("tokens_per_domain");
   s.routing_stats = e.get_bool("routing_stats");
@@ -131,12 +138,14 @@ void check_upcycling_possible(LanguageModel& model, RunSetup& setup) {
     generator.set_state(rng_state);
   }
   if (!build_problem.empty()) {
-    throw UserError(fmt::format("router '{}' failed to build a layer: {}", setup.router_name(), build_problem));
+    throw UserError(
+        fmt::format("router '{}' failed to build a layer: {}", setup.router_name(), build_problem));
   }
   if (!problem.empty()) {
-    throw UserError(fmt::format("trainer.dense_warmup_fraction > 0, but the dense warm-up model cannot be upcycled "
-                                "into '{}' layers: {}; set trainer.dense_warmup_fraction = 0 for this cell",
-                                setup.router_name(), problem));
+    throw UserError(fmt::format(
+        "trainer.dense_warmup_fraction > 0, but the dense warm-up model cannot be upcycled "
+        "into '{}' layers: {}; set trainer.dense_warmup_fraction = 0 for this cell",
+        setup.router_name(), problem));
   }
 }
 
@@ -146,8 +155,8 @@ void check_upcycling_possible(LanguageModel& model, RunSetup& setup) {
 // (model init, then data), so it must not change.
 class TrainingLoop {
  public:
-  TrainingLoop(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
-               DataParallel& group)
+  TrainingLoop(RunSetup& setup, ResultsStore& store, const RunRecord& run,
+               const std::string& run_dir, DataParallel& group)
       : setup_(setup),
         store_(store),
         run_(run),
@@ -165,15 +174,18 @@ class TrainingLoop {
     model_ = setup_.build_model(start_dense_);
     if (start_dense_) check_upcycling_possible(*model_, setup_);
     optimizer_ = std::make_unique<AdamW>(s_.adamw);
-    data_ = std::make_unique<TrainingData>(setup_.corpus_handle(), setup_.batcher(), setup_.batcher_params(),
-                                           setup_.context_length(), seed_, cache_directory(store_.database().path()));
+    data_ = std::make_unique<TrainingData>(setup_.corpus_handle(), setup_.batcher(),
+                                           setup_.batcher_params(), setup_.context_length(), seed_,
+                                           cache_directory(store_.database().path()));
     if (saved) resume();
     resumed_ = saved.has_value();
     group_.broadcast_module(*model_);
     if (main_) record_run();
-    evaluator_ = std::make_unique<Evaluator>(setup_.corpus(), setup_.context_length(), s_.eval_batch_size,
-                                             s_.eval_tokens_per_domain, s_.eval_skip_first_tokens);
-    if (main_) stability_ = std::make_unique<RoutingStability>(run_dir_, evaluator_->probe_tokens(2));
+    evaluator_ =
+        std::make_unique<Evaluator>(setup_.corpus(), setup_.context_length(), s_.eval_batch_size,
+                                    s_.eval_tokens_per_domain, s_.eval_skip_first_tokens);
+    if (main_)
+      stability_ = std::make_unique<RoutingStability>(run_dir_, evaluator_->probe_tokens(2));
   }
 
   TrainOutcome run() {
@@ -190,25 +202,28 @@ class TrainingLoop {
       if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) {
         return {run_status::kDiverged,
                 fmt::format("non-finite {} at step {} (loss {}, gradient norm {})",
-                            std::isfinite(result.loss) ? "gradient" : "loss", step, result.loss, result.grad_norm),
+                            std::isfinite(result.loss) ? "gradient" : "loss", step, result.loss,
+                            result.grad_norm),
                 state_.step};
       }
       kill_point("after_step", step);
       // Collective on every rank, before only rank 0 goes on to write.
       std::vector<MetricRow> router_rows;
-      if (result.logged_context) add_router_metrics(*result.logged_context, step, group_, router_rows);
+      if (result.logged_context)
+        add_router_metrics(*result.logged_context, step, group_, router_rows);
       if (log_step && main_) log(step, lr, result, std::move(router_rows));
       if ((s_.eval_every > 0 && step % s_.eval_every == 0) || step == s_.steps) evaluate(step);
-      if (main_ && ((s_.checkpoint_every > 0 && step % s_.checkpoint_every == 0) || step == s_.steps ||
-                    result.stopping)) {
+      if (main_ && ((s_.checkpoint_every > 0 && step % s_.checkpoint_every == 0) ||
+                    step == s_.steps || result.stopping)) {
         checkpoints_.save(*model_, *optimizer_, state_);
       }
       if (result.stopping && step < s_.steps) {
         if (main_) {
-          std::printf("%sstopped at step %lld on request; checkpoint written\n", terminal_ ? "\n" : "",
-                      static_cast<long long>(step));
+          std::printf("%sstopped at step %lld on request; checkpoint written\n",
+                      terminal_ ? "\n" : "", static_cast<long long>(step));
         }
-        return {run_status::kInterrupted, fmt::format("stopped on request at step {}", step), state_.step};
+        return {run_status::kInterrupted, fmt::format("stopped on request at step {}", step),
+                state_.step};
       }
     }
     if (terminal_) std::printf("\n");
@@ -227,15 +242,18 @@ class TrainingLoop {
   void split_batch() {
     const ParamValues& trainer = setup_.config().section("trainer").values;
     if (s_.batch_size % world_ != 0) {
-      throw UserError(fmt::format("trainer.batch_size = {} must be a multiple of the {} data-parallel ranks",
-                                  s_.batch_size, world_));
+      throw UserError(
+          fmt::format("trainer.batch_size = {} must be a multiple of the {} data-parallel ranks",
+                      s_.batch_size, world_));
     }
     const int64_t per_rank = s_.batch_size / world_;
-    s_.micro_batch_size = trainer.get_int("micro_batch_size") > 0 ? trainer.get_int("micro_batch_size") : per_rank;
+    s_.micro_batch_size =
+        trainer.get_int("micro_batch_size") > 0 ? trainer.get_int("micro_batch_size") : per_rank;
     if (per_rank % s_.micro_batch_size != 0) {
-      throw UserError(fmt::format("trainer.micro_batch_size = {} must divide the {} sequences each of the {} ranks takes "
-                                  "per step",
-                                  s_.micro_batch_size, per_rank, world_));
+      throw UserError(fmt::format(
+          "trainer.micro_batch_size = {} must divide the {} sequences each of the {} ranks takes "
+          "per step",
+          s_.micro_batch_size, per_rank, world_));
     }
     s_.accumulation = per_rank / s_.micro_batch_size;
   }
@@ -246,20 +264,26 @@ class TrainingLoop {
     if (!main_) return;
     // Rows an interrupted attempt wrote after its last checkpoint are written again by this one.
     store_.delete_rows_after(run_.id, state_.step);
-    std::printf("resuming run %lld from step %lld (checkpoint in %s)\n", static_cast<long long>(run_.id),
-                static_cast<long long>(state_.step), run_dir_.c_str());
+    std::printf("resuming run %lld from step %lld (checkpoint in %s)\n",
+                static_cast<long long>(run_.id), static_cast<long long>(state_.step),
+                run_dir_.c_str());
   }
 
   // The run's attributes (sizes, data plan, budget coverage, threads) and its start line.
   void record_run() {
-    store_.mark_running(run_.id, current_code_version(), current_host(), s_.steps, setup_.corpus().checksum());
+    store_.mark_running(run_.id, current_code_version(), current_host(), s_.steps,
+                        setup_.corpus().checksum());
     // The views pair runs by these roles (a dense_baseline run is what MoE runs are compared with).
-    store_.set_run_attribute(run_.id, "router_roles", fmt::format("{}", fmt::join(setup_.router_roles(), ",")));
+    store_.set_run_attribute(run_.id, "router_roles",
+                             fmt::format("{}", fmt::join(setup_.router_roles(), ",")));
     // Where the checkpoints are, absolute: a copy of the database elsewhere still finds them.
-    store_.set_run_attribute(run_.id, "checkpoint_dir", std::filesystem::absolute(run_dir_).lexically_normal().string());
-    store_.set_run_attribute(run_.id, "parameters_total", std::to_string(count_parameters(*model_)));
+    store_.set_run_attribute(run_.id, "checkpoint_dir",
+                             std::filesystem::absolute(run_dir_).lexically_normal().string());
+    store_.set_run_attribute(run_.id, "parameters_total",
+                             std::to_string(count_parameters(*model_)));
     if (!start_dense_ || resumed_) {
-      store_.set_run_attribute(run_.id, "parameters_active", std::to_string(count_active_parameters(*model_)));
+      store_.set_run_attribute(run_.id, "parameters_active",
+                               std::to_string(count_active_parameters(*model_)));
     }
     const InstanceStream& stream = data_->stream();
     store_.set_run_attribute(run_.id, "batcher_plan", stream.plan().description);
@@ -267,13 +291,17 @@ class TrainingLoop {
                              fmt::format("{:.6f}", stream.adjacent_same_domain_rate()));
     store_.set_run_attribute(run_.id, "random_order_same_domain_rate",
                              fmt::format("{:.6f}", stream.random_order_same_domain_rate()));
-    store_.set_run_attribute(run_.id, "dropped_documents", std::to_string(stream.plan().dropped_documents.size()));
-    std::printf("data: %s; %zu instances; adjacent documents share a domain %.1f%% of the time (random order: %.1f%%)\n",
-                stream.plan().description.c_str(), stream.instance_count(), 100 * stream.adjacent_same_domain_rate(),
-                100 * stream.random_order_same_domain_rate());
+    store_.set_run_attribute(run_.id, "dropped_documents",
+                             std::to_string(stream.plan().dropped_documents.size()));
+    std::printf(
+        "data: %s; %zu instances; adjacent documents share a domain %.1f%% of the time (random "
+        "order: %.1f%%)\n",
+        stream.plan().description.c_str(), stream.instance_count(),
+        100 * stream.adjacent_same_domain_rate(), 100 * stream.random_order_same_domain_rate());
     // What the budget sees of the plan (core/instance_stream.h): the numbers that tell a batcher's
     // effect apart from fewer distinct tokens, repeated instances or less mixed batches.
-    const InstanceStream::Coverage coverage = stream.coverage(s_.steps * s_.batch_size, s_.batch_size);
+    const InstanceStream::Coverage coverage =
+        stream.coverage(s_.steps * s_.batch_size, s_.batch_size);
     for (const auto& [name, value] : std::vector<std::pair<const char*, double>>{
              {"data/epochs", coverage.epochs},
              {"data/distinct_tokens", static_cast<double>(coverage.distinct_tokens)},
@@ -285,11 +313,13 @@ class TrainingLoop {
              {"data/corpus_domain_entropy", coverage.corpus_domain_entropy}}) {
       store_.set_run_attribute(run_.id, name, fmt::format("{:.6g}", value));
     }
-    std::printf("budget: %.2f epochs, %lld distinct training tokens, %lld repeated instances; per batch %.1f documents, "
-                "%.1f domains, domain entropy %.3f of %.3f nats\n",
-                coverage.epochs, static_cast<long long>(coverage.distinct_tokens),
-                static_cast<long long>(coverage.repeated_instances), coverage.documents_per_batch,
-                coverage.domains_per_batch, coverage.batch_domain_entropy, coverage.corpus_domain_entropy);
+    std::printf(
+        "budget: %.2f epochs, %lld distinct training tokens, %lld repeated instances; per batch "
+        "%.1f documents, "
+        "%.1f domains, domain entropy %.3f of %.3f nats\n",
+        coverage.epochs, static_cast<long long>(coverage.distinct_tokens),
+        static_cast<long long>(coverage.repeated_instances), coverage.documents_per_batch,
+        coverage.domains_per_batch, coverage.batch_domain_entropy, coverage.corpus_domain_entropy);
     for (const auto& [name, value] : stream.plan().stats) {
       store_.set_run_attribute(run_.id, "batcher/" + name, fmt::format("{}", value));
       std::printf("  batcher %s = %g\n", name.c_str(), value);
@@ -304,20 +334,24 @@ class TrainingLoop {
 
   // The end of the dense warm-up: every FFN becomes a router layer started from the dense weights.
   void upcycle() {
-    const UpcyclingOutcome upcycled =
-        upcycle_feed_forwards(*model_, [&](const FeedForwardSpec& spec) { return setup_.build_router_layer(spec); },
-                              s_.upcycling_copies_optimizer_state ? optimizer_.get() : nullptr);
+    const UpcyclingOutcome upcycled = upcycle_feed_forwards(
+        *model_, [&](const FeedForwardSpec& spec) { return setup_.build_router_layer(spec); },
+        s_.upcycling_copies_optimizer_state ? optimizer_.get() : nullptr);
     group_.broadcast_module(*model_);
     state_.upcycled = true;
     state_.upcycle_step = state_.step;
     optimizer_->retain_only(named_parameters(*model_));
     if (!main_) return;
     store_.set_run_attribute(run_.id, "upcycle_step", std::to_string(state_.step));
-    store_.set_run_attribute(run_.id, "upcycling_inherited_tensors", std::to_string(upcycled.inherited_tensors));
-    store_.set_run_attribute(run_.id, "parameters_total", std::to_string(count_parameters(*model_)));
-    store_.set_run_attribute(run_.id, "parameters_active", std::to_string(count_active_parameters(*model_)));
-    std::printf("%sstep %lld: dense warm-up over, FFNs upcycled into %s layers\n", terminal_ ? "\n" : "",
-                static_cast<long long>(state_.step), setup_.router_name().c_str());
+    store_.set_run_attribute(run_.id, "upcycling_inherited_tensors",
+                             std::to_string(upcycled.inherited_tensors));
+    store_.set_run_attribute(run_.id, "parameters_total",
+                             std::to_string(count_parameters(*model_)));
+    store_.set_run_attribute(run_.id, "parameters_active",
+                             std::to_string(count_active_parameters(*model_)));
+    std::printf("%sstep %lld: dense warm-up over, FFNs upcycled into %s layers\n",
+                terminal_ ? "\n" : "", static_cast<long long>(state_.step),
+                setup_.router_name().c_str());
   }
 
   // Forward and backward over the micro-batches, gradients averaged over ranks, clipped, and one
@@ -339,7 +373,8 @@ class TrainingLoop {
         MatmulPrecisionScope precision(setup_.precision(), setup_.device());
         lm_loss = language_model_loss(*model_, inputs_BL, targets_BL, context);
       }
-      if (fault_injected("nan_loss", step)) lm_loss = lm_loss * std::numeric_limits<double>::quiet_NaN();
+      if (fault_injected("nan_loss", step))
+        lm_loss = lm_loss * std::numeric_limits<double>::quiet_NaN();
       const torch::Tensor loss = lm_loss + context.total_aux_loss();
       (loss / static_cast<double>(s_.accumulation)).backward();
       loss_sum += lm_loss.item<double>();
@@ -349,7 +384,8 @@ class TrainingLoop {
     for (auto& p : model_->parameters()) {
       // The ranks' gradient buckets must list the same tensors: a parameter one rank's shard did
       // not reach (an expert no token chose) contributes zeros there.
-      if (!p.grad().defined() && group_.distributed() && p.requires_grad()) p.mutable_grad() = torch::zeros_like(p);
+      if (!p.grad().defined() && group_.distributed() && p.requires_grad())
+        p.mutable_grad() = torch::zeros_like(p);
       if (p.grad().defined()) grads.push_back(p.grad());
     }
     if (fault_injected("inf_grad", step) && !grads.empty()) {
@@ -360,7 +396,8 @@ class TrainingLoop {
     finish_layer_steps();
     // One small all-reduce carries the loss and whether any rank was asked to stop, so that the
     // ranks decide together (one rank leaving alone would leave the others waiting).
-    std::vector<double> shared = {loss_sum / static_cast<double>(s_.accumulation), stop_requested() ? 1.0 : 0.0};
+    std::vector<double> shared = {loss_sum / static_cast<double>(s_.accumulation),
+                                  stop_requested() ? 1.0 : 0.0};
     group_.sum(shared);
     result.loss = shared[0] / world_;
     result.stopping = shared[1] > 0;
@@ -408,18 +445,21 @@ class TrainingLoop {
     rows.push_back({step, "train/tokens_per_s", tokens_per_s});
     rows.push_back({step, "train/tokens", static_cast<double>(state_.tokens_seen)});
     if (group_.distributed()) {
-      rows.push_back({step, "train/allreduce_s", group_.take_allreduce_seconds() / static_cast<double>(interval_steps_)});
+      rows.push_back({step, "train/allreduce_s",
+                      group_.take_allreduce_seconds() / static_cast<double>(interval_steps_)});
     }
     store_.write_metrics(run_.id, rows);
     const double elapsed = std::chrono::duration<double>(Clock::now() - run_start_).count();
-    const double eta = elapsed / static_cast<double>(step - start_step_) * static_cast<double>(s_.steps - step);
+    const double eta =
+        elapsed / static_cast<double>(step - start_step_) * static_cast<double>(s_.steps - step);
     if (terminal_) {
-      std::printf("\r  step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s   ", static_cast<long long>(step),
-                  static_cast<long long>(s_.steps), result.loss, lr, tokens_per_s, format_duration(eta).c_str());
+      std::printf("\r  step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s   ",
+                  static_cast<long long>(step), static_cast<long long>(s_.steps), result.loss, lr,
+                  tokens_per_s, format_duration(eta).c_str());
     } else {
-      std::printf("  step %lld/%lld loss %.4f lr %.2e grad_norm %.3f %.0f tok/s ETA %s\n", static_cast<long long>(step),
-                  static_cast<long long>(s_.steps), result.loss, lr, result.grad_norm, tokens_per_s,
-                  format_duration(eta).c_str());
+      std::printf("  step %lld/%lld loss %.4f lr %.2e grad_norm %.3f %.0f tok/s ETA %s\n",
+                  static_cast<long long>(step), static_cast<long long>(s_.steps), result.loss, lr,
+                  result.grad_norm, tokens_per_s, format_duration(eta).c_str());
     }
     std::fflush(stdout);
     interval_start_ = Clock::now();
@@ -429,20 +469,24 @@ class TrainingLoop {
 
   // Held-out evaluation under training routing, and under prompt routing when asked for.
   void evaluate(int64_t step) {
-    std::vector<std::pair<std::string, EvalRouting>> modes = {{"default", {EvalRouting::Rule::Train, 0}}};
-    if (s_.eval_prompt_routing) modes.push_back({"prompt", {EvalRouting::Rule::Prompt, s_.eval_prompt_length}});
+    std::vector<std::pair<std::string, EvalRouting>> modes = {
+        {"default", {EvalRouting::Rule::Train, 0}}};
+    if (s_.eval_prompt_routing)
+      modes.push_back({"prompt", {EvalRouting::Rule::Prompt, s_.eval_prompt_length}});
     for (const auto& [mode, routing] : modes) {
       MatmulPrecisionScope precision(setup_.precision(), setup_.device());
-      const EvalResult result = evaluator_->evaluate(*model_, step, mode, routing, s_.routing_stats, &group_);
+      const EvalResult result =
+          evaluator_->evaluate(*model_, step, mode, routing, s_.routing_stats, &group_);
       if (!main_) continue;
       store_.write_evals(run_.id, result.evals);
       store_.write_routing_stats(run_.id, result.routing);
       store_.write_routing_layer_stats(run_.id, result.layers);
       for (const EvalRow& row : result.evals) {
         if (row.domain != "all") continue;
-        std::printf("%seval step %lld (%s routing): loss %.4f, ppl %.2f over %lld held-out tokens\n",
-                    terminal_ ? "\n" : "", static_cast<long long>(step), mode.c_str(), row.loss, row.ppl,
-                    static_cast<long long>(row.tokens));
+        std::printf(
+            "%seval step %lld (%s routing): loss %.4f, ppl %.2f over %lld held-out tokens\n",
+            terminal_ ? "\n" : "", static_cast<long long>(step), mode.c_str(), row.loss, row.ppl,
+            static_cast<long long>(row.tokens));
       }
     }
     if (main_) {
@@ -475,8 +519,8 @@ class TrainingLoop {
 
 }  // namespace
 
-TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
-                       DataParallel& group) {
+TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run,
+                       const std::string& run_dir, DataParallel& group) {
   return TrainingLoop(setup, store, run, run_dir, group).run();
 }
 

@@ -21,7 +21,7 @@ struct TrainOutcome {
 // Trains run `run` of `store` to the end (or to divergence, or a stop request) and returns how it
 // ended; the caller records the outcome. Exceptions (bad config, plugin errors) propagate. With
 // a data-parallel group, every rank calls it; only rank 0 writes to the store and checkpoints.
-TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run, const std::string& run_dir,
-                       DataParallel& group);
+TrainOutcome train_run(RunSetup& setup, ResultsStore& store, const RunRecord& run,
+                       const std::string& run_dir, DataParallel& group);
 
 }  // namespace lory

@@ -8,13 +8,14 @@
 #include <memory>
 #include <optional>
 
-#include "lory/core/batcher_api.h"
 #include "core/corpus/instance_stream.h"
+#include "lory/core/batcher_api.h"
 
 namespace lory {
 
 struct TokenBatch {
-  torch::Tensor tokens_BL1;   // int64, context_length + 1 tokens per row (inputs and shifted targets)
+  torch::Tensor
+      tokens_BL1;  // int64, context_length + 1 tokens per row (inputs and shifted targets)
   torch::Tensor domains_BL1;  // int64 domain id of every token
 };
 
@@ -25,8 +26,8 @@ struct DataPosition {
 
 class TrainingData {
  public:
-  TrainingData(std::shared_ptr<const Corpus> corpus, std::shared_ptr<BatcherPlugin> batcher, ParamValues params,
-               int64_t context_length, uint64_t seed, std::string cache_dir);
+  TrainingData(std::shared_ptr<const Corpus> corpus, std::shared_ptr<BatcherPlugin> batcher,
+               ParamValues params, int64_t context_length, uint64_t seed, std::string cache_dir);
 
   TokenBatch next(int64_t batch_size);
   // Data parallelism: reads per_rank * world_size instances and returns this rank's share (rows

@@ -49,7 +49,8 @@ class RandomStreamGuard {
   torch::Tensor state_;
 };
 
-std::map<std::string, torch::Tensor> upcycled_probe(const FeedForwardBuilder& build_layer, const FeedForwardSpec& spec,
+std::map<std::string, torch::Tensor> upcycled_probe(const FeedForwardBuilder& build_layer,
+                                                    const FeedForwardSpec& spec,
                                                     const DenseFFNWeights& weights) {
   auto layer = build_layer(spec);
   layer->upcycle_from(weights);
@@ -66,7 +67,9 @@ UpcyclingOutcome upcycle_feed_forwards(LanguageModel& model, const FeedForwardBu
   UpcyclingOutcome outcome;
   for (int64_t layer = 0; layer < model.layer_count(); ++layer) {
     const auto dense = model.feed_forward(layer)->dense_weights();
-    if (!dense) throw UserError("dense warm-up: the warm-up model's FFN exposes no dense weights to upcycle from");
+    if (!dense)
+      throw UserError(
+          "dense warm-up: the warm-up model's FFN exposes no dense weights to upcycle from");
     // The dense FFN's optimizer state, read before its parameters leave the model.
     DenseFFNWeights exp_avg = filled_like(*dense, 0.0), exp_avg_sq = filled_like(*dense, 0.0);
     int64_t steps = 0;
@@ -99,12 +102,14 @@ UpcyclingOutcome upcycle_feed_forwards(LanguageModel& model, const FeedForwardBu
     }
     const NamedTensors after = named_parameters_of(model);
     for (const auto& [local, p] : named_parameters_of(*replacement)) {
-      const bool copied = zeros.at(local).eq(0).all().item<bool>() && ones.at(local).eq(1).all().item<bool>();
+      const bool copied =
+          zeros.at(local).eq(0).all().item<bool>() && ones.at(local).eq(1).all().item<bool>();
       if (!copied) {
         ++outcome.fresh_tensors;
         continue;
       }
-      inherit_into->set_moments(name_of(after, p), {first.at(local).clone(), second.at(local).clone(), steps});
+      inherit_into->set_moments(name_of(after, p),
+                                {first.at(local).clone(), second.at(local).clone(), steps});
       ++outcome.inherited_tensors;
     }
   }

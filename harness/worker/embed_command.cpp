@@ -1,4 +1,5 @@
-// `lory-worker embed`: one vector per corpus document from a trained run, for the similarity batcher.
+// `lory-worker embed`: one vector per corpus document from a trained run, for the similarity
+// batcher.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -18,8 +19,8 @@ namespace lory::worker {
 namespace {
 
 // One vector per corpus document: the mean of the trained model's final hidden states over the
-// document's tokens (windows of the context length), in the format of lory/core/embedding_file.h (the
-// similarity batcher's embedding_file), which carries the corpus checksum and the run id.
+// document's tokens (windows of the context length), in the format of lory/core/embedding_file.h
+// (the similarity batcher's embedding_file), which carries the corpus checksum and the run id.
 int embed_command(const RunSelection& selection, const std::string& out_file) {
   TrainedModel trained(selection);
   const auto& setup = trained.setup;
@@ -48,15 +49,18 @@ int embed_command(const RunSelection& selection, const std::string& out_file) {
     for (int64_t start = 0; start < static_cast<int64_t>(tokens.size()); start += context) {
       const int64_t end = std::min<int64_t>(static_cast<int64_t>(tokens.size()), start + context);
       const torch::Tensor window_1L =
-          torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.begin() + end), torch::kInt64)
+          torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.begin() + end),
+                        torch::kInt64)
               .unsqueeze(0)
               .to(module_device(*model));
       RoutingContext routing(ForwardMode::Eval, false);
-      const torch::Tensor h_D = model->hidden_states(window_1L, routing)[0].sum(0).to(torch::kFloat32);
+      const torch::Tensor h_D =
+          model->hidden_states(window_1L, routing)[0].sum(0).to(torch::kFloat32);
       sum_D = sum_D.defined() ? sum_D + h_D : h_D;
       counted += end - start;
     }
-    const torch::Tensor mean_D = (sum_D / static_cast<double>(std::max<int64_t>(1, counted))).cpu().contiguous();
+    const torch::Tensor mean_D =
+        (sum_D / static_cast<double>(std::max<int64_t>(1, counted))).cpu().contiguous();
     dimension = mean_D.size(0);
     out->append(mean_D.data_ptr<float>(), dimension);
   }
@@ -65,8 +69,9 @@ int embed_command(const RunSelection& selection, const std::string& out_file) {
   } catch (const std::runtime_error& e) {
     throw UserError(e.what());
   }
-  std::printf("wrote %s: %llu documents x %lld dimensions (mean final hidden state of run %lld)\n", out_file.c_str(),
-              static_cast<unsigned long long>(rows), static_cast<long long>(dimension), static_cast<long long>(run->id));
+  std::printf("wrote %s: %llu documents x %lld dimensions (mean final hidden state of run %lld)\n",
+              out_file.c_str(), static_cast<unsigned long long>(rows),
+              static_cast<long long>(dimension), static_cast<long long>(run->id));
   return 0;
 }
 
@@ -75,8 +80,8 @@ int embed_command(const RunSelection& selection, const std::string& out_file) {
 void add_embed_command(CLI::App& app, int& status) {
   auto selection = std::make_shared<RunSelection>();
   auto out_file = std::make_shared<std::string>();
-  CLI::App* command =
-      app.add_subcommand("embed", "Mean final hidden state of every corpus document (lory/core/embedding_file.h)");
+  CLI::App* command = app.add_subcommand(
+      "embed", "Mean final hidden state of every corpus document (lory/core/embedding_file.h)");
   selection->add_options(command);
   selection->add_precision_option(command);
   command->add_option("--out", *out_file, "Output file")->required();

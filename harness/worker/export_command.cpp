@@ -22,12 +22,15 @@ int export_command(const RunSelection& selection, const std::string& out_dir) {
   const RunRecord* run = &trained.run;
   std::filesystem::create_directories(out_dir);
   c10::Dict<std::string, at::Tensor> weights;
-  for (const auto& item : model->named_parameters()) weights.insert(item.key(), item.value().detach().clone());
+  for (const auto& item : model->named_parameters())
+    weights.insert(item.key(), item.value().detach().clone());
   // Buffers too: state a layer keeps outside its parameters (topk's balancing bias, RoPE tables).
-  for (const auto& item : model->named_buffers()) weights.insert(item.key(), item.value().detach().clone());
+  for (const auto& item : model->named_buffers())
+    weights.insert(item.key(), item.value().detach().clone());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(weights));
   const std::string weights_path = (std::filesystem::path(out_dir) / "weights.pt").string();
-  std::ofstream(weights_path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(weights_path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   nlohmann::json config = nlohmann::json::parse(run->config_json);
   // The plugins describe themselves (resolved sizes, tensor layouts, conventions), so that a
   // PyTorch user can rebuild the model from this folder alone (python/lory_export.py does).
@@ -35,18 +38,23 @@ int export_command(const RunSelection& selection, const std::string& out_dir) {
     try {
       return nlohmann::json::parse(text);
     } catch (const std::exception& e) {
-      throw UserError(fmt::format("the {} plugin's export layout is not valid JSON: {}", who, e.what()));
+      throw UserError(
+          fmt::format("the {} plugin's export layout is not valid JSON: {}", who, e.what()));
     }
   };
   const nlohmann::json layout = {
-      {"model", parse_layout(model->export_layout_json(), setup->config().section("model").plugin())},
+      {"model",
+       parse_layout(model->export_layout_json(), setup->config().section("model").plugin())},
       {"ffn", parse_layout(model->feed_forward(0)->export_layout_json(), setup->router_name())}};
   std::string tokenizer = setup->corpus().manifest().tokenizer;
-  const std::filesystem::path tokenizer_model = std::filesystem::path(selection.corpus) / "tokenizer.model";
+  const std::filesystem::path tokenizer_model =
+      std::filesystem::path(selection.corpus) / "tokenizer.model";
   if (std::filesystem::exists(tokenizer_model)) {
     std::filesystem::copy_file(tokenizer_model, std::filesystem::path(out_dir) / "tokenizer.model",
                                std::filesystem::copy_options::overwrite_existing);
-    tokenizer = "tokenizer.model (SentencePiece; load with sentencepiece.SentencePieceProcessor(model_file=...))";
+    tokenizer =
+        "tokenizer.model (SentencePiece; load with "
+        "sentencepiece.SentencePieceProcessor(model_file=...))";
   } else if (tokenizer == "byte") {
     tokenizer = "byte: token id = byte value 0-255, 256 = end of document";
   }
@@ -61,10 +69,12 @@ int export_command(const RunSelection& selection, const std::string& out_dir) {
                                {"vocab_size", setup->corpus().manifest().vocab_size},
                                {"config", config}};
   std::ofstream(std::filesystem::path(out_dir) / "config.json") << info.dump(2) << "\n";
-  std::printf("wrote %s (%zu tensors; torch.load opens it as a name -> tensor dict), config.json (config, resolved "
-              "layout)%s; python/lory_export.py rebuilds the model in PyTorch\n",
-              weights_path.c_str(), weights.size(),
-              std::filesystem::exists(tokenizer_model) ? " and tokenizer.model" : "");
+  std::printf(
+      "wrote %s (%zu tensors; torch.load opens it as a name -> tensor dict), config.json (config, "
+      "resolved "
+      "layout)%s; python/lory_export.py rebuilds the model in PyTorch\n",
+      weights_path.c_str(), weights.size(),
+      std::filesystem::exists(tokenizer_model) ? " and tokenizer.model" : "");
   return 0;
 }
 

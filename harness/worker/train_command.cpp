@@ -1,5 +1,6 @@
 // `lory-worker train`: trains one run to its end (or to a stop request), resuming from its latest
-// checkpoint, and records how it ended in the results store. Rank 0 of a data-parallel group writes.
+// checkpoint, and records how it ended in the results store. Rank 0 of a data-parallel group
+// writes.
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -28,23 +29,26 @@ int train_command(const RunSelection& selection) {
   try {
     CellConfig config = CellConfig::from_json(run->config_json);
     set_threads(config);
-    RunSetup setup(std::move(config), selection.corpus, selection.plugin_path, experiment_folder(store, *run));
+    RunSetup setup(std::move(config), selection.corpus, selection.plugin_path,
+                   experiment_folder(store, *run));
     const std::unique_ptr<DataParallel> group = DataParallel::from_environment();
-    const TrainOutcome outcome = train_run(setup, store, *run, run_directory(selection.db, *run), *group);
+    const TrainOutcome outcome =
+        train_run(setup, store, *run, run_directory(selection.db, *run), *group);
     kill_point("before_done", outcome.last_step);
     if (rank != 0) return outcome.status == run_status::kDone ? 0 : 1;
     store.mark_finished(run->id, outcome.status, outcome.reason, outcome.last_step);
     if (outcome.status == run_status::kInterrupted) return exit_status::kInterrupted;
     if (outcome.status != run_status::kDone) {
-      std::fprintf(stderr, "lory-worker: run %lld %s: %s\n", static_cast<long long>(run->id), outcome.status.c_str(),
-                   outcome.reason.c_str());
+      std::fprintf(stderr, "lory-worker: run %lld %s: %s\n", static_cast<long long>(run->id),
+                   outcome.status.c_str(), outcome.reason.c_str());
       return exit_status::kNotDone;
     }
     return 0;
   } catch (const std::exception& e) {
     if (rank == 0) {
       const auto latest = store.find_run(run->id);
-      store.mark_finished(run->id, run_status::kFailed, failure_reason(e), latest ? latest->last_step : 0);
+      store.mark_finished(run->id, run_status::kFailed, failure_reason(e),
+                          latest ? latest->last_step : 0);
     }
     // Recorded as the run's failure; the status says whose it was: the input's, or the run's.
     if (dynamic_cast<const UserError*>(&e)) throw UserError(failure_reason(e));
@@ -56,7 +60,8 @@ int train_command(const RunSelection& selection) {
 
 void add_train_command(CLI::App& app, int& status) {
   auto selection = std::make_shared<RunSelection>();
-  CLI::App* command = app.add_subcommand("train", "Train a run to the end, resuming from its latest checkpoint");
+  CLI::App* command =
+      app.add_subcommand("train", "Train a run to the end, resuming from its latest checkpoint");
   selection->add_options(command);
   command->callback([selection, &status] {
     install_stop_handlers();

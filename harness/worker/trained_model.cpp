@@ -56,14 +56,16 @@ TrainedModel::TrainedModel(const RunSelection& selection) : store(selection.db) 
     }
   }
   if (!state) {
-    throw UserError(fmt::format("run {} has no checkpoint (status {}); looked in {}: train it with `lory run`, or pass "
-                                "--runs-dir DIR if its runs folder ({}.runs) was moved",
-                                run.id, run.status, fmt::join(looked_in, " and "),
-                                std::filesystem::path(selection.db).stem().string()));
+    throw UserError(fmt::format(
+        "run {} has no checkpoint (status {}); looked in {}: train it with `lory run`, or pass "
+        "--runs-dir DIR if its runs folder ({}.runs) was moved",
+        run.id, run.status, fmt::join(looked_in, " and "),
+        std::filesystem::path(selection.db).stem().string()));
   }
   const CheckpointStore& checkpoints = *found_checkpoints;
-  const bool dense = setup->config().section("trainer").values.get_float("dense_warmup_fraction") > 0 &&
-                     !setup->router_is_dense_baseline() && !state->upcycled;
+  const bool dense =
+      setup->config().section("trainer").values.get_float("dense_warmup_fraction") > 0 &&
+      !setup->router_is_dense_baseline() && !state->upcycled;
   model = setup->build_model(dense);
   checkpoints.restore(*model, nullptr);
   step = state->step;
@@ -71,11 +73,14 @@ TrainedModel::TrainedModel(const RunSelection& selection) : store(selection.db) 
   // One rule for every command that reads a run: a run that is not done is read at its latest
   // checkpoint, and says so (eval-tasks, which stores results under the run, refuses it).
   if (run.status != run_status::kDone) {
-    std::fprintf(stderr, "lory-worker: note: run %lld (%s) is %s, not done: using its latest checkpoint, step %lld of %lld\n",
-                 static_cast<long long>(run.id), run.label.c_str(), run.status.c_str(), static_cast<long long>(step),
-                 static_cast<long long>(run.total_steps));
+    std::fprintf(stderr,
+                 "lory-worker: note: run %lld (%s) is %s, not done: using its latest checkpoint, "
+                 "step %lld of %lld\n",
+                 static_cast<long long>(run.id), run.label.c_str(), run.status.c_str(),
+                 static_cast<long long>(step), static_cast<long long>(run.total_steps));
   }
-  const Precision chosen = selection.precision.empty() ? setup->precision() : *parse_precision(selection.precision);
+  const Precision chosen =
+      selection.precision.empty() ? setup->precision() : *parse_precision(selection.precision);
   precision = std::make_unique<MatmulPrecisionScope>(chosen, setup->device());
 }
 
@@ -91,16 +96,19 @@ std::vector<int64_t> read_token_ids(const std::string& token_ids_file, int64_t v
     } catch (const std::exception&) {
     }
     if (id < 0 || id >= vocab) {
-      // A binary file (or text) is not a list of ids: say what the file is instead of echoing its bytes.
-      const bool printable = std::all_of(word.begin(), word.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+      // A binary file (or text) is not a list of ids: say what the file is instead of echoing its
+      // bytes.
+      const bool printable =
+          std::all_of(word.begin(), word.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
       if (!printable) {
-        throw UserError(fmt::format("'{}' is not a text file of whitespace-separated token ids (it holds bytes that are "
-                                    "not text); pass --text FILE for text, or the ids as decimal numbers",
-                                    token_ids_file));
+        throw UserError(fmt::format(
+            "'{}' is not a text file of whitespace-separated token ids (it holds bytes that are "
+            "not text); pass --text FILE for text, or the ids as decimal numbers",
+            token_ids_file));
       }
       const std::string shown = word.size() > 40 ? word.substr(0, 40) + "..." : word;
-      throw UserError(fmt::format("'{}' in '{}' is not a token id of this corpus (ids are 0 to {})", shown,
-                                  token_ids_file, vocab - 1));
+      throw UserError(fmt::format("'{}' in '{}' is not a token id of this corpus (ids are 0 to {})",
+                                  shown, token_ids_file, vocab - 1));
     }
     ids.push_back(id);
   }
@@ -116,7 +124,8 @@ EvalRouting::Rule evaluation_rule(const std::string& name) {
 
 void end_with_parent() {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() == 1) throw Interrupted("the lory process that started this worker is gone: stopped");
+  if (::getppid() == 1)
+    throw Interrupted("the lory process that started this worker is gone: stopped");
 }
 
 }  // namespace lory::worker

@@ -30,10 +30,12 @@ struct RunSelection {
     cmd->add_option("--run-id", run_id, "Run id in the results database")->required();
     cmd->add_option("--corpus", corpus, "Prepared corpus folder of the run")->required();
     cmd->add_option("--plugin-path", plugin_path, "Extra plugin folder or file (repeatable)");
-    cmd->add_option("--runs-dir", runs_dir, "Folder of the runs' checkpoints (default: <db>.runs beside the database)");
+    cmd->add_option("--runs-dir", runs_dir,
+                    "Folder of the runs' checkpoints (default: <db>.runs beside the database)");
   }
   void add_precision_option(CLI::App* cmd) {
-    cmd->add_option("--precision", precision, "fp32 or bf16 matmuls (default: the run's trainer.precision)")
+    cmd->add_option("--precision", precision,
+                    "fp32 or bf16 matmuls (default: the run's trainer.precision)")
         ->check(CLI::IsMember({"fp32", "bf16"}));
   }
 };
@@ -44,7 +46,8 @@ std::string experiment_folder(ResultsStore& store, const RunRecord& run);
 // torch's thread count from the run's trainer.threads.
 void set_threads(const CellConfig& config);
 
-// A trained run's model, restored from its latest checkpoint, with the store and setup it came from.
+// A trained run's model, restored from its latest checkpoint, with the store and setup it came
+// from.
 struct TrainedModel {
   ResultsStore store;
   RunRecord run;

@@ -28,25 +28,72 @@ ParamSpec int_spec(const std::string& name, int64_t value, double lo, double hi)
 const StaticPluginCatalog& fake_catalog() {
   static const StaticPluginCatalog catalog = [] {
     StaticPluginCatalog c;
-    c.add({PluginKind::Router, "dense", "dense", "dense.so", 1, "", 1, "none", ParamSchema(), {}, {}});
-    c.add({PluginKind::Router, "lory", "lory", "lory.so", 1, "", 1, "none",
+    c.add({PluginKind::Router,
+           "dense",
+           "dense",
+           "dense.so",
+           1,
+           "",
+           1,
+           "none",
+           ParamSchema(),
+           {},
+           {}});
+    c.add({PluginKind::Router,
+           "lory",
+           "lory",
+           "lory.so",
+           1,
+           "",
+           1,
+           "none",
            ParamSchema({int_spec("experts", 8, 1, 256), int_spec("segment_length", 256, 1, 65536),
-                        ParamSpec{"first_segment", ParamType::String, ParamValue(std::string("paper")), -HUGE_VAL,
-                                  HUGE_VAL, {"paper", "uniform", "exclude"}, "first segment rule"}}),
+                        ParamSpec{"first_segment",
+                                  ParamType::String,
+                                  ParamValue(std::string("paper")),
+                                  -HUGE_VAL,
+                                  HUGE_VAL,
+                                  {"paper", "uniform", "exclude"},
+                                  "first segment rule"}}),
            {},
            {}});
     // topk also declares `experts`, after lory: a misplaced router.experts must name the plugin
     // the section selects, not the first that declares it.
-    c.add({PluginKind::Router, "topk", "topk", "topk.so", 1, "", 1, "none",
+    c.add({PluginKind::Router,
+           "topk",
+           "topk",
+           "topk.so",
+           1,
+           "",
+           1,
+           "none",
            ParamSchema({int_spec("k", 2, 1, 64), int_spec("experts", 8, 1, 256)}),
            [](const ParamValues& p) {
              std::vector<ParamProblem> problems;
-             if (p.get_int("k") > p.get_int("experts")) problems.push_back({"k", "k exceeds experts"});
+             if (p.get_int("k") > p.get_int("experts"))
+               problems.push_back({"k", "k exceeds experts"});
              return problems;
            },
            {}});
-    c.add({PluginKind::Batcher, "random", "random", "random.so", 1, "", 1, "none", ParamSchema(), {}, {}});
-    c.add({PluginKind::Model, "transformer", "transformer", "transformer.so", 1, "", 1, "none",
+    c.add({PluginKind::Batcher,
+           "random",
+           "random",
+           "random.so",
+           1,
+           "",
+           1,
+           "none",
+           ParamSchema(),
+           {},
+           {}});
+    c.add({PluginKind::Model,
+           "transformer",
+           "transformer",
+           "transformer.so",
+           1,
+           "",
+           1,
+           "none",
            ParamSchema({int_spec("d_model", 128, 8, 65536), int_spec("n_heads", 4, 1, 1024),
                         int_spec("n_layers", 4, 1, 1024)}),
            {},
@@ -80,7 +127,8 @@ std::vector<Expectation> read_expectations(const fs::path& path) {
   while (std::getline(in, line)) {
     std::smatch m;
     if (!std::regex_match(line, m, pattern)) continue;
-    out.push_back({m[1].matched ? m[1].str() : path.filename().string(), std::stoi(m[2]), std::stoi(m[3]), m[4]});
+    out.push_back({m[1].matched ? m[1].str() : path.filename().string(), std::stoi(m[2]),
+                   std::stoi(m[3]), m[4]});
   }
   return out;
 }
@@ -102,8 +150,8 @@ TEST(ExperimentValidation, EveryInvalidFileReportsItsExpectedErrorsAtTheRightPla
         const auto at = line.find(located);
         if (at != std::string::npos && line.find(e.text, at) != std::string::npos) found = true;
       }
-      EXPECT_TRUE(found) << "case " << entry.path().filename() << ": expected \"" << located << "..." << e.text
-                         << "\" in:\n"
+      EXPECT_TRUE(found) << "case " << entry.path().filename() << ": expected \"" << located
+                         << "..." << e.text << "\" in:\n"
                          << report;
     }
     ++cases;
@@ -116,8 +164,11 @@ TEST(ExperimentValidation, EveryInvalidFileReportsItsExpectedErrorsAtTheRightPla
 TEST(ConfigReader, DecimalPointsAndCommentsAreNotNesting) {
   std::string numbers;
   for (int i = 0; i < 40; ++i) numbers += fmt::format("{}.5, ", i);
-  const std::string text = "[experiment]\nname = \"t\"  # a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.a.b.c.d.e.f\n"
-                           "[grid.product]\nx = [\n  " + numbers + "\n  [" + numbers + "],\n]\n";
+  const std::string text =
+      "[experiment]\nname = \"t\"  # "
+      "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.a.b.c.d.e.f\n"
+      "[grid.product]\nx = [\n  " +
+      numbers + "\n  [" + numbers + "],\n]\n";
   Diagnostics diagnostics;
   const ConfigNode tree = parse_toml_text(text, "numbers.toml", diagnostics);
   EXPECT_TRUE(diagnostics.empty()) << diagnostics.format();
@@ -126,13 +177,15 @@ TEST(ConfigReader, DecimalPointsAndCommentsAreNotNesting) {
 }
 
 TEST(ExperimentValidation, AllErrorsOfAFileAreReportedAtOnce) {
-  const std::string report =
-      load_errors((fs::path(test_data_dir()) / "config/invalid/several_errors_reported_together.toml").string());
+  const std::string report = load_errors(
+      (fs::path(test_data_dir()) / "config/invalid/several_errors_reported_together.toml")
+          .string());
   EXPECT_NE(report.find("4 errors"), std::string::npos) << report;
 }
 
 Experiment load_valid(const std::string& name) {
-  return load_experiment((fs::path(test_data_dir()) / "config/valid" / name).string(), fake_catalog());
+  return load_experiment((fs::path(test_data_dir()) / "config/valid" / name).string(),
+                         fake_catalog());
 }
 
 TEST(GridExpansion, CellsTimesProductTimesZipTimesSeeds) {
@@ -158,10 +211,10 @@ TEST(GridExpansion, CellsTimesProductTimesZipTimesSeeds) {
 TEST(GridExpansion, IncludedBaseIsOverriddenByTheIncludingFile) {
   const Experiment e = load_valid("full_grid.toml");
   const auto& cell = e.cells.front().config;
-  EXPECT_EQ(cell.section("model").values.get_int("context_length"), 64);      // from the base
-  EXPECT_EQ(cell.section("trainer").values.get_int("steps"), 100);             // from the base
+  EXPECT_EQ(cell.section("model").values.get_int("context_length"), 64);  // from the base
+  EXPECT_EQ(cell.section("trainer").values.get_int("steps"), 100);        // from the base
   EXPECT_EQ(e.description, "from the base");
-  EXPECT_EQ(cell.section("router").plugin_params.all().size(), 0u);            // dense: no parameters
+  EXPECT_EQ(cell.section("router").plugin_params.all().size(), 0u);  // dense: no parameters
   EXPECT_EQ(cell.section("data").values.get_string("corpus"), "corpus");
   // The included file is recorded with its text (the store keeps it in experiment_files).
   ASSERT_EQ(e.included_files.size(), 1u);
@@ -209,8 +262,10 @@ TEST(CellIdentity, ChangesWithEveryValue) {
                                             : changed.section(section_name).values;
         if (std::holds_alternative<bool>(value)) target.set(name, !std::get<bool>(value));
         if (std::holds_alternative<int64_t>(value)) target.set(name, std::get<int64_t>(value) + 1);
-        if (std::holds_alternative<double>(value)) target.set(name, std::get<double>(value) * 1.5 + 1e-9);
-        if (std::holds_alternative<std::string>(value)) target.set(name, std::get<std::string>(value) + "x");
+        if (std::holds_alternative<double>(value))
+          target.set(name, std::get<double>(value) * 1.5 + 1e-9);
+        if (std::holds_alternative<std::string>(value))
+          target.set(name, std::get<std::string>(value) + "x");
         EXPECT_NE(changed.identity(), base_identity) << section_name << "." << name;
         ++checked;
       }
@@ -244,7 +299,8 @@ TEST(TrainingDevice, ParsesCpuCudaAndCudaNAndRefusesCudaWhereThisBuildHasNone) {
   EXPECT_EQ(parse_training_device("cuda:3")->index, 3);
   for (const char* bad : {"", "gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda:99999"}) {
     EXPECT_FALSE(parse_training_device(bad)) << bad;
-    EXPECT_NE(training_device_problem(bad).value_or("").find("is not a device"), std::string::npos) << bad;
+    EXPECT_NE(training_device_problem(bad).value_or("").find("is not a device"), std::string::npos)
+        << bad;
   }
   EXPECT_FALSE(training_device_problem("cpu"));
   const auto cuda_problem = training_device_problem("cuda:1");
@@ -252,7 +308,8 @@ TEST(TrainingDevice, ParsesCpuCudaAndCudaNAndRefusesCudaWhereThisBuildHasNone) {
     EXPECT_FALSE(cuda_problem);
   } else {
     ASSERT_TRUE(cuda_problem);
-    EXPECT_NE(cuda_problem->find("needs CUDA, but the LibTorch this lory was built with has none"), std::string::npos);
+    EXPECT_NE(cuda_problem->find("needs CUDA, but the LibTorch this lory was built with has none"),
+              std::string::npos);
   }
 }
 

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/corpus/instance_stream.h"
 #include "core/plugins/plugin_loader.h"
 #include "lory/core/batcher_api.h"
 #include "lory/core/corpus.h"
-#include "core/corpus/instance_stream.h"
 #include "test_support.h"
 
 namespace lory {
@@ -27,20 +27,25 @@ std::string lory_data() { return build_dir() + "/lory-data"; }
 
 TEST(LoryData, EncodeThenDecodeGivesTheTextBackWithEitherTokenizer) {
   TempDir dir;
-  const std::string byte_corpus = testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 20, 20, 60));
-  // SentencePiece on real text: the Python json package and the licences in /usr/share/common-licenses.
-  const auto prepared = run_command(fmt::format(
-      "{} prepare --out {} --folder py=/usr/lib/python3.11/json --folder legal=/usr/share/common-licenses "
-      "--vocab-size 400",
-      lory_data(), dir.file("sp")));
+  const std::string byte_corpus =
+      testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 20, 20, 60));
+  // SentencePiece on real text: the Python json package and the licences in
+  // /usr/share/common-licenses.
+  const auto prepared =
+      run_command(fmt::format("{} prepare --out {} --folder py=/usr/lib/python3.11/json --folder "
+                              "legal=/usr/share/common-licenses "
+                              "--vocab-size 400",
+                              lory_data(), dir.file("sp")));
   ASSERT_EQ(prepared.exit_code, 0) << prepared.output;
   const std::string text = "def f(x):\n    return {\"k\": x}  # tabs\tand  spaces, ünïcödé ✓\n\n";
   testing::write_text(dir.file("in.txt"), text);
   for (const std::string& corpus : {byte_corpus, dir.file("sp")}) {
-    const auto encoded = run_command(fmt::format("{} encode --corpus {} --text {} > {}", lory_data(), corpus,
-                                                 dir.file("in.txt"), dir.file("ids")));
+    const auto encoded =
+        run_command(fmt::format("{} encode --corpus {} --text {} > {}", lory_data(), corpus,
+                                dir.file("in.txt"), dir.file("ids")));
     ASSERT_EQ(encoded.exit_code, 0) << encoded.output;
-    const auto decoded = run_command(fmt::format("{} decode --corpus {} --ids {}", lory_data(), corpus, dir.file("ids")));
+    const auto decoded = run_command(
+        fmt::format("{} decode --corpus {} --ids {}", lory_data(), corpus, dir.file("ids")));
     ASSERT_EQ(decoded.exit_code, 0) << decoded.output;
     EXPECT_EQ(decoded.output, text) << corpus;
   }
@@ -48,16 +53,19 @@ TEST(LoryData, EncodeThenDecodeGivesTheTextBackWithEitherTokenizer) {
 
 std::map<std::string, uint8_t> split_by_id(const Corpus& corpus) {
   std::map<std::string, uint8_t> out;
-  for (size_t i = 0; i < corpus.document_count(); ++i) out[corpus.document_id(i)] = corpus.document(i).split;
+  for (size_t i = 0; i < corpus.document_count(); ++i)
+    out[corpus.document_id(i)] = corpus.document(i).split;
   return out;
 }
 
 TEST(LoryData, HeldOutSplitIsDeterministicDisjointAndIndependentOfInputOrder) {
   TempDir a, b;
   auto documents = testing::synthetic_documents(4, 60, 5, 20);
-  const auto corpus_a = Corpus::open(testing::prepare_byte_corpus(a, documents, "--heldout-fraction 0.1"));
+  const auto corpus_a =
+      Corpus::open(testing::prepare_byte_corpus(a, documents, "--heldout-fraction 0.1"));
   std::reverse(documents.begin(), documents.end());
-  const auto corpus_b = Corpus::open(testing::prepare_byte_corpus(b, documents, "--heldout-fraction 0.1"));
+  const auto corpus_b =
+      Corpus::open(testing::prepare_byte_corpus(b, documents, "--heldout-fraction 0.1"));
   const auto split_a = split_by_id(*corpus_a), split_b = split_by_id(*corpus_b);
   EXPECT_EQ(split_a, split_b);
   EXPECT_EQ(split_a.size(), 240u);  // each id has exactly one split
@@ -69,7 +77,8 @@ TEST(LoryData, HeldOutSplitIsDeterministicDisjointAndIndependentOfInputOrder) {
   const auto train = corpus_a->documents_of_split(Split::Train);
   const auto heldout = corpus_a->documents_of_split(Split::Heldout);
   std::set<uint32_t> overlap;
-  std::set_intersection(train.begin(), train.end(), heldout.begin(), heldout.end(), std::inserter(overlap, overlap.end()));
+  std::set_intersection(train.begin(), train.end(), heldout.begin(), heldout.end(),
+                        std::inserter(overlap, overlap.end()));
   EXPECT_TRUE(overlap.empty());
   EXPECT_EQ(train.size() + heldout.size(), corpus_a->document_count());
 }
@@ -88,8 +97,9 @@ TEST(LoryData, PartsOfOneGroupAreHeldOutTogether) {
     }
   }
   testing::write_text(dir.file("parts.jsonl"), jsonl);
-  const auto prepared = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte --heldout-fraction 0.2",
-                                                lory_data(), dir.file("c"), dir.file("parts.jsonl")));
+  const auto prepared = run_command(
+      fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte --heldout-fraction 0.2",
+                  lory_data(), dir.file("c"), dir.file("parts.jsonl")));
   ASSERT_EQ(prepared.exit_code, 0) << prepared.output;
   const auto corpus = Corpus::open(dir.file("c"));
   std::map<std::string, std::set<uint8_t>> splits_of_group;
@@ -107,14 +117,16 @@ TEST(LoryData, PartsOfOneGroupAreHeldOutTogether) {
 
 TEST(LoryData, MinimumHeldOutDocumentsPerDomainIsRespected) {
   TempDir dir;
-  const auto corpus = Corpus::open(
-      testing::prepare_byte_corpus(dir, testing::synthetic_documents(2, 10, 5, 10), "--heldout-fraction 0 --min-heldout-docs 3"));
+  const auto corpus =
+      Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(2, 10, 5, 10),
+                                                "--heldout-fraction 0 --min-heldout-docs 3"));
   for (const auto& counts : corpus->manifest().domains) EXPECT_EQ(counts.heldout_documents, 3u);
 }
 
 TEST(LoryData, ManifestCountsMatchTheFiles) {
   TempDir dir;
-  const std::string path = testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 40));
+  const std::string path =
+      testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 40));
   const auto corpus = Corpus::open(path);
   const CorpusManifest& m = corpus->manifest();
   EXPECT_EQ(fs::file_size(path + "/tokens.bin"), m.total_tokens * m.token_bytes);
@@ -132,13 +144,15 @@ TEST(LoryData, ManifestCountsMatchTheFiles) {
     EXPECT_EQ(per_domain_tokens[d], m.domains[d].train_tokens + m.domains[d].heldout_tokens);
     EXPECT_EQ(m.domains[d].train_documents + m.domains[d].heldout_documents, 30u);
   }
-  const nlohmann::json manifest = nlohmann::json::parse(testing::read_text(path + "/manifest.json"));
+  const nlohmann::json manifest =
+      nlohmann::json::parse(testing::read_text(path + "/manifest.json"));
   EXPECT_EQ(manifest["sources"][0]["documents"], 90);
 }
 
 TEST(LoryData, CorruptedOrTruncatedTokensFileIsDetectedWhenTheCorpusIsOpened) {
   TempDir dir;
-  const std::string path = testing::prepare_byte_corpus(dir, testing::synthetic_documents(2, 10, 10, 20));
+  const std::string path =
+      testing::prepare_byte_corpus(dir, testing::synthetic_documents(2, 10, 10, 20));
   {
     std::fstream tokens(path + "/tokens.bin", std::ios::in | std::ios::out | std::ios::binary);
     tokens.seekp(100);
@@ -148,7 +162,8 @@ TEST(LoryData, CorruptedOrTruncatedTokensFileIsDetectedWhenTheCorpusIsOpened) {
     Corpus::open(path);
     FAIL() << "a corrupted tokens file was accepted";
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("tokens.bin does not match its sha256"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tokens.bin does not match its sha256"), std::string::npos)
+        << e.what();
   }
   fs::resize_file(path + "/tokens.bin", 64);
   try {
@@ -161,28 +176,34 @@ TEST(LoryData, CorruptedOrTruncatedTokensFileIsDetectedWhenTheCorpusIsOpened) {
 
 TEST(LoryData, MalformedLineStopsWithFileAndLineOrIsSkippedAndCounted) {
   TempDir dir;
-  testing::write_text(dir.file("docs.jsonl"), "{\"id\": \"a\", \"domain\": \"x\", \"text\": \"hello\"}\n"
-                                              "{\"id\": \"b\", \"domain\": \"x\", \"text\": \"   \"}\n"
-                                              "{\"id\": \"c\", \"domain\": \"x\" \"text\": \"broken\"}\n"
-                                              "{\"id\": \"d\", \"domain\": \"x\", \"text\": \"world\"}\n");
-  const auto stopped = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte", lory_data(),
-                                               dir.file("out"), dir.file("docs.jsonl")));
+  testing::write_text(dir.file("docs.jsonl"),
+                      "{\"id\": \"a\", \"domain\": \"x\", \"text\": \"hello\"}\n"
+                      "{\"id\": \"b\", \"domain\": \"x\", \"text\": \"   \"}\n"
+                      "{\"id\": \"c\", \"domain\": \"x\" \"text\": \"broken\"}\n"
+                      "{\"id\": \"d\", \"domain\": \"x\", \"text\": \"world\"}\n");
+  const auto stopped =
+      run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte", lory_data(),
+                              dir.file("out"), dir.file("docs.jsonl")));
   EXPECT_NE(stopped.exit_code, 0);
-  EXPECT_NE(stopped.output.find(dir.file("docs.jsonl") + ":3: malformed JSON"), std::string::npos) << stopped.output;
+  EXPECT_NE(stopped.output.find(dir.file("docs.jsonl") + ":3: malformed JSON"), std::string::npos)
+      << stopped.output;
   EXPECT_FALSE(fs::exists(dir.file("out")));
-  const auto skipped = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte --bad-lines skip",
-                                               lory_data(), dir.file("out"), dir.file("docs.jsonl")));
+  const auto skipped =
+      run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte --bad-lines skip",
+                              lory_data(), dir.file("out"), dir.file("docs.jsonl")));
   ASSERT_EQ(skipped.exit_code, 0) << skipped.output;
-  EXPECT_NE(skipped.output.find("read 2 documents (1 malformed lines skipped, 1 empty"), std::string::npos)
+  EXPECT_NE(skipped.output.find("read 2 documents (1 malformed lines skipped, 1 empty"),
+            std::string::npos)
       << skipped.output;
 }
 
 TEST(LoryData, ExistingOutputFolderIsRefusedWithoutForce) {
   TempDir dir;
-  const std::string path = testing::prepare_byte_corpus(dir, testing::synthetic_documents(1, 5, 5, 10));
+  const std::string path =
+      testing::prepare_byte_corpus(dir, testing::synthetic_documents(1, 5, 5, 10));
   const std::string before = testing::read_text(path + "/manifest.json");
-  const auto again = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte", lory_data(), path,
-                                             dir.file("docs.jsonl")));
+  const auto again = run_command(fmt::format("{} prepare --out {} --jsonl {} --tokenizer byte",
+                                             lory_data(), path, dir.file("docs.jsonl")));
   EXPECT_NE(again.exit_code, 0);
   EXPECT_NE(again.output.find("exists; pass --force"), std::string::npos) << again.output;
   EXPECT_EQ(testing::read_text(path + "/manifest.json"), before);
@@ -194,15 +215,19 @@ TEST(LoryData, AnOversizedDocumentIsRefusedAtItsLineOrSkipped) {
   TempDir dir;
   std::string lines;
   for (int i = 0; i < 6; ++i) {
-    lines += fmt::format("{{\"id\": \"d{}\", \"domain\": \"a\", \"text\": \"short text {}\"}}\n", i, i);
+    lines +=
+        fmt::format("{{\"id\": \"d{}\", \"domain\": \"a\", \"text\": \"short text {}\"}}\n", i, i);
   }
-  lines += "{\"id\": \"big\", \"domain\": \"a\", \"text\": \"" + std::string(1500000, 'x') + "\"}\n";
+  lines +=
+      "{\"id\": \"big\", \"domain\": \"a\", \"text\": \"" + std::string(1500000, 'x') + "\"}\n";
   testing::write_text(dir.file("docs.jsonl"), lines);
-  const std::string prepare = fmt::format("{} prepare --jsonl {} --tokenizer byte --max-document-mb 1 --out ", lory_data(),
-                                          dir.file("docs.jsonl"));
+  const std::string prepare =
+      fmt::format("{} prepare --jsonl {} --tokenizer byte --max-document-mb 1 --out ", lory_data(),
+                  dir.file("docs.jsonl"));
   const auto refused = run_command(prepare + dir.file("refused"));
   EXPECT_NE(refused.exit_code, 0);
-  EXPECT_NE(refused.output.find("docs.jsonl:7: a document of 1.4 MB, over --max-document-mb 1"), std::string::npos)
+  EXPECT_NE(refused.output.find("docs.jsonl:7: a document of 1.4 MB, over --max-document-mb 1"),
+            std::string::npos)
       << refused.output;
   EXPECT_FALSE(std::filesystem::exists(dir.file("refused")));
   const auto skipped = run_command(prepare + dir.file("skipped") + " --bad-lines skip");
@@ -214,16 +239,18 @@ TEST(LoryData, AnOversizedDocumentIsRefusedAtItsLineOrSkipped) {
 // refused with what it holds, and left as it was.
 TEST(LoryData, ForceReplacesOnlyAPreparedCorpus) {
   TempDir dir;
-  const std::string corpus = testing::prepare_byte_corpus(dir, testing::synthetic_documents(1, 5, 5, 10));
-  const std::string prepare = fmt::format("{} prepare --jsonl {} --tokenizer byte --force --out ", lory_data(),
-                                          dir.file("docs.jsonl"));
+  const std::string corpus =
+      testing::prepare_byte_corpus(dir, testing::synthetic_documents(1, 5, 5, 10));
+  const std::string prepare = fmt::format("{} prepare --jsonl {} --tokenizer byte --force --out ",
+                                          lory_data(), dir.file("docs.jsonl"));
   EXPECT_EQ(run_command(prepare + corpus).exit_code, 0);  // a corpus: replaced
   std::filesystem::create_directories(dir.file("project/src"));
   testing::write_text(dir.file("project/src/code.c"), "int main() { return 0; }\n");
   const auto refused = run_command(prepare + dir.file("project"));
   EXPECT_NE(refused.exit_code, 0);
-  EXPECT_NE(refused.output.find("is not a prepared corpus (no manifest.json; it holds 1 entry: 'src')"),
-            std::string::npos)
+  EXPECT_NE(
+      refused.output.find("is not a prepared corpus (no manifest.json; it holds 1 entry: 'src')"),
+      std::string::npos)
       << refused.output;
   EXPECT_EQ(testing::read_text(dir.file("project/src/code.c")), "int main() { return 0; }\n");
   testing::write_text(dir.file("notes.txt"), "keep me\n");
@@ -240,12 +267,14 @@ struct Instances {
   std::vector<std::vector<uint16_t>> domains;
 };
 
-Instances instances_of(const Corpus& corpus, uint64_t seed, int64_t context_length, bool shuffle_instances = true) {
+Instances instances_of(const Corpus& corpus, uint64_t seed, int64_t context_length,
+                       bool shuffle_instances = true) {
   const LoadedPlugin plugin = load_plugin_file(build_dir() + "/plugins/lory_batcher_random.so");
   auto batcher = create_plugin_object<BatcherPlugin>(plugin);
   ParamValues params;
   params.set("shuffle_instances", shuffle_instances);
-  InstanceStream stream(corpus, batcher->plan({corpus, context_length, seed, ""}, params), context_length);
+  InstanceStream stream(corpus, batcher->plan({corpus, context_length, seed, ""}, params),
+                        context_length);
   Instances out;
   const size_t length = static_cast<size_t>(stream.instance_length());
   for (size_t i = 0; i < stream.instance_count(); ++i) {
@@ -261,8 +290,10 @@ Instances instances_of(const Corpus& corpus, uint64_t seed, int64_t context_leng
 
 TEST(RandomBatcher, SameSeedGivesTheSameInstancesAndAnotherSeedOthers) {
   TempDir dir;
-  const auto corpus = Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 50)));
-  const Instances a = instances_of(*corpus, 7, 64), b = instances_of(*corpus, 7, 64), c = instances_of(*corpus, 8, 64);
+  const auto corpus =
+      Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 50)));
+  const Instances a = instances_of(*corpus, 7, 64), b = instances_of(*corpus, 7, 64),
+                  c = instances_of(*corpus, 8, 64);
   EXPECT_GT(a.tokens.size(), 10u);
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_NE(a.tokens, c.tokens);
@@ -270,7 +301,8 @@ TEST(RandomBatcher, SameSeedGivesTheSameInstancesAndAnotherSeedOthers) {
 
 TEST(RandomBatcher, EachTrainingTokenIsUsedAtMostOncePerEpochAndDomainsLineUp) {
   TempDir dir;
-  const auto corpus = Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 50)));
+  const auto corpus =
+      Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 50)));
   // In stream order (instances not shuffled), so that every document's tokens come in order.
   const Instances instances = instances_of(*corpus, 3, 50, /*shuffle_instances=*/false);
   const uint32_t eod = corpus->manifest().eod_id;
@@ -291,7 +323,8 @@ TEST(RandomBatcher, EachTrainingTokenIsUsedAtMostOncePerEpochAndDomainsLineUp) {
         ++offset;
         continue;
       }
-      ASSERT_LT(offset, record.length) << "document " << doc << " continues after its end-of-document token";
+      ASSERT_LT(offset, record.length)
+          << "document " << doc << " continues after its end-of-document token";
       EXPECT_EQ(instances.tokens[i][t], corpus->token(record.offset + offset));
       EXPECT_TRUE(used.insert({doc, offset}).second) << "token used twice";
       ++offset;
@@ -300,7 +333,8 @@ TEST(RandomBatcher, EachTrainingTokenIsUsedAtMostOncePerEpochAndDomainsLineUp) {
   uint64_t train_tokens = 0;
   for (const auto& d : corpus->manifest().domains) train_tokens += d.train_tokens;
   // Only the tail that does not fill a last instance is left out.
-  EXPECT_GT(used.size() + eod_tokens + 51, train_tokens + corpus->documents_of_split(Split::Train).size());
+  EXPECT_GT(used.size() + eod_tokens + 51,
+            train_tokens + corpus->documents_of_split(Split::Train).size());
   // Shuffling the instances changes their order, not the set of instances.
   Instances shuffled = instances_of(*corpus, 3, 50, /*shuffle_instances=*/true);
   EXPECT_NE(shuffled.tokens, instances.tokens);

@@ -1,9 +1,9 @@
 // The grid runner against crashes, kills, divergence, broken plugins, parallel jobs, interrupts
 // and a changed corpus: nothing lost, nothing duplicated, and resumed runs end where
 // uninterrupted ones do (bit-identical on CPU with one thread).
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -14,9 +14,9 @@
 #include <thread>
 #include <tuple>
 
-#include "core/support/process_identity.h"
 #include "core/store/results_store.h"
 #include "core/store/sqlite_db.h"
+#include "core/support/process_identity.h"
 #include "test_support.h"
 
 namespace lory {
@@ -26,29 +26,35 @@ using testing::build_dir;
 using testing::run_command;
 using testing::TempDir;
 
-// Every result row of a database except timings, in a canonical order: what "the same results" means.
+// Every result row of a database except timings, in a canonical order: what "the same results"
+// means.
 using Rows = std::vector<std::tuple<std::string, std::string, int64_t, std::string, double>>;
 
 Rows result_rows(const std::string& db_path) {
   Database db(db_path, Database::Mode::ReadOnly);
   Rows rows;
   Statement metrics = db.prepare(
-      "SELECT r.cell_hash, m.name, m.step, m.value FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name != "
+      "SELECT r.cell_hash, m.name, m.step, m.value FROM metrics m JOIN runs r ON r.id = m.run_id "
+      "WHERE m.name != "
       "'train/tokens_per_s' ORDER BY 1, 2, 3");
   while (metrics.step()) {
-    rows.emplace_back("metric", metrics.column_text(0), metrics.column_int(2), metrics.column_text(1),
-                      metrics.column_double(3));
+    rows.emplace_back("metric", metrics.column_text(0), metrics.column_int(2),
+                      metrics.column_text(1), metrics.column_double(3));
   }
   Statement evals = db.prepare(
-      "SELECT r.cell_hash, v.mode || '/' || v.domain, v.step, v.loss FROM evals v JOIN runs r ON r.id = v.run_id "
+      "SELECT r.cell_hash, v.mode || '/' || v.domain, v.step, v.loss FROM evals v JOIN runs r ON "
+      "r.id = v.run_id "
       "ORDER BY 1, 2, 3");
-  while (evals.step()) rows.emplace_back("eval", evals.column_text(0), evals.column_int(2), evals.column_text(1), evals.column_double(3));
+  while (evals.step())
+    rows.emplace_back("eval", evals.column_text(0), evals.column_int(2), evals.column_text(1),
+                      evals.column_double(3));
   Statement routing = db.prepare(
-      "SELECT r.cell_hash, s.layer || '/' || s.domain || '/' || s.expert, s.step, s.weight_mean FROM routing_stats s "
+      "SELECT r.cell_hash, s.layer || '/' || s.domain || '/' || s.expert, s.step, s.weight_mean "
+      "FROM routing_stats s "
       "JOIN runs r ON r.id = s.run_id ORDER BY 1, 2, 3");
   while (routing.step()) {
-    rows.emplace_back("routing", routing.column_text(0), routing.column_int(2), routing.column_text(1),
-                      routing.column_double(3));
+    rows.emplace_back("routing", routing.column_text(0), routing.column_int(2),
+                      routing.column_text(1), routing.column_double(3));
   }
   return rows;
 }
@@ -69,7 +75,8 @@ std::string query_text(const std::string& db_path, const std::string& sql) {
 bool run_reached_step(const std::string& db_path, int64_t step) {
   if (!std::filesystem::exists(db_path)) return false;
   try {
-    return count(db_path, fmt::format("SELECT count(*) FROM runs WHERE last_step >= {}", step)) == 1;
+    return count(db_path, fmt::format("SELECT count(*) FROM runs WHERE last_step >= {}", step)) ==
+           1;
   } catch (const std::exception&) {
     return false;
   }
@@ -77,14 +84,15 @@ bool run_reached_step(const std::string& db_path, int64_t step) {
 
 // Starts `lory run FILE --db DB` as a child process (output to LOG) and returns its pid once its
 // run has passed `step` (or after 30 s), for tests that interrupt it.
-pid_t start_supervisor_when_step_reached(const std::string& file, const std::string& db, const std::string& log,
-                                         int64_t step) {
+pid_t start_supervisor_when_step_reached(const std::string& file, const std::string& db,
+                                         const std::string& log, int64_t step) {
   const pid_t supervisor = fork();
   if (supervisor == 0) {
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
-    execl((build_dir() + "/lory").c_str(), "lory", "run", file.c_str(), "--db", db.c_str(), nullptr);
+    execl((build_dir() + "/lory").c_str(), "lory", "run", file.c_str(), "--db", db.c_str(),
+          nullptr);
     _exit(127);
   }
   for (int i = 0; i < 1200 && !run_reached_step(db, step); ++i) {
@@ -102,26 +110,32 @@ class GridRunner : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
 
   // An experiment of `seeds` tiny dense cells; `extra` is appended to the [trainer] table.
-  static std::string experiment(const std::string& name, int seeds, int steps, const std::string& extra = "",
+  static std::string experiment(const std::string& name, int seeds, int steps,
+                                const std::string& extra = "",
                                 const std::string& more_tables = "") {
     std::string seed_list;
     for (int s = 1; s <= seeds; ++s) seed_list += (s > 1 ? ", " : "") + std::to_string(s);
     const std::string path = dir_->file(name + ".toml");
     testing::write_text(
-        path, testing::tiny_experiment(
-                  name,
-                  fmt::format("steps = {}\nbatch_size = 4\nlr = 0.003\nlog_every = 2\ncheckpoint_every = 4\n"
-                              "dense_warmup_fraction = 0.2\n{}",
-                              steps, extra),
-                  "every = 6",
-                  fmt::format("[router]\nplugin = \"lory\"\n[router.lory]\nexperts = 4\nsegment_length = 8\n"
-                              "[grid]\nseeds = [{}]\n{}",
-                              seed_list, more_tables)));
+        path,
+        testing::tiny_experiment(
+            name,
+            fmt::format(
+                "steps = {}\nbatch_size = 4\nlr = 0.003\nlog_every = 2\ncheckpoint_every = 4\n"
+                "dense_warmup_fraction = 0.2\n{}",
+                steps, extra),
+            "every = 6",
+            fmt::format(
+                "[router]\nplugin = \"lory\"\n[router.lory]\nexperts = 4\nsegment_length = 8\n"
+                "[grid]\nseeds = [{}]\n{}",
+                seed_list, more_tables)));
     return path;
   }
-  static testing::CommandResult lory_run(const std::string& file, const std::string& db, const std::string& flags = "",
+  static testing::CommandResult lory_run(const std::string& file, const std::string& db,
+                                         const std::string& flags = "",
                                          const std::string& environment = "") {
-    return run_command(fmt::format("{} {}/lory run {} --db {} {}", environment, build_dir(), file, db, flags));
+    return run_command(
+        fmt::format("{} {}/lory run {} --db {} {}", environment, build_dir(), file, db, flags));
   }
   static TempDir* dir_;
 };
@@ -134,21 +148,26 @@ TEST_F(GridRunner, KillNineAtSixPointsThenResumeGivesExactlyTheUninterruptedResu
   ASSERT_EQ(baseline.exit_code, 0) << baseline.output;
   const Rows expected = result_rows(baseline_db);
   ASSERT_GT(expected.size(), 30u);
-  const std::vector<std::string> points = {"after_step:6",      "metrics_transaction:6", "evals_transaction:6",
-                                           "checkpoint_file:8", "checkpoint_index:8",    "before_done:12"};
+  const std::vector<std::string> points = {"after_step:6",        "metrics_transaction:6",
+                                           "evals_transaction:6", "checkpoint_file:8",
+                                           "checkpoint_index:8",  "before_done:12"};
   for (const std::string& point : points) {
-    const std::string db = dir_->file(fmt::format("crash-{}/r.sqlite", point.substr(0, point.find(':'))));
+    const std::string db =
+        dir_->file(fmt::format("crash-{}/r.sqlite", point.substr(0, point.find(':'))));
     const auto crashed = lory_run(file, db, "", "LORY_TEST_KILL_AT=" + point);
     EXPECT_NE(crashed.exit_code, 0) << point;
     // Killed from outside (kill -9, the OOM killer): interrupted, so a plain rerun resumes it.
-    EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << point << "\n" << crashed.output;
-    EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("signal 9"), std::string::npos) << point;
+    EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << point << "\n"
+                                                                        << crashed.output;
+    EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("signal 9"), std::string::npos)
+        << point;
     const auto resumed = lory_run(file, db);
     ASSERT_EQ(resumed.exit_code, 0) << point << "\n" << resumed.output;
     EXPECT_EQ(count(db, "SELECT count(*) FROM runs"), 1) << point;
     EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done") << point;
     EXPECT_EQ(query_text(db, "PRAGMA integrity_check"), "ok") << point;
-    EXPECT_EQ(result_rows(db), expected) << point << ": the resumed run's rows differ from the uninterrupted run's";
+    EXPECT_EQ(result_rows(db), expected)
+        << point << ": the resumed run's rows differ from the uninterrupted run's";
   }
 }
 
@@ -158,18 +177,23 @@ TEST_F(GridRunner, KillNineAtSixPointsThenResumeGivesExactlyTheUninterruptedResu
 // The re-warm-up shows in train/lr: k/6 of the flat schedule at the k-th of the 6 steps after it.
 TEST_F(GridRunner, TheCopyUpcyclingRecipeResumesAcrossTheUpcyclingStepExactly) {
   const std::string file =
-      experiment("copy-recipe", 1, 12, "upcycling_optimizer = \"copy\"\nupcycling_lr_rewarmup_fraction = 0.5\n"
-                                      "warmup_fraction = 0\nmin_lr_ratio = 1.0\n");
+      experiment("copy-recipe", 1, 12,
+                 "upcycling_optimizer = \"copy\"\nupcycling_lr_rewarmup_fraction = 0.5\n"
+                 "warmup_fraction = 0\nmin_lr_ratio = 1.0\n");
   const std::string baseline_db = dir_->file("copy-baseline/r.sqlite");
   const auto baseline = lory_run(file, baseline_db);
   ASSERT_EQ(baseline.exit_code, 0) << baseline.output;
-  EXPECT_EQ(query_text(baseline_db, "SELECT value FROM run_attributes WHERE name = 'upcycling_inherited_tensors'"),
-            "6");  // 2 layers x (gate, up, down)
+  EXPECT_EQ(
+      query_text(baseline_db,
+                 "SELECT value FROM run_attributes WHERE name = 'upcycling_inherited_tensors'"),
+      "6");  // 2 layers x (gate, up, down)
   // Upcycling before step 3 (0.2 x 12, rounded); logged every 2 steps: 2/6, 4/6, 6/6 of 0.003.
-  for (const auto& [step, lr] : std::vector<std::pair<int, double>>{{2, 0.003}, {4, 0.001}, {6, 0.002}, {8, 0.003}}) {
-    EXPECT_NEAR(std::stod(query_text(baseline_db, fmt::format("SELECT value FROM metrics WHERE name = 'train/lr' "
-                                                              "AND step = {}",
-                                                              step))),
+  for (const auto& [step, lr] :
+       std::vector<std::pair<int, double>>{{2, 0.003}, {4, 0.001}, {6, 0.002}, {8, 0.003}}) {
+    EXPECT_NEAR(std::stod(query_text(
+                    baseline_db, fmt::format("SELECT value FROM metrics WHERE name = 'train/lr' "
+                                             "AND step = {}",
+                                             step))),
                 lr, 1e-12)
         << "step " << step;
   }
@@ -180,7 +204,8 @@ TEST_F(GridRunner, TheCopyUpcyclingRecipeResumesAcrossTheUpcyclingStepExactly) {
   const auto resumed = lory_run(file, db);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
-  EXPECT_EQ(result_rows(db), expected) << "the resumed copy-recipe run differs from the uninterrupted one";
+  EXPECT_EQ(result_rows(db), expected)
+      << "the resumed copy-recipe run differs from the uninterrupted one";
 }
 
 // trainer.precision = "bf16": a bf16 run killed after step 6 and resumed from its checkpoint of
@@ -196,9 +221,11 @@ TEST_F(GridRunner, ABf16RunKilledAndResumedGivesExactlyTheUninterruptedBf16Resul
   ASSERT_GT(expected.size(), 30u);
   const std::string fp32_db = dir_->file("bf16-fp32/r.sqlite");
   ASSERT_EQ(lory_run(experiment("bf16-as-fp32", 1, 12), fp32_db).exit_code, 0);
-  EXPECT_NE(query_text(fp32_db, "SELECT cell_hash FROM runs"), query_text(baseline_db, "SELECT cell_hash FROM runs"));
-  EXPECT_NE(query_text(fp32_db, "SELECT value FROM metrics WHERE name = 'train/loss' AND step = 12"),
-            query_text(baseline_db, "SELECT value FROM metrics WHERE name = 'train/loss' AND step = 12"))
+  EXPECT_NE(query_text(fp32_db, "SELECT cell_hash FROM runs"),
+            query_text(baseline_db, "SELECT cell_hash FROM runs"));
+  EXPECT_NE(
+      query_text(fp32_db, "SELECT value FROM metrics WHERE name = 'train/loss' AND step = 12"),
+      query_text(baseline_db, "SELECT value FROM metrics WHERE name = 'train/loss' AND step = 12"))
       << "the bf16 run trained exactly as the fp32 one: bf16 was not used";
   const std::string db = dir_->file("bf16-killed/r.sqlite");
   const auto crashed = lory_run(file, db, "", "LORY_TEST_KILL_AT=after_step:6");
@@ -212,14 +239,16 @@ TEST_F(GridRunner, ABf16RunKilledAndResumedGivesExactlyTheUninterruptedBf16Resul
 TEST_F(GridRunner, AWorkerThatCrashesByItsOwnFaultFailsItsCellAndAPlainRerunLeavesIt) {
   const std::string file = experiment("abort", 1, 8);
   const std::string db = dir_->file("abort/r.sqlite");
-  const auto crashed = lory_run(file, db, "", "LORY_TEST_KILL_AT=after_step:3 LORY_TEST_KILL_SIGNAL=6");
+  const auto crashed =
+      lory_run(file, db, "", "LORY_TEST_KILL_AT=after_step:3 LORY_TEST_KILL_SIGNAL=6");
   EXPECT_NE(crashed.exit_code, 0);
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "failed") << crashed.output;
   EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("signal 6"), std::string::npos)
       << query_text(db, "SELECT reason FROM runs");
   const auto plain = lory_run(file, db);
   EXPECT_NE(plain.exit_code, 0);
-  EXPECT_NE(plain.output.find("not retried (pass --retry-failed)"), std::string::npos) << plain.output;
+  EXPECT_NE(plain.output.find("not retried (pass --retry-failed)"), std::string::npos)
+      << plain.output;
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "failed");
   const auto retried = lory_run(file, db, "--retry-failed");
   EXPECT_EQ(retried.exit_code, 0) << retried.output;
@@ -243,16 +272,20 @@ pid_t fake_worker(bool zombie) {
 // the process's own identity (what a real worker records), another one, or none (a run recorded
 // before the attribute existed, judged by its heartbeat).
 enum class RecordedStart { ThisProcess, Unchanged, None };
-void mark_running(const std::string& db, int64_t run, pid_t pid, const std::string& heartbeat_sql, RecordedStart start) {
+void mark_running(const std::string& db, int64_t run, pid_t pid, const std::string& heartbeat_sql,
+                  RecordedStart start) {
   Database writable(db, Database::Mode::ReadWrite);
-  writable.exec(fmt::format("UPDATE runs SET status = 'running', worker_pid = {}, host = '{}', heartbeat_at = "
-                            "strftime('%Y-%m-%dT%H:%M:%SZ', {}) WHERE id = {}",
-                            pid, current_host(), heartbeat_sql, run));
+  writable.exec(fmt::format(
+      "UPDATE runs SET status = 'running', worker_pid = {}, host = '{}', heartbeat_at = "
+      "strftime('%Y-%m-%dT%H:%M:%SZ', {}) WHERE id = {}",
+      pid, current_host(), heartbeat_sql, run));
   if (start == RecordedStart::ThisProcess) {
-    writable.exec(fmt::format("UPDATE run_attributes SET value = '{}' WHERE run_id = {} AND name = 'worker_start'",
-                              process_start_identity(pid), run));
+    writable.exec(fmt::format(
+        "UPDATE run_attributes SET value = '{}' WHERE run_id = {} AND name = 'worker_start'",
+        process_start_identity(pid), run));
   } else if (start == RecordedStart::None) {
-    writable.exec(fmt::format("DELETE FROM run_attributes WHERE run_id = {} AND name = 'worker_start'", run));
+    writable.exec(
+        fmt::format("DELETE FROM run_attributes WHERE run_id = {} AND name = 'worker_start'", run));
   }
 }
 
@@ -270,13 +303,16 @@ TEST_F(GridRunner, ARunWhoseWorkerIsAZombieOrAReusedProcessIdIsResumedNotLeftToI
   const auto rerun = lory_run(file, db);
   EXPECT_EQ(rerun.exit_code, 0) << rerun.output;
   EXPECT_EQ(rerun.output.find("left to it"), std::string::npos) << rerun.output;
-  EXPECT_NE(rerun.output.find(fmt::format("was left running by process {}: its process has exited (a zombie)", zombie)),
+  EXPECT_NE(rerun.output.find(fmt::format(
+                "was left running by process {}: its process has exited (a zombie)", zombie)),
             std::string::npos)
       << rerun.output;
-  EXPECT_NE(rerun.output.find(fmt::format("process {} is a newer lory-worker than the one that trained it", reused)),
+  EXPECT_NE(rerun.output.find(fmt::format(
+                "process {} is a newer lory-worker than the one that trained it", reused)),
             std::string::npos)
       << rerun.output;
-  EXPECT_NE(rerun.output.find(fmt::format("process {} is a newer lory-worker;", reused)), std::string::npos)
+  EXPECT_NE(rerun.output.find(fmt::format("process {} is a newer lory-worker;", reused)),
+            std::string::npos)
       << rerun.output;
   EXPECT_NE(rerun.output.find("0 done before, 3 to train"), std::string::npos) << rerun.output;
   EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 3);
@@ -293,10 +329,13 @@ TEST_F(GridRunner, ARunALiveWorkerIsTrainingIsLeftToItAndTheGridIsNotReportedDon
   mark_running(db, 2, worker, "'now'", RecordedStart::ThisProcess);
   const auto rerun = lory_run(file, db);
   EXPECT_NE(rerun.exit_code, 0) << rerun.output;
-  EXPECT_NE(rerun.output.find(fmt::format("is being trained by process {}; left to it", worker)), std::string::npos)
+  EXPECT_NE(rerun.output.find(fmt::format("is being trained by process {}; left to it", worker)),
+            std::string::npos)
       << rerun.output;
-  EXPECT_NE(rerun.output.find("1 not done, 1 being trained by another process"), std::string::npos) << rerun.output;
-  EXPECT_NE(rerun.output.find("1 of 2 cells of 'live' are not done"), std::string::npos) << rerun.output;
+  EXPECT_NE(rerun.output.find("1 not done, 1 being trained by another process"), std::string::npos)
+      << rerun.output;
+  EXPECT_NE(rerun.output.find("1 of 2 cells of 'live' are not done"), std::string::npos)
+      << rerun.output;
   ::kill(worker, SIGKILL);
   waitpid(worker, nullptr, 0);
 }
@@ -304,14 +343,16 @@ TEST_F(GridRunner, ARunALiveWorkerIsTrainingIsLeftToItAndTheGridIsNotReportedDon
 TEST_F(GridRunner, KillNineOfTheSupervisorAndItsWorkerThenAPlainRerunFinishesTheGrid) {
   const std::string file = experiment("both-killed", 1, 400);
   const std::string db = dir_->file("both-killed/r.sqlite");
-  const pid_t supervisor = start_supervisor_when_step_reached(file, db, dir_->file("both-killed.log"), 6);
+  const pid_t supervisor =
+      start_supervisor_when_step_reached(file, db, dir_->file("both-killed.log"), 6);
   const pid_t worker = static_cast<pid_t>(count(db, "SELECT worker_pid FROM runs"));
   ASSERT_GT(worker, 0);
   ::kill(supervisor, SIGKILL);
   ::kill(worker, SIGKILL);
   waitpid(supervisor, nullptr, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "running");  // nobody was left to record the ending
+  ASSERT_EQ(query_text(db, "SELECT status FROM runs"),
+            "running");  // nobody was left to record the ending
   const auto rerun = lory_run(file, db);
   EXPECT_EQ(rerun.exit_code, 0) << rerun.output;
   EXPECT_EQ(rerun.output.find("left to it"), std::string::npos) << rerun.output;
@@ -325,8 +366,8 @@ TEST_F(GridRunner, ASecondLoryRunOfAGridBeingTrainedIsRefusedWithWhoHoldsIt) {
   const pid_t first = start_supervisor_when_step_reached(file, db, dir_->file("twice-run.log"), 4);
   const auto second = lory_run(file, db);
   EXPECT_NE(second.exit_code, 0) << second.output;
-  EXPECT_NE(second.output.find(fmt::format("'twice-run' in '{}' is being run by another lory process (process {}",
-                                           db, first)),
+  EXPECT_NE(second.output.find(fmt::format(
+                "'twice-run' in '{}' is being run by another lory process (process {}", db, first)),
             std::string::npos)
       << second.output;
   EXPECT_NE(second.output.find("nothing was started"), std::string::npos) << second.output;
@@ -338,18 +379,23 @@ TEST_F(GridRunner, ASecondLoryRunOfAGridBeingTrainedIsRefusedWithWhoHoldsIt) {
 }
 
 TEST_F(GridRunner, APluginThatThrowsFailsOnlyItsOwnCell) {
-  const std::string file = experiment(
-      "throwing", 1, 4, "",
-      fmt::format("[[grid.cells]]\nbatcher.plugin = \"random\"\n[[grid.cells]]\nbatcher.plugin = \"throwing_batcher\"\n"
-                  "[plugins]\npath = [\"{}/tests/plugins/factory_throws.so\"]\n",
-                  build_dir()));
+  const std::string file =
+      experiment("throwing", 1, 4, "",
+                 fmt::format("[[grid.cells]]\nbatcher.plugin = "
+                             "\"random\"\n[[grid.cells]]\nbatcher.plugin = \"throwing_batcher\"\n"
+                             "[plugins]\npath = [\"{}/tests/plugins/factory_throws.so\"]\n",
+                             build_dir()));
   const std::string db = dir_->file("throwing/r.sqlite");
   const auto result = lory_run(file, db);
   EXPECT_NE(result.exit_code, 0);
   EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 1) << result.output;
-  EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'failed' AND reason LIKE '%out of coffee%'"), 1)
+  EXPECT_EQ(
+      count(db,
+            "SELECT count(*) FROM runs WHERE status = 'failed' AND reason LIKE '%out of coffee%'"),
+      1)
       << result.output;
-  EXPECT_NE(result.output.find("1 of 2 cells of 'throwing' are not done"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("1 of 2 cells of 'throwing' are not done"), std::string::npos)
+      << result.output;
 }
 
 TEST_F(GridRunner, ANonFiniteLossStopsTheCellAsDivergedWithinOneStep) {
@@ -358,10 +404,12 @@ TEST_F(GridRunner, ANonFiniteLossStopsTheCellAsDivergedWithinOneStep) {
   const auto result = lory_run(file, db, "", "LORY_TEST_FAULT=nan_loss:5");
   EXPECT_EQ(result.exit_code, 2) << result.output;  // not done: the input was right
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "diverged") << result.output;
-  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("non-finite loss at step 5"), std::string::npos);
+  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("non-finite loss at step 5"),
+            std::string::npos);
   EXPECT_EQ(count(db, "SELECT last_step FROM runs"), 4);
   EXPECT_EQ(count(db, "SELECT max(step) FROM metrics"), 4);
-  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE value != value OR abs(value) > 1e300"), 0);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE value != value OR abs(value) > 1e300"),
+            0);
 }
 
 TEST_F(GridRunner, ANonFiniteGradientWithAFiniteLossStopsTheCellAsDiverged) {
@@ -370,23 +418,27 @@ TEST_F(GridRunner, ANonFiniteGradientWithAFiniteLossStopsTheCellAsDiverged) {
   const auto result = lory_run(file, db, "", "LORY_TEST_FAULT=inf_grad:7");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "diverged") << result.output;
-  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("non-finite gradient at step 7"), std::string::npos)
+  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("non-finite gradient at step 7"),
+            std::string::npos)
       << query_text(db, "SELECT reason FROM runs");
   EXPECT_EQ(count(db, "SELECT last_step FROM runs"), 6);
-  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE value != value OR abs(value) > 1e300"), 0);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM metrics WHERE value != value OR abs(value) > 1e300"),
+            0);
 }
 
 TEST_F(GridRunner, FailFastStopsTheGridAtTheFirstFailedCell) {
   // The throwing cell comes first in grid order; without --fail-fast the others would train.
-  const std::string file = experiment(
-      "fail-fast", 2, 4, "",
-      fmt::format("[[grid.cells]]\nbatcher.plugin = \"throwing_batcher\"\n[[grid.cells]]\nbatcher.plugin = \"random\"\n"
-                  "[plugins]\npath = [\"{}/tests/plugins/factory_throws.so\"]\n",
-                  build_dir()));
+  const std::string file =
+      experiment("fail-fast", 2, 4, "",
+                 fmt::format("[[grid.cells]]\nbatcher.plugin = "
+                             "\"throwing_batcher\"\n[[grid.cells]]\nbatcher.plugin = \"random\"\n"
+                             "[plugins]\npath = [\"{}/tests/plugins/factory_throws.so\"]\n",
+                             build_dir()));
   const std::string db = dir_->file("fail-fast/r.sqlite");
   const auto result = lory_run(file, db, "--fail-fast");
   EXPECT_NE(result.exit_code, 0);
-  EXPECT_NE(result.output.find("--fail-fast: stopping the grid"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("--fail-fast: stopping the grid"), std::string::npos)
+      << result.output;
   EXPECT_NE(result.output.find("3 not started"), std::string::npos) << result.output;
   EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'done'"), 0) << result.output;
   EXPECT_EQ(count(db, "SELECT count(*) FROM runs WHERE status = 'failed'"), 1) << result.output;
@@ -401,7 +453,8 @@ TEST_F(GridRunner, ShuffledOrderIsSeededAndDiffersFromGridOrder) {
   const auto launch_order = [&](const std::string& store, const std::string& flags) {
     const auto trained = lory_run(file, dir_->file("order-" + store + "/r.sqlite"), flags);
     EXPECT_EQ(trained.exit_code, 0) << trained.output;
-    std::vector<std::string> runs;  // "[i/N] label (run R, ...": the order the cells were launched in
+    std::vector<std::string>
+        runs;  // "[i/N] label (run R, ...": the order the cells were launched in
     size_t at = 0;
     while ((at = trained.output.find("(run ", at)) != std::string::npos) {
       runs.push_back(trained.output.substr(at, trained.output.find(',', at) - at));
@@ -409,12 +462,14 @@ TEST_F(GridRunner, ShuffledOrderIsSeededAndDiffersFromGridOrder) {
     }
     return runs;
   };
-  const auto grid = launch_order("grid", ""), a = launch_order("a", "--order shuffled --order-seed 3"),
-             b = launch_order("b", "--order shuffled --order-seed 3"), c = launch_order("c", "--order shuffled --order-seed 4");
+  const auto grid = launch_order("grid", ""),
+             a = launch_order("a", "--order shuffled --order-seed 3"),
+             b = launch_order("b", "--order shuffled --order-seed 3"),
+             c = launch_order("c", "--order shuffled --order-seed 4");
   ASSERT_EQ(grid.size(), 4u);
-  EXPECT_EQ(a, b);      // one seed, one order
-  EXPECT_NE(a, grid);   // and not the grid's
-  EXPECT_NE(a, c);      // another seed, another order
+  EXPECT_EQ(a, b);     // one seed, one order
+  EXPECT_NE(a, grid);  // and not the grid's
+  EXPECT_NE(a, c);     // another seed, another order
   auto sorted = a;
   std::sort(sorted.begin(), sorted.end());
   auto sorted_grid = grid;
@@ -424,7 +479,8 @@ TEST_F(GridRunner, ShuffledOrderIsSeededAndDiffersFromGridOrder) {
 
 TEST_F(GridRunner, ParallelJobsGiveTheSameResultsAsSequentialOnes) {
   const std::string file = experiment("parallel", 4, 8);
-  const std::string sequential = dir_->file("parallel-1/r.sqlite"), parallel = dir_->file("parallel-2/r.sqlite");
+  const std::string sequential = dir_->file("parallel-1/r.sqlite"),
+                    parallel = dir_->file("parallel-2/r.sqlite");
   ASSERT_EQ(lory_run(file, sequential).exit_code, 0);
   const auto result = lory_run(file, parallel, "--jobs 2 --order shuffled --order-seed 7");
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -438,7 +494,8 @@ TEST_F(GridRunner, ParallelJobsGiveTheSameResultsAsSequentialOnes) {
 // worker checkpoints and stops, the run is `interrupted` (not left `running` with an orphan worker
 // training on), and a rerun resumes it.
 TEST_F(GridRunner, CtrlCOrSighupCheckpointsAndMarksInterruptedThenARerunResumes) {
-  for (const auto& [name, signal_number] : {std::pair<std::string, int>{"interrupt", SIGINT}, {"hangup", SIGHUP}}) {
+  for (const auto& [name, signal_number] :
+       {std::pair<std::string, int>{"interrupt", SIGINT}, {"hangup", SIGHUP}}) {
     SCOPED_TRACE(name);
     const std::string file = experiment(name, 1, 400);
     const std::string db = dir_->file(name + "/r.sqlite");
@@ -453,9 +510,9 @@ TEST_F(GridRunner, CtrlCOrSighupCheckpointsAndMarksInterruptedThenARerunResumes)
     ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << testing::read_text(log);
     const int64_t stopped_at = count(db, "SELECT last_step FROM runs");
     EXPECT_LT(stopped_at, 400);
-    EXPECT_TRUE(std::filesystem::exists(dir_->file(name + "/r.runs/" + name + "/1-" +
-                                                   query_text(db, "SELECT substr(cell_hash, 1, 12) FROM runs") +
-                                                   "/latest.json")));
+    EXPECT_TRUE(std::filesystem::exists(
+        dir_->file(name + "/r.runs/" + name + "/1-" +
+                   query_text(db, "SELECT substr(cell_hash, 1, 12) FROM runs") + "/latest.json")));
     const auto resumed = lory_run(file, db);
     ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
     EXPECT_NE(resumed.output.find("resuming after step"), std::string::npos) << resumed.output;
@@ -468,7 +525,8 @@ TEST_F(GridRunner, CtrlCOrSighupCheckpointsAndMarksInterruptedThenARerunResumes)
 TEST_F(GridRunner, ARunWithoutItsCheckpointFolderIsAnnouncedAsStartingOver) {
   const std::string file = experiment("restart", 1, 400);
   const std::string db = dir_->file("restart/r.sqlite");
-  const pid_t supervisor = start_supervisor_when_step_reached(file, db, dir_->file("restart.log"), 10);
+  const pid_t supervisor =
+      start_supervisor_when_step_reached(file, db, dir_->file("restart.log"), 10);
   ::kill(supervisor, SIGINT);
   int status = 0;
   waitpid(supervisor, &status, 0);
@@ -476,7 +534,8 @@ TEST_F(GridRunner, ARunWithoutItsCheckpointFolderIsAnnouncedAsStartingOver) {
   std::filesystem::remove_all(dir_->file("restart/r.runs"));
   const auto rerun = lory_run(file, db);
   ASSERT_EQ(rerun.exit_code, 0) << rerun.output;
-  EXPECT_NE(rerun.output.find(": starting over (it had reached step"), std::string::npos) << rerun.output;
+  EXPECT_NE(rerun.output.find(": starting over (it had reached step"), std::string::npos)
+      << rerun.output;
   EXPECT_EQ(rerun.output.find("resuming after step"), std::string::npos) << rerun.output;
   EXPECT_EQ(query_text(db, "SELECT status FROM runs"), "done");
 }
@@ -517,7 +576,8 @@ tokens_per_domain = 128
   const std::string output = testing::read_text(log);
   EXPECT_NE(output.find("second interrupt"), std::string::npos) << output;
   ASSERT_EQ(query_text(db, "SELECT status FROM runs"), "interrupted") << output;
-  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("stopped at once by a second interrupt"), std::string::npos)
+  EXPECT_NE(query_text(db, "SELECT reason FROM runs").find("stopped at once by a second interrupt"),
+            std::string::npos)
       << query_text(db, "SELECT reason FROM runs");
   EXPECT_LT(count(db, "SELECT last_step FROM runs"), 24);
   // Rows written after the last checkpoint are replaced on resume: one row per step, no duplicates.
@@ -537,11 +597,13 @@ TEST_F(GridRunner, AChangedCorpusIsNotMixedSilently) {
   testing::write_text(file, testing::read_text(experiment("changing", 2, 4)));
   const std::string db = own.file("r.sqlite");
   ASSERT_EQ(lory_run(file, db, "", "").exit_code, 0);
-  testing::prepare_byte_corpus(own, testing::synthetic_documents(2, 21, 20, 40));  // the same folder, new content
+  testing::prepare_byte_corpus(
+      own, testing::synthetic_documents(2, 21, 20, 40));  // the same folder, new content
   testing::write_text(file, testing::read_text(file) + "\n# one more seed\n");
   const auto refused = lory_run(file, db);
   EXPECT_NE(refused.exit_code, 0);
-  EXPECT_NE(refused.output.find("the corpus of experiment 'changing' changed"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("the corpus of experiment 'changing' changed"), std::string::npos)
+      << refused.output;
   EXPECT_NE(refused.output.find("--allow-corpus-change"), std::string::npos);
   const auto allowed = lory_run(file, db, "--allow-corpus-change");
   EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
@@ -554,17 +616,20 @@ TEST_F(GridRunner, ARunLeftRunningByADeadWorkerIsResumedAndStatusShowsProgress) 
   {
     Database writable(db, Database::Mode::ReadWrite);
     // Run 2 looks as if its worker had died at step 2 of 6, last measured at 64 tokens/s.
-    writable.exec("UPDATE runs SET status = 'running', worker_pid = 999999, last_step = 2 WHERE id = 2");
+    writable.exec(
+        "UPDATE runs SET status = 'running', worker_pid = 999999, last_step = 2 WHERE id = 2");
     writable.exec("UPDATE metrics SET value = 64 WHERE run_id = 2 AND name = 'train/tokens_per_s'");
   }
   const auto status = run_command(fmt::format("{}/lory status {} --db {}", build_dir(), file, db));
-  EXPECT_NE(status.output.find("experiment 'stale': 1 running, 1 done"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("experiment 'stale': 1 running, 1 done"), std::string::npos)
+      << status.output;
   EXPECT_NE(status.output.find("6/6"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("2/6"), std::string::npos) << status.output;
   // Its worker (pid 999999) is gone: shown as stale with what to do, not with an ETA of 8 s.
   EXPECT_NE(status.output.find("stale"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("its worker is gone"), std::string::npos) << status.output;
-  EXPECT_NE(status.output.find("     64  -"), std::string::npos) << status.output;  // tok/s, then no ETA
+  EXPECT_NE(status.output.find("     64  -"), std::string::npos)
+      << status.output;  // tok/s, then no ETA
   const auto overview = run_command(fmt::format("{}/lory status --db {}", build_dir(), db));
   EXPECT_NE(overview.output.find("stale"), std::string::npos) << overview.output;
   const auto rerun = lory_run(file, db);

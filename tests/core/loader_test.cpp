@@ -20,7 +20,9 @@ struct RouterLikeInterface {
   static constexpr const char* kFactoryAlias = "lory_create_router";
 };
 
-std::string test_plugin(const std::string& name) { return testing::build_dir() + "/tests/plugins/" + name + ".so"; }
+std::string test_plugin(const std::string& name) {
+  return testing::build_dir() + "/tests/plugins/" + name + ".so";
+}
 
 std::string load_error(const std::string& path) {
   try {
@@ -50,7 +52,8 @@ TEST(PluginLoader, PluginObjectsKeepTheirLibraryLoadedAfterTheRegistryIsGone) {
   {
     const PluginRegistry registry = PluginRegistry::discover({path});
     ASSERT_TRUE(registry.problems().empty());
-    batcher = create_plugin_object<BatcherPlugin>(registry.require("test_batcher", PluginKind::Batcher, "test"));
+    batcher = create_plugin_object<BatcherPlugin>(
+        registry.require("test_batcher", PluginKind::Batcher, "test"));
   }
   void* still_loaded = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
   EXPECT_NE(still_loaded, nullptr);
@@ -59,7 +62,8 @@ TEST(PluginLoader, PluginObjectsKeepTheirLibraryLoadedAfterTheRegistryIsGone) {
 }
 
 TEST(PluginLoader, MissingFile) {
-  EXPECT_EQ(load_error("/nonexistent/lory_router_x.so"), "plugin file '/nonexistent/lory_router_x.so' does not exist");
+  EXPECT_EQ(load_error("/nonexistent/lory_router_x.so"),
+            "plugin file '/nonexistent/lory_router_x.so' does not exist");
 }
 
 TEST(PluginLoader, FileThatIsNotASharedLibrary) {
@@ -72,7 +76,8 @@ TEST(PluginLoader, FileThatIsNotASharedLibrary) {
 // The first bytes of a real plugin, as a half-finished copy leaves it. dlopen would map segments
 // past the end of such a file and the process would die of SIGBUS with nothing printed.
 std::string truncated_copy(const testing::TempDir& dir, const std::string& name, size_t bytes) {
-  const std::string whole = testing::read_text(testing::build_dir() + "/plugins/lory_router_expert_choice.so");
+  const std::string whole =
+      testing::read_text(testing::build_dir() + "/plugins/lory_router_expert_choice.so");
   EXPECT_GT(whole.size(), bytes);
   const std::string path = dir.file(name);
   testing::write_text(path, whole.substr(0, bytes));
@@ -84,7 +89,8 @@ TEST(PluginLoader, TruncatedSharedLibrariesAreRefusedByNameBeforeDlopen) {
   for (const size_t bytes : {size_t{40}, size_t{4096}, size_t{30000}}) {
     const std::string path = truncated_copy(dir, fmt::format("cut_{}.so", bytes), bytes);
     const std::string error = load_error(path);
-    EXPECT_NE(error.find("'" + path + "' is truncated or damaged"), std::string::npos) << bytes << ": " << error;
+    EXPECT_NE(error.find("'" + path + "' is truncated or damaged"), std::string::npos)
+        << bytes << ": " << error;
     EXPECT_NE(error.find(fmt::format("the file has {} bytes", bytes)), std::string::npos) << error;
   }
 }
@@ -96,17 +102,19 @@ TEST(PluginRegistry, ATruncatedFileIsReportedAndTheOtherPluginsStillLoad) {
   std::filesystem::copy_file(test_plugin("good_batcher"), dir.file("plugins/good_batcher.so"));
   const PluginRegistry registry = PluginRegistry::discover({dir.file("plugins")});
   ASSERT_EQ(registry.problems().size(), 1u);
-  EXPECT_NE(registry.problems().front().find("lory_half_copied.so' is truncated"), std::string::npos)
+  EXPECT_NE(registry.problems().front().find("lory_half_copied.so' is truncated"),
+            std::string::npos)
       << registry.problems().front();
   EXPECT_EQ(registry.unloadable_files().size(), 1u);
   EXPECT_TRUE(registry.find("test_batcher"));
   EXPECT_NO_THROW(registry.throw_if_problems(/*skip_unloadable=*/true));
   EXPECT_THROW(registry.throw_if_problems(), PluginError);
   // Through the CLI: a message and a non-zero exit, never a signal.
-  const auto listed =
-      testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " + dir.file("plugins"));
+  const auto listed = testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " +
+                                           dir.file("plugins"));
   EXPECT_EQ(listed.exit_code, 1) << listed.output;
-  EXPECT_NE(listed.output.find("lory_half_copied.so' is truncated or damaged"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("lory_half_copied.so' is truncated or damaged"), std::string::npos)
+      << listed.output;
   EXPECT_NE(listed.output.find("test_batcher"), std::string::npos) << listed.output;
 }
 
@@ -120,14 +128,15 @@ TEST(PluginRegistry, ASymlinkLoopIsReportedAndSkippedAndTheOtherPluginsStillLoad
   std::filesystem::copy_file(test_plugin("good_batcher"), dir.file("plugins/good_batcher.so"));
   const PluginRegistry registry = PluginRegistry::discover({dir.file("plugins")});
   ASSERT_EQ(registry.problems().size(), 2u);
-  EXPECT_NE(registry.problems().front().find("l1.so' cannot be resolved: Too many levels of symbolic links"),
+  EXPECT_NE(registry.problems().front().find(
+                "l1.so' cannot be resolved: Too many levels of symbolic links"),
             std::string::npos)
       << registry.problems().front();
   EXPECT_EQ(registry.unloadable_files().size(), 2u);
   EXPECT_TRUE(registry.find("test_batcher"));
   EXPECT_NO_THROW(registry.throw_if_problems(/*skip_unloadable=*/true));
-  const auto listed =
-      testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " + dir.file("plugins"));
+  const auto listed = testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " +
+                                           dir.file("plugins"));
   EXPECT_EQ(listed.exit_code, 1) << listed.output;
   EXPECT_NE(listed.output.find("test_batcher"), std::string::npos) << listed.output;
   EXPECT_EQ(listed.output.find("internal error"), std::string::npos) << listed.output;
@@ -135,35 +144,45 @@ TEST(PluginRegistry, ASymlinkLoopIsReportedAndSkippedAndTheOtherPluginsStillLoad
 
 TEST(PluginLoader, SharedLibraryWithoutMetadataSymbol) {
   const std::string error = load_error(test_plugin("no_metadata"));
-  EXPECT_NE(error.find("has no 'lory_plugin_info' symbol, so it is not a lory plugin"), std::string::npos) << error;
+  EXPECT_NE(error.find("has no 'lory_plugin_info' symbol, so it is not a lory plugin"),
+            std::string::npos)
+      << error;
 }
 
 TEST(PluginLoader, AbiMismatchNamesBothVersions) {
   const std::string error = load_error(test_plugin("abi_mismatch"));
-  EXPECT_NE(error.find("was built for plugin ABI version 99, but this harness uses version " + std::to_string(LORY_PLUGIN_ABI_VERSION)), std::string::npos)
+  EXPECT_NE(error.find("was built for plugin ABI version 99, but this harness uses version " +
+                       std::to_string(LORY_PLUGIN_ABI_VERSION)),
+            std::string::npos)
       << error;
 }
 
 TEST(PluginLoader, PluginOfAnOlderAbiIsRefusedWithBothVersions) {
   // Version 0's metadata is a smaller struct: only its header may be read.
   const std::string error = load_error(test_plugin("old_abi"));
-  EXPECT_NE(error.find("was built for plugin ABI version 0, but this harness uses version " + std::to_string(LORY_PLUGIN_ABI_VERSION)), std::string::npos)
+  EXPECT_NE(error.find("was built for plugin ABI version 0, but this harness uses version " +
+                       std::to_string(LORY_PLUGIN_ABI_VERSION)),
+            std::string::npos)
       << error;
-  EXPECT_NE(error.find("rebuild the plugin against this harness's SDK"), std::string::npos) << error;
+  EXPECT_NE(error.find("rebuild the plugin against this harness's SDK"), std::string::npos)
+      << error;
 }
 
 TEST(PluginLoader, LibTorchMismatchNamesBothVersions) {
   const std::string error = load_error(test_plugin("torch_mismatch"));
   EXPECT_NE(error.find("built against LibTorch 0.4.1"), std::string::npos) << error;
-  EXPECT_NE(error.find(std::string("the harness against LibTorch ") + harness_fingerprint().torch_version),
+  EXPECT_NE(error.find(std::string("the harness against LibTorch ") +
+                       harness_fingerprint().torch_version),
             std::string::npos)
       << error;
 }
 
 TEST(PluginLoader, BrokenParameterDeclaration) {
   const std::string error = load_error(test_plugin("broken_parameter"));
-  EXPECT_NE(error.find("declares a broken parameter: parameter 'depth' default: value 100 is out of range"),
-            std::string::npos)
+  EXPECT_NE(
+      error.find(
+          "declares a broken parameter: parameter 'depth' default: value 100 is out of range"),
+      std::string::npos)
       << error;
 }
 
@@ -173,7 +192,8 @@ TEST(PluginLoader, FactoryThatThrows) {
     create_plugin_object<BatcherPlugin>(plugin);
     FAIL();
   } catch (const PluginError& e) {
-    EXPECT_NE(std::string(e.what()).find("failed in its factory: out of coffee"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("failed in its factory: out of coffee"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -215,7 +235,8 @@ TEST(PluginRegistry, TwoPluginsWithOneNameIsAnErrorNamingBothFiles) {
 }
 
 TEST(PluginRegistry, DiscoveryCollectsEveryBrokenFileInAFolder) {
-  const PluginRegistry registry = PluginRegistry::discover({testing::build_dir() + "/tests/plugins"});
+  const PluginRegistry registry =
+      PluginRegistry::discover({testing::build_dir() + "/tests/plugins"});
   // abi_mismatch, old_abi, torch_mismatch, no_metadata, broken_parameter, and the duplicate name.
   EXPECT_EQ(registry.problems().size(), 6u);
   EXPECT_TRUE(registry.find("test_batcher"));
@@ -228,26 +249,36 @@ TEST(LoryPluginsCommand, ListsAndDescribesPluginsAndFailsOnBrokenOnes) {
   EXPECT_EQ(listed.exit_code, 0) << listed.output;
   EXPECT_NE(listed.output.find("test_batcher"), std::string::npos) << listed.output;
   EXPECT_NE(listed.output.find("transformer"), std::string::npos) << listed.output;
-  const auto described = testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " +
-                                              test_plugin("good_batcher") + " --describe test_batcher");
-  EXPECT_NE(described.output.find("window     integer  4        [1, 64]"), std::string::npos) << described.output;
+  const auto described =
+      testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " +
+                           test_plugin("good_batcher") + " --describe test_batcher");
+  EXPECT_NE(described.output.find("window     integer  4        [1, 64]"), std::string::npos)
+      << described.output;
   // The in-tree dense router declares the role that makes it the baseline (lory/router_roles.h).
   const auto dense = testing::run_command(testing::build_dir() + "/lory plugins --describe dense");
   EXPECT_NE(dense.output.find("roles:    dense_baseline"), std::string::npos) << dense.output;
-  const auto lory_router = testing::run_command(testing::build_dir() + "/lory plugins --describe lory");
+  const auto lory_router =
+      testing::run_command(testing::build_dir() + "/lory plugins --describe lory");
   EXPECT_EQ(lory_router.output.find("roles:"), std::string::npos) << lory_router.output;
   // A harness section is described like a plugin: trainer.precision with its choices and default.
-  const auto trainer = testing::run_command(testing::build_dir() + "/lory plugins --describe trainer");
+  const auto trainer =
+      testing::run_command(testing::build_dir() + "/lory plugins --describe trainer");
   EXPECT_EQ(trainer.exit_code, 0) << trainer.output;
-  EXPECT_NE(trainer.output.find("parameters ([trainer] in an experiment file)"), std::string::npos) << trainer.output;
+  EXPECT_NE(trainer.output.find("parameters ([trainer] in an experiment file)"), std::string::npos)
+      << trainer.output;
   EXPECT_NE(trainer.output.find("precision"), std::string::npos) << trainer.output;
   EXPECT_NE(trainer.output.find("one of fp32|bf16"), std::string::npos) << trainer.output;
-  const auto router_section = testing::run_command(testing::build_dir() + "/lory plugins --describe router");
-  EXPECT_NE(router_section.output.find("[router.<plugin>]"), std::string::npos) << router_section.output;
-  const auto unknown = testing::run_command(testing::build_dir() + "/lory plugins --describe trainr");
+  const auto router_section =
+      testing::run_command(testing::build_dir() + "/lory plugins --describe router");
+  EXPECT_NE(router_section.output.find("[router.<plugin>]"), std::string::npos)
+      << router_section.output;
+  const auto unknown =
+      testing::run_command(testing::build_dir() + "/lory plugins --describe trainr");
   EXPECT_NE(unknown.exit_code, 0);
-  EXPECT_NE(unknown.output.find("no plugin or harness section named 'trainr'"), std::string::npos) << unknown.output;
-  EXPECT_NE(unknown.output.find("sections: data, model, router, batcher, trainer, eval"), std::string::npos)
+  EXPECT_NE(unknown.output.find("no plugin or harness section named 'trainr'"), std::string::npos)
+      << unknown.output;
+  EXPECT_NE(unknown.output.find("sections: data, model, router, batcher, trainer, eval"),
+            std::string::npos)
       << unknown.output;
   const auto broken = testing::run_command(testing::build_dir() + "/lory plugins --plugin-path " +
                                            test_plugin("abi_mismatch"));

@@ -23,18 +23,19 @@ struct Options {
 };
 
 const ParamDeclaration<Options>& declaration() {
-  static const auto d = ParamDeclaration<Options>("router.example")
-                            .integer("width", &Options::width, 16, 1, 64, "w")
-                            .integer("depth", &Options::depth, 2, 1, 8, "d")
-                            .real("rate", &Options::rate, 0.02, 0, 1, "r")
-                            .flag("on", &Options::on, true, "o")
-                            .text("name", &Options::name, "abc", nullptr, "n")
-                            .choice("mode", &Options::mode, {{"fast", Mode::Fast}, {"exact", Mode::Exact}}, Mode::Exact,
-                                    "m")
-                            .rule([](const Options& o) -> std::vector<ParamProblem> {
-                              if (o.depth > o.width) return {{"depth", "depth exceeds width"}};
-                              return {};
-                            });
+  static const auto d =
+      ParamDeclaration<Options>("router.example")
+          .integer("width", &Options::width, 16, 1, 64, "w")
+          .integer("depth", &Options::depth, 2, 1, 8, "d")
+          .real("rate", &Options::rate, 0.02, 0, 1, "r")
+          .flag("on", &Options::on, true, "o")
+          .text("name", &Options::name, "abc", nullptr, "n")
+          .choice("mode", &Options::mode, {{"fast", Mode::Fast}, {"exact", Mode::Exact}},
+                  Mode::Exact, "m")
+          .rule([](const Options& o) -> std::vector<ParamProblem> {
+            if (o.depth > o.width) return {{"depth", "depth exceeds width"}};
+            return {};
+          });
   return d;
 }
 
@@ -97,10 +98,12 @@ TEST(ParamDeclaration, RulesAreReportedAtValidationAndRefusedOnReading) {
 }
 
 TEST(ParamDeclaration, ADeclarationMistakeIsCaughtWhenItIsMade) {
-  EXPECT_THROW((ParamDeclaration<Options>("t").integer("a", &Options::width, 1, 0, 2, "").integer("a", &Options::depth,
-                                                                                                   1, 0, 2, "")),
+  EXPECT_THROW((ParamDeclaration<Options>("t")
+                    .integer("a", &Options::width, 1, 0, 2, "")
+                    .integer("a", &Options::depth, 1, 0, 2, "")),
                std::logic_error);
-  EXPECT_THROW((ParamDeclaration<Options>("t").choice("mode", &Options::mode, {{"fast", Mode::Fast}}, Mode::Exact, "")),
+  EXPECT_THROW((ParamDeclaration<Options>("t").choice("mode", &Options::mode,
+                                                      {{"fast", Mode::Fast}}, Mode::Exact, "")),
                std::logic_error);
 }
 

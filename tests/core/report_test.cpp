@@ -2,8 +2,8 @@
 // report of a tiny real experiment with every section and figure.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <sstream>
 #include <set>
+#include <sstream>
 
 #include <cmath>
 #include <filesystem>
@@ -18,11 +18,15 @@ namespace {
 using testing::TempDir;
 
 TEST(SpecialisationScore, IsZeroForRoutingThatIgnoresTheDomainAndOneWhenTheDomainDeterminesIt) {
-  EXPECT_NEAR(specialisation_score({{0.25, 0.25, 0.25, 0.25}, {0.25, 0.25, 0.25, 0.25}, {0.25, 0.25, 0.25, 0.25}}), 0,
+  EXPECT_NEAR(specialisation_score(
+                  {{0.25, 0.25, 0.25, 0.25}, {0.25, 0.25, 0.25, 0.25}, {0.25, 0.25, 0.25, 0.25}}),
+              0, 1e-12);
+  EXPECT_NEAR(specialisation_score({{0.7, 0.1, 0.2}, {7.0, 1.0, 2.0}}), 0,
+              1e-12);  // same mix, different amounts
+  EXPECT_NEAR(specialisation_score({{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}}), 1,
               1e-12);
-  EXPECT_NEAR(specialisation_score({{0.7, 0.1, 0.2}, {7.0, 1.0, 2.0}}), 0, 1e-12);  // same mix, different amounts
-  EXPECT_NEAR(specialisation_score({{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}}), 1, 1e-12);
-  EXPECT_NEAR(specialisation_score({{5, 0}, {0, 3}, {2, 0}}), 1, 1e-12);  // two domains share an expert
+  EXPECT_NEAR(specialisation_score({{5, 0}, {0, 3}, {2, 0}}), 1,
+              1e-12);  // two domains share an expert
   const double partial = specialisation_score({{0.8, 0.2}, {0.2, 0.8}});
   EXPECT_GT(partial, 0.2);
   EXPECT_LT(partial, 0.4);
@@ -34,21 +38,27 @@ TEST(SpecialisationScore, IsZeroForRoutingThatIgnoresTheDomainAndOneWhenTheDomai
 // Two seeds of dense and of lory; lory is 10% better on books in seed 1 and, by default, 20% in
 // seed 2 (its perplexity there is `lory_seed2_ppl` against dense's 100).
 // The baseline's router is `baseline_router`, which declares the dense_baseline role.
-void build_database(const std::string& path, double lory_seed2_ppl = 80.0, const std::string& baseline_router = "dense") {
+void build_database(const std::string& path, double lory_seed2_ppl = 80.0,
+                    const std::string& baseline_router = "dense") {
   ResultsStore store(path);
   const int64_t experiment = store.upsert_experiment("views", "/x/views.toml", "", "");
   const auto config = [](const std::string& router, int seed) {
-    return fmt::format(R"({{"data":{{"corpus":"c"}},"router":{{"plugin":"{}"}},"trainer":{{"seed":{}}}}})", router, seed);
+    return fmt::format(
+        R"({{"data":{{"corpus":"c"}},"router":{{"plugin":"{}"}},"trainer":{{"seed":{}}}}})", router,
+        seed);
   };
   for (int seed = 1; seed <= 2; ++seed) {
-    const int64_t dense = store.ensure_run(experiment, fmt::format("d{}", seed), fmt::format("dense seed={}", seed),
-                                           config(baseline_router, seed), seed);
+    const int64_t dense =
+        store.ensure_run(experiment, fmt::format("d{}", seed), fmt::format("dense seed={}", seed),
+                         config(baseline_router, seed), seed);
     // What `lory run` records from the plugin's declared roles (lory/router_roles.h).
     store.set_run_attribute(dense, "router_roles", "dense_baseline");
-    const int64_t lory = store.ensure_run(experiment, fmt::format("l{}", seed), fmt::format("lory seed={}", seed),
-                                          config("lory", seed), seed);
+    const int64_t lory =
+        store.ensure_run(experiment, fmt::format("l{}", seed), fmt::format("lory seed={}", seed),
+                         config("lory", seed), seed);
     // An earlier evaluation that the views must ignore, then the final one.
-    store.write_evals(dense, {{50, "books", "default", 100, 0, 999.0}, {100, "books", "default", 100, 0, 100.0}});
+    store.write_evals(
+        dense, {{50, "books", "default", 100, 0, 999.0}, {100, "books", "default", 100, 0, 100.0}});
     store.write_evals(lory, {{50, "books", "default", 100, 0, 999.0},
                              {100, "books", "default", 100, 0, seed == 1 ? 90.0 : lory_seed2_ppl}});
     store.write_routing_stats(lory, {{50, "default", 0, "books", 0, 0.9, 1, 100},
@@ -68,7 +78,8 @@ TEST(ResultViews, UpcyclingRecipeVariantsPairWithTheSameDenseRun) {
     const int64_t experiment = store.upsert_experiment("recipes", "/x/recipes.toml", "", "");
     // Back to schema 3, as a database written before this rule.
     store.database().exec(
-        "DROP VIEW run_cells; DROP VIEW moe_vs_dense; DROP VIEW task_evals_over_seeds; DROP TABLE task_evals; DROP "
+        "DROP VIEW run_cells; DROP VIEW moe_vs_dense; DROP VIEW task_evals_over_seeds; DROP TABLE "
+        "task_evals; DROP "
         "TABLE experiment_files; DELETE FROM schema_version WHERE version >= 4");
     store.database().exec(R"(CREATE VIEW moe_vs_dense AS
 SELECT m.experiment, m.run_id, m.label, m.group_label, m.router, m.batcher, m.seed, fm.mode, fm.domain,
@@ -85,24 +96,27 @@ SELECT r.id AS run_id, x.name AS experiment, r.label, r.status, r.seed, r.cell_h
        json_remove(r.config, '$.trainer.seed') AS group_key, json_remove(r.config, '$.router') AS baseline_key
 FROM runs r JOIN experiments x ON x.id = r.experiment_id)");
     const auto config = [](const std::string& router, const std::string& recipe) {
-      return fmt::format(R"({{"router":{{"plugin":"{}"}},"trainer":{{"seed":1,"dense_warmup_fraction":0.05,)"
-                         R"("upcycling_optimizer":"{}"}}}})",
-                         router, recipe);
+      return fmt::format(
+          R"({{"router":{{"plugin":"{}"}},"trainer":{{"seed":1,"dense_warmup_fraction":0.05,)"
+          R"("upcycling_optimizer":"{}"}}}})",
+          router, recipe);
     };
     const int64_t dense = store.ensure_run(experiment, "d", "dense", config("dense", "reset"), 1);
     const int64_t reset = store.ensure_run(experiment, "r", "lory-8", config("lory", "reset"), 1);
-    const int64_t copy = store.ensure_run(experiment, "c", "lory-8-copy", config("lory", "copy"), 1);
+    const int64_t copy =
+        store.ensure_run(experiment, "c", "lory-8-copy", config("lory", "copy"), 1);
     store.write_evals(dense, {{10, "all", "default", 100, 0, 100.0}});
     store.write_evals(reset, {{10, "all", "default", 100, 0, 95.0}});
     store.write_evals(copy, {{10, "all", "default", 100, 0, 90.0}});
-    EXPECT_EQ(store.database().query_int("SELECT count(*) FROM moe_vs_dense"), 1);  // schema 3: copy has no pair
+    EXPECT_EQ(store.database().query_int("SELECT count(*) FROM moe_vs_dense"),
+              1);  // schema 3: copy has no pair
   }
   // Migrated to 4 (the pairing rule), 5, and 6, which gives the run of the router called "dense"
   // the dense_baseline role the views now pair by.
   ResultsStore migrated(path);
   EXPECT_EQ(migrated.database().query_int("SELECT max(version) FROM schema_version"), 6);
-  EXPECT_EQ(migrated.database().query_int(
-                "SELECT count(*) FROM run_attributes WHERE name = 'router_roles' AND value = 'dense_baseline'"),
+  EXPECT_EQ(migrated.database().query_int("SELECT count(*) FROM run_attributes WHERE name = "
+                                          "'router_roles' AND value = 'dense_baseline'"),
             1);
   Statement pairs = migrated.database().prepare(
       "SELECT label, dense_run_id, relative_improvement FROM moe_vs_dense ORDER BY label");
@@ -128,7 +142,11 @@ TEST(ResultViews, PairWithTheRouterDeclaringTheDenseBaselineRole) {
   // Without the role, a router called "dense" is just another router: nothing pairs.
   TempDir other;
   build_database(other.file("r.sqlite"));
-  { ResultsStore(other.file("r.sqlite")).database().exec("DELETE FROM run_attributes WHERE name = 'router_roles'"); }
+  {
+    ResultsStore(other.file("r.sqlite"))
+        .database()
+        .exec("DELETE FROM run_attributes WHERE name = 'router_roles'");
+  }
   Database db(other.file("r.sqlite"), Database::Mode::ReadOnly);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM moe_vs_dense"), 0);
 }
@@ -139,7 +157,8 @@ TEST(ResultViews, ReturnTheRightNumbersOnAHandBuiltDatabase) {
   Database db(dir.file("r.sqlite"), Database::Mode::ReadOnly);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM final_evals"), 4);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM final_evals WHERE ppl = 999"), 0);
-  Statement pairs = db.prepare("SELECT seed, relative_improvement, dense_ppl FROM moe_vs_dense ORDER BY seed");
+  Statement pairs =
+      db.prepare("SELECT seed, relative_improvement, dense_ppl FROM moe_vs_dense ORDER BY seed");
   ASSERT_TRUE(pairs.step());
   EXPECT_NEAR(pairs.column_double(1), 0.10, 1e-12);
   EXPECT_EQ(pairs.column_double(2), 100.0);
@@ -147,16 +166,19 @@ TEST(ResultViews, ReturnTheRightNumbersOnAHandBuiltDatabase) {
   EXPECT_NEAR(pairs.column_double(1), 0.20, 1e-12);
   EXPECT_FALSE(pairs.step());
   Statement over_seeds = db.prepare(
-      "SELECT ppl_mean, ppl_std, n FROM final_evals_over_seeds WHERE group_label = 'lory' AND domain = 'books'");
+      "SELECT ppl_mean, ppl_std, n FROM final_evals_over_seeds WHERE group_label = 'lory' AND "
+      "domain = 'books'");
   ASSERT_TRUE(over_seeds.step());
   EXPECT_NEAR(over_seeds.column_double(0), 85.0, 1e-9);
   EXPECT_NEAR(over_seeds.column_double(1), std::sqrt(50.0), 1e-9);  // sample std of 90 and 80
   EXPECT_EQ(over_seeds.column_int(2), 2);
-  Statement improvement = db.prepare("SELECT improvement_mean, improvement_std, n FROM moe_vs_dense_over_seeds");
+  Statement improvement =
+      db.prepare("SELECT improvement_mean, improvement_std, n FROM moe_vs_dense_over_seeds");
   ASSERT_TRUE(improvement.step());
   EXPECT_NEAR(improvement.column_double(0), 0.15, 1e-12);
   EXPECT_NEAR(improvement.column_double(1), std::sqrt(0.005), 1e-12);
-  EXPECT_EQ(db.query_int("SELECT count(*) FROM expert_domain_matrix"), 4);  // last step only, 2 runs x 2 experts
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM expert_domain_matrix"),
+            4);  // last step only, 2 runs x 2 experts
   EXPECT_EQ(db.query_int("SELECT count(*) FROM expert_domain_matrix WHERE weight_mean = 0.9"), 0);
 }
 
@@ -164,8 +186,9 @@ TEST(LoryReport, DifferencesSmallerThanTheSeedSpreadAreFlagged) {
   const auto change_row = [](double lory_seed2_ppl) {
     TempDir dir;
     build_database(dir.file("r.sqlite"), lory_seed2_ppl);
-    const auto reported = testing::run_command(fmt::format("{}/lory report views --out {} --db {}", testing::build_dir(),
-                                                           dir.file("report"), dir.file("r.sqlite")));
+    const auto reported = testing::run_command(fmt::format("{}/lory report views --out {} --db {}",
+                                                           testing::build_dir(), dir.file("report"),
+                                                           dir.file("r.sqlite")));
     EXPECT_EQ(reported.exit_code, 0) << reported.output;
     const std::string report = testing::read_text(dir.file("report/report.md"));
     const size_t section = report.find("## Change relative to the dense baseline");
@@ -181,7 +204,8 @@ TEST(LoryReport, DifferencesSmallerThanTheSeedSpreadAreFlagged) {
   // +10% and -15%: mean -2.5% ± 17.7, inside the spread: flagged, and the flag explained.
   const auto [noise, noise_report] = change_row(115.0);
   EXPECT_NE(noise.find("-2.5% ± 17.7 ~"), std::string::npos) << noise;
-  EXPECT_NE(noise_report.find("~ marks a difference smaller than its spread"), std::string::npos) << noise_report;
+  EXPECT_NE(noise_report.find("~ marks a difference smaller than its spread"), std::string::npos)
+      << noise_report;
 }
 
 TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
@@ -195,26 +219,30 @@ TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
   experiment.replace(experiment.find("n_layers = 2"), 12, "n_layers = 3");
   testing::write_text(dir.file("tiny.toml"), experiment);
   const std::string db = dir.file("r.sqlite");
-  const auto trained = testing::run_command(fmt::format("{}/lory run {} --db {} --jobs 2", testing::build_dir(),
-                                                        dir.file("tiny.toml"), db));
+  const auto trained = testing::run_command(fmt::format(
+      "{}/lory run {} --db {} --jobs 2", testing::build_dir(), dir.file("tiny.toml"), db));
   ASSERT_EQ(trained.exit_code, 0) << trained.output;
-  const auto reported = testing::run_command(
-      fmt::format("{}/lory report tiny-report --out {} --db {}", testing::build_dir(), dir.file("report"), db));
+  const auto reported = testing::run_command(fmt::format(
+      "{}/lory report tiny-report --out {} --db {}", testing::build_dir(), dir.file("report"), db));
   ASSERT_EQ(reported.exit_code, 0) << reported.output;
   const std::string report = testing::read_text(dir.file("report/report.md"));
   for (const char* section :
-       {"## Held-out perplexity per domain", "## Change relative to the dense baseline", "## Training loss",
-        "### Tokens to reach the dense model's final loss", "## Expert specialisation", "## Expert utilisation over training",
-        "## Throughput", "## The same numbers with SQL", "router=lory"}) {
+       {"## Held-out perplexity per domain", "## Change relative to the dense baseline",
+        "## Training loss", "### Tokens to reach the dense model's final loss",
+        "## Expert specialisation", "## Expert utilisation over training", "## Throughput",
+        "## The same numbers with SQL", "router=lory"}) {
     EXPECT_NE(report.find(section), std::string::npos) << section << "\n" << report;
   }
   EXPECT_NE(report.find(" ± "), std::string::npos) << "two seeds: mean ± std expected";
   EXPECT_NE(report.find("| fraction | held-out fraction |"), std::string::npos) << report;
   // Throughput is relative to each run's paired dense run: the dense cell is its own pair, twice.
-  EXPECT_NE(report.find("| cell | tokens/s | relative to paired dense | pairs |"), std::string::npos) << report;
+  EXPECT_NE(report.find("| cell | tokens/s | relative to paired dense | pairs |"),
+            std::string::npos)
+      << report;
   EXPECT_NE(report.find("| 1.000 | 2 |"), std::string::npos) << report;
-  for (const char* figure : {"loss_curves.png", "utilisation.png", "routing_entropy.png", "heatmap_run3_layer0.png", "heatmap_run3_layer1.png",
-                             "heatmap_run3_layer2.png"}) {
+  for (const char* figure :
+       {"loss_curves.png", "utilisation.png", "routing_entropy.png", "heatmap_run3_layer0.png",
+        "heatmap_run3_layer1.png", "heatmap_run3_layer2.png"}) {
     EXPECT_NE(report.find(figure), std::string::npos) << figure;
     const auto path = dir.file(std::string("report/") + figure);
     ASSERT_TRUE(std::filesystem::exists(path)) << figure;
@@ -224,7 +252,9 @@ TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
   // Every heatmap on one colour scale, fixed (not gnuplot's per-figure autoscale).
   std::set<std::string> scales;
   for (const auto& entry : std::filesystem::directory_iterator(dir.file("report"))) {
-    if (entry.path().extension() != ".gp" || entry.path().filename().string().rfind("heatmap", 0) != 0) continue;
+    if (entry.path().extension() != ".gp" ||
+        entry.path().filename().string().rfind("heatmap", 0) != 0)
+      continue;
     std::istringstream script(testing::read_text(entry.path().string()));
     for (std::string line; std::getline(script, line);) {
       if (line.rfind("set cbrange", 0) == 0) scales.insert(line);

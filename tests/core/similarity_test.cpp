@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <set>
 
-#include "core/plugins/plugin_loader.h"
-#include "lory/core/batcher_api.h"
 #include "core/corpus/corpus_writer.h"
 #include "core/corpus/instance_stream.h"
+#include "core/plugins/plugin_loader.h"
+#include "lory/core/batcher_api.h"
 #include "lory/core/seeded_random.h"
 #include "test_support.h"
 
@@ -22,17 +22,20 @@ using testing::TempDir;
 class SimilarityBatcher : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    plugin_ = new LoadedPlugin(load_plugin_file(testing::build_dir() + "/plugins/lory_batcher_similarity.so"));
+    plugin_ = new LoadedPlugin(
+        load_plugin_file(testing::build_dir() + "/plugins/lory_batcher_similarity.so"));
   }
   static void TearDownTestSuite() { delete plugin_; }
 
   static ParamValues params(const std::map<std::string, ParamValue>& overrides = {}) {
     Diagnostics diagnostics;
-    ParamValues values = validate_params(nullptr, plugin_->descriptor.schema, "similarity", {}, diagnostics);
+    ParamValues values =
+        validate_params(nullptr, plugin_->descriptor.schema, "similarity", {}, diagnostics);
     for (const auto& [name, value] : overrides) values.set(name, value);
     return values;
   }
-  static InstancePlan plan(const Corpus& corpus, uint64_t seed, const ParamValues& p, const std::string& cache = "") {
+  static InstancePlan plan(const Corpus& corpus, uint64_t seed, const ParamValues& p,
+                           const std::string& cache = "") {
     auto batcher = create_plugin_object<BatcherPlugin>(*plugin_);
     return batcher->plan({corpus, 64, seed, cache}, p);
   }
@@ -43,8 +46,8 @@ LoadedPlugin* SimilarityBatcher::plugin_ = nullptr;
 // `clusters` clusters of `per_cluster` documents; a cluster draws 80% of its tokens from its own
 // 50-token vocabulary and 20% from a shared one. Documents are interleaved across clusters.
 // With `heldout_every` = n > 0, every n-th document of a cluster is in the held-out split.
-std::string planted_cluster_corpus(const TempDir& dir, int clusters, int per_cluster, int duplicates = 0,
-                                   int heldout_every = 0) {
+std::string planted_cluster_corpus(const TempDir& dir, int clusters, int per_cluster,
+                                   int duplicates = 0, int heldout_every = 0) {
   const std::string path = dir.file("clusters");
   CorpusWriter writer(path, true, 1000);
   SeededRandom random(7);
@@ -58,11 +61,14 @@ std::string planted_cluster_corpus(const TempDir& dir, int clusters, int per_clu
         t = random.uniform() < 0.8 ? static_cast<uint32_t>(c * 50 + random.below(50))
                                    : static_cast<uint32_t>(900 + random.below(99));
       }
-      const Split split = heldout_every > 0 && i % heldout_every == heldout_every - 1 ? Split::Heldout : Split::Train;
-      writer.add_document(fmt::format("c{}/d{}", c, i), static_cast<uint16_t>(c), split, tokens.data(), tokens.size());
+      const Split split = heldout_every > 0 && i % heldout_every == heldout_every - 1
+                              ? Split::Heldout
+                              : Split::Train;
+      writer.add_document(fmt::format("c{}/d{}", c, i), static_cast<uint16_t>(c), split,
+                          tokens.data(), tokens.size());
       if (i < duplicates && c == 0) {
-        writer.add_document(fmt::format("c{}/d{}-copy", c, i), static_cast<uint16_t>(c), Split::Train, tokens.data(),
-                            tokens.size());
+        writer.add_document(fmt::format("c{}/d{}-copy", c, i), static_cast<uint16_t>(c),
+                            Split::Train, tokens.data(), tokens.size());
       }
     }
   }
@@ -73,8 +79,10 @@ std::string planted_cluster_corpus(const TempDir& dir, int clusters, int per_clu
 TEST_F(SimilarityBatcher, SameSeedSamePlanAndEveryTrainingDocumentExactlyOnce) {
   TempDir dir;
   const auto corpus = Corpus::open(planted_cluster_corpus(dir, 4, 30, 0, /*heldout_every=*/5));
-  ASSERT_EQ(corpus->documents_of_split(Split::Train).size(), 4u * 24);  // held-out documents are not planned
-  const InstancePlan a = plan(*corpus, 5, params()), b = plan(*corpus, 5, params()), c = plan(*corpus, 6, params());
+  ASSERT_EQ(corpus->documents_of_split(Split::Train).size(),
+            4u * 24);  // held-out documents are not planned
+  const InstancePlan a = plan(*corpus, 5, params()), b = plan(*corpus, 5, params()),
+                     c = plan(*corpus, 6, params());
   EXPECT_EQ(a.document_order, b.document_order);
   EXPECT_EQ(a.instance_order, b.instance_order);
   EXPECT_EQ(a.document_order, c.document_order);  // the chains do not depend on the seed...
@@ -103,7 +111,8 @@ TEST_F(SimilarityBatcher, PlantedClustersEndUpNextToEachOther) {
       load_plugin_file(testing::build_dir() + "/plugins/lory_batcher_random.so"));
   ParamValues random_params;
   random_params.set("shuffle_instances", true);
-  const InstanceStream random_stream(*corpus, random_batcher->plan({*corpus, 64, 1, ""}, random_params), 64);
+  const InstanceStream random_stream(*corpus,
+                                     random_batcher->plan({*corpus, 64, 1, ""}, random_params), 64);
   EXPECT_LT(random_stream.adjacent_same_domain_rate(), 0.25);
 }
 
@@ -114,9 +123,11 @@ TEST_F(SimilarityBatcher, PlantedClustersEndUpNextToEachOther) {
 TEST_F(SimilarityBatcher, RandomEmbeddingsAreAControlThatGroupsNothing) {
   TempDir dir;
   const auto corpus = Corpus::open(planted_cluster_corpus(dir, 8, 40));
-  const InstanceStream control(*corpus, plan(*corpus, 1, params({{"embedding", std::string("random")}})), 64);
+  const InstanceStream control(
+      *corpus, plan(*corpus, 1, params({{"embedding", std::string("random")}})), 64);
   const InstanceStream tfidf(*corpus, plan(*corpus, 1, params()), 64);
-  EXPECT_NE(control.plan().description.find("random (control)"), std::string::npos) << control.plan().description;
+  EXPECT_NE(control.plan().description.find("random (control)"), std::string::npos)
+      << control.plan().description;
   EXPECT_NEAR(control.adjacent_same_domain_rate(), control.random_order_same_domain_rate(), 0.06);
   EXPECT_GT(tfidf.adjacent_same_domain_rate(), 0.8);
   std::vector<uint32_t> a = control.plan().document_order, b = tfidf.plan().document_order;
@@ -135,7 +146,9 @@ TEST_F(SimilarityBatcher, RandomEmbeddingsAreAControlThatGroupsNothing) {
   EXPECT_GT(t.batch_domain_entropy, 0.5 * t.corpus_domain_entropy);
   EXPECT_GT(t.domains_per_batch, 3.0);
   // Past one epoch, instances repeat.
-  EXPECT_EQ(control.coverage(static_cast<int64_t>(control.instance_count()) + 5, 8).repeated_instances, 5);
+  EXPECT_EQ(
+      control.coverage(static_cast<int64_t>(control.instance_count()) + 5, 8).repeated_instances,
+      5);
 }
 
 TEST_F(SimilarityBatcher, InContextPretrainingTraversalWithoutRefinementsStillGroupsClusters) {
@@ -144,15 +157,16 @@ TEST_F(SimilarityBatcher, InContextPretrainingTraversalWithoutRefinementsStillGr
   // grouped far above random (1/8), if less tightly than with the refinements.
   TempDir dir;
   const auto corpus = Corpus::open(planted_cluster_corpus(dir, 8, 60));
-  const InstancePlan plain = plan(*corpus, 1, params({{"backtrack", int64_t{0}}, {"attach_orphans", false}}));
+  const InstancePlan plain =
+      plan(*corpus, 1, params({{"backtrack", int64_t{0}}, {"attach_orphans", false}}));
   const InstancePlan refined = plan(*corpus, 1, params());
   std::vector<uint32_t> seen = plain.document_order;
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(seen, corpus->documents_of_split(Split::Train));
   const double plain_rate = InstanceStream(*corpus, plain, 64).adjacent_same_domain_rate();
   const double refined_rate = InstanceStream(*corpus, refined, 64).adjacent_same_domain_rate();
-  std::printf("adjacent same-cluster rate: plain traversal %.3f, with backtrack and orphans %.3f\n", plain_rate,
-              refined_rate);
+  std::printf("adjacent same-cluster rate: plain traversal %.3f, with backtrack and orphans %.3f\n",
+              plain_rate, refined_rate);
   EXPECT_GE(plain_rate, 0.6);
   EXPECT_GE(refined_rate, plain_rate);
 }
@@ -169,9 +183,11 @@ TEST_F(SimilarityBatcher, ApproximateIndexesGroupClustersToo) {
 TEST_F(SimilarityBatcher, NearDuplicatesAreDroppedAndCountedAndChainsCanBeCapped) {
   TempDir dir;
   const auto corpus = Corpus::open(planted_cluster_corpus(dir, 3, 20, /*duplicates=*/5));
-  const InstancePlan p = plan(*corpus, 1, params({{"dedup_threshold", 0.99}, {"max_chain_length", int64_t{4}}}));
+  const InstancePlan p =
+      plan(*corpus, 1, params({{"dedup_threshold", 0.99}, {"max_chain_length", int64_t{4}}}));
   EXPECT_EQ(p.dropped_documents.size(), 5u);
-  for (uint32_t doc : p.dropped_documents) EXPECT_NE(corpus->document_id(doc).find("-copy"), std::string::npos);
+  for (uint32_t doc : p.dropped_documents)
+    EXPECT_NE(corpus->document_id(doc).find("-copy"), std::string::npos);
   EXPECT_EQ(p.document_order.size() + p.dropped_documents.size(), corpus->document_count());
   EXPECT_DOUBLE_EQ(p.stats.at("dropped_near_duplicates"), 5);
   EXPECT_LE(p.stats.at("chain_length_max"), 4);
@@ -180,16 +196,19 @@ TEST_F(SimilarityBatcher, NearDuplicatesAreDroppedAndCountedAndChainsCanBeCapped
 TEST_F(SimilarityBatcher, SampleCorpusDomainsAreGroupedWellAboveRandom) {
   TempDir dir;
   std::string inputs;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(LORY_SOURCE_DIR_FOR_TESTS) + "/data/sample")) {
+  for (const auto& entry : std::filesystem::directory_iterator(
+           std::string(LORY_SOURCE_DIR_FOR_TESTS) + "/data/sample")) {
     if (entry.path().extension() == ".gz") inputs += " --jsonl " + entry.path().string();
   }
-  const auto prepared = testing::run_command(fmt::format("{}/lory-data prepare --out {} --vocab-size 1024 {}",
-                                                         testing::build_dir(), dir.file("sample"), inputs));
+  const auto prepared =
+      testing::run_command(fmt::format("{}/lory-data prepare --out {} --vocab-size 1024 {}",
+                                       testing::build_dir(), dir.file("sample"), inputs));
   ASSERT_EQ(prepared.exit_code, 0) << prepared.output;
   const auto corpus = Corpus::open(dir.file("sample"));
   const InstanceStream stream(*corpus, plan(*corpus, 1, params()), 64);
   EXPECT_GT(stream.adjacent_same_domain_rate(), stream.random_order_same_domain_rate() + 0.4)
-      << "similarity " << stream.adjacent_same_domain_rate() << " vs random " << stream.random_order_same_domain_rate();
+      << "similarity " << stream.adjacent_same_domain_rate() << " vs random "
+      << stream.random_order_same_domain_rate();
 }
 
 TEST_F(SimilarityBatcher, TheCacheIsReusedAndInvalidatedByAChangedOptionOrCorpus) {

@@ -1,10 +1,10 @@
 // The SQLite results store: round trips, read-only queries, concurrent writers, bad files.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <cmath>
-#include <filesystem>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cmath>
+#include <filesystem>
 
 #include "core/store/results_merge.h"
 #include "core/store/results_store.h"
@@ -21,8 +21,10 @@ TEST(ResultsStore, RunsMetricsEvalsAndRoutingStatsRoundTrip) {
   ResultsStore store(dir.file("r.sqlite"));
   const int64_t experiment = store.upsert_experiment("exp", "/x/exp.toml", "d", "source");
   EXPECT_EQ(store.upsert_experiment("exp", "/x/exp.toml", "d2", "source"), experiment);
-  const int64_t run = store.ensure_run(experiment, "abc123", "lory seed=1", R"({"trainer":{"seed":1}})", 1);
-  EXPECT_EQ(store.ensure_run(experiment, "abc123", "lory seed=1", R"({"trainer":{"seed":1}})", 1), run);
+  const int64_t run =
+      store.ensure_run(experiment, "abc123", "lory seed=1", R"({"trainer":{"seed":1}})", 1);
+  EXPECT_EQ(store.ensure_run(experiment, "abc123", "lory seed=1", R"({"trainer":{"seed":1}})", 1),
+            run);
   store.mark_running(run, "v1", "host", 100, "checksum");
   store.write_metrics(run, {{10, "train/loss", 3.5}, {20, "train/loss", 3.0}});
   store.write_evals(run, {{20, "books", "default", 512, 3.1, 22.2}});
@@ -38,7 +40,9 @@ TEST(ResultsStore, RunsMetricsEvalsAndRoutingStatsRoundTrip) {
   EXPECT_EQ(record->experiment, "exp");
   EXPECT_EQ(record->corpus_checksum, "checksum");
   EXPECT_EQ(store.resolve_run("abc").id, run);
-  EXPECT_EQ(store.database().query_int("SELECT count(*) FROM metrics WHERE run_id = " + std::to_string(run)), 2);
+  EXPECT_EQ(store.database().query_int("SELECT count(*) FROM metrics WHERE run_id = " +
+                                       std::to_string(run)),
+            2);
   EXPECT_EQ(store.database().query_int("SELECT tokens FROM evals"), 512);
   EXPECT_EQ(store.database().query_int("SELECT expert FROM routing_stats"), 3);
   // Writing a step again replaces it instead of duplicating it (resumed runs).
@@ -52,7 +56,8 @@ TEST(ResultsStore, RunsMetricsEvalsAndRoutingStatsRoundTrip) {
 TEST(ResultsStore, NonFiniteMetricValuesAreRejectedNotStored) {
   TempDir dir;
   ResultsStore store(dir.file("r.sqlite"));
-  const int64_t run = store.ensure_run(store.upsert_experiment("e", "f", "", ""), "h", "l", "{}", 1);
+  const int64_t run =
+      store.ensure_run(store.upsert_experiment("e", "f", "", ""), "h", "l", "{}", 1);
   EXPECT_THROW(store.write_metrics(run, {{1, "train/loss", std::nan("")}}), SqliteError);
   EXPECT_EQ(store.database().query_int("SELECT count(*) FROM metrics"), 0);
 }
@@ -64,7 +69,8 @@ TEST(ResultsStore, FourProcessesInsertingTenThousandRowsEachLoseNothing) {
   {
     ResultsStore store(path);
     const int64_t experiment = store.upsert_experiment("e", "f", "", "");
-    for (int i = 0; i < 4; ++i) runs.push_back(store.ensure_run(experiment, "cell" + std::to_string(i), "l", "{}", i));
+    for (int i = 0; i < 4; ++i)
+      runs.push_back(store.ensure_run(experiment, "cell" + std::to_string(i), "l", "{}", i));
   }
   std::vector<pid_t> children;
   for (int child = 0; child < 4; ++child) {
@@ -76,7 +82,8 @@ TEST(ResultsStore, FourProcessesInsertingTenThousandRowsEachLoseNothing) {
         ResultsStore store(path);
         for (int batch = 0; batch < 100; ++batch) {
           std::vector<MetricRow> rows;
-          for (int i = 0; i < 100; ++i) rows.push_back({batch * 100 + i, "m", static_cast<double>(i)});
+          for (int i = 0; i < 100; ++i)
+            rows.push_back({batch * 100 + i, "m", static_cast<double>(i)});
           store.write_metrics(runs[static_cast<size_t>(child)], rows);
         }
       } catch (const std::exception& e) {
@@ -90,7 +97,8 @@ TEST(ResultsStore, FourProcessesInsertingTenThousandRowsEachLoseNothing) {
   for (pid_t pid : children) {
     int status = 0;
     waitpid(pid, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a writer failed (see its stderr)";
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "a writer failed (see its stderr)";
   }
   Database db(path, Database::Mode::ReadOnly);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM metrics"), 40000);
@@ -100,8 +108,11 @@ TEST(ResultsStore, FourProcessesInsertingTenThousandRowsEachLoseNothing) {
   EXPECT_EQ(check.column_text(0), "ok");
 }
 
-std::string lory_query(const std::string& db, const std::string& sql, const std::string& flags = "") {
-  return testing::run_command(testing::build_dir() + "/lory query \"" + sql + "\" --db " + db + " " + flags).output;
+std::string lory_query(const std::string& db, const std::string& sql,
+                       const std::string& flags = "") {
+  return testing::run_command(testing::build_dir() + "/lory query \"" + sql + "\" --db " + db +
+                              " " + flags)
+      .output;
 }
 
 TEST(LoryQuery, PrintsAlignedTablesCsvAndJson) {
@@ -114,7 +125,8 @@ TEST(LoryQuery, PrintsAlignedTablesCsvAndJson) {
   EXPECT_NE(table.find("seed  label"), std::string::npos) << table;
   EXPECT_NE(table.find("   7  label"), std::string::npos) << table;
   EXPECT_NE(table.find("(1 row)"), std::string::npos) << table;
-  EXPECT_EQ(lory_query(dir.file("r.sqlite"), "SELECT seed, label FROM runs", "--csv"), "seed,label\n7,label\n");
+  EXPECT_EQ(lory_query(dir.file("r.sqlite"), "SELECT seed, label FROM runs", "--csv"),
+            "seed,label\n7,label\n");
   const std::string json = lory_query(dir.file("r.sqlite"), "SELECT seed FROM runs", "--json");
   EXPECT_NE(json.find("\"seed\": 7"), std::string::npos) << json;
 }
@@ -133,35 +145,46 @@ TEST(LoryQuery, ReadOnlyCommandsWorkInAFolderTheUserCannotWriteAndWritersSaySo) 
   }
   std::string as_user;
   if (::geteuid() == 0) {
-    if (testing::run_command("command -v runuser").exit_code != 0) GTEST_SKIP() << "root without runuser";
+    if (testing::run_command("command -v runuser").exit_code != 0)
+      GTEST_SKIP() << "root without runuser";
     as_user = "runuser -u nobody -- ";
-    if (testing::run_command(as_user + "test -x " + testing::build_dir() + "/lory").exit_code != 0) {
-      GTEST_SKIP() << "nobody cannot run " << testing::build_dir() << "/lory (a folder on the way is private)";
+    if (testing::run_command(as_user + "test -x " + testing::build_dir() + "/lory").exit_code !=
+        0) {
+      GTEST_SKIP() << "nobody cannot run " << testing::build_dir()
+                   << "/lory (a folder on the way is private)";
     }
     // nobody must reach the build and the files: every folder on the way readable and searchable.
     for (std::filesystem::path p = dir.file(""); p.has_relative_path(); p = p.parent_path()) {
-      std::filesystem::permissions(p, std::filesystem::perms::others_read | std::filesystem::perms::others_exec,
-                                   std::filesystem::perm_options::add);
+      std::filesystem::permissions(
+          p, std::filesystem::perms::others_read | std::filesystem::perms::others_exec,
+          std::filesystem::perm_options::add);
     }
-    std::filesystem::permissions(path, std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+    std::filesystem::permissions(path, std::filesystem::perms::others_read,
+                                 std::filesystem::perm_options::add);
   }
-  std::filesystem::permissions(folder, std::filesystem::perms::owner_write | std::filesystem::perms::group_write |
-                                           std::filesystem::perms::others_write,
+  std::filesystem::permissions(folder,
+                               std::filesystem::perms::owner_write |
+                                   std::filesystem::perms::group_write |
+                                   std::filesystem::perms::others_write,
                                std::filesystem::perm_options::remove);
-  const auto query = testing::run_command(
-      fmt::format("{}{}/lory query \"SELECT seed FROM runs\" --db {} --csv", as_user, testing::build_dir(), path));
+  const auto query =
+      testing::run_command(fmt::format("{}{}/lory query \"SELECT seed FROM runs\" --db {} --csv",
+                                       as_user, testing::build_dir(), path));
   EXPECT_EQ(query.exit_code, 0) << query.output;
   EXPECT_NE(query.output.find("seed\n7"), std::string::npos) << query.output;
-  const auto status = testing::run_command(fmt::format("{}{}/lory status --db {}", as_user, testing::build_dir(), path));
+  const auto status = testing::run_command(
+      fmt::format("{}{}/lory status --db {}", as_user, testing::build_dir(), path));
   EXPECT_EQ(status.exit_code, 0) << status.output;
   { ResultsStore other(dir.file("other.sqlite")); }
   std::filesystem::permissions(dir.file("other.sqlite"), std::filesystem::perms::others_read,
                                std::filesystem::perm_options::add);
-  const auto merge = testing::run_command(
-      fmt::format("{}{}/lory merge {} --into {}", as_user, testing::build_dir(), dir.file("other.sqlite"), path));
+  const auto merge =
+      testing::run_command(fmt::format("{}{}/lory merge {} --into {}", as_user,
+                                       testing::build_dir(), dir.file("other.sqlite"), path));
   EXPECT_NE(merge.exit_code, 0);
   EXPECT_NE(merge.output.find("cannot be written by this user"), std::string::npos) << merge.output;
-  std::filesystem::permissions(folder, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+  std::filesystem::permissions(folder, std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::add);
 }
 
 // A run the store calls running but whose recorded worker is not a lory-worker (here: this test
@@ -171,11 +194,13 @@ TEST(LoryStatus, ARunningRunWithoutItsWorkerIsShownStaleNotWithAnEta) {
   const std::string path = dir.file("r.sqlite");
   {
     ResultsStore store(path);
-    const int64_t run = store.ensure_run(store.upsert_experiment("exp", "f", "", ""), "hash", "label",
-                                         R"({"trainer": {"batch_size": 4}, "model": {"context_length": 8}})", 7);
+    const int64_t run =
+        store.ensure_run(store.upsert_experiment("exp", "f", "", ""), "hash", "label",
+                         R"({"trainer": {"batch_size": 4}, "model": {"context_length": 8}})", 7);
     store.mark_running(run, "v", current_host(), 100, "");
   }
-  const auto status = testing::run_command(fmt::format("{}/lory status exp --db {}", testing::build_dir(), path));
+  const auto status =
+      testing::run_command(fmt::format("{}/lory status exp --db {}", testing::build_dir(), path));
   EXPECT_EQ(status.exit_code, 0) << status.output;
   EXPECT_NE(status.output.find("stale"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("its worker is gone"), std::string::npos) << status.output;
@@ -190,9 +215,11 @@ TEST(LoryQuery, RefusesWritingStatementsAndLeavesTheFileUnchanged) {
     store.database().exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
   const std::string before = sha256_file_hex(path);
-  for (const std::string sql : {"DELETE FROM runs", "UPDATE runs SET seed = 1", "DROP TABLE runs",
-                                "INSERT INTO experiments (name, file, created_at, updated_at) VALUES (1,1,1,1)"}) {
-    const auto result = testing::run_command(testing::build_dir() + "/lory query \"" + sql + "\" --db " + path);
+  for (const std::string sql :
+       {"DELETE FROM runs", "UPDATE runs SET seed = 1", "DROP TABLE runs",
+        "INSERT INTO experiments (name, file, created_at, updated_at) VALUES (1,1,1,1)"}) {
+    const auto result =
+        testing::run_command(testing::build_dir() + "/lory query \"" + sql + "\" --db " + path);
     EXPECT_NE(result.exit_code, 0) << sql;
     EXPECT_NE(result.output.find("read-only"), std::string::npos) << result.output;
   }
@@ -215,10 +242,13 @@ std::string refusal(const std::string& path) {
 // file appears beside it.
 TEST(ResultsStore, RefusesFilesThatAreNotLoryDatabasesWithoutChangingAByte) {
   TempDir dir;
-  testing::write_text(dir.file("text.sqlite"), "this is not a database at all, just some text that is long enough");
+  testing::write_text(dir.file("text.sqlite"),
+                      "this is not a database at all, just some text that is long enough");
   const std::string text_hash = sha256_file_hex(dir.file("text.sqlite"));
-  EXPECT_NE(refusal(dir.file("text.sqlite")).find("'" + dir.file("text.sqlite") + "' is not a lory database (not an "
-                                                  "SQLite file)"),
+  EXPECT_NE(refusal(dir.file("text.sqlite"))
+                .find("'" + dir.file("text.sqlite") +
+                      "' is not a lory database (not an "
+                      "SQLite file)"),
             std::string::npos)
       << refusal(dir.file("text.sqlite"));
   EXPECT_EQ(sha256_file_hex(dir.file("text.sqlite")), text_hash);
@@ -230,9 +260,11 @@ TEST(ResultsStore, RefusesFilesThatAreNotLoryDatabasesWithoutChangingAByte) {
   }
   const std::string other_hash = sha256_file_hex(dir.file("other.sqlite"));
   const std::string message = refusal(dir.file("other.sqlite"));
-  EXPECT_NE(message.find("is not a lory database: it holds another program's tables (customers)"), std::string::npos)
+  EXPECT_NE(message.find("is not a lory database: it holds another program's tables (customers)"),
+            std::string::npos)
       << message;
-  EXPECT_EQ(sha256_file_hex(dir.file("other.sqlite")), other_hash) << "the foreign database was written";
+  EXPECT_EQ(sha256_file_hex(dir.file("other.sqlite")), other_hash)
+      << "the foreign database was written";
   EXPECT_FALSE(std::filesystem::exists(dir.file("other.sqlite-wal")));
   EXPECT_THROW(open_results_read_only(dir.file("other.sqlite")), UserError);
   EXPECT_EQ(sha256_file_hex(dir.file("other.sqlite")), other_hash);
@@ -243,16 +275,19 @@ TEST(ResultsStore, RefusesFilesThatAreNotLoryDatabasesWithoutChangingAByte) {
   {
     Database other(dir.file("migrations.sqlite"), Database::Mode::ReadWrite);
     other.exec("PRAGMA journal_mode=DELETE");
-    other.exec("CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (1)");
+    other.exec(
+        "CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (1)");
   }
   const std::string migrations_hash = sha256_file_hex(dir.file("migrations.sqlite"));
-  EXPECT_NE(refusal(dir.file("migrations.sqlite")).find("another program's tables (schema_version)"),
-            std::string::npos)
+  EXPECT_NE(
+      refusal(dir.file("migrations.sqlite")).find("another program's tables (schema_version)"),
+      std::string::npos)
       << refusal(dir.file("migrations.sqlite"));
   EXPECT_EQ(sha256_file_hex(dir.file("migrations.sqlite")), migrations_hash);
 
   std::filesystem::create_directories(dir.file("folder.sqlite"));
-  EXPECT_NE(refusal(dir.file("folder.sqlite")).find("is a folder, not a results database"), std::string::npos)
+  EXPECT_NE(refusal(dir.file("folder.sqlite")).find("is a folder, not a results database"),
+            std::string::npos)
       << refusal(dir.file("folder.sqlite"));
   try {
     open_results_read_only(dir.file("folder.sqlite"));
@@ -269,7 +304,8 @@ TEST(ResultsStore, AnEmptyFileIsNotALoryDatabaseToReadButMayBecomeOne) {
     open_results_read_only(dir.file("empty.sqlite"));
     FAIL();
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("is empty: not a lory database"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is empty: not a lory database"), std::string::npos)
+        << e.what();
   }
   EXPECT_EQ(std::filesystem::file_size(dir.file("empty.sqlite")), 0u);
   // Nothing in it to lose: `lory run` may create its store there.
@@ -292,21 +328,25 @@ TEST(LoryMerge, CopiesRunsWithTheirRowsAndKeepsRunsAlreadyDoneInTheTarget) {
   fill(dir.file("cell1.sqlite"), run_status::kDone, 5.0);
   {
     ResultsStore other(dir.file("cell2.sqlite"));
-    const int64_t run = other.ensure_run(other.upsert_experiment("grid", "/x/grid.toml", "", ""), "cellB", "b", "{}", 2);
+    const int64_t run = other.ensure_run(other.upsert_experiment("grid", "/x/grid.toml", "", ""),
+                                         "cellB", "b", "{}", 2);
     other.write_evals(run, {{2, "all", "default", 10, 1.0, 2.7}});
     other.mark_finished(run, run_status::kDone, "", 2);
   }
-  const MergeSummary first = merge_results(dir.file("target.sqlite"), {dir.file("cell1.sqlite"), dir.file("cell2.sqlite")});
+  const MergeSummary first = merge_results(dir.file("target.sqlite"),
+                                           {dir.file("cell1.sqlite"), dir.file("cell2.sqlite")});
   EXPECT_EQ(first.runs_copied, 2u);
   EXPECT_EQ(first.runs_kept, 0u);
   Database db(dir.file("target.sqlite"), Database::Mode::ReadOnly);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM runs WHERE status = 'done'"), 2);
-  EXPECT_EQ(db.query_int("SELECT count(*) FROM metrics"), 2);  // the failed attempt's rows were replaced
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM metrics"),
+            2);  // the failed attempt's rows were replaced
   EXPECT_EQ(db.query_int("SELECT CAST(value AS INTEGER) FROM metrics WHERE step = 1"), 5);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM evals"), 1);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM run_attributes"), 1);
   // Merging again changes nothing: both runs are done in the target.
-  const MergeSummary second = merge_results(dir.file("target.sqlite"), {dir.file("cell1.sqlite"), dir.file("cell2.sqlite")});
+  const MergeSummary second = merge_results(dir.file("target.sqlite"),
+                                            {dir.file("cell1.sqlite"), dir.file("cell2.sqlite")});
   EXPECT_EQ(second.runs_copied, 0u);
   EXPECT_EQ(second.runs_kept, 2u);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM metrics"), 2);
@@ -320,8 +360,9 @@ TEST(ResultsStore, RefusesASchemaNewerThanItKnows) {
     db.exec("INSERT INTO schema_version (version) VALUES (999)");
   }
   const std::string hash = sha256_file_hex(dir.file("r.sqlite"));
-  EXPECT_NE(refusal(dir.file("r.sqlite")).find("schema version 999, newer than this lory understands"),
-            std::string::npos)
+  EXPECT_NE(
+      refusal(dir.file("r.sqlite")).find("schema version 999, newer than this lory understands"),
+      std::string::npos)
       << refusal(dir.file("r.sqlite"));
   // The read side (status, query, report tables) refuses it too, instead of misreading it.
   try {
@@ -357,12 +398,13 @@ TEST(LoryCommands, RefuseDatabasesThatAreNotLorysAndLeaveThemUnchanged) {
   for (const auto& [file, expected] : cases) {
     const std::string path = dir.file(file);
     const std::string before = std::filesystem::is_directory(path) ? "" : sha256_file_hex(path);
-    for (const std::string& command :
-         std::vector<std::string>{"status", "query \"SELECT 1\"", "report x --out " + dir.file("report")}) {
-      const auto result =
-          testing::run_command(fmt::format("{}/lory {} --db {}", testing::build_dir(), command, path));
+    for (const std::string& command : std::vector<std::string>{
+             "status", "query \"SELECT 1\"", "report x --out " + dir.file("report")}) {
+      const auto result = testing::run_command(
+          fmt::format("{}/lory {} --db {}", testing::build_dir(), command, path));
       EXPECT_NE(result.exit_code, 0) << command << " " << file << "\n" << result.output;
-      EXPECT_NE(result.output.find(expected), std::string::npos) << command << " " << file << "\n" << result.output;
+      EXPECT_NE(result.output.find(expected), std::string::npos) << command << " " << file << "\n"
+                                                                 << result.output;
     }
     if (!before.empty()) {
       EXPECT_EQ(sha256_file_hex(path), before) << file;

@@ -1,13 +1,14 @@
 // In-context task files, their tokenized hand-over, the accuracy rule, and the task_evals table
-// (including its merge; and the experiment_files the same merge carries): everything of `lory eval-tasks` that does not need a model.
+// (including its merge; and the experiment_files the same merge carries): everything of `lory
+// eval-tasks` that does not need a model.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <sstream>
 
-#include "core/support/diagnostics.h"
 #include "core/store/results_merge.h"
 #include "core/store/results_store.h"
+#include "core/support/diagnostics.h"
 #include "core/tasks/task_file.h"
 #include "core/tasks/task_metrics.h"
 #include "core/tasks/tokenized_task.h"
@@ -29,10 +30,11 @@ std::string refusal(const std::string& path) {
 
 TEST(TaskFile, JoinsFewShotExamplesBeforeTheContext) {
   TempDir dir;
-  testing::write_text(dir.file("t.jsonl"),
-                      "{\"context\": \"Q: 2+2?\\nA:\", \"choices\": [\" 4\", \" 5\"], \"gold\": 0, \"id\": \"x\", "
-                      "\"few_shot\": [{\"context\": \"Q: 1+1?\\nA:\", \"answer\": \" 2\"}]}\n\n"
-                      "{\"context\": \"c\", \"choices\": [\"a\", \"b\", \"c\"], \"gold\": 2}\r\n");
+  testing::write_text(
+      dir.file("t.jsonl"),
+      "{\"context\": \"Q: 2+2?\\nA:\", \"choices\": [\" 4\", \" 5\"], \"gold\": 0, \"id\": \"x\", "
+      "\"few_shot\": [{\"context\": \"Q: 1+1?\\nA:\", \"answer\": \" 2\"}]}\n\n"
+      "{\"context\": \"c\", \"choices\": [\"a\", \"b\", \"c\"], \"gold\": 2}\r\n");
   const TaskFile task = read_task_file(dir.file("t.jsonl"));
   EXPECT_EQ(task.name, "t");
   EXPECT_EQ(task.sha256.size(), 64u);
@@ -53,22 +55,30 @@ TEST(TaskFile, RefusesEveryMalformedLineWithItsNumber) {
       {"{\"context\": \"c\"", "line 2: not JSON"},
       {"[1, 2]", "line 2: each line must be one JSON object"},
       {"{\"choices\": [\"a\", \"b\"], \"gold\": 0}", "line 2: no \"context\""},
-      {"{\"context\": 3, \"choices\": [\"a\", \"b\"], \"gold\": 0}", "\"context\" must be a string, not number"},
-      {"{\"context\": \"c\", \"choices\": [\"a\"], \"gold\": 0}", "1 choice(s): a task needs at least two"},
+      {"{\"context\": 3, \"choices\": [\"a\", \"b\"], \"gold\": 0}",
+       "\"context\" must be a string, not number"},
+      {"{\"context\": \"c\", \"choices\": [\"a\"], \"gold\": 0}",
+       "1 choice(s): a task needs at least two"},
       {"{\"context\": \"c\", \"choices\": [\"a\", \"\"], \"gold\": 0}", "a choice is empty"},
       {"{\"context\": \"c\", \"choices\": [\"a\", 2], \"gold\": 0}", "must be an array of strings"},
-      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": \"0\"}", "\"gold\" must be an integer"},
-      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": -1}", "\"gold\" is -1, but the choices are numbered 0 to 1"},
-      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0, \"answer\": 1}", "unknown field \"answer\""},
-      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0, \"few_shot\": [{\"context\": \"x\"}]}",
+      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": \"0\"}",
+       "\"gold\" must be an integer"},
+      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": -1}",
+       "\"gold\" is -1, but the choices are numbered 0 to 1"},
+      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0, \"answer\": 1}",
+       "unknown field \"answer\""},
+      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0, \"few_shot\": "
+       "[{\"context\": \"x\"}]}",
        "no \"answer\""},
       {"{\"context\": \"\", \"choices\": [\"a\", \"b\"], \"gold\": 0}", "the context is empty"},
-      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0, \"few_shot\": [{\"context\": \"x\", "
+      {"{\"context\": \"c\", \"choices\": [\"a\", \"b\"], \"gold\": 0, \"few_shot\": "
+       "[{\"context\": \"x\", "
        "\"answer\": \"y\", \"label\": 1}]}",
        "unknown field \"label\" in a few_shot example"},
   };
   for (const auto& [line, expected] : cases) {
-    testing::write_text(dir.file("bad.jsonl"), line.empty() || line[0] == '\n' ? line : good + line + "\n");
+    testing::write_text(dir.file("bad.jsonl"),
+                        line.empty() || line[0] == '\n' ? line : good + line + "\n");
     const std::string message = refusal(dir.file("bad.jsonl"));
     EXPECT_NE(message.find(expected), std::string::npos) << "for " << line << ": " << message;
   }
@@ -102,7 +112,8 @@ TEST(TokenizedTask, RoundTripsAndRefusesIdsOfAnotherVocabulary) {
 TEST(TaskAccuracy, PicksTheMostLikelyChoiceTotalAndPerByte) {
   // Example 0: choice 1 wins in total (-2 > -3) but choice 0 per byte (-3/6 > -2/2).
   // Example 1: a tie in total goes to the lower index (0, gold).
-  const std::vector<std::vector<ChoiceScore>> scores = {{{-3, 3, 6}, {-2, 1, 2}}, {{-1, 1, 1}, {-1, 1, 1}}};
+  const std::vector<std::vector<ChoiceScore>> scores = {{{-3, 3, 6}, {-2, 1, 2}},
+                                                        {{-1, 1, 1}, {-1, 1, 1}}};
   const TaskAccuracy a = task_accuracy(scores, {0, 0});
   EXPECT_EQ(a.examples, 2);
   EXPECT_DOUBLE_EQ(a.accuracy, 0.5);
@@ -119,8 +130,10 @@ TEST(TaskEvals, AreStoredReplacedAndMergedIntoARunKeptByTheTarget) {
   TempDir dir;
   const auto fill = [&](const std::string& file, const std::string& task) {
     ResultsStore store(dir.file(file));
-    const int64_t experiment = store.upsert_experiment("exp", "/x/exp.toml", "", "", {{"/x/base.toml", file}});
-    const int64_t run = store.ensure_run(experiment, "abc", "dense seed=1", R"({"trainer":{"seed":1}})", 1);
+    const int64_t experiment =
+        store.upsert_experiment("exp", "/x/exp.toml", "", "", {{"/x/base.toml", file}});
+    const int64_t run =
+        store.ensure_run(experiment, "abc", "dense seed=1", R"({"trainer":{"seed":1}})", 1);
     store.mark_finished(run, run_status::kDone, "", 10);
     TaskEvalRow row;
     row.task = task;
@@ -141,14 +154,18 @@ TEST(TaskEvals, AreStoredReplacedAndMergedIntoARunKeptByTheTarget) {
   fill("b.sqlite", "two");
   {
     Database db(dir.file("a.sqlite"), Database::Mode::ReadOnly);
-    EXPECT_EQ(db.query_int("SELECT count(*) FROM task_evals WHERE accuracy = 0 AND accuracy_stderr IS NULL"), 1);
+    EXPECT_EQ(db.query_int(
+                  "SELECT count(*) FROM task_evals WHERE accuracy = 0 AND accuracy_stderr IS NULL"),
+              1);
     EXPECT_EQ(db.query_int("SELECT n FROM task_evals_over_seeds"), 1);
   }
   merge_results(dir.file("a.sqlite"), {dir.file("b.sqlite")});
   Database db(dir.file("a.sqlite"), Database::Mode::ReadOnly);
   EXPECT_EQ(db.query_int("SELECT count(*) FROM task_evals"), 2);
   // The target's record of the experiment's included files stays (it knew the experiment).
-  EXPECT_EQ(db.query_int("SELECT count(*) FROM experiment_files WHERE path = '/x/base.toml' AND text = 'a.sqlite'"), 1);
+  EXPECT_EQ(db.query_int("SELECT count(*) FROM experiment_files WHERE path = '/x/base.toml' AND "
+                         "text = 'a.sqlite'"),
+            1);
 }
 
 }  // namespace

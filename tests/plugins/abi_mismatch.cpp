@@ -2,6 +2,7 @@
 #include "lory/abi/plugin_abi.h"
 
 extern "C" __attribute__((visibility("default"))) const LoryPluginInfo* lory_plugin_info(void) {
-  static const LoryPluginInfo info = {{99u, 4096u}, LORY_PLUGIN_ROUTER, "future", "from the future", {}, nullptr, 0};
+  static const LoryPluginInfo info = {
+      {99u, 4096u}, LORY_PLUGIN_ROUTER, "future", "from the future", {}, nullptr, 0};
   return &info;
 }

@@ -7,4 +7,5 @@ const LoryParamSpec kParams[] = {
 };
 }  // namespace
 
-LORY_PLUGIN_METADATA(LORY_PLUGIN_BATCHER, "broken_parameter", "Test: broken parameter declaration", kParams)
+LORY_PLUGIN_METADATA(LORY_PLUGIN_BATCHER, "broken_parameter", "Test: broken parameter declaration",
+                     kParams)

@@ -18,13 +18,15 @@ using testing::plugins;
 
 constexpr int64_t kVocab = 40, kContext = 48, kLayers = 2;
 
-std::shared_ptr<LanguageModel> model_with(const std::string& router, const std::map<std::string, ParamValue>& params) {
+std::shared_ptr<LanguageModel> model_with(const std::string& router,
+                                          const std::map<std::string, ParamValue>& params) {
   torch::manual_seed(0);
-  auto model = plugins().build_model(router, plugins().params(router, params),
-                                     plugins().transformer_params(32, kLayers, 2, {{"d_ff", int64_t{48}}}), kVocab,
-                                     kContext);
+  auto model = plugins().build_model(
+      router, plugins().params(router, params),
+      plugins().transformer_params(32, kLayers, 2, {{"d_ff", int64_t{48}}}), kVocab, kContext);
   torch::NoGradGuard no_grad;
-  // Larger router weights than the init, so that routing differs visibly between segments and tokens.
+  // Larger router weights than the init, so that routing differs visibly between segments and
+  // tokens.
   for (auto& item : model->named_parameters()) {
     if (item.key().find("router_ED") != std::string::npos) item.value().normal_(0, 1.0);
   }
@@ -54,7 +56,8 @@ struct Case {
 };
 
 std::vector<Case> every_router() {
-  const std::map<std::string, ParamValue> lory{{"experts", int64_t{4}}, {"segment_length", int64_t{4}}};
+  const std::map<std::string, ParamValue> lory{{"experts", int64_t{4}},
+                                               {"segment_length", int64_t{4}}};
   auto with = [](std::map<std::string, ParamValue> base, const std::string& key, ParamValue value) {
     base[key] = std::move(value);
     return base;
@@ -63,19 +66,24 @@ std::vector<Case> every_router() {
       {"dense", "dense", {}, EvalRouting::Rule::Prompt},
       {"lory prompt rule", "lory", lory, EvalRouting::Rule::Prompt},
       {"lory segment rule", "lory", lory, EvalRouting::Rule::Train},
-      {"lory segment rule, first_token", "lory", with(lory, "first_segment", std::string("first_token")),
-       EvalRouting::Rule::Train},
+      {"lory segment rule, first_token", "lory",
+       with(lory, "first_segment", std::string("first_token")), EvalRouting::Rule::Train},
       {"lory segment rule, uniform", "lory", with(lory, "first_segment", std::string("uniform")),
        EvalRouting::Rule::Train},
-      {"lory prefix routing", "lory", with(lory, "routing", std::string("prefix")), EvalRouting::Rule::Train},
+      {"lory prefix routing", "lory", with(lory, "routing", std::string("prefix")),
+       EvalRouting::Rule::Train},
       {"lory prefix routing, uniform", "lory",
        with(with(lory, "routing", std::string("prefix")), "first_segment", std::string("uniform")),
        EvalRouting::Rule::Train},
       {"lory prefix routing, first_token", "lory",
-       with(with(lory, "routing", std::string("prefix")), "first_segment", std::string("first_token")),
+       with(with(lory, "routing", std::string("prefix")), "first_segment",
+            std::string("first_token")),
        EvalRouting::Rule::Train},
       {"topk", "topk", {{"experts", int64_t{4}}, {"k", int64_t{2}}}, EvalRouting::Rule::Train},
-      {"expert choice (token top-k inference)", "expert_choice", {{"experts", int64_t{4}}}, EvalRouting::Rule::Train},
+      {"expert choice (token top-k inference)",
+       "expert_choice",
+       {{"experts", int64_t{4}}},
+       EvalRouting::Rule::Train},
   };
 }
 
@@ -85,15 +93,18 @@ TEST(Generation, CachedGreedyDecodingGivesTheTokensOfFullRecomputation) {
   for (const Case& c : every_router()) {
     auto model = model_with(c.router, c.params);
     ASSERT_TRUE(model->supports_incremental_decoding()) << c.name;
-    const GenerationResult cached = generate_tokens(*model, prompt, kContext, greedy(c.rule, 30, true));
-    const GenerationResult recomputed = generate_tokens(*model, prompt, kContext, greedy(c.rule, 30, false));
+    const GenerationResult cached =
+        generate_tokens(*model, prompt, kContext, greedy(c.rule, 30, true));
+    const GenerationResult recomputed =
+        generate_tokens(*model, prompt, kContext, greedy(c.rule, 30, false));
     EXPECT_TRUE(cached.cached) << c.name;
     EXPECT_FALSE(recomputed.cached) << c.name;
     ASSERT_EQ(cached.tokens.size(), 30u) << c.name;
     ASSERT_EQ(recomputed.tokens.size(), 30u) << c.name;
     for (size_t i = 0; i < cached.tokens.size(); ++i) {
       EXPECT_EQ(cached.tokens[i].id, recomputed.tokens[i].id) << c.name << ", token " << i;
-      EXPECT_NEAR(cached.tokens[i].log_prob, recomputed.tokens[i].log_prob, 1e-9) << c.name << ", token " << i;
+      EXPECT_NEAR(cached.tokens[i].log_prob, recomputed.tokens[i].log_prob, 1e-9)
+          << c.name << ", token " << i;
     }
     // The cache feeds each token once; recomputation feeds the whole sequence every step.
     EXPECT_EQ(cached.forward_tokens, 10 + 29) << c.name;
@@ -106,14 +117,17 @@ TEST(Generation, ReportedLogProbsAreTheScoresOfTheGeneratedText) {
   const std::vector<int64_t> prompt = prompt_of(P);
   for (const Case& c : every_router()) {
     auto model = model_with(c.router, c.params);
-    const GenerationResult result = generate_tokens(*model, prompt, kContext, greedy(c.rule, 20, true));
+    const GenerationResult result =
+        generate_tokens(*model, prompt, kContext, greedy(c.rule, 20, true));
     std::vector<int64_t> text = prompt;
     for (const auto& token : result.tokens) text.push_back(token.id);
     const EvalRouting routing{c.rule, c.rule == EvalRouting::Rule::Prompt ? P : 0};
-    const torch::Tensor scores = score_tokens(*model, torch::tensor(text, torch::kInt64), kContext, routing);
+    const torch::Tensor scores =
+        score_tokens(*model, torch::tensor(text, torch::kInt64), kContext, routing);
     for (size_t i = 0; i < result.tokens.size(); ++i) {
       // Scoring rounds its log-probs to float32.
-      EXPECT_NEAR(result.tokens[i].log_prob, scores[P - 1 + static_cast<int64_t>(i)].item<double>(), 1e-5)
+      EXPECT_NEAR(result.tokens[i].log_prob, scores[P - 1 + static_cast<int64_t>(i)].item<double>(),
+                  1e-5)
           << c.name << ", token " << i;
     }
   }
@@ -134,21 +148,26 @@ TEST(ScoreText, SlidingWindowsScoreEachTokenOnceWithCarriedContext) {
     EXPECT_EQ(scored.positions, expected) << "prompt " << P;
     // Token 60 is scored by the window that starts at 20 (targets 49..68 after 1..48): its
     // log-prob is what a forward over tokens 20..59 gives.
-    const size_t index = static_cast<size_t>(std::find(scored.positions.begin(), scored.positions.end(), 60) -
-                                             scored.positions.begin());
+    const size_t index = static_cast<size_t>(
+        std::find(scored.positions.begin(), scored.positions.end(), 60) - scored.positions.begin());
     torch::NoGradGuard no_grad;
     RoutingContext context(ForwardMode::Eval, false);
     context.set_eval_routing(routing);
-    const torch::Tensor logits_1LV = model->forward(tokens_N.slice(0, 20, 60).unsqueeze(0), context);
+    const torch::Tensor logits_1LV =
+        model->forward(tokens_N.slice(0, 20, 60).unsqueeze(0), context);
     const double direct = torch::log_softmax(logits_1LV[0][-1], -1)[ids[60]].item<double>();
-    EXPECT_NEAR(scored.log_probs[static_cast<int64_t>(index)].item<double>(), direct, 1e-9) << "prompt " << P;
+    EXPECT_NEAR(scored.log_probs[static_cast<int64_t>(index)].item<double>(), direct, 1e-9)
+        << "prompt " << P;
   }
-  EXPECT_THROW(score_text(*model, tokens_N, kContext, {EvalRouting::Rule::Prompt, 48}, {1, 48}), UserError);
-  EXPECT_THROW(score_text(*model, tokens_N, kContext, {EvalRouting::Rule::Prompt, 10}, {39, 10}), UserError);
+  EXPECT_THROW(score_text(*model, tokens_N, kContext, {EvalRouting::Rule::Prompt, 48}, {1, 48}),
+               UserError);
+  EXPECT_THROW(score_text(*model, tokens_N, kContext, {EvalRouting::Rule::Prompt, 10}, {39, 10}),
+               UserError);
 }
 
 TEST(Generation, LoryPromptRuleMergesEachLayerOnceAndTheSegmentRuleOncePerSegment) {
-  const std::map<std::string, ParamValue> params{{"experts", int64_t{4}}, {"segment_length", int64_t{4}}};
+  const std::map<std::string, ParamValue> params{{"experts", int64_t{4}},
+                                                 {"segment_length", int64_t{4}}};
   auto model = model_with("lory", params);
   const GenerationResult prompt_rule =
       generate_tokens(*model, prompt_of(10), kContext, greedy(EvalRouting::Rule::Prompt, 25, true));
@@ -162,7 +181,8 @@ TEST(Generation, LoryPromptRuleMergesEachLayerOnceAndTheSegmentRuleOncePerSegmen
 
 TEST(Generation, ARouterWithoutIncrementalDecodingFallsBackToRecomputation) {
   // With a capacity, top-k tokens compete for expert slots: no token's output is its own alone.
-  auto model = model_with("topk", {{"experts", int64_t{4}}, {"k", int64_t{1}}, {"capacity_factor", 1.0}});
+  auto model =
+      model_with("topk", {{"experts", int64_t{4}}, {"k", int64_t{1}}, {"capacity_factor", 1.0}});
   EXPECT_FALSE(model->supports_incremental_decoding());
   const GenerationResult result =
       generate_tokens(*model, prompt_of(6), kContext, greedy(EvalRouting::Rule::Train, 5, true));
@@ -185,7 +205,8 @@ TEST(Generation, SamplingIsReproducibleBySeedAndTopKOfOneIsGreedy) {
   EXPECT_NE(first, ids(generate_tokens(*model, prompt_of(8), kContext, sampled)));
   sampled.sampling.top_k = 1;
   EXPECT_EQ(ids(generate_tokens(*model, prompt_of(8), kContext, sampled)),
-            ids(generate_tokens(*model, prompt_of(8), kContext, greedy(EvalRouting::Rule::Prompt, 20, true))));
+            ids(generate_tokens(*model, prompt_of(8), kContext,
+                                greedy(EvalRouting::Rule::Prompt, 20, true))));
 }
 
 TEST(Generation, TopPSamplesOnlyFromTheNucleus) {
@@ -205,13 +226,18 @@ TEST(Generation, RequestsThatCannotFitAreRefusedClearly) {
     generate_tokens(*model, prompt_of(40), kContext, greedy(EvalRouting::Rule::Prompt, 10, true));
     FAIL() << "expected an error";
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("exceed the model's context of 48 tokens"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("exceed the model's context of 48 tokens"),
+              std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("at most 9 tokens"), std::string::npos) << e.what();
   }
   // Nine fit: the ninth new token is sampled from position 47 and never fed back.
-  EXPECT_EQ(generate_tokens(*model, prompt_of(40), kContext, greedy(EvalRouting::Rule::Prompt, 9, true)).tokens.size(),
-            9u);
-  EXPECT_THROW(generate_tokens(*model, {}, kContext, greedy(EvalRouting::Rule::Prompt, 4, true)), UserError);
+  EXPECT_EQ(
+      generate_tokens(*model, prompt_of(40), kContext, greedy(EvalRouting::Rule::Prompt, 9, true))
+          .tokens.size(),
+      9u);
+  EXPECT_THROW(generate_tokens(*model, {}, kContext, greedy(EvalRouting::Rule::Prompt, 4, true)),
+               UserError);
 }
 
 }  // namespace

@@ -6,17 +6,20 @@
 #include "in_tree_plugins.h"
 #include "lory/nn/expert_merge.h"
 #include "lory/testkit/router_checks.h"
-#include "train/upcycling.h"
 #include "train/adamw.h"
+#include "train/upcycling.h"
 
 namespace lory {
 namespace {
 
 using testing::plugins;
 
-FeedForwardSpec spec(int64_t d_model = 8, int64_t d_ff = 12) { return {d_model, d_ff, 0, 1, 0.3, 0.3}; }
+FeedForwardSpec spec(int64_t d_model = 8, int64_t d_ff = 12) {
+  return {d_model, d_ff, 0, 1, 0.3, 0.3};
+}
 
-std::shared_ptr<FeedForward> lory_layer(const std::map<std::string, ParamValue>& params, FeedForwardSpec s = spec(),
+std::shared_ptr<FeedForward> lory_layer(const std::map<std::string, ParamValue>& params,
+                                        FeedForwardSpec s = spec(),
                                         torch::Dtype dtype = torch::kFloat64) {
   auto layer = plugins().build_layer("lory", s, plugins().params("lory", params));
   // A larger router init than the default makes routing weights differ visibly between segments.
@@ -33,9 +36,12 @@ std::shared_ptr<FeedForward> lory_layer(const std::map<std::string, ParamValue>&
 TEST(LoryRouter, PerturbingALaterSegmentLeavesEveryEarlierOutputBitIdentical) {
   torch::manual_seed(0);
   for (const std::string rule : {"paper", "uniform", "first_token"}) {
-    auto layer = lory_layer({{"experts", int64_t{4}}, {"segment_length", int64_t{4}}, {"first_segment", rule}});
-    const torch::Tensor h_BLD = torch::randn({2, 14, 8}, torch::kFloat64);  // segments of 4, 4, 4, 2
-    for (int64_t p = 4; p < 14; ++p) {  // every position of segments 2..4, the first of each included
+    auto layer = lory_layer(
+        {{"experts", int64_t{4}}, {"segment_length", int64_t{4}}, {"first_segment", rule}});
+    const torch::Tensor h_BLD =
+        torch::randn({2, 14, 8}, torch::kFloat64);  // segments of 4, 4, 4, 2
+    for (int64_t p = 4; p < 14;
+         ++p) {  // every position of segments 2..4, the first of each included
       EXPECT_EQ(testkit::earlier_outputs_changed(*layer, h_BLD, p), std::vector<int64_t>{})
           << rule << ", perturbed position " << p;
     }
@@ -45,13 +51,18 @@ TEST(LoryRouter, PerturbingALaterSegmentLeavesEveryEarlierOutputBitIdentical) {
 TEST(LoryRouter, WithinSegmentOneOnlyThePaperRuleLeaksAndOnlyInsideSegmentOne) {
   torch::manual_seed(1);
   const torch::Tensor h_BLD = torch::randn({2, 12, 8}, torch::kFloat64);
-  auto paper = lory_layer({{"experts", int64_t{4}}, {"segment_length", int64_t{4}}, {"first_segment", std::string("paper")}});
-  // Under the paper rule a later token of segment 1 moves segment 1's routing, hence its earlier outputs.
+  auto paper = lory_layer({{"experts", int64_t{4}},
+                           {"segment_length", int64_t{4}},
+                           {"first_segment", std::string("paper")}});
+  // Under the paper rule a later token of segment 1 moves segment 1's routing, hence its earlier
+  // outputs.
   EXPECT_EQ(testkit::earlier_outputs_changed(*paper, h_BLD, 3), (std::vector<int64_t>{0, 1, 2}));
   for (const std::string rule : {"uniform", "first_token"}) {
-    auto strict = lory_layer({{"experts", int64_t{4}}, {"segment_length", int64_t{4}}, {"first_segment", rule}});
+    auto strict = lory_layer(
+        {{"experts", int64_t{4}}, {"segment_length", int64_t{4}}, {"first_segment", rule}});
     for (int64_t p = 1; p < 4; ++p) {
-      EXPECT_EQ(testkit::earlier_outputs_changed(*strict, h_BLD, p), std::vector<int64_t>{}) << rule << " " << p;
+      EXPECT_EQ(testkit::earlier_outputs_changed(*strict, h_BLD, p), std::vector<int64_t>{})
+          << rule << " " << p;
     }
   }
 }
@@ -79,28 +90,34 @@ TEST(LoryRouter, ModelLogitsAreCausalAcrossSegments) {
   torch::manual_seed(3);
   const int64_t vocab = 30, length = 16;
   auto model = plugins().build_model("lory",
-                                     plugins().params("lory", {{"experts", int64_t{4}}, {"segment_length", int64_t{4}},
+                                     plugins().params("lory", {{"experts", int64_t{4}},
+                                                               {"segment_length", int64_t{4}},
                                                                {"router_init_std", 0.5}}),
                                      plugins().transformer_params(16, 2, 2), vocab, length);
   const torch::Tensor tokens_BL = torch::randint(vocab, {2, length}, torch::kInt64);
   for (int64_t p = 4; p < length; ++p) {
-    EXPECT_EQ(testkit::earlier_logits_changed(*model, tokens_BL, p, vocab), std::vector<int64_t>{}) << "position " << p;
+    EXPECT_EQ(testkit::earlier_logits_changed(*model, tokens_BL, p, vocab), std::vector<int64_t>{})
+        << "position " << p;
   }
 }
 
-// ---- fast path == naive reference -----------------------------------------------------------------
+// ---- fast path == naive reference
+// -----------------------------------------------------------------
 
 struct Shape {
   int64_t B, L, T, E;
 };
 
 TEST(LoryRouter, ChunkedPathEqualsNaiveReferenceInOutputsAndAllGradients) {
-  const Shape shapes[] = {{2, 12, 4, 4}, {1, 10, 4, 3}, {3, 8, 8, 2}, {2, 9, 1, 5}, {2, 7, 3, 8}, {1, 6, 16, 4}};
+  const Shape shapes[] = {{2, 12, 4, 4}, {1, 10, 4, 3}, {3, 8, 8, 2},
+                          {2, 9, 1, 5},  {2, 7, 3, 8},  {1, 6, 16, 4}};
   for (const Shape& s : shapes) {
     for (const std::string rule : {"paper", "uniform", "first_token"}) {
       torch::manual_seed(4);
-      const std::map<std::string, ParamValue> common = {
-          {"experts", s.E}, {"segment_length", s.T}, {"first_segment", rule}, {"chunk_segments", int64_t{3}}};
+      const std::map<std::string, ParamValue> common = {{"experts", s.E},
+                                                        {"segment_length", s.T},
+                                                        {"first_segment", rule},
+                                                        {"chunk_segments", int64_t{3}}};
       auto fast = lory_layer(common);
       auto with_naive = common;
       with_naive["implementation"] = std::string("naive");
@@ -110,7 +127,8 @@ TEST(LoryRouter, ChunkedPathEqualsNaiveReferenceInOutputsAndAllGradients) {
       const std::string where = fmt::format("B={} L={} T={} E={} {}", s.B, s.L, s.T, s.E, rule);
       EXPECT_LT(c.output, 1e-12) << where;
       EXPECT_LT(c.input_gradient, 1e-12) << where;
-      for (const auto& [name, difference] : c.parameters) EXPECT_LT(difference, 1e-12) << where << " " << name;
+      for (const auto& [name, difference] : c.parameters)
+        EXPECT_LT(difference, 1e-12) << where << " " << name;
       EXPECT_EQ(c.parameters.size(), 4u);
     }
   }
@@ -123,7 +141,8 @@ TEST(ExpertMerge, GemmMergeEqualsExplicitSumsIncludingTheRoutingWeightGradient) 
                         torch::randn({E, F, D}, torch::kFloat64).requires_grad_(),
                         torch::randn({E, D, F}, torch::kFloat64).requires_grad_()};
   torch::Tensor x = torch::randn({S, T, D}, torch::kFloat64).requires_grad_();
-  torch::Tensor w = torch::rand({S, E}, torch::kFloat64).requires_grad_();  // any weights, not only softmax
+  torch::Tensor w =
+      torch::rand({S, E}, torch::kFloat64).requires_grad_();  // any weights, not only softmax
   const torch::Tensor probe = torch::randn({S, T, D}, torch::kFloat64);
   std::vector<torch::Tensor> grads[2];
   torch::Tensor outputs[2];
@@ -131,12 +150,15 @@ TEST(ExpertMerge, GemmMergeEqualsExplicitSumsIncludingTheRoutingWeightGradient) 
     for (torch::Tensor* t : {&x, &w, &experts.w_gate_EFD, &experts.w_up_EFD, &experts.w_down_EDF}) {
       t->mutable_grad() = torch::Tensor();
     }
-    outputs[path] = path == 0 ? merged_expert_ffn(x, w, experts, 2) : merged_expert_ffn_reference(x, w, experts);
+    outputs[path] = path == 0 ? merged_expert_ffn(x, w, experts, 2)
+                              : merged_expert_ffn_reference(x, w, experts);
     (outputs[path] * probe).sum().backward();
-    grads[path] = {x.grad(), w.grad(), experts.w_gate_EFD.grad(), experts.w_up_EFD.grad(), experts.w_down_EDF.grad()};
+    grads[path] = {x.grad(), w.grad(), experts.w_gate_EFD.grad(), experts.w_up_EFD.grad(),
+                   experts.w_down_EDF.grad()};
   }
   EXPECT_TRUE(torch::allclose(outputs[0], outputs[1], 1e-12, 1e-12));
-  for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_TRUE(torch::allclose(grads[0][i], grads[1][i], 1e-11, 1e-11)) << i;
+  for (size_t i = 0; i < grads[0].size(); ++i)
+    EXPECT_TRUE(torch::allclose(grads[0][i], grads[1][i], 1e-11, 1e-11)) << i;
 }
 
 TEST(LoryRouter, AnalyticGradientsMatchFiniteDifferences) {
@@ -163,7 +185,8 @@ TEST(LoryRouter, OneExpertEqualsTheDenseRouterWithTheSameWeights) {
   }
   const torch::Tensor h_BLD = torch::randn({2, 10, 8}, torch::kFloat64);
   RoutingContext context(ForwardMode::Train, false);
-  EXPECT_TRUE(torch::allclose(lory->forward(h_BLD, context), dense->forward(h_BLD, context), 1e-13, 1e-13));
+  EXPECT_TRUE(
+      torch::allclose(lory->forward(h_BLD, context), dense->forward(h_BLD, context), 1e-13, 1e-13));
 }
 
 TEST(LoryRouter, IdenticalExpertsGiveAnOutputIndependentOfTheRouter) {
@@ -177,7 +200,8 @@ TEST(LoryRouter, IdenticalExpertsGiveAnOutputIndependentOfTheRouter) {
     a->upcycle_from(*dense->dense_weights());
     b->upcycle_from(*dense->dense_weights());
   }
-  ASSERT_FALSE(torch::equal(a->named_parameters()["router_ED"], b->named_parameters()["router_ED"]));
+  ASSERT_FALSE(
+      torch::equal(a->named_parameters()["router_ED"], b->named_parameters()["router_ED"]));
   const torch::Tensor h_BLD = torch::randn({2, 9, 8}, torch::kFloat64);
   RoutingContext context(ForwardMode::Train, false);
   const torch::Tensor y_a = a->forward(h_BLD, context), y_b = b->forward(h_BLD, context);
@@ -188,19 +212,23 @@ TEST(LoryRouter, IdenticalExpertsGiveAnOutputIndependentOfTheRouter) {
 TEST(ExpertMerge, AOneHotRouterGivesExactlyThatExpert) {
   torch::manual_seed(9);
   const int64_t E = 5;
-  ExpertWeights experts{torch::randn({E, 12, 8}, torch::kFloat64), torch::randn({E, 12, 8}, torch::kFloat64),
+  ExpertWeights experts{torch::randn({E, 12, 8}, torch::kFloat64),
+                        torch::randn({E, 12, 8}, torch::kFloat64),
                         torch::randn({E, 8, 12}, torch::kFloat64)};
   const torch::Tensor x_STD = torch::randn({E, 4, 8}, torch::kFloat64);
   const torch::Tensor w_SE = torch::eye(E, torch::kFloat64);  // segment s -> expert s
   const torch::Tensor y_STD = merged_expert_ffn(x_STD, w_SE, experts, 2);
   for (int64_t e = 0; e < E; ++e) {
-    // The merged weights are exactly expert e's (1 * W_e + 0 * others); only the GEMM shapes differ.
-    const torch::Tensor expected_TD = swiglu(x_STD[e], experts.w_gate_EFD[e], experts.w_up_EFD[e], experts.w_down_EDF[e]);
+    // The merged weights are exactly expert e's (1 * W_e + 0 * others); only the GEMM shapes
+    // differ.
+    const torch::Tensor expected_TD =
+        swiglu(x_STD[e], experts.w_gate_EFD[e], experts.w_up_EFD[e], experts.w_down_EDF[e]);
     EXPECT_TRUE(torch::allclose(y_STD[e], expected_TD, 1e-13, 1e-13)) << "expert " << e;
   }
 }
 
-// ---- stop-gradient and upcycling ------------------------------------------------------------------
+// ---- stop-gradient and upcycling
+// ------------------------------------------------------------------
 
 TEST(LoryRouter, TheRouterGetsNoGradientThroughSegmentOnesWeights) {
   torch::manual_seed(10);
@@ -208,20 +236,24 @@ TEST(LoryRouter, TheRouterGetsNoGradientThroughSegmentOnesWeights) {
   torch::Tensor router = layer->named_parameters()["router_ED"];
   const torch::Tensor h_BLD = torch::randn({2, 8, 8}, torch::kFloat64);
   RoutingContext context(ForwardMode::Train, false);
-  layer->forward(h_BLD, context).slice(1, 0, 4).pow(2).sum().backward();  // a loss on segment 1 only
+  layer->forward(h_BLD, context).slice(1, 0, 4).pow(2).sum().backward();  // a loss on segment 1
+                                                                          // only
   ASSERT_TRUE(router.grad().defined());
   EXPECT_EQ(router.grad().abs().max().item<double>(), 0.0);
-  EXPECT_GT(layer->named_parameters()["w_gate_EFD"].grad().abs().max().item<double>(), 0.0);  // experts still learn
+  EXPECT_GT(layer->named_parameters()["w_gate_EFD"].grad().abs().max().item<double>(),
+            0.0);  // experts still learn
   router.mutable_grad() = torch::Tensor();
   RoutingContext again(ForwardMode::Train, false);
-  layer->forward(h_BLD, again).slice(1, 4, 8).pow(2).sum().backward();  // segment 2 is routed from segment 1
+  layer->forward(h_BLD, again).slice(1, 4, 8).pow(2).sum().backward();  // segment 2 is routed from
+                                                                        // segment 1
   EXPECT_GT(router.grad().abs().max().item<double>(), 0.0);
 }
 
 TEST(Upcycling, RightAfterTheCopyTheMoeModelsLogitsEqualTheDenseModels) {
   torch::manual_seed(11);
   const int64_t vocab = 30;
-  auto model = plugins().build_model("dense", ParamValues(), plugins().transformer_params(16, 2, 2), vocab, 16);
+  auto model = plugins().build_model("dense", ParamValues(), plugins().transformer_params(16, 2, 2),
+                                     vocab, 16);
   model->to(torch::kFloat64);
   const torch::Tensor tokens_BL = torch::randint(vocab, {2, 16}, torch::kInt64);
   torch::Tensor dense_logits;
@@ -230,7 +262,8 @@ TEST(Upcycling, RightAfterTheCopyTheMoeModelsLogitsEqualTheDenseModels) {
     RoutingContext context(ForwardMode::Eval, false);
     dense_logits = model->forward(tokens_BL, context);
   }
-  const ParamValues lory_params = plugins().params("lory", {{"experts", int64_t{8}}, {"segment_length", int64_t{4}}});
+  const ParamValues lory_params =
+      plugins().params("lory", {{"experts", int64_t{8}}, {"segment_length", int64_t{4}}});
   upcycle_feed_forwards(*model, [&](const FeedForwardSpec& s) {
     auto layer = plugins().build_layer("lory", s, lory_params);
     layer->to(torch::kFloat64);
@@ -256,10 +289,14 @@ TEST(Upcycling, CopyRecipeGivesEveryExpertTheDenseFfnsOptimizerState) {
   };
   const auto trained_dense = [&](AdamW& optimizer) {
     torch::manual_seed(21);
-    auto model = plugins().build_model("dense", ParamValues(), plugins().transformer_params(16, 2, 2), vocab, 16);
+    auto model = plugins().build_model("dense", ParamValues(),
+                                       plugins().transformer_params(16, 2, 2), vocab, 16);
     for (int step = 0; step < 3; ++step) {
       RoutingContext context(ForwardMode::Train, false);
-      model->forward(torch::randint(vocab, {2, 16}, torch::kInt64), context).pow(2).mean().backward();
+      model->forward(torch::randint(vocab, {2, 16}, torch::kInt64), context)
+          .pow(2)
+          .mean()
+          .backward();
       optimizer.step(named(*model), 1e-3);
       for (auto& [name, p] : named(*model)) p.mutable_grad() = torch::Tensor();
     }
@@ -273,9 +310,12 @@ TEST(Upcycling, CopyRecipeGivesEveryExpertTheDenseFfnsOptimizerState) {
   };
   for (const std::string router : {"lory", "topk"}) {
     const ParamValues params =
-        router == "lory" ? plugins().params("lory", {{"experts", int64_t{4}}, {"segment_length", int64_t{4}}})
-                         : plugins().params("topk", {{"experts", int64_t{4}}, {"k", int64_t{1}}});
-    const auto build = [&](const FeedForwardSpec& s) { return plugins().build_layer(router, s, params); };
+        router == "lory"
+            ? plugins().params("lory", {{"experts", int64_t{4}}, {"segment_length", int64_t{4}}})
+            : plugins().params("topk", {{"experts", int64_t{4}}, {"k", int64_t{1}}});
+    const auto build = [&](const FeedForwardSpec& s) {
+      return plugins().build_layer(router, s, params);
+    };
 
     AdamW reset_optimizer({0.9, 0.95, 1e-8, 0.1});
     auto reset_model = trained_dense(reset_optimizer);
@@ -292,9 +332,10 @@ TEST(Upcycling, CopyRecipeGivesEveryExpertTheDenseFfnsOptimizerState) {
     ASSERT_GT(dense_gate.exp_avg.abs().max().item<double>(), 0.0);
     torch::manual_seed(5);
     const UpcyclingOutcome copied = upcycle_feed_forwards(*model, build, &optimizer);
-    EXPECT_TRUE(torch::equal(torch::rand({4}), stream_after_reset)) << router << ": the probes moved the random stream";
+    EXPECT_TRUE(torch::equal(torch::rand({4}), stream_after_reset))
+        << router << ": the probes moved the random stream";
     EXPECT_EQ(copied.inherited_tensors, 2 * 3) << router;  // 2 layers x (gate, up, down)
-    EXPECT_GE(copied.fresh_tensors, 2) << router;          // at least one router projection per layer
+    EXPECT_GE(copied.fresh_tensors, 2) << router;  // at least one router projection per layer
     for (const auto& [a, b] : [&] {
            std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs;
            const Named x = named(*reset_model), y = named(*model);
@@ -306,14 +347,17 @@ TEST(Upcycling, CopyRecipeGivesEveryExpertTheDenseFfnsOptimizerState) {
     int experts_checked = 0, routers_checked = 0;
     for (const auto& [local, p] : named(*model->feed_forward(1))) {
       const auto state = optimizer.moments(full_name(*model, p));
-      const bool gate = local.find("w_gate") != std::string::npos, down = local.find("w_down") != std::string::npos;
+      const bool gate = local.find("w_gate") != std::string::npos,
+                 down = local.find("w_down") != std::string::npos;
       if (gate || down) {
         ASSERT_TRUE(state) << router << " " << local;
         const AdamW::Moments& expected = gate ? dense_gate : dense_down;
         EXPECT_EQ(state->steps, 3);
         for (int64_t e = 0; e < 4; ++e) {
-          EXPECT_TRUE(torch::equal(state->exp_avg[e], expected.exp_avg)) << router << " " << local << " expert " << e;
-          EXPECT_TRUE(torch::equal(state->exp_avg_sq[e], expected.exp_avg_sq)) << router << " " << local;
+          EXPECT_TRUE(torch::equal(state->exp_avg[e], expected.exp_avg))
+              << router << " " << local << " expert " << e;
+          EXPECT_TRUE(torch::equal(state->exp_avg_sq[e], expected.exp_avg_sq))
+              << router << " " << local;
         }
         ++experts_checked;
       } else if (local.find("w_up") == std::string::npos) {
@@ -335,13 +379,15 @@ TEST(LoryRouter, RoutingRecordsBroadcastSegmentWeightsToTokens) {
   const torch::Tensor w_BLE = context.records()[0].weights_BLE;
   EXPECT_EQ(w_BLE.sizes(), (std::vector<int64_t>{2, 8, 4}));
   EXPECT_TRUE(torch::allclose(w_BLE.sum(-1), torch::ones({2, 8})));
-  EXPECT_TRUE(torch::equal(w_BLE.select(1, 3), w_BLE.select(1, 5)));  // one segment, one weight vector
+  EXPECT_TRUE(
+      torch::equal(w_BLE.select(1, 3), w_BLE.select(1, 5)));  // one segment, one weight vector
   // Under the paper rule segments 1 and 2 are both routed from segment 1's mean; segment 3 differs.
   EXPECT_TRUE(torch::equal(w_BLE.select(1, 2), w_BLE.select(1, 3)));
   EXPECT_FALSE(torch::equal(w_BLE.select(1, 5), w_BLE.select(1, 6)));
   std::set<std::string> stats;
   for (const auto& s : context.records()[0].stats) stats.insert(s.name);
-  for (const char* name : {"entropy", "max_weight", "active_experts", "load_imbalance", "unused_experts"}) {
+  for (const char* name :
+       {"entropy", "max_weight", "active_experts", "load_imbalance", "unused_experts"}) {
     EXPECT_TRUE(stats.count(name)) << name;
   }
 }
@@ -370,8 +416,8 @@ TEST(LoryRouter, RoutingWeightsEqualAnExplicitPerSegmentLoopOfThePreviousSegment
       for (int64_t t = start; t < std::min(start + T, L); ++t) {
         // Records are float32: compare at float32 precision.
         EXPECT_TRUE(torch::allclose(w_BLE[b][t], expected_E, 1e-6, 1e-6))
-            << "sequence " << b << ", segment " << k + 1 << ", position " << t << ": " << w_BLE[b][t] << " vs "
-            << expected_E;
+            << "sequence " << b << ", segment " << k + 1 << ", position " << t << ": "
+            << w_BLE[b][t] << " vs " << expected_E;
       }
     }
   }

@@ -7,12 +7,12 @@
 namespace lory {
 namespace {
 
-
-std::shared_ptr<LanguageModel> small_dense_model(int64_t vocab, int64_t context, int64_t d_model = 32,
-                                                 int64_t layers = 2) {
+std::shared_ptr<LanguageModel> small_dense_model(int64_t vocab, int64_t context,
+                                                 int64_t d_model = 32, int64_t layers = 2) {
   torch::manual_seed(0);
-  return testing::plugins().build_model("dense", ParamValues(), testing::plugins().transformer_params(d_model, layers, 2),
-                                          vocab, context);
+  return testing::plugins().build_model("dense", ParamValues(),
+                                        testing::plugins().transformer_params(d_model, layers, 2),
+                                        vocab, context);
 }
 
 torch::Tensor logits_of(LanguageModel& model, const torch::Tensor& tokens_BL) {
@@ -29,10 +29,13 @@ TEST(TransformerModel, ChangingTokenTChangesNoLogitBeforeT) {
   const torch::Tensor base_BLV = logits_of(*model, tokens_BL);
   for (const int64_t t : std::vector<int64_t>{0, 5, 13, length - 1}) {
     torch::Tensor perturbed_BL = tokens_BL.clone();
-    perturbed_BL.index_put_({torch::indexing::Slice(), t}, (tokens_BL.index({torch::indexing::Slice(), t}) + 1) % vocab);
+    perturbed_BL.index_put_({torch::indexing::Slice(), t},
+                            (tokens_BL.index({torch::indexing::Slice(), t}) + 1) % vocab);
     const torch::Tensor changed_BLV = logits_of(*model, perturbed_BL);
-    EXPECT_TRUE(torch::equal(changed_BLV.slice(1, 0, t), base_BLV.slice(1, 0, t))) << "position " << t;
-    EXPECT_FALSE(torch::equal(changed_BLV.slice(1, t, t + 1), base_BLV.slice(1, t, t + 1))) << "position " << t;
+    EXPECT_TRUE(torch::equal(changed_BLV.slice(1, 0, t), base_BLV.slice(1, 0, t)))
+        << "position " << t;
+    EXPECT_FALSE(torch::equal(changed_BLV.slice(1, t, t + 1), base_BLV.slice(1, t, t + 1)))
+        << "position " << t;
   }
 }
 
@@ -43,7 +46,8 @@ TEST(TransformerModel, ParameterCountMatchesTheFormula) {
   auto model = testing::plugins().build_model("dense", ParamValues(), params, V, 16);
   int64_t count = 0;
   for (const auto& p : model->parameters()) count += p.numel();
-  // Embedding + untied head, per layer qkv + output projection + SwiGLU + two norm gains, final norm.
+  // Embedding + untied head, per layer qkv + output projection + SwiGLU + two norm gains, final
+  // norm.
   EXPECT_EQ(count, 2 * V * D + L * (4 * D * D + 3 * D * F + 2 * D) + D);
   params.set("tie_embeddings", true);
   auto tied = testing::plugins().build_model("dense", ParamValues(), params, V, 16);
@@ -63,8 +67,8 @@ TEST(TransformerModel, TwoLayerModelOverfitsATinyBatch) {
   for (int step = 0; step < 150; ++step) {
     RoutingContext context(ForwardMode::Train, false);
     const torch::Tensor logits_BLV = model->forward(batch_BL1.slice(1, 0, -1), context);
-    const torch::Tensor loss =
-        torch::nn::functional::cross_entropy(logits_BLV.reshape({-1, vocab}), batch_BL1.slice(1, 1).reshape({-1}));
+    const torch::Tensor loss = torch::nn::functional::cross_entropy(
+        logits_BLV.reshape({-1, vocab}), batch_BL1.slice(1, 1).reshape({-1}));
     loss.backward();
     std::vector<std::pair<std::string, torch::Tensor>> named;
     for (const auto& item : model->named_parameters()) named.emplace_back(item.key(), item.value());

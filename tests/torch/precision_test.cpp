@@ -15,7 +15,8 @@ namespace {
 
 double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   const double denominator = b.to(torch::kFloat64).norm().item<double>();
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).norm().item<double>() / std::max(denominator, 1e-300);
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).norm().item<double>() /
+         std::max(denominator, 1e-300);
 }
 
 TEST(MatmulPrecisionScope, Bf16ScopeRunsMatmulsInBf16AndRestoresOnExitAndFp32ChangesNothing) {
@@ -53,7 +54,8 @@ struct Pass {
   std::map<std::string, torch::Tensor> grads;
 };
 
-Pass layer_pass(FeedForward& layer, const torch::Tensor& h_BLD, const torch::Tensor& probe_BLD, Precision precision) {
+Pass layer_pass(FeedForward& layer, const torch::Tensor& h_BLD, const torch::Tensor& probe_BLD,
+                Precision precision) {
   for (auto& p : layer.parameters()) p.mutable_grad() = torch::Tensor();
   const torch::Tensor h = h_BLD.detach().clone().requires_grad_();
   RoutingContext context(ForwardMode::Train, false);
@@ -77,8 +79,10 @@ TEST(Bf16Matmuls, EveryInTreeRouterAgreesWithFp32WithinTwoPercentInOutputAndEver
       {"dense", testing::plugins().params("dense")},
       {"lory", testing::plugins().params("lory", {{"experts", ParamValue(int64_t{4})},
                                                   {"segment_length", ParamValue(int64_t{8})}})},
-      {"topk", testing::plugins().params("topk", {{"experts", ParamValue(int64_t{4})}, {"k", ParamValue(int64_t{2})}})},
-      {"expert_choice", testing::plugins().params("expert_choice", {{"experts", ParamValue(int64_t{4})}})},
+      {"topk", testing::plugins().params(
+                   "topk", {{"experts", ParamValue(int64_t{4})}, {"k", ParamValue(int64_t{2})}})},
+      {"expert_choice",
+       testing::plugins().params("expert_choice", {{"experts", ParamValue(int64_t{4})}})},
   };
   for (const auto& [name, params] : routers) {
     torch::manual_seed(11);
@@ -134,11 +138,12 @@ TEST(Bf16Matmuls, ChunkedLossAndWholeModelsAgreeWithFp32AndKeepFp32Gradients) {
   for (const std::string router : {"dense", "lory"}) {
     torch::manual_seed(5);
     const ParamValues router_params =
-        router == "lory" ? testing::plugins().params("lory", {{"experts", ParamValue(int64_t{4})},
-                                                              {"segment_length", ParamValue(int64_t{8})}})
-                         : testing::plugins().params("dense");
-    auto model = testing::plugins().build_model(router, router_params, testing::plugins().transformer_params(32, 2, 2),
-                                                vocab, context);
+        router == "lory"
+            ? testing::plugins().params("lory", {{"experts", ParamValue(int64_t{4})},
+                                                 {"segment_length", ParamValue(int64_t{8})}})
+            : testing::plugins().params("dense");
+    auto model = testing::plugins().build_model(
+        router, router_params, testing::plugins().transformer_params(32, 2, 2), vocab, context);
     model->train();
     const torch::Tensor tokens_BL1 = torch::randint(vocab, {3, context + 1}, torch::kInt64);
     std::map<std::string, torch::Tensor> grads[2];
@@ -150,7 +155,8 @@ TEST(Bf16Matmuls, ChunkedLossAndWholeModelsAgreeWithFp32AndKeepFp32Gradients) {
       torch::Tensor loss;
       {
         MatmulPrecisionScope scope(precision, torch::kCPU);
-        loss = language_model_loss(*model, tokens_BL1.slice(1, 0, -1), tokens_BL1.slice(1, 1), routing);
+        loss = language_model_loss(*model, tokens_BL1.slice(1, 0, -1), tokens_BL1.slice(1, 1),
+                                   routing);
       }
       loss.backward();
       losses[index] = loss.item<double>();
@@ -170,7 +176,8 @@ TEST(Bf16Matmuls, ChunkedLossAndWholeModelsAgreeWithFp32AndKeepFp32Gradients) {
     torch::NoGradGuard no_grad;
     MatmulPrecisionScope scope(Precision::Bf16, torch::kCPU);
     RoutingContext eval(ForwardMode::Eval, false);
-    EXPECT_EQ(model->forward(tokens_BL1.slice(1, 0, -1), eval).scalar_type(), torch::kFloat32) << router;
+    EXPECT_EQ(model->forward(tokens_BL1.slice(1, 0, -1), eval).scalar_type(), torch::kFloat32)
+        << router;
   }
 }
 

@@ -18,10 +18,12 @@ using testing::plugins;
 
 constexpr int64_t kVocab = 40, kContext = 24;
 
-std::shared_ptr<LanguageModel> model_with(const std::string& router, const std::map<std::string, ParamValue>& params) {
+std::shared_ptr<LanguageModel> model_with(const std::string& router,
+                                          const std::map<std::string, ParamValue>& params) {
   torch::manual_seed(0);
-  auto model = plugins().build_model(router, plugins().params(router, params),
-                                     plugins().transformer_params(32, 2, 2, {{"d_ff", int64_t{48}}}), kVocab, kContext);
+  auto model = plugins().build_model(
+      router, plugins().params(router, params),
+      plugins().transformer_params(32, 2, 2, {{"d_ff", int64_t{48}}}), kVocab, kContext);
   torch::NoGradGuard no_grad;
   // Larger router weights than the init, so that routing differs visibly between segments.
   for (auto& item : model->named_parameters()) {
@@ -57,8 +59,10 @@ TokenizedTask task_of(int64_t context, const std::vector<int64_t>& choice_length
 }
 
 TEST(TaskScorer, TrainingRoutingScoresTheChoiceTokensOfTheWholeSequence) {
-  const std::map<std::string, ParamValue> lory{{"experts", int64_t{4}}, {"segment_length", int64_t{4}}};
-  for (const auto& [router, params] : std::vector<std::pair<std::string, std::map<std::string, ParamValue>>>{
+  const std::map<std::string, ParamValue> lory{{"experts", int64_t{4}},
+                                               {"segment_length", int64_t{4}}};
+  for (const auto& [router, params] :
+       std::vector<std::pair<std::string, std::map<std::string, ParamValue>>>{
            {"dense", {}}, {"lory", lory}, {"topk", {{"experts", int64_t{4}}, {"k", int64_t{2}}}}}) {
     const auto model = model_with(router, params);
     const TokenizedTask task = task_of(9, {3, 6});
@@ -67,7 +71,8 @@ TEST(TaskScorer, TrainingRoutingScoresTheChoiceTokensOfTheWholeSequence) {
     EXPECT_EQ(scored.truncated, 0);
     for (size_t c = 0; c < 2; ++c) {
       const auto& ids = task.examples[0].choices[c].ids;
-      const torch::Tensor all = score_tokens(*model, torch::tensor(ids, torch::kInt64), kContext, {EvalRouting::Rule::Train, 0});
+      const torch::Tensor all = score_tokens(*model, torch::tensor(ids, torch::kInt64), kContext,
+                                             {EvalRouting::Rule::Train, 0});
       const double expected = all.slice(0, 9 - 1).sum().item<double>();
       EXPECT_NEAR(scored.scores[0][c].log_likelihood, expected, 1e-5) << router << " choice " << c;
       EXPECT_EQ(scored.scores[0][c].tokens, static_cast<int64_t>(ids.size()) - 9);
@@ -109,14 +114,17 @@ TEST(TaskScorer, AContextThatDoesNotFitLosesItsFirstTokens) {
   EXPECT_EQ(scored.truncated, 1);
   const auto& ids = task.examples[0].choices[0].ids;
   const std::vector<int64_t> kept(ids.begin() + 9, ids.end());
-  const torch::Tensor all = score_tokens(*model, torch::tensor(kept, torch::kInt64), kContext, {EvalRouting::Rule::Train, 0});
+  const torch::Tensor all = score_tokens(*model, torch::tensor(kept, torch::kInt64), kContext,
+                                         {EvalRouting::Rule::Train, 0});
   EXPECT_NEAR(scored.scores[0][0].log_likelihood, all.slice(0, 21 - 1).sum().item<double>(), 1e-5);
   // A choice as long as the context leaves no room for any context token.
   try {
     score_task(*model, task_of(5, {kContext + 1}), kContext, EvalRouting::Rule::Train);
     FAIL() << "a choice longer than the context was scored";
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("does not fit the model's context of 24 tokens"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("does not fit the model's context of 24 tokens"),
+              std::string::npos)
+        << e.what();
   }
 }
 

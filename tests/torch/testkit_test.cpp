@@ -32,7 +32,8 @@ class OwnSegmentRouter final : public FeedForward {
 
 // y = h W with a backward that doubles the weight gradient.
 struct WrongBackward : public torch::autograd::Function<WrongBackward> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& w) {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
+                               const torch::Tensor& w) {
     ctx->save_for_backward({h, w});
     return torch::matmul(h, w);
   }
@@ -75,8 +76,8 @@ TEST(RouterChecks, CatchARouterWhoseGradientIsWrong) {
   EXPECT_GT(testkit::gradient_check(wrong, h_BLD), 0.1);
   EXPECT_LT(testkit::gradient_check(right, h_BLD), 1e-6);
   const testkit::LayerComparison c = testkit::compare_layers(wrong, right, h_BLD);
-  EXPECT_LT(c.output, 1e-12);          // same forward...
-  EXPECT_LT(c.input_gradient, 1e-12);  // ...and input gradient,
+  EXPECT_LT(c.output, 1e-12);            // same forward...
+  EXPECT_LT(c.input_gradient, 1e-12);    // ...and input gradient,
   EXPECT_GT(c.parameters.at("w"), 0.1);  // but the weight gradient differs
 }
 

@@ -26,20 +26,23 @@ std::shared_ptr<FeedForward> topk(const std::map<std::string, ParamValue>& param
   return l;
 }
 
-torch::Tensor run(FeedForward& layer, const torch::Tensor& h_BLD, ForwardMode mode = ForwardMode::Train) {
+torch::Tensor run(FeedForward& layer, const torch::Tensor& h_BLD,
+                  ForwardMode mode = ForwardMode::Train) {
   RoutingContext context(mode, false);
   return layer.forward(h_BLD, context);
 }
 
-torch::Tensor swiglu_reference(const torch::Tensor& h, const torch::Tensor& g, const torch::Tensor& u,
-                               const torch::Tensor& w) {
+torch::Tensor swiglu_reference(const torch::Tensor& h, const torch::Tensor& g,
+                               const torch::Tensor& u, const torch::Tensor& w) {
   return torch::matmul(torch::silu(torch::matmul(h, g.t())) * torch::matmul(h, u.t()), w.t());
 }
 
 TEST(TopKRecipes, SharedExpertsAddEachSharedSwiGLUUngatedToTheRoutedOutput) {
   const torch::Tensor h_BLD = torch::randn({2, 5, 8}, torch::kFloat64);
   auto plain = topk({{"experts", int64_t{4}}, {"k", int64_t{2}}});
-  auto shared = topk({{"experts", int64_t{4}}, {"k", int64_t{2}}, {"shared_experts", int64_t{2}},
+  auto shared = topk({{"experts", int64_t{4}},
+                      {"k", int64_t{2}},
+                      {"shared_experts", int64_t{2}},
                       {"shared_d_ff", int64_t{3}}});
   auto p = shared->named_parameters();
   // Registered after the routed experts and the router: the same seed gives the same experts.
@@ -48,7 +51,8 @@ TEST(TopKRecipes, SharedExpertsAddEachSharedSwiGLUUngatedToTheRoutedOutput) {
   }
   {
     torch::NoGradGuard no_grad;
-    p["router_ED"].copy_(plain->named_parameters()["router_ED"]);  // the helper redraws routers afterwards
+    p["router_ED"].copy_(
+        plain->named_parameters()["router_ED"]);  // the helper redraws routers afterwards
   }
   ASSERT_EQ(p["shared_gate_FD"].size(0), 6);
   torch::Tensor expected = run(*plain, h_BLD);
@@ -66,12 +70,14 @@ TEST(TopKRecipes, FineGrainedExpertsAreDffOverGranularityWideAndKeepTheActiveSiz
   auto coarse = topk({{"experts", int64_t{4}}, {"k", int64_t{1}}});
   auto fine = topk({{"experts", int64_t{16}}, {"k", int64_t{4}}, {"granularity", int64_t{4}}});
   EXPECT_EQ(fine->named_parameters()["w_gate_EFD"].size(1), 3);
-  EXPECT_EQ(fine->active_parameter_count() - 16 * 8, coarse->active_parameter_count() - 4 * 8);  // less the routers
+  EXPECT_EQ(fine->active_parameter_count() - 16 * 8,
+            coarse->active_parameter_count() - 4 * 8);  // less the routers
   try {
     topk({{"granularity", int64_t{5}}});
     FAIL() << "granularity 5 does not divide d_ff 12";
   } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("granularity = 5 does not divide the model's d_ff = 12"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("granularity = 5 does not divide the model's d_ff = 12"),
+              std::string::npos);
   }
 }
 
@@ -81,16 +87,20 @@ TEST(TopKRecipes, TheBalancingBiasChoosesTheExpertsButTheGatesStayTheUnbiasedSco
   ASSERT_TRUE(named.contains("expert_bias_E"));
   {
     torch::NoGradGuard no_grad;
-    named["expert_bias_E"].copy_(torch::tensor({0.0, 0.0, 5.0, 0.0}));  // every token picks expert 2
+    named["expert_bias_E"].copy_(
+        torch::tensor({0.0, 0.0, 5.0, 0.0}));  // every token picks expert 2
   }
   const torch::Tensor h_BLD = torch::randn({2, 5, 8}, torch::kFloat64);
   auto p = layer->named_parameters();
   const torch::Tensor probs = torch::softmax(torch::matmul(h_BLD, p["router_ED"].t()), -1);
-  const torch::Tensor expected = probs.select(-1, 2).unsqueeze(-1) *
-                                 swiglu_reference(h_BLD, p["w_gate_EFD"][2], p["w_up_EFD"][2], p["w_down_EDF"][2]);
+  const torch::Tensor expected =
+      probs.select(-1, 2).unsqueeze(-1) *
+      swiglu_reference(h_BLD, p["w_gate_EFD"][2], p["w_up_EFD"][2], p["w_down_EDF"][2]);
   EXPECT_LT((run(*layer, h_BLD, ForwardMode::Eval) - expected).abs().max().item<double>(), 1e-12);
   // Within one forward a token's choice depends on that token alone: causal.
-  for (int64_t t = 1; t < 5; ++t) EXPECT_TRUE(testkit::earlier_outputs_changed(*layer, h_BLD, t, ForwardMode::Train, 1e-12).empty());
+  for (int64_t t = 1; t < 5; ++t)
+    EXPECT_TRUE(
+        testkit::earlier_outputs_changed(*layer, h_BLD, t, ForwardMode::Train, 1e-12).empty());
 }
 
 TEST(TopKRecipes, TheBiasMovesBySignOfTheLoadErrorOverTheStepAndIsRecentred) {
@@ -110,7 +120,8 @@ TEST(TopKRecipes, TheBiasMovesBySignOfTheLoadErrorOverTheStepAndIsRecentred) {
   const torch::Tensor bias_E = layer->named_buffers()["expert_bias_E"].to(torch::kFloat64);
   EXPECT_LT((bias_E - expected_E).abs().max().item<double>(), 1e-7);
   EXPECT_LT(std::abs(bias_E.sum().item<double>()), 1e-6);
-  EXPECT_EQ(layer->training_step_accumulators()[0].sum().item<double>(), 0);  // reset for the next step
+  EXPECT_EQ(layer->training_step_accumulators()[0].sum().item<double>(),
+            0);  // reset for the next step
   // An overloaded expert's bias went down, an underloaded one's up.
   for (int64_t e = 0; e < 4; ++e) {
     if (load_E[e].item<double>() > load_E.mean().item<double>()) {
@@ -135,7 +146,11 @@ TEST(ParamDeclaration, EveryInTreeRoutersDefaultsRoundTripThroughItsExportLayout
         EXPECT_EQ(layout[name], 12) << router << "." << name;
         continue;
       }
-      std::visit([&](const auto& v) { EXPECT_EQ(layout[name], nlohmann::json(v)) << router << "." << name; }, value);
+      std::visit(
+          [&](const auto& v) {
+            EXPECT_EQ(layout[name], nlohmann::json(v)) << router << "." << name;
+          },
+          value);
     }
   }
   auto dense = plugins().build_layer("dense", spec(), plugins().params("dense"));
@@ -148,7 +163,8 @@ TEST(RouterMetrics, EachStatisticCombinesOverLayersByItsDeclaredRule) {
     RoutingRecord record;
     record.layer = layer;
     const double v = static_cast<double>(layer + 1);  // 1, 2, 3
-    record.stats = {{"mean_stat", v, Reduce::Mean}, {"sum_stat", v, Reduce::Sum}, {"max_stat", v, Reduce::Max}};
+    record.stats = {
+        {"mean_stat", v, Reduce::Mean}, {"sum_stat", v, Reduce::Sum}, {"max_stat", v, Reduce::Max}};
     record.load_E = torch::tensor({v, 1.0, 1.0, 1.0}, torch::kFloat64);  // mean load (v + 3) / 4
     context.add_record(std::move(record));
     context.add_aux_loss(layer, "balance", torch::tensor(0.1 * v), v);
@@ -174,12 +190,14 @@ TEST(RouterMetrics, EachStatisticCombinesOverLayersByItsDeclaredRule) {
 }
 
 TEST(RoutingStability, AgreementAndDistanceOnHandMadeRoutings) {
-  const torch::Tensor final_XE = torch::tensor({{0.7, 0.3}, {0.2, 0.8}, {1.0, 0.0}, {0.5, 0.5}}, torch::kFloat64);
+  const torch::Tensor final_XE =
+      torch::tensor({{0.7, 0.3}, {0.2, 0.8}, {1.0, 0.0}, {0.5, 0.5}}, torch::kFloat64);
   const auto [same_agreement, same_distance] = routing_agreement(final_XE, final_XE);
   EXPECT_DOUBLE_EQ(same_agreement, 1.0);
   EXPECT_DOUBLE_EQ(same_distance, 0.0);
   // Tokens 0 and 2 had another top-1 expert (distances 0.4 and 0.6); tokens 1 and 3 are unchanged.
-  const torch::Tensor earlier_XE = torch::tensor({{0.3, 0.7}, {0.2, 0.8}, {0.4, 0.6}, {0.5, 0.5}}, torch::kFloat64);
+  const torch::Tensor earlier_XE =
+      torch::tensor({{0.3, 0.7}, {0.2, 0.8}, {0.4, 0.6}, {0.5, 0.5}}, torch::kFloat64);
   const auto [agreement, distance] = routing_agreement(earlier_XE, final_XE);
   EXPECT_DOUBLE_EQ(agreement, 2.0 / 4.0);
   EXPECT_NEAR(distance, (0.4 + 0.0 + 0.6 + 0.0) / 4.0, 1e-12);

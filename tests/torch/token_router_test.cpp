@@ -11,12 +11,16 @@ namespace {
 
 using testing::plugins;
 
-// See testkit::earlier_outputs_changed: grouped GEMMs round in the last bit depending on group size.
+// See testkit::earlier_outputs_changed: grouped GEMMs round in the last bit depending on group
+// size.
 constexpr double kGroupingNoise = 1e-12;
 
-FeedForwardSpec spec(int64_t d_model = 8, int64_t d_ff = 12) { return {d_model, d_ff, 0, 1, 0.3, 0.3}; }
+FeedForwardSpec spec(int64_t d_model = 8, int64_t d_ff = 12) {
+  return {d_model, d_ff, 0, 1, 0.3, 0.3};
+}
 
-std::shared_ptr<FeedForward> layer(const std::string& router, const std::map<std::string, ParamValue>& params,
+std::shared_ptr<FeedForward> layer(const std::string& router,
+                                   const std::map<std::string, ParamValue>& params,
                                    FeedForwardSpec s = spec(), double router_std = 1.0) {
   auto l = plugins().build_layer(router, s, plugins().params(router, params));
   torch::NoGradGuard no_grad;
@@ -25,11 +29,13 @@ std::shared_ptr<FeedForward> layer(const std::string& router, const std::map<std
   return l;
 }
 
-void expect_equivalent(FeedForward& fast, FeedForward& naive, const torch::Tensor& h_BLD, const std::string& where) {
+void expect_equivalent(FeedForward& fast, FeedForward& naive, const torch::Tensor& h_BLD,
+                       const std::string& where) {
   const testkit::LayerComparison c = testkit::compare_layers(fast, naive, h_BLD);
   EXPECT_LT(c.output, 1e-12) << where;
   EXPECT_LT(c.input_gradient, 1e-12) << where;
-  for (const auto& [name, difference] : c.parameters) EXPECT_LT(difference, 1e-12) << where << " " << name;
+  for (const auto& [name, difference] : c.parameters)
+    EXPECT_LT(difference, 1e-12) << where << " " << name;
 }
 
 TEST(TopKRouter, GroupedDispatchEqualsTheNaivePerTokenReference) {
@@ -40,20 +46,24 @@ TEST(TopKRouter, GroupedDispatchEqualsTheNaivePerTokenReference) {
     double capacity;
     std::string policy;
   };
-  const Case cases[] = {{4, 1, "softmax", true, 0, "position"},  {4, 2, "softmax", true, 0, "position"},
-                        {8, 2, "sigmoid", false, 0, "position"}, {4, 2, "softmax", true, 0.6, "position"},
-                        {4, 1, "softmax", false, 1.0, "weight"}, {3, 3, "softmax", false, 0, "position"}};
+  const Case cases[] = {
+      {4, 1, "softmax", true, 0, "position"},  {4, 2, "softmax", true, 0, "position"},
+      {8, 2, "sigmoid", false, 0, "position"}, {4, 2, "softmax", true, 0.6, "position"},
+      {4, 1, "softmax", false, 1.0, "weight"}, {3, 3, "softmax", false, 0, "position"}};
   for (const Case& c : cases) {
     torch::manual_seed(20);
-    std::map<std::string, ParamValue> params = {{"experts", c.experts},        {"k", c.k},
-                                                {"gate", c.gate},              {"renormalize", c.renormalize},
-                                                {"capacity_factor", c.capacity}, {"drop_policy", c.policy}};
+    std::map<std::string, ParamValue> params = {{"experts", c.experts},
+                                                {"k", c.k},
+                                                {"gate", c.gate},
+                                                {"renormalize", c.renormalize},
+                                                {"capacity_factor", c.capacity},
+                                                {"drop_policy", c.policy}};
     auto fast = layer("topk", params);
     params["implementation"] = std::string("naive");
     auto naive = layer("topk", params);
     expect_equivalent(*fast, *naive, torch::randn({2, 9, 8}, torch::kFloat64),
-                      fmt::format("E={} k={} {} renorm={} capacity={} {}", c.experts, c.k, c.gate, c.renormalize,
-                                  c.capacity, c.policy));
+                      fmt::format("E={} k={} {} renorm={} capacity={} {}", c.experts, c.k, c.gate,
+                                  c.renormalize, c.capacity, c.policy));
   }
 }
 
@@ -61,8 +71,10 @@ TEST(ExpertChoiceRouter, GroupedDispatchEqualsTheNaivePerTokenReferenceAtTokenAn
   for (const std::string level : {"token", "segment"}) {
     for (const double capacity : {0.5, 1.0, 2.0}) {
       torch::manual_seed(21);
-      std::map<std::string, ParamValue> params = {
-          {"experts", int64_t{4}}, {"level", level}, {"segment_length", int64_t{3}}, {"capacity_factor", capacity}};
+      std::map<std::string, ParamValue> params = {{"experts", int64_t{4}},
+                                                  {"level", level},
+                                                  {"segment_length", int64_t{3}},
+                                                  {"capacity_factor", capacity}};
       auto fast = layer("expert_choice", params);
       params["implementation"] = std::string("naive");
       auto naive = layer("expert_choice", params);
@@ -73,9 +85,13 @@ TEST(ExpertChoiceRouter, GroupedDispatchEqualsTheNaivePerTokenReferenceAtTokenAn
 }
 
 // Every token's router prefers expert 0 (h · router_0 > 0, other rows zero).
-std::shared_ptr<FeedForward> topk_all_prefer_expert_zero(const std::string& policy, double capacity) {
-  auto l = layer("topk", {{"experts", int64_t{2}}, {"k", int64_t{1}}, {"capacity_factor", capacity},
-                          {"drop_policy", policy}, {"renormalize", false}});
+std::shared_ptr<FeedForward> topk_all_prefer_expert_zero(const std::string& policy,
+                                                         double capacity) {
+  auto l = layer("topk", {{"experts", int64_t{2}},
+                          {"k", int64_t{1}},
+                          {"capacity_factor", capacity},
+                          {"drop_policy", policy},
+                          {"renormalize", false}});
   torch::NoGradGuard no_grad;
   torch::Tensor router = l->named_parameters()["router_ED"];
   router.zero_();
@@ -92,7 +108,8 @@ TEST(TopKRouter, CapacityDropsExactlyTheLaterPositionsUnderThePositionPolicy) {
   // Position 0 of both sequences fits; every later position is dropped (its output is zero).
   for (int64_t b = 0; b < 2; ++b) {
     EXPECT_GT(y_BLD[b][0].abs().sum().item<double>(), 0) << b;
-    for (int64_t t = 1; t < 4; ++t) EXPECT_EQ(y_BLD[b][t].abs().sum().item<double>(), 0) << b << "," << t;
+    for (int64_t t = 1; t < 4; ++t)
+      EXPECT_EQ(y_BLD[b][t].abs().sum().item<double>(), 0) << b << "," << t;
   }
   double dropped = -1;
   for (const auto& stat : context.records().at(0).stats) {
@@ -133,7 +150,8 @@ TEST(TopKRouter, BalanceLossEqualsItsFormulaOnAHandComputedCase) {
   // D = 2, E = 2, router = identity, so the router logits are the inputs themselves. Three of the
   // four tokens choose expert 0, so f = (3/4, 1/4): an uneven case, where E * sum_e f_e P_e
   // differs from look-alikes such as E * sum_e f_e^2 (1.25) or a constant 1.
-  auto l = layer("topk", {{"experts", int64_t{2}}, {"k", int64_t{1}}, {"balance_loss_weight", 0.5}}, spec(2, 4));
+  auto l = layer("topk", {{"experts", int64_t{2}}, {"k", int64_t{1}}, {"balance_loss_weight", 0.5}},
+                 spec(2, 4));
   {
     torch::NoGradGuard no_grad;
     l->named_parameters()["router_ED"].copy_(torch::eye(2, torch::kFloat64));
@@ -180,11 +198,13 @@ TEST(TopKRouter, TopOneGateIsTheRawProbabilitySoTheLmLossTrainsTheRouter) {
   // renormalize = true (the default) over a single choice would make every gate 1 and cut the
   // router off from the LM loss: with k = 1 the gate stays the softmax probability.
   torch::manual_seed(26);
-  auto l = layer("topk", {{"experts", int64_t{4}}, {"k", int64_t{1}}, {"balance_loss_weight", 0.0}});
+  auto l =
+      layer("topk", {{"experts", int64_t{4}}, {"k", int64_t{1}}, {"balance_loss_weight", 0.0}});
   const torch::Tensor h_BLD = torch::randn({2, 6, 8}, torch::kFloat64);
   RoutingContext context(ForwardMode::Train, true);
   const torch::Tensor y_BLD = l->forward(h_BLD, context);
-  const torch::Tensor probs_BLE = torch::softmax(torch::matmul(h_BLD, l->named_parameters()["router_ED"].t()), -1);
+  const torch::Tensor probs_BLE =
+      torch::softmax(torch::matmul(h_BLD, l->named_parameters()["router_ED"].t()), -1);
   const torch::Tensor w_BLE = context.records().at(0).weights_BLE.to(torch::kFloat64);
   EXPECT_TRUE(torch::allclose(w_BLE.amax(-1), probs_BLE.amax(-1), 1e-6, 1e-6));
   (y_BLD * torch::randn_like(y_BLD)).sum().backward();
@@ -205,8 +225,10 @@ TEST(TopKRouter, GateScaleMultipliesTheGatesSoAnUpcycledTopOneLayerStartsNearThe
   std::map<double, torch::Tensor> outputs;
   for (const double scale : {1.0, 8.0}) {
     torch::manual_seed(28);
-    auto l = plugins().build_layer("topk", s, plugins().params("topk", {{"experts", int64_t{8}}, {"k", int64_t{1}},
-                                                                         {"gate_scale", scale}}));
+    auto l = plugins().build_layer(
+        "topk", s,
+        plugins().params("topk",
+                         {{"experts", int64_t{8}}, {"k", int64_t{1}}, {"gate_scale", scale}}));
     l->to(torch::kFloat64);
     l->upcycle_from(dense);
     RoutingContext context(ForwardMode::Eval, false);
@@ -216,7 +238,8 @@ TEST(TopKRouter, GateScaleMultipliesTheGatesSoAnUpcycledTopOneLayerStartsNearThe
   EXPECT_TRUE(torch::allclose(outputs[8.0], outputs[1.0] * 8.0, 1e-12, 1e-12));
   const double raw_ratio = (outputs[1.0].norm() / dense_BLD.norm()).item<double>();
   const double scaled_ratio = (outputs[8.0].norm() / dense_BLD.norm()).item<double>();
-  EXPECT_LT(raw_ratio, 0.25) << "the raw top-1 gate keeps the upcycled output near 1/E of the dense one";
+  EXPECT_LT(raw_ratio, 0.25)
+      << "the raw top-1 gate keeps the upcycled output near 1/E of the dense one";
   EXPECT_GT(scaled_ratio, 0.8);
   EXPECT_LT(scaled_ratio, 1.6);
 }
@@ -241,16 +264,19 @@ TEST(RoutingDistribution, IsOneHotForTopOneWhateverTheGateScaleAndLeavesMergeWei
   const torch::Tensor merge_BLE = torch::softmax(torch::randn({2, 6, 8}, torch::kFloat64), -1);
   EXPECT_TRUE(torch::allclose(routing_distribution(merge_BLE), merge_BLE, 1e-15, 1e-15));
   const torch::Tensor untaken_BLE = torch::zeros({1, 3, 8}, torch::kFloat64);
-  EXPECT_TRUE(torch::equal(routing_distribution(untaken_BLE), untaken_BLE)) << "a token no expert took stays empty";
+  EXPECT_TRUE(torch::equal(routing_distribution(untaken_BLE), untaken_BLE))
+      << "a token no expert took stays empty";
 }
 
 TEST(TopKRouter, TokenChoiceIsCausalWithoutCapacityAndWithPositionCapacity) {
   for (const double capacity : {0.0, 0.75}) {
     torch::manual_seed(23);
-    auto l = layer("topk", {{"experts", int64_t{4}}, {"k", int64_t{2}}, {"capacity_factor", capacity}});
+    auto l =
+        layer("topk", {{"experts", int64_t{4}}, {"k", int64_t{2}}, {"capacity_factor", capacity}});
     const torch::Tensor h_BLD = torch::randn({3, 10, 8}, torch::kFloat64);
     for (int64_t p = 1; p < 10; ++p) {
-      EXPECT_EQ(testkit::earlier_outputs_changed(*l, h_BLD, p, ForwardMode::Train, kGroupingNoise), std::vector<int64_t>{})
+      EXPECT_EQ(testkit::earlier_outputs_changed(*l, h_BLD, p, ForwardMode::Train, kGroupingNoise),
+                std::vector<int64_t>{})
           << "capacity " << capacity << " position " << p;
     }
   }
@@ -259,16 +285,20 @@ TEST(TopKRouter, TokenChoiceIsCausalWithoutCapacityAndWithPositionCapacity) {
 TEST(ExpertChoiceRouter, InferenceModeIsCausalWhileTrainingIsNot) {
   for (const std::string level : {"token", "segment"}) {
     torch::manual_seed(24);
-    auto l = layer("expert_choice", {{"experts", int64_t{4}}, {"level", level}, {"segment_length", int64_t{2}}});
+    auto l = layer("expert_choice",
+                   {{"experts", int64_t{4}}, {"level", level}, {"segment_length", int64_t{2}}});
     const torch::Tensor h_BLD = torch::randn({2, 12, 8}, torch::kFloat64);
     bool training_leaks = false;
     for (int64_t p = 1; p < 12; ++p) {
-      EXPECT_EQ(testkit::earlier_outputs_changed(*l, h_BLD, p, ForwardMode::Eval, kGroupingNoise), std::vector<int64_t>{})
+      EXPECT_EQ(testkit::earlier_outputs_changed(*l, h_BLD, p, ForwardMode::Eval, kGroupingNoise),
+                std::vector<int64_t>{})
           << level << " position " << p;
-      training_leaks = training_leaks ||
-                       !testkit::earlier_outputs_changed(*l, h_BLD, p, ForwardMode::Train, kGroupingNoise).empty();
+      training_leaks = training_leaks || !testkit::earlier_outputs_changed(
+                                              *l, h_BLD, p, ForwardMode::Train, kGroupingNoise)
+                                              .empty();
     }
-    EXPECT_TRUE(training_leaks) << level << ": expert choice in training should look ahead (documented)";
+    EXPECT_TRUE(training_leaks) << level
+                                << ": expert choice in training should look ahead (documented)";
   }
 }
 
@@ -279,16 +309,20 @@ TEST(ExpertChoiceRouter, EveryExpertTakesCapacityFactorTimesUnitsOverE) {
   l->forward(torch::randn({2, 8, 8}, torch::kFloat64), context);
   const torch::Tensor w_BLE = context.records().at(0).weights_BLE;
   // 16 tokens, 4 experts: each expert processes exactly 4 tokens.
-  EXPECT_TRUE(torch::equal((w_BLE > 0).sum(torch::IntArrayRef{0, 1}), torch::full({4}, 4, torch::kInt64)));
+  EXPECT_TRUE(
+      torch::equal((w_BLE > 0).sum(torch::IntArrayRef{0, 1}), torch::full({4}, 4, torch::kInt64)));
 }
 
 TEST(LoryRouter, PrefixRoutingReusesTheFirstSegmentsWeightsForEverySegment) {
   torch::manual_seed(26);
-  auto l = layer("lory", {{"experts", int64_t{4}}, {"segment_length", int64_t{3}}, {"routing", std::string("prefix")}});
+  auto l = layer("lory", {{"experts", int64_t{4}},
+                          {"segment_length", int64_t{3}},
+                          {"routing", std::string("prefix")}});
   RoutingContext context(ForwardMode::Train, true);
   l->forward(torch::randn({2, 12, 8}, torch::kFloat64), context);
   const torch::Tensor w_BLE = context.records().at(0).weights_BLE;
-  for (int64_t t = 1; t < 12; ++t) EXPECT_TRUE(torch::equal(w_BLE.select(1, t), w_BLE.select(1, 0))) << t;
+  for (int64_t t = 1; t < 12; ++t)
+    EXPECT_TRUE(torch::equal(w_BLE.select(1, t), w_BLE.select(1, 0))) << t;
 }
 
 }  // namespace

@@ -17,16 +17,19 @@ namespace {
 
 TEST(FailureReason, KeepsLibTorchsMessageWithoutItsStackTrace) {
   try {
-    torch::ones({2, 3}).view({4});  // shape mismatch: a c10::Error whose what() carries a C++ backtrace
+    torch::ones({2, 3}).view(
+        {4});  // shape mismatch: a c10::Error whose what() carries a C++ backtrace
     FAIL();
   } catch (const std::exception& e) {
     const std::string reason = failure_reason(e);
-    EXPECT_NE(reason.find("shape '[4]' is invalid for input of size 6"), std::string::npos) << reason;
+    EXPECT_NE(reason.find("shape '[4]' is invalid for input of size 6"), std::string::npos)
+        << reason;
     EXPECT_EQ(reason.find("frame #"), std::string::npos) << reason;
     EXPECT_EQ(reason.find("Exception raised from"), std::string::npos) << reason;
     EXPECT_LE(reason.size(), kMaxFailureReason + 6);
   }
-  EXPECT_EQ(failure_reason(std::runtime_error(std::string(5000, 'x'))).size(), kMaxFailureReason + 6);
+  EXPECT_EQ(failure_reason(std::runtime_error(std::string(5000, 'x'))).size(),
+            kMaxFailureReason + 6);
 }
 
 TEST(AdamW, MatchesLibTorchAdamWOnAMatrix) {
@@ -34,7 +37,8 @@ TEST(AdamW, MatchesLibTorchAdamWOnAMatrix) {
   torch::Tensor mine = torch::randn({5, 7}, torch::kFloat64).requires_grad_();
   torch::Tensor reference = mine.detach().clone().requires_grad_();
   AdamW optimizer({0.9, 0.95, 1e-8, 0.1});
-  torch::optim::AdamW torch_adamw({reference}, torch::optim::AdamWOptions(0.01).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
+  torch::optim::AdamW torch_adamw(
+      {reference}, torch::optim::AdamWOptions(0.01).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
   for (int step = 0; step < 5; ++step) {
     const torch::Tensor target = torch::randn({5, 7}, torch::kFloat64);
     (mine - target).pow(2).sum().backward();
@@ -60,7 +64,8 @@ TEST(LrSchedule, LinearWarmupThenCosineToTheMinimum) {
 TEST(Checkpoint, RestoresModelAndOptimizerExactlyAndRejectsACorruptedFile) {
   testing::TempDir dir;
   torch::manual_seed(0);
-  auto model = testing::plugins().build_model("dense", ParamValues(), testing::plugins().transformer_params(16, 1, 2), 20, 8);
+  auto model = testing::plugins().build_model(
+      "dense", ParamValues(), testing::plugins().transformer_params(16, 1, 2), 20, 8);
   AdamW optimizer({0.9, 0.95, 1e-8, 0.1});
   RoutingContext context(ForwardMode::Train, false);
   model->forward(torch::randint(20, {2, 8}, torch::kInt64), context).sum().backward();
@@ -75,7 +80,8 @@ TEST(Checkpoint, RestoresModelAndOptimizerExactlyAndRejectsACorruptedFile) {
   store.save(*model, optimizer, state);
 
   torch::manual_seed(99);
-  auto other = testing::plugins().build_model("dense", ParamValues(), testing::plugins().transformer_params(16, 1, 2), 20, 8);
+  auto other = testing::plugins().build_model(
+      "dense", ParamValues(), testing::plugins().transformer_params(16, 1, 2), 20, 8);
   AdamW other_optimizer({0.9, 0.95, 1e-8, 0.1});
   const TrainingState restored = store.restore(*other, &other_optimizer);
   EXPECT_EQ(restored.step, 7);
@@ -88,7 +94,8 @@ TEST(Checkpoint, RestoresModelAndOptimizerExactlyAndRejectsACorruptedFile) {
     for (auto& p : m->parameters()) p.mutable_grad() = torch::ones_like(p);
   }
   std::vector<std::pair<std::string, torch::Tensor>> named_other;
-  for (const auto& item : other->named_parameters()) named_other.emplace_back(item.key(), item.value());
+  for (const auto& item : other->named_parameters())
+    named_other.emplace_back(item.key(), item.value());
   optimizer.step(named, 0.01);
   other_optimizer.step(named_other, 0.01);
   for (const auto& item : a) EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();

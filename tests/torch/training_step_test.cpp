@@ -16,7 +16,8 @@ namespace {
 // fp32 summation order" and is not defeated by entries that are near zero.
 double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
   const double denominator = b.to(torch::kFloat64).norm().item<double>();
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).norm().item<double>() / std::max(denominator, 1e-300);
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).norm().item<double>() /
+         std::max(denominator, 1e-300);
 }
 
 struct LossAndGrads {
@@ -32,8 +33,8 @@ LossAndGrads full_logits_reference(const torch::Tensor& h_ND, const torch::Tenso
   return {loss.detach(), h.grad(), w.grad()};
 }
 
-LossAndGrads chunked(const torch::Tensor& h_ND, const torch::Tensor& weight_VD, const torch::Tensor& targets_N,
-                     int64_t chunk_rows) {
+LossAndGrads chunked(const torch::Tensor& h_ND, const torch::Tensor& weight_VD,
+                     const torch::Tensor& targets_N, int64_t chunk_rows) {
   const torch::Tensor h = h_ND.detach().clone().requires_grad_();
   const torch::Tensor w = weight_VD.detach().clone().requires_grad_();
   const torch::Tensor loss = linear_cross_entropy(h, w, targets_N, chunk_rows);
@@ -72,12 +73,14 @@ TEST(LinearCrossEntropy, TheIncomingGradientScalesBothGradientsAndNoGradGivesThe
   EXPECT_LT(relative_error(h.grad(), once.dh * 0.25), 1e-14);
   EXPECT_LT(relative_error(w.grad(), once.dweight * 0.25), 1e-14);
   torch::NoGradGuard no_grad;
-  EXPECT_DOUBLE_EQ(linear_cross_entropy(h_ND, weight_VD, targets_N, 9).item<double>(), once.loss.item<double>());
+  EXPECT_DOUBLE_EQ(linear_cross_entropy(h_ND, weight_VD, targets_N, 9).item<double>(),
+                   once.loss.item<double>());
 }
 
 TEST(LinearCrossEntropy, RefusesMismatchedShapes) {
   const torch::Tensor h_ND = torch::randn({4, 8}), weight_VD = torch::randn({10, 8});
-  EXPECT_THROW(linear_cross_entropy(h_ND, torch::randn({10, 7}), torch::zeros({4}, torch::kInt64)), c10::Error);
+  EXPECT_THROW(linear_cross_entropy(h_ND, torch::randn({10, 7}), torch::zeros({4}, torch::kInt64)),
+               c10::Error);
   EXPECT_THROW(linear_cross_entropy(h_ND, weight_VD, torch::zeros({5}, torch::kInt64)), c10::Error);
 }
 
@@ -89,11 +92,13 @@ TEST(LanguageModelLoss, ChunkedEqualsFullLogitsForEveryParameterOfDenseAndLoryMo
     for (const bool tied : {false, true}) {
       torch::manual_seed(5);
       const ParamValues router_params =
-          router == "lory" ? testing::plugins().params("lory", {{"experts", ParamValue(int64_t{4})},
-                                                                {"segment_length", ParamValue(int64_t{8})}})
-                           : testing::plugins().params("dense");
+          router == "lory"
+              ? testing::plugins().params("lory", {{"experts", ParamValue(int64_t{4})},
+                                                   {"segment_length", ParamValue(int64_t{8})}})
+              : testing::plugins().params("dense");
       auto model = testing::plugins().build_model(
-          router, router_params, testing::plugins().transformer_params(32, 2, 2, {{"tie_embeddings", ParamValue(tied)}}),
+          router, router_params,
+          testing::plugins().transformer_params(32, 2, 2, {{"tie_embeddings", ParamValue(tied)}}),
           vocab, context);
       model->train();
       ASSERT_TRUE(model->output_projection_VD().defined());
@@ -104,8 +109,8 @@ TEST(LanguageModelLoss, ChunkedEqualsFullLogitsForEveryParameterOfDenseAndLoryMo
       for (const auto path : {LmLossPath::FullLogits, LmLossPath::Chunked}) {
         for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
         RoutingContext routing(ForwardMode::Train, false);
-        const torch::Tensor loss =
-            language_model_loss(*model, tokens_BL1.slice(1, 0, -1), tokens_BL1.slice(1, 1), routing, path);
+        const torch::Tensor loss = language_model_loss(*model, tokens_BL1.slice(1, 0, -1),
+                                                       tokens_BL1.slice(1, 1), routing, path);
         loss.backward();
         losses[index] = loss.item<double>();
         for (const auto& item : model->named_parameters()) {
@@ -135,8 +140,10 @@ torch::Tensor naive_rope(const torch::Tensor& x_LK, double theta) {
   torch::Tensor out_LK = torch::empty_like(x_LK);
   for (int64_t p = 0; p < L; ++p) {
     for (int64_t j = 0; j < K; ++j) {
-      const double angle = static_cast<double>(p) * std::pow(theta, -2.0 * static_cast<double>(j % half) / K);
-      const double rotated = j < half ? -x_LK[p][j + half].item<double>() : x_LK[p][j - half].item<double>();
+      const double angle =
+          static_cast<double>(p) * std::pow(theta, -2.0 * static_cast<double>(j % half) / K);
+      const double rotated =
+          j < half ? -x_LK[p][j + half].item<double>() : x_LK[p][j - half].item<double>();
       out_LK[p][j] = x_LK[p][j].item<double>() * std::cos(angle) + rotated * std::sin(angle);
     }
   }
@@ -146,8 +153,8 @@ torch::Tensor naive_rope(const torch::Tensor& x_LK, double theta) {
 TEST(TransformerModel, LogitsEqualANaivePerHeadReferenceInFloat64) {
   const int64_t vocab = 37, L = 12, D = 16, H = 2, K = D / H, layers = 2;
   torch::manual_seed(21);
-  auto model = testing::plugins().build_model("dense", ParamValues(), testing::plugins().transformer_params(D, layers, H),
-                                              vocab, L);
+  auto model = testing::plugins().build_model(
+      "dense", ParamValues(), testing::plugins().transformer_params(D, layers, H), vocab, L);
   model->to(torch::kFloat64);
   model->eval();
   std::map<std::string, torch::Tensor> w;
@@ -161,13 +168,17 @@ TEST(TransformerModel, LogitsEqualANaivePerHeadReferenceInFloat64) {
     const torch::Tensor qkv_3DD = w.at(b + "attention.w_qkv_3DD");
     torch::Tensor heads_LD = torch::zeros({L, D}, torch::kFloat64);
     for (int64_t h = 0; h < H; ++h) {
-      const auto rows = [&](int64_t part) { return qkv_3DD.slice(0, part * D + h * K, part * D + h * K + K); };
+      const auto rows = [&](int64_t part) {
+        return qkv_3DD.slice(0, part * D + h * K, part * D + h * K + K);
+      };
       const torch::Tensor q_LK = naive_rope(torch::mm(a_LD, rows(0).t()), theta);
       const torch::Tensor k_LK = naive_rope(torch::mm(a_LD, rows(1).t()), theta);
       const torch::Tensor v_LK = torch::mm(a_LD, rows(2).t());
       for (int64_t t = 0; t < L; ++t) {
-        const torch::Tensor scores_P = torch::mv(k_LK.slice(0, 0, t + 1), q_LK[t]) / std::sqrt(static_cast<double>(K));
-        heads_LD.slice(1, h * K, h * K + K)[t] = torch::mv(v_LK.slice(0, 0, t + 1).t(), torch::softmax(scores_P, 0));
+        const torch::Tensor scores_P =
+            torch::mv(k_LK.slice(0, 0, t + 1), q_LK[t]) / std::sqrt(static_cast<double>(K));
+        heads_LD.slice(1, h * K, h * K + K)[t] =
+            torch::mv(v_LK.slice(0, 0, t + 1).t(), torch::softmax(scores_P, 0));
       }
     }
     x_LD = x_LD + torch::mm(heads_LD, w.at(b + "attention.w_out_DD").t());
@@ -185,7 +196,8 @@ TEST(TransformerModel, LogitsEqualANaivePerHeadReferenceInFloat64) {
     torch::AutoGradMode mode(grad_mode);
     RoutingContext routing(ForwardMode::Eval, false);
     const torch::Tensor logits_LV = model->forward(tokens_L.unsqueeze(0), routing)[0];
-    EXPECT_LT(relative_error(logits_LV.detach(), reference_LV), 1e-9) << (grad_mode ? "fused" : "unfused");
+    EXPECT_LT(relative_error(logits_LV.detach(), reference_LV), 1e-9)
+        << (grad_mode ? "fused" : "unfused");
   }
 }
 

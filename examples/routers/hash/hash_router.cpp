@@ -3,9 +3,9 @@
 // token id (`key = "token"`), or of its position in the sequence (`key = "position"`): no router,
 // nothing learned about routing, perfectly causal, and balanced as far as the token frequencies
 // allow. The expert's output is used as is (gate 1), so the layer is a dense FFN per hash bucket.
-#include <lory/nn/expert_dispatch.h>
 #include <lory/core/param_declaration.h>
 #include <lory/core/plugin.h>
+#include <lory/nn/expert_dispatch.h>
 #include <lory/nn/router_api.h>
 
 #include <stdexcept>
@@ -22,15 +22,19 @@ struct Options {
 const lory::ParamDeclaration<Options>& params() {
   static const auto declaration =
       lory::ParamDeclaration<Options>("router.hash")
-          .integer("experts", &Options::experts, 8, 1, 1024, "E: SwiGLU experts per layer, one per hash bucket")
-          .choice("key", &Options::key, {{"token", Key::Token}, {"position", Key::Position}}, Key::Token,
+          .integer("experts", &Options::experts, 8, 1, 1024,
+                   "E: SwiGLU experts per layer, one per hash bucket")
+          .choice("key", &Options::key, {{"token", Key::Token}, {"position", Key::Position}},
+                  Key::Token,
                   "what is hashed: the token id (Hash Layers) or the position in the sequence")
           .integer("salt", &Options::salt, 0, 0, 1 << 30,
                    "mixed into the hash: another salt gives another fixed token-to-expert map");
   return declaration;
 }
 
-Options read_options(const lory::ParamValues& values, const lory::FeedForwardSpec&) { return params().read(values); }
+Options read_options(const lory::ParamValues& values, const lory::FeedForwardSpec&) {
+  return params().read(values);
+}
 
 class HashFeedForward final : public lory::FeedForward {
  public:
@@ -45,8 +49,9 @@ class HashFeedForward final : public lory::FeedForward {
     torch::Tensor key_BL;
     if (options_.key == Key::Token) {
       if (!context.token_ids_BL().defined()) {
-        throw std::runtime_error("router.hash: key = \"token\" needs the forward's token ids, which the model did not "
-                                 "set (lory::RoutingContext::set_token_ids)");
+        throw std::runtime_error(
+            "router.hash: key = \"token\" needs the forward's token ids, which the model did not "
+            "set (lory::RoutingContext::set_token_ids)");
       }
       key_BL = context.token_ids_BL().to(index_options);
     } else {
@@ -54,13 +59,17 @@ class HashFeedForward final : public lory::FeedForward {
     }
     // A multiplicative hash (Knuth) of key + salt, its high bits taken modulo E: neighbouring ids
     // land in unrelated buckets.
-    const torch::Tensor mixed_BL = ((key_BL + options_.salt) * int64_t{2654435761}).remainder(int64_t{1} << 32);
-    const torch::Tensor expert_X = mixed_BL.div(int64_t{1} << 16, "floor").remainder(E).reshape({-1});
+    const torch::Tensor mixed_BL =
+        ((key_BL + options_.salt) * int64_t{2654435761}).remainder(int64_t{1} << 32);
+    const torch::Tensor expert_X =
+        mixed_BL.div(int64_t{1} << 16, "floor").remainder(E).reshape({-1});
     const lory::ExpertAssignments assignments{torch::arange(B * L, index_options), expert_X,
                                               torch::ones({B * L}, h_BLD.options())};
-    const torch::Tensor y_XD = lory::dispatch_to_experts(h_BLD.reshape({B * L, D}), assignments, experts_);
+    const torch::Tensor y_XD =
+        lory::dispatch_to_experts(h_BLD.reshape({B * L, D}), assignments, experts_);
     if (context.recording()) {
-      lory::record_routing(context, layer_, lory::assignment_weights(assignments, B * L, E).view({B, L, E}), {},
+      lory::record_routing(context, layer_,
+                           lory::assignment_weights(assignments, B * L, E).view({B, L, E}), {},
                            lory::tokens_per_expert(assignments, E));
     }
     return y_XD.view({B, L, D});
@@ -70,14 +79,18 @@ class HashFeedForward final : public lory::FeedForward {
   // A token's output depends on that token (and its position) alone.
   bool supports_incremental_decoding() const override { return true; }
   int64_t active_parameter_count() const override { return experts_.w_gate_EFD[0].numel() * 3; }
-  void upcycle_from(const lory::DenseFFNWeights& dense) override { lory::copy_dense_into_experts(experts_, dense); }
+  void upcycle_from(const lory::DenseFFNWeights& dense) override {
+    lory::copy_dense_into_experts(experts_, dense);
+  }
 
   std::string export_layout_json() const override {
     nlohmann::json layout = params().to_json(options_);
     layout["router"] = "hash";
-    layout["tensors"] = {{"w_gate_EFD", "[E, F, D]"}, {"w_up_EFD", "[E, F, D]"}, {"w_down_EDF", "[E, D, F]"}};
+    layout["tensors"] = {
+        {"w_gate_EFD", "[E, F, D]"}, {"w_up_EFD", "[E, F, D]"}, {"w_down_EDF", "[E, D, F]"}};
     layout["rule"] =
-        "k = token id (key = token) or position (key = position); e = (((k + salt) * 2654435761) mod 2^32) div 2^16 "
+        "k = token id (key = token) or position (key = position); e = (((k + salt) * 2654435761) "
+        "mod 2^32) div 2^16 "
         "mod E; y = SwiGLU_e(h)";
     return layout.dump();
   }
@@ -94,8 +107,9 @@ std::unique_ptr<lory::RouterPlugin> create() {
 
 }  // namespace hash_example
 
-LORY_DECLARED_PLUGIN(LORY_PLUGIN_ROUTER, "hash",
-                     "Hash Layers: each token to one expert chosen by a fixed hash of its token id or position "
-                     "(Roller et al., 2021; causal)",
-                     hash_example::params)
+LORY_DECLARED_PLUGIN(
+    LORY_PLUGIN_ROUTER, "hash",
+    "Hash Layers: each token to one expert chosen by a fixed hash of its token id or position "
+    "(Roller et al., 2021; causal)",
+    hash_example::params)
 LORY_ROUTER_FACTORY(hash_example::create)

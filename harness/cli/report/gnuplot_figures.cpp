@@ -30,8 +30,9 @@ void run_gnuplot(const std::string& script_path) {
   while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
   const int status = pclose(pipe);
   if (status != 0) {
-    throw UserError(fmt::format("gnuplot failed on '{}' (is gnuplot-nox installed? scripts/setup-deps): {}",
-                                script_path, output));
+    throw UserError(
+        fmt::format("gnuplot failed on '{}' (is gnuplot-nox installed? scripts/setup-deps): {}",
+                    script_path, output));
   }
 }
 
@@ -58,38 +59,44 @@ void line_plot(const std::string& png_path, const std::string& title, const std:
          << "set format x \"%.1s%c\"\n"
          << (y_max > 0 ? fmt::format("set yrange [0:{}]\n", y_max) : "") << "plot ";
   for (size_t i = 0; i < series.size(); ++i) {
-    script << (i ? ", \\\n     " : "") << quoted(base + ".dat") << " index " << i << " using 1:2 with lines lw 2 title "
-           << quoted(series[i].name);
+    script << (i ? ", \\\n     " : "") << quoted(base + ".dat") << " index " << i
+           << " using 1:2 with lines lw 2 title " << quoted(series[i].name);
   }
   script << "\n";
   script.close();
   run_gnuplot(base + ".gp");
 }
 
-void heatmap(const std::string& png_path, const std::string& title, const std::vector<std::string>& row_labels,
-             const std::vector<std::string>& column_labels, const std::vector<std::vector<double>>& values,
-             const std::string& value_label, double colour_max) {
+void heatmap(const std::string& png_path, const std::string& title,
+             const std::vector<std::string>& row_labels,
+             const std::vector<std::string>& column_labels,
+             const std::vector<std::vector<double>>& values, const std::string& value_label,
+             double colour_max) {
   const std::string base = png_path.substr(0, png_path.size() - 4);
   std::ofstream data(base + ".dat");
   for (size_t r = 0; r < values.size(); ++r) {
-    for (size_t c = 0; c < values[r].size(); ++c) data << fmt::format("{} {} {}\n", c, r, values[r][c]);
+    for (size_t c = 0; c < values[r].size(); ++c)
+      data << fmt::format("{} {} {}\n", c, r, values[r][c]);
     data << "\n";
   }
   data.close();
   std::ofstream script(base + ".gp");
   const size_t width = 300 + 40 * column_labels.size(), height = 160 + 40 * row_labels.size();
-  script << "set terminal pngcairo size " << width << "," << height << " font \"sans,10\" noenhanced\n"
+  script << "set terminal pngcairo size " << width << "," << height
+         << " font \"sans,10\" noenhanced\n"
          << "set output " << quoted(png_path) << "\n"
          << "set title " << quoted(title) << "\n"
          << "set xlabel \"expert\"\nset cblabel " << quoted(value_label) << "\n"
          << "set palette defined (0 \"white\", 1 \"#fdd49e\", 2 \"#ef6548\", 3 \"#7f0000\")\n"
          << "set cbrange [0:" << (colour_max > 0 ? fmt::format("{}", colour_max) : std::string("*"))
          << "]\nset view map\nset size ratio -1\n"
-         << "set xrange [-0.5:" << column_labels.size() - 0.5 << "]\nset yrange [-0.5:" << row_labels.size() - 0.5
-         << "] reverse\nset xtics (";
-  for (size_t c = 0; c < column_labels.size(); ++c) script << (c ? ", " : "") << quoted(column_labels[c]) << " " << c;
+         << "set xrange [-0.5:" << column_labels.size() - 0.5
+         << "]\nset yrange [-0.5:" << row_labels.size() - 0.5 << "] reverse\nset xtics (";
+  for (size_t c = 0; c < column_labels.size(); ++c)
+    script << (c ? ", " : "") << quoted(column_labels[c]) << " " << c;
   script << ")\nset ytics (";
-  for (size_t r = 0; r < row_labels.size(); ++r) script << (r ? ", " : "") << quoted(row_labels[r]) << " " << r;
+  for (size_t r = 0; r < row_labels.size(); ++r)
+    script << (r ? ", " : "") << quoted(row_labels[r]) << " " << r;
   script << ")\nplot " << quoted(base + ".dat") << " using 1:2:3 with image notitle\n";
   script.close();
   run_gnuplot(base + ".gp");

@@ -19,8 +19,10 @@ void line_plot(const std::string& png_path, const std::string& title, const std:
 
 // values[row][column]; rows are labelled by row_labels (y axis), columns by column_labels.
 // colour_max > 0 fixes the colour scale to [0, colour_max] (one scale for several heatmaps).
-void heatmap(const std::string& png_path, const std::string& title, const std::vector<std::string>& row_labels,
-             const std::vector<std::string>& column_labels, const std::vector<std::vector<double>>& values,
-             const std::string& value_label, double colour_max = 0);
+void heatmap(const std::string& png_path, const std::string& title,
+             const std::vector<std::string>& row_labels,
+             const std::vector<std::string>& column_labels,
+             const std::vector<std::vector<double>>& values, const std::string& value_label,
+             double colour_max = 0);
 
 }  // namespace lory::cli

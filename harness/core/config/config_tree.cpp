@@ -2,13 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <toml++/toml.h>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string_view>
 #include <utility>
 #include <vector>
-#include <toml++/toml.h>
 
 namespace lory {
 
@@ -60,22 +60,32 @@ ConfigNode ConfigNode::scalar(std::string value, SourceLocation where) {
 
 const char* ConfigNode::kind_name(Kind kind) {
   switch (kind) {
-    case Kind::Bool: return "boolean";
-    case Kind::Int: return "integer";
-    case Kind::Float: return "float";
-    case Kind::String: return "string";
-    case Kind::Array: return "array";
-    case Kind::Table: return "table";
+    case Kind::Bool:
+      return "boolean";
+    case Kind::Int:
+      return "integer";
+    case Kind::Float:
+      return "float";
+    case Kind::String:
+      return "string";
+    case Kind::Array:
+      return "array";
+    case Kind::Table:
+      return "table";
   }
   return "?";
 }
 
 std::string ConfigNode::to_toml_text() const {
   switch (kind_) {
-    case Kind::Bool: return as_bool() ? "true" : "false";
-    case Kind::Int: return std::to_string(as_int());
-    case Kind::Float: return fmt::format("{}", as_float());
-    case Kind::String: return "\"" + as_string() + "\"";
+    case Kind::Bool:
+      return as_bool() ? "true" : "false";
+    case Kind::Int:
+      return std::to_string(as_int());
+    case Kind::Float:
+      return fmt::format("{}", as_float());
+    case Kind::String:
+      return "\"" + as_string() + "\"";
     case Kind::Array: {
       std::string out = "[";
       for (size_t i = 0; i < children_.size(); ++i) {
@@ -134,7 +144,8 @@ const ConfigNode* ConfigNode::find_path(std::string_view dotted_path) const {
   size_t start = 0;
   while (node) {
     const size_t dot = dotted_path.find('.', start);
-    const std::string_view part = dotted_path.substr(start, dot == std::string_view::npos ? dot : dot - start);
+    const std::string_view part =
+        dotted_path.substr(start, dot == std::string_view::npos ? dot : dot - start);
     if (!node->is_table()) return nullptr;
     node = node->find(part);
     if (dot == std::string_view::npos) return node;
@@ -160,9 +171,10 @@ SourceLocation location_of(const toml::source_region& region,
 constexpr int kMaxNesting = 32;
 
 std::string too_deep_message() {
-  return fmt::format("keys are nested more than {} levels deep here; lory's configuration needs at most a few "
-                     "(section.plugin.key), so this file is not read further",
-                     kMaxNesting);
+  return fmt::format(
+      "keys are nested more than {} levels deep here; lory's configuration needs at most a few "
+      "(section.plugin.key), so this file is not read further",
+      kMaxNesting);
 }
 
 // The first node nested deeper than kMaxNesting, found without recursion; nullptr if none.
@@ -196,7 +208,9 @@ std::optional<std::pair<int, int>> first_too_deep_line(const std::string& text) 
     ++line_number;
     for (const char* fence : {"\"\"\"", "'''"}) {
       size_t count = 0;
-      for (size_t at = line.find(fence); at != std::string_view::npos; at = line.find(fence, at + 3)) ++count;
+      for (size_t at = line.find(fence); at != std::string_view::npos;
+           at = line.find(fence, at + 3))
+        ++count;
       if (count % 2 == 1) in_multiline = !in_multiline;
     }
     const size_t first = line.find_first_not_of(" \t");
@@ -226,7 +240,8 @@ std::optional<std::pair<int, int>> first_too_deep_line(const std::string& text) 
           break;
         }
       }
-      if (is_key && dots >= kMaxNesting) return std::make_pair(line_number, static_cast<int>(first) + 1);
+      if (is_key && dots >= kMaxNesting)
+        return std::make_pair(line_number, static_cast<int>(first) + 1);
     }
     start = end + 1;
   }
@@ -236,13 +251,15 @@ std::optional<std::pair<int, int>> first_too_deep_line(const std::string& text) 
 // nullopt for values lory cannot hold (dates, times): reported once here, then left out so that
 // they cause no second, misleading error. `path` names the value for messages ("trainer.seed").
 std::optional<ConfigNode> convert(const toml::node& node, const std::string& path,
-                                  const std::shared_ptr<const std::string>& file, Diagnostics& diagnostics) {
+                                  const std::shared_ptr<const std::string>& file,
+                                  Diagnostics& diagnostics) {
   const SourceLocation where = location_of(node.source(), file);
   if (const auto* table = node.as_table()) {
     ConfigNode out = ConfigNode::table(where);
     for (const auto& [key, value] : *table) {
       const std::string name(key.str());
-      if (auto converted = convert(value, path.empty() ? name : path + "." + name, file, diagnostics)) {
+      if (auto converted =
+              convert(value, path.empty() ? name : path + "." + name, file, diagnostics)) {
         out.set(name, std::move(*converted), location_of(key.source(), file));
       }
     }
@@ -252,19 +269,23 @@ std::optional<ConfigNode> convert(const toml::node& node, const std::string& pat
     ConfigNode out = ConfigNode::array(where);
     size_t index = 0;
     for (const auto& element : *array) {
-      if (auto converted = convert(element, fmt::format("{}[{}]", path, index++), file, diagnostics)) {
+      if (auto converted =
+              convert(element, fmt::format("{}[{}]", path, index++), file, diagnostics)) {
         out.push_back(std::move(*converted));
       }
     }
     return out;
   }
   if (const auto* v = node.as_boolean()) return ConfigNode::scalar(v->get(), where);
-  if (const auto* v = node.as_integer()) return ConfigNode::scalar(static_cast<int64_t>(v->get()), where);
+  if (const auto* v = node.as_integer())
+    return ConfigNode::scalar(static_cast<int64_t>(v->get()), where);
   if (const auto* v = node.as_floating_point()) return ConfigNode::scalar(v->get(), where);
   if (const auto* v = node.as_string()) return ConfigNode::scalar(v->get(), where);
-  diagnostics.error(where, fmt::format("'{}' is a date or time, which is not a valid configuration value (quote it to "
-                                       "make it a string)",
-                                       path));
+  diagnostics.error(
+      where,
+      fmt::format("'{}' is a date or time, which is not a valid configuration value (quote it to "
+                  "make it a string)",
+                  path));
   return std::nullopt;
 }
 
@@ -319,7 +340,8 @@ void set_config_path(ConfigNode& root, const std::vector<std::string>& path, Con
   ConfigNode* node = &root;
   for (size_t i = 0; i + 1 < path.size(); ++i) {
     ConfigNode* next = node->find(path[i]);
-    if (!next || !next->is_table()) next = &node->set(path[i], ConfigNode::table(key_where), key_where);
+    if (!next || !next->is_table())
+      next = &node->set(path[i], ConfigNode::table(key_where), key_where);
     node = next;
   }
   node->set(path.back(), std::move(value), std::move(key_where));

@@ -13,11 +13,16 @@ namespace lory {
 
 const char* param_type_name(ParamType type) {
   switch (type) {
-    case ParamType::Bool: return "boolean";
-    case ParamType::Int: return "integer";
-    case ParamType::Float: return "float";
-    case ParamType::String: return "string";
-    case ParamType::Path: return "path";
+    case ParamType::Bool:
+      return "boolean";
+    case ParamType::Int:
+      return "integer";
+    case ParamType::Float:
+      return "float";
+    case ParamType::String:
+      return "string";
+    case ParamType::Path:
+      return "path";
   }
   return "?";
 }
@@ -85,7 +90,8 @@ std::optional<ParamValue> parse_param_literal(ParamType type, const std::string&
       return ParamValue(v);
     }
     case ParamType::String:
-    case ParamType::Path: return ParamValue(text);
+    case ParamType::Path:
+      return ParamValue(text);
   }
   return std::nullopt;
 }
@@ -120,7 +126,8 @@ std::string check_value(const ParamSpec& spec, const ParamValue& value) {
                          spec.range_text().empty() ? "a finite number" : spec.range_text());
     }
     if (v < spec.min_value || v > spec.max_value) {
-      return fmt::format("value {} is out of range: must be {}", param_value_text(value), spec.range_text());
+      return fmt::format("value {} is out of range: must be {}", param_value_text(value),
+                         spec.range_text());
     }
   }
   if (spec.type == ParamType::String && !spec.choices.empty()) {
@@ -139,11 +146,13 @@ ParamSchema schema_from_c(const LoryParamSpec* specs, uint32_t count) {
   std::vector<ParamSpec> params;
   for (uint32_t i = 0; i < count; ++i) {
     const LoryParamSpec& c = specs[i];
-    if (!c.name || !*c.name) throw std::invalid_argument(fmt::format("parameter #{} has no name", i));
+    if (!c.name || !*c.name)
+      throw std::invalid_argument(fmt::format("parameter #{} has no name", i));
     ParamSpec spec;
     spec.name = c.name;
     if (c.type < LORY_PARAM_BOOL || c.type > LORY_PARAM_PATH) {
-      throw std::invalid_argument(fmt::format("parameter '{}' has unknown type {}", spec.name, c.type));
+      throw std::invalid_argument(
+          fmt::format("parameter '{}' has unknown type {}", spec.name, c.type));
     }
     spec.type = static_cast<ParamType>(c.type);
     spec.min_value = c.min_value;
@@ -153,8 +162,9 @@ ParamSchema schema_from_c(const LoryParamSpec* specs, uint32_t count) {
     if (c.default_value) {
       spec.default_value = parse_param_literal(spec.type, c.default_value);
       if (!spec.default_value) {
-        throw std::invalid_argument(fmt::format("parameter '{}' has default '{}' that is not of type {}",
-                                                spec.name, c.default_value, param_type_name(spec.type)));
+        throw std::invalid_argument(
+            fmt::format("parameter '{}' has default '{}' that is not of type {}", spec.name,
+                        c.default_value, param_type_name(spec.type)));
       }
       const std::string problem = check_value(spec, *spec.default_value);
       if (!problem.empty()) {
@@ -166,11 +176,13 @@ ParamSchema schema_from_c(const LoryParamSpec* specs, uint32_t count) {
   return ParamSchema(std::move(params));
 }
 
-ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, const std::string& path,
-                            const SourceLocation& where, Diagnostics& diagnostics,
-                            const std::vector<std::string>& skip_keys) {
+ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema,
+                            const std::string& path, const SourceLocation& where,
+                            Diagnostics& diagnostics, const std::vector<std::string>& skip_keys) {
   ParamValues values;
-  const auto key_path = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
+  const auto key_path = [&](const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  };
   // Keys given with a bad value get no default either: checks built on them would only add
   // follow-on errors to the one already reported.
   std::vector<std::string> rejected;
@@ -182,9 +194,10 @@ ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, 
         std::vector<std::string> candidates = schema.names();
         candidates.insert(candidates.end(), skip_keys.begin(), skip_keys.end());
         const std::string hint = quoted_dotted_key_hint(member.key());
-        diagnostics.error(member.key_where(), fmt::format("unknown key '{}'{}", key_path(member.key()),
-                                                          hint.empty() ? did_you_mean_suffix(member.key(), candidates)
-                                                                       : hint));
+        diagnostics.error(
+            member.key_where(),
+            fmt::format("unknown key '{}'{}", key_path(member.key()),
+                        hint.empty() ? did_you_mean_suffix(member.key(), candidates) : hint));
         continue;
       }
       std::optional<ParamValue> value;
@@ -208,10 +221,11 @@ ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, 
       }
       if (!value) {
         rejected.push_back(spec->name);
-        diagnostics.error(member.where(), fmt::format("'{}' must be {} {}, got {} {}", key_path(member.key()),
-                                                      spec->type == ParamType::Int ? "an" : "a",
-                                                      param_type_name(spec->type),
-                                                      ConfigNode::kind_name(member.kind()), member.to_toml_text()));
+        diagnostics.error(
+            member.where(),
+            fmt::format("'{}' must be {} {}, got {} {}", key_path(member.key()),
+                        spec->type == ParamType::Int ? "an" : "a", param_type_name(spec->type),
+                        ConfigNode::kind_name(member.kind()), member.to_toml_text()));
         continue;
       }
       const std::string problem = check_value(*spec, *value);
@@ -224,12 +238,15 @@ ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, 
     }
   }
   for (const ParamSpec& spec : schema.params()) {
-    if (values.has(spec.name) || std::find(rejected.begin(), rejected.end(), spec.name) != rejected.end()) continue;
+    if (values.has(spec.name) ||
+        std::find(rejected.begin(), rejected.end(), spec.name) != rejected.end())
+      continue;
     if (spec.default_value) {
       values.set(spec.name, *spec.default_value);
     } else if (!table || !table->find(spec.name)) {
-      diagnostics.error(where, fmt::format("missing required key '{}' ({}: {})", key_path(spec.name),
-                                           param_type_name(spec.type), spec.doc));
+      diagnostics.error(where,
+                        fmt::format("missing required key '{}' ({}: {})", key_path(spec.name),
+                                    param_type_name(spec.type), spec.doc));
     }
   }
   return values;

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "core/config/config_tree.h"
-#include "lory/core/param_values.h"
 #include "lory/abi/plugin_abi.h"
+#include "lory/core/param_values.h"
 
 namespace lory {
 
@@ -62,8 +62,9 @@ std::string param_value_text(const ParamValue& value);  // as written in TOML
 // Validates `table` (may be null: all defaults) against `schema`. `path` is the dotted key path
 // of the table for messages ("router.lory"); `where` locates the table for errors about missing
 // keys. Members named in `skip_keys` are left for the caller. Returns the values with defaults.
-ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema, const std::string& path,
-                            const SourceLocation& where, Diagnostics& diagnostics,
+ParamValues validate_params(const ConfigNode* table, const ParamSchema& schema,
+                            const std::string& path, const SourceLocation& where,
+                            Diagnostics& diagnostics,
                             const std::vector<std::string>& skip_keys = {});
 
 }  // namespace lory

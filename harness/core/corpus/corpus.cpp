@@ -22,8 +22,9 @@ namespace fs = std::filesystem;
 namespace {
 
 [[noreturn]] void corrupt(const std::string& directory, const std::string& what) {
-  throw UserError(fmt::format("corpus '{}': {}; prepare it again with `lory-data prepare --out {} --force ...`",
-                              directory, what, directory));
+  throw UserError(
+      fmt::format("corpus '{}': {}; prepare it again with `lory-data prepare --out {} --force ...`",
+                  directory, what, directory));
 }
 
 std::string read_text(const fs::path& path, const std::string& directory) {
@@ -42,8 +43,9 @@ CorpusManifest parse_corpus_manifest(const std::string& json_text, const std::st
     const nlohmann::json j = nlohmann::json::parse(json_text);
     m.format_version = j.at("format_version").get<int>();
     if (m.format_version != CorpusManifest::kFormatVersion) {
-      throw UserError(fmt::format("{}: corpus format version {} is not supported (this lory reads version {})", source,
-                                  m.format_version, CorpusManifest::kFormatVersion));
+      throw UserError(
+          fmt::format("{}: corpus format version {} is not supported (this lory reads version {})",
+                      source, m.format_version, CorpusManifest::kFormatVersion));
     }
     m.tokenizer = j.at("tokenizer").at("kind").get<std::string>();
     m.vocab_size = j.at("tokenizer").at("vocab_size").get<uint32_t>();
@@ -72,7 +74,8 @@ CorpusManifest parse_corpus_manifest(const std::string& json_text, const std::st
 }
 
 std::string corpus_manifest_json(const CorpusManifest& m, const std::string& extra_json_object) {
-  nlohmann::json j = extra_json_object.empty() ? nlohmann::json::object() : nlohmann::json::parse(extra_json_object);
+  nlohmann::json j = extra_json_object.empty() ? nlohmann::json::object()
+                                               : nlohmann::json::parse(extra_json_object);
   j["format_version"] = m.format_version;
   j["tokenizer"]["kind"] = m.tokenizer;
   j["tokenizer"]["vocab_size"] = m.vocab_size;
@@ -102,24 +105,28 @@ static void check_corpus_folder(const std::string& directory) {
   const fs::path dir(directory);
   std::error_code ec;
   if (fs::is_regular_file(dir, ec)) {
-    throw UserError(fmt::format("'{}' is a file, not a corpus folder: name the folder that `lory-data prepare --out "
-                                "FOLDER` wrote",
-                                directory));
+    throw UserError(fmt::format(
+        "'{}' is a file, not a corpus folder: name the folder that `lory-data prepare --out "
+        "FOLDER` wrote",
+        directory));
   }
   if (!fs::is_directory(dir, ec)) {
-    throw UserError(fmt::format("corpus folder '{}' does not exist; prepare one with `lory-data prepare --out {} "
-                                "...` (see README)",
-                                directory, directory));
+    throw UserError(fmt::format(
+        "corpus folder '{}' does not exist; prepare one with `lory-data prepare --out {} "
+        "...` (see README)",
+        directory, directory));
   }
   if (fs::is_empty(dir, ec)) {
-    throw UserError(fmt::format("corpus folder '{}' is empty; prepare it with `lory-data prepare --out {} ...` (see "
-                                "README)",
-                                directory, directory));
+    throw UserError(fmt::format(
+        "corpus folder '{}' is empty; prepare it with `lory-data prepare --out {} ...` (see "
+        "README)",
+        directory, directory));
   }
   if (!fs::exists(dir / "manifest.json", ec)) {
-    throw UserError(fmt::format("'{}' has no manifest.json, so it is not a prepared corpus: `lory-data prepare --out "
-                                "FOLDER` writes one (raw text goes in with --jsonl or --folder)",
-                                directory));
+    throw UserError(fmt::format(
+        "'{}' has no manifest.json, so it is not a prepared corpus: `lory-data prepare --out "
+        "FOLDER` writes one (raw text goes in with --jsonl or --folder)",
+        directory));
   }
 }
 
@@ -138,21 +145,26 @@ std::shared_ptr<const Corpus> Corpus::open(const std::string& directory, bool ve
   const auto tokens_size = fs::file_size(tokens_path, ec);
   if (ec) corrupt(directory, "tokens.bin is missing");
   if (tokens_size != expected_token_bytes) {
-    corrupt(directory, fmt::format("tokens.bin has {} bytes but the manifest announces {} tokens ({} bytes): the file "
-                                   "is truncated or from another corpus",
-                                   tokens_size, m.total_tokens, expected_token_bytes));
+    corrupt(directory,
+            fmt::format(
+                "tokens.bin has {} bytes but the manifest announces {} tokens ({} bytes): the file "
+                "is truncated or from another corpus",
+                tokens_size, m.total_tokens, expected_token_bytes));
   }
   if (verify_checksums && sha256_file_hex(tokens_path.string()) != m.tokens_sha256) {
-    corrupt(directory, "tokens.bin does not match its sha256 in manifest.json (corrupted or modified)");
+    corrupt(directory,
+            "tokens.bin does not match its sha256 in manifest.json (corrupted or modified)");
   }
   const fs::path documents_path = dir / "documents.bin";
   const std::string documents_bytes = read_text(documents_path, directory);
   if (documents_bytes.size() != m.total_documents * sizeof(DocumentRecord)) {
-    corrupt(directory, fmt::format("documents.bin has {} bytes, expected {} records of {} bytes",
-                                   documents_bytes.size(), m.total_documents, sizeof(DocumentRecord)));
+    corrupt(directory,
+            fmt::format("documents.bin has {} bytes, expected {} records of {} bytes",
+                        documents_bytes.size(), m.total_documents, sizeof(DocumentRecord)));
   }
   if (verify_checksums && sha256_hex(documents_bytes) != m.documents_sha256) {
-    corrupt(directory, "documents.bin does not match its sha256 in manifest.json (corrupted or modified)");
+    corrupt(directory,
+            "documents.bin does not match its sha256 in manifest.json (corrupted or modified)");
   }
   corpus->document_count_ = m.total_documents;
   corpus->documents_.resize(m.total_documents);
@@ -168,8 +180,8 @@ std::shared_ptr<const Corpus> Corpus::open(const std::string& directory, bool ve
     std::string line;
     while (std::getline(ids, line)) corpus->document_ids_.push_back(line);
     if (corpus->document_ids_.size() != corpus->document_count_) {
-      corrupt(directory, fmt::format("document_ids.txt has {} lines for {} documents", corpus->document_ids_.size(),
-                                     corpus->document_count_));
+      corrupt(directory, fmt::format("document_ids.txt has {} lines for {} documents",
+                                     corpus->document_ids_.size(), corpus->document_count_));
     }
   }
   if (expected_token_bytes > 0) {
@@ -193,7 +205,9 @@ Corpus::~Corpus() {
   if (tokens_map_) munmap(tokens_map_, tokens_map_bytes_);
 }
 
-std::string Corpus::checksum() const { return sha256_hex(manifest_.tokens_sha256 + manifest_.documents_sha256); }
+std::string Corpus::checksum() const {
+  return sha256_hex(manifest_.tokens_sha256 + manifest_.documents_sha256);
+}
 
 std::string Corpus::checksum_from_manifest(const std::string& directory) {
   check_corpus_folder(directory);

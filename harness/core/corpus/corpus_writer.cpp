@@ -27,11 +27,14 @@ void check_corpus_output(const std::string& directory, bool force) {
   std::error_code ec;
   const fs::file_status status = fs::symlink_status(directory, ec);
   if (ec || !fs::exists(status)) return;
-  if (!force) throw UserError(fmt::format("output folder '{}' exists; pass --force to replace it", directory));
+  if (!force)
+    throw UserError(
+        fmt::format("output folder '{}' exists; pass --force to replace it", directory));
   if (!fs::is_directory(status)) {
-    throw UserError(fmt::format("--out '{}' is not a folder but a file: --force replaces only a prepared corpus "
-                                "folder; choose another --out or remove the file yourself",
-                                directory));
+    throw UserError(fmt::format(
+        "--out '{}' is not a folder but a file: --force replaces only a prepared corpus "
+        "folder; choose another --out or remove the file yourself",
+        directory));
   }
   if (fs::exists(fs::path(directory) / "manifest.json", ec)) return;
   std::vector<std::string> found;
@@ -40,10 +43,11 @@ void check_corpus_output(const std::string& directory, bool force) {
     if (++entries <= 3) found.push_back("'" + entry.path().filename().string() + "'");
   }
   if (entries == 0) return;
-  throw UserError(fmt::format("--out '{}' is not a prepared corpus (no manifest.json; it holds {} entr{}: {}{}): "
-                              "--force replaces only a corpus folder; choose another --out or empty it yourself",
-                              directory, entries, entries == 1 ? "y" : "ies", fmt::join(found, ", "),
-                              entries > found.size() ? ", ..." : ""));
+  throw UserError(fmt::format(
+      "--out '{}' is not a prepared corpus (no manifest.json; it holds {} entr{}: {}{}): "
+      "--force replaces only a corpus folder; choose another --out or empty it yourself",
+      directory, entries, entries == 1 ? "y" : "ies", fmt::join(found, ", "),
+      entries > found.size() ? ", ..." : ""));
 }
 
 CorpusWriter::CorpusWriter(std::string directory, bool force, uint32_t vocab_size)
@@ -68,9 +72,10 @@ CorpusWriter::~CorpusWriter() {
   fs::remove_all(staging_, ec);
 }
 
-void CorpusWriter::add_document(const std::string& id, uint16_t domain, Split split, const uint32_t* tokens,
-                                size_t count) {
-  if (id.find('\n') != std::string::npos) throw UserError(fmt::format("document id '{}' contains a newline", id));
+void CorpusWriter::add_document(const std::string& id, uint16_t domain, Split split,
+                                const uint32_t* tokens, size_t count) {
+  if (id.find('\n') != std::string::npos)
+    throw UserError(fmt::format("document id '{}' contains a newline", id));
   DocumentRecord record{};
   record.offset = total_tokens_;
   record.length = static_cast<uint32_t>(count);
@@ -81,19 +86,23 @@ void CorpusWriter::add_document(const std::string& id, uint16_t domain, Split sp
   ids_ += '\n';
   if (token_bytes_ == 2) {
     std::vector<uint16_t> narrow(tokens, tokens + count);
-    tokens_out_.write(reinterpret_cast<const char*>(narrow.data()), static_cast<std::streamsize>(count * 2));
+    tokens_out_.write(reinterpret_cast<const char*>(narrow.data()),
+                      static_cast<std::streamsize>(count * 2));
     tokens_hash_->update(narrow.data(), count * 2);
   } else {
-    tokens_out_.write(reinterpret_cast<const char*>(tokens), static_cast<std::streamsize>(count * 4));
+    tokens_out_.write(reinterpret_cast<const char*>(tokens),
+                      static_cast<std::streamsize>(count * 4));
     tokens_hash_->update(tokens, count * 4);
   }
   total_tokens_ += count;
 }
 
 CorpusManifest CorpusWriter::finish(const std::string& tokenizer_kind, uint32_t eod_id,
-                                    const std::vector<std::string>& domain_names, const std::string& extra_json) {
+                                    const std::vector<std::string>& domain_names,
+                                    const std::string& extra_json) {
   tokens_out_.close();
-  if (!tokens_out_) throw UserError(fmt::format("cannot write '{}/tokens.bin' (disk full?)", staging_));
+  if (!tokens_out_)
+    throw UserError(fmt::format("cannot write '{}/tokens.bin' (disk full?)", staging_));
   CorpusManifest manifest;
   manifest.tokenizer = tokenizer_kind;
   manifest.vocab_size = vocab_size_;
@@ -105,7 +114,8 @@ CorpusManifest CorpusWriter::finish(const std::string& tokenizer_kind, uint32_t 
   manifest.domains.resize(domain_names.size());
   for (size_t i = 0; i < domain_names.size(); ++i) manifest.domains[i].name = domain_names[i];
   for (const DocumentRecord& r : records_) {
-    if (r.domain >= domain_names.size()) throw UserError(fmt::format("document of unknown domain id {}", r.domain));
+    if (r.domain >= domain_names.size())
+      throw UserError(fmt::format("document of unknown domain id {}", r.domain));
     DomainCounts& c = manifest.domains[r.domain];
     if (r.split == static_cast<uint8_t>(Split::Train)) {
       ++c.train_documents;
@@ -117,11 +127,12 @@ CorpusManifest CorpusWriter::finish(const std::string& tokenizer_kind, uint32_t 
   }
   const fs::path staging(staging_);
   write_file(staging / "documents.bin", records_.data(), records_.size() * sizeof(DocumentRecord));
-  manifest.documents_sha256 =
-      sha256_hex(std::string_view(reinterpret_cast<const char*>(records_.data()), records_.size() * sizeof(DocumentRecord)));
+  manifest.documents_sha256 = sha256_hex(std::string_view(
+      reinterpret_cast<const char*>(records_.data()), records_.size() * sizeof(DocumentRecord)));
   write_file(staging / "document_ids.txt", ids_.data(), ids_.size());
   std::string domains_tsv;
-  for (size_t i = 0; i < domain_names.size(); ++i) domains_tsv += std::to_string(i) + "\t" + domain_names[i] + "\n";
+  for (size_t i = 0; i < domain_names.size(); ++i)
+    domains_tsv += std::to_string(i) + "\t" + domain_names[i] + "\n";
   write_file(staging / "domains.tsv", domains_tsv.data(), domains_tsv.size());
   const std::string manifest_text = corpus_manifest_json(manifest, extra_json);
   write_file(staging / "manifest.json", manifest_text.data(), manifest_text.size());

@@ -33,11 +33,13 @@ class CorpusWriter {
   // Where files that belong to the corpus (tokenizer.model) can be written before finish().
   const std::string& staging_directory() const { return staging_; }
 
-  void add_document(const std::string& id, uint16_t domain, Split split, const uint32_t* tokens, size_t count);
+  void add_document(const std::string& id, uint16_t domain, Split split, const uint32_t* tokens,
+                    size_t count);
 
   // Writes documents.bin, document_ids.txt, domains.tsv and manifest.json (the `extra_json`
   // object's keys are added to it) and moves the folder into place.
-  CorpusManifest finish(const std::string& tokenizer_kind, uint32_t eod_id, const std::vector<std::string>& domain_names,
+  CorpusManifest finish(const std::string& tokenizer_kind, uint32_t eod_id,
+                        const std::vector<std::string>& domain_names,
                         const std::string& extra_json);
 
  private:

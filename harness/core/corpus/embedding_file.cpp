@@ -23,7 +23,8 @@ bool read_value(std::ifstream& in, T& value) {
 
 }  // namespace
 
-EmbeddingFileWriter::EmbeddingFileWriter(const std::string& path, const Corpus& corpus, int64_t source_run)
+EmbeddingFileWriter::EmbeddingFileWriter(const std::string& path, const Corpus& corpus,
+                                         int64_t source_run)
     : path_(path), out_(path, std::ios::binary), rows_(corpus.document_count()) {
   if (!out_) throw std::runtime_error(fmt::format("cannot write '{}'", path));
   out_.write("LORYEMB2", 8);
@@ -40,16 +41,18 @@ EmbeddingFileWriter::EmbeddingFileWriter(const std::string& path, const Corpus& 
 void EmbeddingFileWriter::append(const float* row, int64_t dimension) {
   if (appended_ == 0) dimension_ = dimension;
   if (dimension != dimension_) {
-    throw std::runtime_error(fmt::format("'{}': row {} has {} dimensions, the first row {}", path_, appended_,
-                                         dimension, dimension_));
+    throw std::runtime_error(fmt::format("'{}': row {} has {} dimensions, the first row {}", path_,
+                                         appended_, dimension, dimension_));
   }
-  out_.write(reinterpret_cast<const char*>(row), static_cast<std::streamsize>(dimension * sizeof(float)));
+  out_.write(reinterpret_cast<const char*>(row),
+             static_cast<std::streamsize>(dimension * sizeof(float)));
   ++appended_;
 }
 
 void EmbeddingFileWriter::finish() {
   if (appended_ != rows_) {
-    throw std::runtime_error(fmt::format("'{}' holds {} rows of the corpus's {}", path_, appended_, rows_));
+    throw std::runtime_error(
+        fmt::format("'{}' holds {} rows of the corpus's {}", path_, appended_, rows_));
   }
   out_.seekp(dimension_at_);
   write_value(out_, static_cast<uint64_t>(dimension_));
@@ -67,7 +70,8 @@ EmbeddingFile read_embedding_file(const std::string& path, const Corpus& corpus)
   read_value(in, dimension);
   const bool version_2 = in && std::memcmp(magic, "LORYEMB2", 8) == 0;
   if (!in || (!version_2 && std::memcmp(magic, "LORYEMB1", 8) != 0)) {
-    throw std::runtime_error(fmt::format("'{}' is not a lory embedding file (LORYEMB2 or LORYEMB1 header)", path));
+    throw std::runtime_error(
+        fmt::format("'{}' is not a lory embedding file (LORYEMB2 or LORYEMB1 header)", path));
   }
   EmbeddingFile file;
   if (version_2) {
@@ -77,20 +81,23 @@ EmbeddingFile read_embedding_file(const std::string& path, const Corpus& corpus)
     if (!in) throw std::runtime_error(fmt::format("'{}' is truncated", path));
     const std::string made_from(checksum, kChecksumBytes), expected = corpus.checksum();
     if (made_from != expected.substr(0, kChecksumBytes)) {
-      throw std::runtime_error(fmt::format(
-          "'{}' was made from another corpus (checksum {}..., this corpus {}...): run `lory embed` again on this "
-          "corpus",
-          path, made_from.substr(0, 12), expected.substr(0, 12)));
+      throw std::runtime_error(
+          fmt::format("'{}' was made from another corpus (checksum {}..., this corpus {}...): run "
+                      "`lory embed` again on this "
+                      "corpus",
+                      path, made_from.substr(0, 12), expected.substr(0, 12)));
     }
   }
   if (rows != corpus.document_count()) {
-    throw std::runtime_error(fmt::format("'{}' has {} rows but the corpus has {} documents: it was made for another "
-                                         "corpus",
-                                         path, rows, corpus.document_count()));
+    throw std::runtime_error(
+        fmt::format("'{}' has {} rows but the corpus has {} documents: it was made for another "
+                    "corpus",
+                    path, rows, corpus.document_count()));
   }
   file.dimension = static_cast<int64_t>(dimension);
   file.rows.resize(rows * dimension);
-  in.read(reinterpret_cast<char*>(file.rows.data()), static_cast<std::streamsize>(file.rows.size() * sizeof(float)));
+  in.read(reinterpret_cast<char*>(file.rows.data()),
+          static_cast<std::streamsize>(file.rows.size() * sizeof(float)));
   if (!in) throw std::runtime_error(fmt::format("'{}' is truncated", path));
   return file;
 }

@@ -16,8 +16,8 @@ InstanceStream::InstanceStream(const Corpus& corpus, InstancePlan plan, int64_t 
   stream_starts_.reserve(plan_.document_order.size());
   for (uint32_t doc : plan_.document_order) {
     if (doc >= corpus_.document_count()) {
-      throw UserError(fmt::format("batcher planned document {} but the corpus has {} documents", doc,
-                                  corpus_.document_count()));
+      throw UserError(fmt::format("batcher planned document {} but the corpus has {} documents",
+                                  doc, corpus_.document_count()));
     }
     stream_starts_.push_back(position);
     position += corpus_.document(doc).length + 1;
@@ -36,19 +36,23 @@ InstanceStream::InstanceStream(const Corpus& corpus, InstancePlan plan, int64_t 
   }
 }
 
-void InstanceStream::fill(size_t index, uint32_t* tokens, uint16_t* domains, uint32_t* documents) const {
+void InstanceStream::fill(size_t index, uint32_t* tokens, uint16_t* domains,
+                          uint32_t* documents) const {
   const uint64_t instance = plan_.instance_order.empty() ? index : plan_.instance_order[index];
   uint64_t position = instance * static_cast<uint64_t>(instance_length_);
   const uint64_t end = position + static_cast<uint64_t>(instance_length_);
   // The planned document containing `position`.
-  size_t slot = static_cast<size_t>(std::upper_bound(stream_starts_.begin(), stream_starts_.end(), position) -
-                                    stream_starts_.begin()) - 1;
+  size_t slot =
+      static_cast<size_t>(std::upper_bound(stream_starts_.begin(), stream_starts_.end(), position) -
+                          stream_starts_.begin()) -
+      1;
   int64_t out = 0;
   while (position < end) {
     const uint32_t doc = plan_.document_order[slot];
     const DocumentRecord& record = corpus_.document(doc);
     const uint64_t within = position - stream_starts_[slot];
-    const uint64_t take = std::min<uint64_t>(record.length - std::min<uint64_t>(within, record.length), end - position);
+    const uint64_t take = std::min<uint64_t>(
+        record.length - std::min<uint64_t>(within, record.length), end - position);
     if (within < record.length && take > 0) {
       corpus_.copy_tokens(record.offset + within, take, tokens + out);
       std::fill(domains + out, domains + out + take, record.domain);
@@ -80,7 +84,8 @@ double entropy_of(const std::vector<double>& counts) {
 
 }  // namespace
 
-InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used, int64_t batch_size) const {
+InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used,
+                                                  int64_t batch_size) const {
   Coverage c;
   if (instance_count_ == 0 || instances_used <= 0 || batch_size <= 0) return c;
   const int64_t count = static_cast<int64_t>(instance_count_);
@@ -90,13 +95,16 @@ InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used, int64_
   c.distinct_tokens = c.distinct_instances * (instance_length_ - 1);
   std::vector<uint32_t> tokens(static_cast<size_t>(instance_length_)), documents(tokens.size());
   std::vector<uint16_t> domains(tokens.size());
-  std::vector<double> all_domains(corpus_.domain_count(), 0.0), batch_domains(corpus_.domain_count(), 0.0);
+  std::vector<double> all_domains(corpus_.domain_count(), 0.0),
+      batch_domains(corpus_.domain_count(), 0.0);
   std::set<uint32_t> batch_documents;
-  double documents_in_instances = 0, documents_in_batches = 0, domains_in_batches = 0, batch_entropy = 0;
+  double documents_in_instances = 0, documents_in_batches = 0, domains_in_batches = 0,
+         batch_entropy = 0;
   int64_t batches = 0;
   for (int64_t i = 0; i < c.distinct_instances; ++i) {
     fill(static_cast<size_t>(i), tokens.data(), domains.data(), documents.data());
-    documents_in_instances += static_cast<double>(std::set<uint32_t>(documents.begin(), documents.end()).size());
+    documents_in_instances +=
+        static_cast<double>(std::set<uint32_t>(documents.begin(), documents.end()).size());
     batch_documents.insert(documents.begin(), documents.end());
     for (uint16_t d : domains) {
       all_domains[d] += 1;
@@ -104,8 +112,8 @@ InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used, int64_
     }
     if ((i + 1) % batch_size == 0 || i + 1 == c.distinct_instances) {
       documents_in_batches += static_cast<double>(batch_documents.size());
-      domains_in_batches += static_cast<double>(std::count_if(batch_domains.begin(), batch_domains.end(),
-                                                              [](double n) { return n > 0; }));
+      domains_in_batches += static_cast<double>(std::count_if(
+          batch_domains.begin(), batch_domains.end(), [](double n) { return n > 0; }));
       batch_entropy += entropy_of(batch_domains);
       ++batches;
       batch_documents.clear();

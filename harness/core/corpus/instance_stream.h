@@ -27,15 +27,16 @@ class InstanceStream {
   // plan, computed from the instances themselves (the first ones of the instance order, as
   // training takes them): what could make two batchers' runs differ besides the order of text.
   struct Coverage {
-    double epochs = 0;                 // instances used / instances in one epoch
-    int64_t distinct_instances = 0;    // each instance is used once per epoch
-    int64_t repeated_instances = 0;    // used a second time or more (past the first epoch)
-    int64_t distinct_tokens = 0;       // training tokens of the distinct instances
-    double documents_per_instance = 0; // mean distinct documents in one instance
-    double documents_per_batch = 0;    // mean distinct documents in one batch
-    double domains_per_batch = 0;      // mean distinct domains in one batch
-    double batch_domain_entropy = 0;   // mean entropy (nats) of a batch's tokens over domains
-    double corpus_domain_entropy = 0;  // the same over all instances of the plan: the most a batch can mix
+    double epochs = 0;                  // instances used / instances in one epoch
+    int64_t distinct_instances = 0;     // each instance is used once per epoch
+    int64_t repeated_instances = 0;     // used a second time or more (past the first epoch)
+    int64_t distinct_tokens = 0;        // training tokens of the distinct instances
+    double documents_per_instance = 0;  // mean distinct documents in one instance
+    double documents_per_batch = 0;     // mean distinct documents in one batch
+    double domains_per_batch = 0;       // mean distinct domains in one batch
+    double batch_domain_entropy = 0;    // mean entropy (nats) of a batch's tokens over domains
+    double corpus_domain_entropy =
+        0;  // the same over all instances of the plan: the most a batch can mix
   };
   Coverage coverage(int64_t instances_used, int64_t batch_size) const;
 

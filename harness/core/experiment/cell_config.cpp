@@ -31,7 +31,8 @@ nlohmann::json to_json_object(const ParamValues& values) {
   return out;
 }
 
-void flatten_into(const nlohmann::json& node, const std::string& prefix, std::map<std::string, std::string>& out) {
+void flatten_into(const nlohmann::json& node, const std::string& prefix,
+                  std::map<std::string, std::string>& out) {
   if (node.is_object()) {
     for (auto it = node.begin(); it != node.end(); ++it) {
       flatten_into(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
@@ -47,7 +48,8 @@ nlohmann::json to_json(const CellConfig& config) {
   nlohmann::json root = nlohmann::json::object();
   for (const auto& [name, section] : config.sections) {
     nlohmann::json object = to_json_object(section.values);
-    if (section.values.has("plugin")) object[section.plugin()] = to_json_object(section.plugin_params);
+    if (section.values.has("plugin"))
+      object[section.plugin()] = to_json_object(section.plugin_params);
     root[name] = object;
   }
   return root;
@@ -89,7 +91,8 @@ std::string CellConfig::identity() const {
     hashed["trainer"]["inject_nan_grad_at_step"] = 0;
     // Options added after cells were first trained are hashed only when they differ from what
     // those cells ran with, so that the earlier cells keep their identities.
-    for (const auto& [key, earlier] : {std::pair<const char*, const char*>{"precision", "fp32"}, {"device", "cpu"}}) {
+    for (const auto& [key, earlier] :
+         {std::pair<const char*, const char*>{"precision", "fp32"}, {"device", "cpu"}}) {
       const auto it = hashed["trainer"].find(key);
       if (it != hashed["trainer"].end() && it->is_string() && it->get<std::string>() == earlier) {
         hashed["trainer"].erase(it);
@@ -98,7 +101,9 @@ std::string CellConfig::identity() const {
   }
   for (auto& [section_name, section] : hashed.items()) {
     for (const LaterPluginParam& later : kLaterPluginParams) {
-      if (!section.is_object() || !section.contains(later.plugin) || !section[later.plugin].is_object()) continue;
+      if (!section.is_object() || !section.contains(later.plugin) ||
+          !section[later.plugin].is_object())
+        continue;
       nlohmann::json& params = section[later.plugin];
       const auto it = params.find(later.name);
       if (it != params.end() && *it == later.earlier) params.erase(it);
@@ -124,10 +129,12 @@ CellConfig CellConfig::from_json(const std::string& json_text) {
   CellConfig config;
   for (auto section_it = root.begin(); section_it != root.end(); ++section_it) {
     const std::string& section_name = section_it.key();
-    if (!section_it.value().is_object()) throw std::runtime_error("config JSON: '" + section_name + "' is not an object");
+    if (!section_it.value().is_object())
+      throw std::runtime_error("config JSON: '" + section_name + "' is not an object");
     SectionConfig section;
     std::string plugin;
-    if (auto p = section_it.value().find("plugin"); p != section_it.value().end() && p->is_string()) {
+    if (auto p = section_it.value().find("plugin");
+        p != section_it.value().end() && p->is_string()) {
       plugin = p->get<std::string>();
     }
     for (auto it = section_it.value().begin(); it != section_it.value().end(); ++it) {

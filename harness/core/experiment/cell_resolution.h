@@ -13,7 +13,7 @@ namespace lory {
 
 // `tree` is the base config with one grid point's overrides applied; `file_where` stands for the
 // experiment file where a section is not written at all.
-CellConfig resolve_cell(const ConfigNode& tree, const SourceLocation& file_where, const PluginCatalog& catalog,
-                        Diagnostics& diagnostics);
+CellConfig resolve_cell(const ConfigNode& tree, const SourceLocation& file_where,
+                        const PluginCatalog& catalog, Diagnostics& diagnostics);
 
 }  // namespace lory

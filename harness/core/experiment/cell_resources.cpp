@@ -26,8 +26,8 @@ CorpusFinding inspect_corpus(const std::string& directory) {
     // at any corpus size; the worker verifies the checksums before it trains.
     const auto corpus = Corpus::open(directory, /*verify_checksums=*/false);
     if (corpus->documents_of_split(Split::Train).empty()) {
-      finding.problem = fmt::format("corpus '{}' holds no training documents; prepare it again with more text",
-                                    directory);
+      finding.problem = fmt::format(
+          "corpus '{}' holds no training documents; prepare it again with more text", directory);
     } else {
       finding.manifest = corpus->manifest();
     }
@@ -38,7 +38,8 @@ CorpusFinding inspect_corpus(const std::string& directory) {
 }
 
 std::optional<int64_t> int_param(const ParamValues& values, const char* name) {
-  if (!values.has(name) || !std::holds_alternative<int64_t>(values.all().at(name))) return std::nullopt;
+  if (!values.has(name) || !std::holds_alternative<int64_t>(values.all().at(name)))
+    return std::nullopt;
   return values.get_int(name);
 }
 
@@ -50,7 +51,8 @@ void check_memory(const ExperimentCell& cell, const CorpusManifest& manifest, do
   const ParamValues& model = cell.config.section("model").plugin_params;
   const int64_t context = cell.config.section("model").values.get_int("context_length");
   const int64_t batch = trainer.get_int("batch_size");
-  const int64_t micro = trainer.get_int("micro_batch_size") > 0 ? trainer.get_int("micro_batch_size") : batch;
+  const int64_t micro =
+      trainer.get_int("micro_batch_size") > 0 ? trainer.get_int("micro_batch_size") : batch;
   // The model's shape where its plugin names it the usual way; otherwise only the LM head counts.
   const int64_t d_model = int_param(model, "d_model").value_or(0);
   const int64_t layers = int_param(model, "n_layers").value_or(0);
@@ -58,26 +60,29 @@ void check_memory(const ExperimentCell& cell, const CorpusManifest& manifest, do
   const double needed =
       activation_bytes_lower_bound(micro, context, manifest.vocab_size, d_model, layers, heads);
   if (memory <= 0 || needed <= memory) return;
-  const double per_sequence = activation_bytes_lower_bound(1, context, manifest.vocab_size, d_model, layers, heads);
+  const double per_sequence =
+      activation_bytes_lower_bound(1, context, manifest.vocab_size, d_model, layers, heads);
   const auto fitting = static_cast<int64_t>(0.8 * memory / per_sequence);
   const bool micro_set = trainer.get_int("micro_batch_size") > 0;
-  diagnostics.error(cell.where(micro_set ? "trainer.micro_batch_size" : "trainer.batch_size"),
-                    fmt::format("one forward/backward of {} sequences x {} tokens needs at least {} of activations "
-                                "(vocabulary {}, d_model {}, {} layers), more than the {} of memory each cell has "
-                                "here: {}",
-                                micro, context, gigabytes(needed), manifest.vocab_size, d_model, layers,
-                                gigabytes(memory),
-                                fitting >= 1 ? fmt::format("set trainer.micro_batch_size to at most {} (a divisor of "
-                                                           "batch_size; gradients accumulate to the same batch)",
-                                                           fitting)
-                                             : std::string("even one sequence does not fit; shorten "
-                                                           "model.context_length or shrink the model")));
+  diagnostics.error(
+      cell.where(micro_set ? "trainer.micro_batch_size" : "trainer.batch_size"),
+      fmt::format(
+          "one forward/backward of {} sequences x {} tokens needs at least {} of activations "
+          "(vocabulary {}, d_model {}, {} layers), more than the {} of memory each cell has "
+          "here: {}",
+          micro, context, gigabytes(needed), manifest.vocab_size, d_model, layers,
+          gigabytes(memory),
+          fitting >= 1 ? fmt::format("set trainer.micro_batch_size to at most {} (a divisor of "
+                                     "batch_size; gradients accumulate to the same batch)",
+                                     fitting)
+                       : std::string("even one sequence does not fit; shorten "
+                                     "model.context_length or shrink the model")));
 }
 
 }  // namespace
 
-double activation_bytes_lower_bound(int64_t sequences, int64_t context, int64_t vocab, int64_t d_model,
-                                    int64_t n_layers, int64_t n_heads) {
+double activation_bytes_lower_bound(int64_t sequences, int64_t context, int64_t vocab,
+                                    int64_t d_model, int64_t n_layers, int64_t n_heads) {
   const double tokens = static_cast<double>(sequences) * static_cast<double>(context);
   // fp32: logits, their log-softmax and its gradient over the vocabulary.
   const double head = 3.0 * 4.0 * static_cast<double>(vocab);
@@ -91,17 +96,22 @@ double activation_bytes_lower_bound(int64_t sequences, int64_t context, int64_t 
 
 double physical_memory_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
-  double memory = pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size) : 0.0;
+  double memory = pages > 0 && page_size > 0
+                      ? static_cast<double>(pages) * static_cast<double>(page_size)
+                      : 0.0;
   // A container's or a Slurm job's limit (cgroup v2, then v1) is the memory that counts.
-  for (const char* limit_file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+  for (const char* limit_file :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
     std::ifstream in(limit_file);
     double limit = 0;
-    if (in >> limit && limit > 0 && (memory <= 0 || limit < memory)) memory = limit;  // "max" reads as no number
+    if (in >> limit && limit > 0 && (memory <= 0 || limit < memory))
+      memory = limit;  // "max" reads as no number
   }
   return memory;
 }
 
-void check_cells_can_run(const Experiment& experiment, int cells_at_once, Diagnostics& diagnostics) {
+void check_cells_can_run(const Experiment& experiment, int cells_at_once,
+                         Diagnostics& diagnostics) {
   std::map<std::string, CorpusFinding> corpora;
   // Cells trained side by side (-j) share the machine.
   const double memory = physical_memory_bytes() / std::max(1, cells_at_once);

@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "core/support/diagnostics.h"
 #include "core/experiment/experiment.h"
+#include "core/support/diagnostics.h"
 
 namespace lory {
 
@@ -20,8 +20,8 @@ void check_cells_can_run(const Experiment& experiment, int cells_at_once, Diagno
 // micro-batch of `sequences` x `context` tokens (fp32): the LM head's logits and their gradient,
 // and per layer the saved inputs of the norms, projections, FFN and attention scores. Exposed
 // for its test.
-double activation_bytes_lower_bound(int64_t sequences, int64_t context, int64_t vocab, int64_t d_model,
-                                    int64_t n_layers, int64_t n_heads);
+double activation_bytes_lower_bound(int64_t sequences, int64_t context, int64_t vocab,
+                                    int64_t d_model, int64_t n_layers, int64_t n_heads);
 
 // Memory this process may use, in bytes: physical memory, or the cgroup limit (a container, a
 // Slurm job) when that is smaller; 0 when unknown.

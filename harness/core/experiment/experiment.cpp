@@ -21,8 +21,20 @@ namespace {
 
 const ParamSchema& experiment_table_schema() {
   static const ParamSchema schema({
-      ParamSpec{"name", ParamType::String, std::nullopt, -HUGE_VAL, HUGE_VAL, {}, "experiment name (letters, digits, . _ -)"},
-      ParamSpec{"description", ParamType::String, ParamValue(std::string()), -HUGE_VAL, HUGE_VAL, {}, "what it tests"},
+      ParamSpec{"name",
+                ParamType::String,
+                std::nullopt,
+                -HUGE_VAL,
+                HUGE_VAL,
+                {},
+                "experiment name (letters, digits, . _ -)"},
+      ParamSpec{"description",
+                ParamType::String,
+                ParamValue(std::string()),
+                -HUGE_VAL,
+                HUGE_VAL,
+                {},
+                "what it tests"},
   });
   return schema;
 }
@@ -70,8 +82,9 @@ std::string Experiment::corpus_path(const CellConfig& config) const {
   return resolve_against(directory, config.section("data").values.get_string("corpus"));
 }
 
-Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, const PluginCatalog& catalog,
-                              Diagnostics& diagnostics, const std::vector<std::string>& included_files) {
+Experiment resolve_experiment(const ConfigNode& tree, const std::string& path,
+                              const PluginCatalog& catalog, Diagnostics& diagnostics,
+                              const std::vector<std::string>& included_files) {
   Experiment experiment;
   experiment.file = path;
   experiment.directory = fs::path(path).parent_path().string();
@@ -83,7 +96,8 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
     return buffer.str();
   };
   experiment.source_text = text_of(path);
-  for (const std::string& file : included_files) experiment.included_files.emplace_back(file, text_of(file));
+  for (const std::string& file : included_files)
+    experiment.included_files.emplace_back(file, text_of(file));
   const SourceLocation file_where = tree.where().known() ? tree.where() : file_location(path);
   const ConfigNode* experiment_table = tree.find("experiment");
   if (experiment_table && !experiment_table->is_table()) experiment_table = nullptr;
@@ -92,14 +106,18 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
                       experiment_table ? experiment_table->where() : file_where, diagnostics);
   if (header.has("name")) {
     experiment.name = header.get_string("name");
-    const bool valid = !experiment.name.empty() && std::all_of(experiment.name.begin(), experiment.name.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
-    });
+    const bool valid =
+        !experiment.name.empty() &&
+        std::all_of(experiment.name.begin(), experiment.name.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+        });
     if (!valid) {
       const ConfigNode* node = experiment_table->find("name");
-      diagnostics.error(node->where(), fmt::format("experiment.name \"{}\" may only hold letters, digits, '.', '_' "
-                                                   "and '-'",
-                                                   experiment.name));
+      diagnostics.error(
+          node->where(),
+          fmt::format("experiment.name \"{}\" may only hold letters, digits, '.', '_' "
+                      "and '-'",
+                      experiment.name));
     }
   }
   if (header.has("description")) experiment.description = header.get_string("description");
@@ -117,7 +135,8 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
   std::set<std::string> identities;
   for (const GridPoint& point : points) {
     ConfigNode cell_tree = base;
-    for (const Override& o : point.overrides) set_config_path(cell_tree, o.path, o.value, o.key_where);
+    for (const Override& o : point.overrides)
+      set_config_path(cell_tree, o.path, o.value, o.key_where);
     CellConfig config = resolve_cell(cell_tree, file_where, catalog, diagnostics);
     ExperimentCell cell;
     record_locations(cell_tree, "", cell.written_at);
@@ -127,7 +146,8 @@ Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, c
     // already in `diagnostics`, at the key.
     const SectionConfig& router_section = config.section("router");
     if (router_section.values.has("plugin")) {
-      if (const PluginDescriptor* router = catalog.find(router_section.plugin())) cell.router_roles = router->roles;
+      if (const PluginDescriptor* router = catalog.find(router_section.plugin()))
+        cell.router_roles = router->roles;
     }
     const auto flat = config.flatten();
     cell.config = std::move(config);
@@ -149,13 +169,16 @@ Experiment load_experiment(const std::string& path, const PluginCatalog& catalog
   Diagnostics diagnostics;
   std::vector<std::string> included_files;
   const ConfigNode tree = read_experiment_tree(path, diagnostics, &included_files);
-  experiment_plugin_path(tree, path, diagnostics);  // its entries are checked; the catalog is the caller's
+  experiment_plugin_path(tree, path,
+                         diagnostics);  // its entries are checked; the catalog is the caller's
   Experiment experiment;
-  if (diagnostics.empty()) experiment = resolve_experiment(tree, path, catalog, diagnostics, included_files);
+  if (diagnostics.empty())
+    experiment = resolve_experiment(tree, path, catalog, diagnostics, included_files);
   if (!diagnostics.empty()) {
     const std::string report = diagnostics.format();
     const auto count = std::count(report.begin(), report.end(), '\n');
-    throw UserError(fmt::format("{} error{} in experiment {}:\n{}", count, count == 1 ? "" : "s", path, report));
+    throw UserError(fmt::format("{} error{} in experiment {}:\n{}", count, count == 1 ? "" : "s",
+                                path, report));
   }
   return experiment;
 }

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "core/experiment/cell_config.h"
 #include "core/config/config_tree.h"
-#include "core/support/diagnostics.h"
+#include "core/experiment/cell_config.h"
 #include "core/plugins/plugin_catalog.h"
+#include "core/support/diagnostics.h"
 
 namespace lory {
 
@@ -18,7 +18,8 @@ struct ExperimentCell {
   std::string label;     // from the grid: "lory-8 seed=2"
   std::string identity;  // sha256 of the canonical resolved config
   CellConfig config;
-  std::vector<std::string> router_roles;  // of its router plugin (lory/router_roles.h); not part of the identity
+  std::vector<std::string>
+      router_roles;  // of its router plugin (lory/router_roles.h); not part of the identity
   // Where each table and key of the cell was written ("trainer.batch_size" -> file:line:col of
   // the key, a grid override's own line included), for checks made after resolution.
   std::map<std::string, SourceLocation> written_at;
@@ -48,8 +49,9 @@ struct Experiment {
 
 // Validates the tree and expands its grid. Errors of every cell go to `diagnostics`; the returned
 // experiment is only meaningful when no error was reported.
-Experiment resolve_experiment(const ConfigNode& tree, const std::string& path, const PluginCatalog& catalog,
-                              Diagnostics& diagnostics, const std::vector<std::string>& included_files = {});
+Experiment resolve_experiment(const ConfigNode& tree, const std::string& path,
+                              const PluginCatalog& catalog, Diagnostics& diagnostics,
+                              const std::vector<std::string>& included_files = {});
 
 // read_experiment_tree + resolve_experiment; throws UserError with every diagnostic on failure.
 Experiment load_experiment(const std::string& path, const PluginCatalog& catalog);

@@ -14,8 +14,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void read_with_includes(const std::string& path, Diagnostics& diagnostics, std::vector<std::string>& stack,
-                        ConfigNode& out, std::vector<std::string>* included_files) {
+void read_with_includes(const std::string& path, Diagnostics& diagnostics,
+                        std::vector<std::string>& stack, ConfigNode& out,
+                        std::vector<std::string>* included_files) {
   ConfigNode file_tree = load_toml_file(path, diagnostics);
   ConfigNode merged = ConfigNode::table(file_tree.where());
   if (const ConfigNode* include = file_tree.find("include")) {
@@ -25,35 +26,42 @@ void read_with_includes(const std::string& path, Diagnostics& diagnostics, std::
     } else if (include->is_array()) {
       for (const auto& e : include->children()) entries.push_back(&e);
     } else {
-      diagnostics.error(include->where(), "'include' must be a file name or an array of file names");
+      diagnostics.error(include->where(),
+                        "'include' must be a file name or an array of file names");
     }
     for (const ConfigNode* entry : entries) {
       if (entry->kind() != ConfigNode::Kind::String) {
-        diagnostics.error(entry->where(), "'include' entries must be strings (paths relative to this file)");
+        diagnostics.error(entry->where(),
+                          "'include' entries must be strings (paths relative to this file)");
         continue;
       }
       const fs::path included = fs::path(path).parent_path() / entry->as_string();
       std::error_code ec;
       if (fs::is_directory(included, ec)) {
-        diagnostics.error(entry->where(), fmt::format("included path '{}' is a folder; include names TOML files",
-                                                      included.string()));
+        diagnostics.error(entry->where(),
+                          fmt::format("included path '{}' is a folder; include names TOML files",
+                                      included.string()));
         continue;
       }
       if (!fs::is_regular_file(included, ec)) {
-        diagnostics.error(entry->where(), fmt::format("included file '{}' does not exist", included.string()));
+        diagnostics.error(entry->where(),
+                          fmt::format("included file '{}' does not exist", included.string()));
         continue;
       }
       const std::string canonical = fs::weakly_canonical(included).string();
       if (std::find(stack.begin(), stack.end(), canonical) != stack.end()) {
-        diagnostics.error(entry->where(), fmt::format("'{}' is included in a cycle", included.string()));
+        diagnostics.error(entry->where(),
+                          fmt::format("'{}' is included in a cycle", included.string()));
         continue;
       }
       stack.push_back(canonical);
-      if (included_files && std::find(included_files->begin(), included_files->end(), canonical) == included_files->end()) {
+      if (included_files && std::find(included_files->begin(), included_files->end(), canonical) ==
+                                included_files->end()) {
         included_files->push_back(canonical);
       }
       ConfigNode part = ConfigNode::table();
-      read_with_includes(included.lexically_normal().string(), diagnostics, stack, part, included_files);
+      read_with_includes(included.lexically_normal().string(), diagnostics, stack, part,
+                         included_files);
       stack.pop_back();
       // An included file lends its base config, not its grid: each experiment states its own cells.
       part.erase("grid");
@@ -88,12 +96,14 @@ std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const st
   if (!plugins || !plugins->is_table()) return out;
   for (const ConfigNode& member : plugins->children()) {
     if (member.key() != "path") {
-      diagnostics.error(member.key_where(), fmt::format("unknown key 'plugins.{}'{}", member.key(),
-                                                        did_you_mean_suffix(member.key(), {"path"})));
+      diagnostics.error(member.key_where(),
+                        fmt::format("unknown key 'plugins.{}'{}", member.key(),
+                                    did_you_mean_suffix(member.key(), {"path"})));
       continue;
     }
     if (!member.is_array()) {
-      diagnostics.error(member.where(), "'plugins.path' must be an array of folders or plugin files");
+      diagnostics.error(member.where(),
+                        "'plugins.path' must be an array of folders or plugin files");
       continue;
     }
     for (const ConfigNode& entry : member.children()) {
@@ -102,11 +112,14 @@ std::vector<std::string> experiment_plugin_path(const ConfigNode& tree, const st
         continue;
       }
       const fs::path p = entry.as_string();
-      const std::string resolved = resolve_against(fs::path(path).parent_path().string(), p.string());
+      const std::string resolved =
+          resolve_against(fs::path(path).parent_path().string(), p.string());
       std::error_code ec;
       if (!fs::exists(resolved, ec)) {
-        diagnostics.error(entry.where(), fmt::format("plugin path entry '{}' does not exist{}", resolved,
-                                                     p.is_absolute() ? "" : " (relative paths start at this file's folder)"));
+        diagnostics.error(
+            entry.where(),
+            fmt::format("plugin path entry '{}' does not exist{}", resolved,
+                        p.is_absolute() ? "" : " (relative paths start at this file's folder)"));
         continue;
       }
       out.push_back(resolved);

@@ -16,7 +16,8 @@ struct Leaf {
   const ConfigNode* node;
 };
 
-void collect_leaves(const ConfigNode& table, std::vector<std::string>& prefix, std::vector<Leaf>& out) {
+void collect_leaves(const ConfigNode& table, std::vector<std::string>& prefix,
+                    std::vector<Leaf>& out) {
   for (const ConfigNode& member : table.children()) {
     prefix.push_back(member.key());
     if (member.is_table()) {
@@ -92,7 +93,8 @@ Axis cells_axis(const ConfigNode& cells, Diagnostics& diagnostics) {
     for (const Leaf& leaf : leaves) {
       point.overrides.push_back({leaf.path, *leaf.node, leaf.node->key_where()});
       if (!labelled) {
-        point.label_parts.push_back({label_key(leaf.path) + "=" + value_label(*leaf.node), join_path(leaf.path)});
+        point.label_parts.push_back(
+            {label_key(leaf.path) + "=" + value_label(*leaf.node), join_path(leaf.path)});
       }
     }
     axis.push_back(std::move(point));
@@ -111,14 +113,16 @@ Axis sweep_axis(const Leaf& leaf, const std::string& where_name, Diagnostics& di
     return axis;
   }
   if (!leaf.node->is_array()) {
-    diagnostics.error(leaf.node->where(),
-                      fmt::format("'{}.{}' must be an array of values to sweep, got {} {}", where_name,
-                                  join_path(leaf.path), ConfigNode::kind_name(leaf.node->kind()),
-                                  leaf.node->to_toml_text()));
+    diagnostics.error(
+        leaf.node->where(),
+        fmt::format("'{}.{}' must be an array of values to sweep, got {} {}", where_name,
+                    join_path(leaf.path), ConfigNode::kind_name(leaf.node->kind()),
+                    leaf.node->to_toml_text()));
     return axis;
   }
   if (leaf.node->children().empty()) {
-    diagnostics.error(leaf.node->where(), fmt::format("'{}.{}' sweeps no values", where_name, join_path(leaf.path)));
+    diagnostics.error(leaf.node->where(),
+                      fmt::format("'{}.{}' sweeps no values", where_name, join_path(leaf.path)));
   }
   for (const ConfigNode& value : leaf.node->children()) {
     axis.push_back({{{label_key(leaf.path) + "=" + value_label(value), join_path(leaf.path)}},
@@ -162,10 +166,12 @@ std::vector<Axis> zip_axes(const ConfigNode& zips, Diagnostics& diagnostics) {
     for (size_t i = 1; i < columns.size(); ++i) {
       if (columns[i].size() != length) {
         same_length = false;
-        diagnostics.error(leaves[i].node->where(),
-                          fmt::format("zipped values must have equal lengths: 'grid.zip.{}' has {}, "
-                                      "'grid.zip.{}' has {}",
-                                      join_path(leaves[i].path), columns[i].size(), join_path(leaves[0].path), length));
+        diagnostics.error(
+            leaves[i].node->where(),
+            fmt::format("zipped values must have equal lengths: 'grid.zip.{}' has {}, "
+                        "'grid.zip.{}' has {}",
+                        join_path(leaves[i].path), columns[i].size(), join_path(leaves[0].path),
+                        length));
       }
     }
     if (!same_length || length == 0) continue;
@@ -191,7 +197,8 @@ Axis seeds_axis(const ConfigNode& seeds, Diagnostics& diagnostics) {
   std::set<int64_t> seen;
   for (const ConfigNode& seed : seeds.children()) {
     if (seed.kind() != ConfigNode::Kind::Int || seed.as_int() < 0) {
-      diagnostics.error(seed.where(), fmt::format("seeds must be non-negative integers, got {}", seed.to_toml_text()));
+      diagnostics.error(seed.where(), fmt::format("seeds must be non-negative integers, got {}",
+                                                  seed.to_toml_text()));
       continue;
     }
     if (!seen.insert(seed.as_int()).second) {
@@ -210,9 +217,10 @@ std::vector<Axis> parse_grid(const ConfigNode& grid, Diagnostics& diagnostics) {
   const std::vector<std::string> grid_keys = {"cells", "product", "zip", "seeds"};
   for (const ConfigNode& member : grid.children()) {
     if (std::find(grid_keys.begin(), grid_keys.end(), member.key()) == grid_keys.end()) {
-      diagnostics.error(member.key_where(), fmt::format("unknown key 'grid.{}'{}; the grid has cells, product, zip "
-                                                        "and seeds",
-                                                        member.key(), did_you_mean_suffix(member.key(), grid_keys)));
+      diagnostics.error(member.key_where(),
+                        fmt::format("unknown key 'grid.{}'{}; the grid has cells, product, zip "
+                                    "and seeds",
+                                    member.key(), did_you_mean_suffix(member.key(), grid_keys)));
     }
   }
   std::vector<Axis> axes;
@@ -237,8 +245,10 @@ std::vector<GridPoint> cartesian(const std::vector<Axis>& axes) {
     for (const GridPoint& point : points) {
       for (const GridPoint& choice : axis) {
         GridPoint combined = point;
-        combined.label_parts.insert(combined.label_parts.end(), choice.label_parts.begin(), choice.label_parts.end());
-        combined.overrides.insert(combined.overrides.end(), choice.overrides.begin(), choice.overrides.end());
+        combined.label_parts.insert(combined.label_parts.end(), choice.label_parts.begin(),
+                                    choice.label_parts.end());
+        combined.overrides.insert(combined.overrides.end(), choice.overrides.begin(),
+                                  choice.overrides.end());
         next.push_back(std::move(combined));
       }
     }

@@ -13,8 +13,8 @@
 namespace lory {
 
 struct HarnessSection {
-  std::string name;             // "trainer"
-  ParamSchema schema;           // keys the harness reads itself
+  std::string name;    // "trainer"
+  ParamSchema schema;  // keys the harness reads itself
   // model, router, batcher: the kind of plugin `plugin = "..."` selects, whose parameters go in
   // [section.<plugin>]; none for the sections the harness reads alone (data, trainer, eval).
   std::optional<PluginKind> plugin_kind;

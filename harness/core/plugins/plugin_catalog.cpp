@@ -10,9 +10,12 @@ bool PluginDescriptor::has_role(const std::string& role) const {
 
 const char* plugin_kind_name(PluginKind kind) {
   switch (kind) {
-    case PluginKind::Router: return "router";
-    case PluginKind::Batcher: return "batcher";
-    case PluginKind::Model: return "model";
+    case PluginKind::Router:
+      return "router";
+    case PluginKind::Batcher:
+      return "batcher";
+    case PluginKind::Model:
+      return "model";
   }
   return "?";
 }

@@ -8,12 +8,16 @@
 
 #include "lory/core/param_check.h"
 
-#include "lory/abi/plugin_abi.h"
 #include "core/config/param_schema.h"
+#include "lory/abi/plugin_abi.h"
 
 namespace lory {
 
-enum class PluginKind { Router = LORY_PLUGIN_ROUTER, Batcher = LORY_PLUGIN_BATCHER, Model = LORY_PLUGIN_MODEL };
+enum class PluginKind {
+  Router = LORY_PLUGIN_ROUTER,
+  Batcher = LORY_PLUGIN_BATCHER,
+  Model = LORY_PLUGIN_MODEL
+};
 
 const char* plugin_kind_name(PluginKind kind);  // "router", "batcher", "model"
 

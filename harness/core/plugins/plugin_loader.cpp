@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <torch/version.h>  // the version string only: the core never links LibTorch
 #include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <cstdio>
@@ -9,7 +10,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <torch/version.h>  // the version string only: the core never links LibTorch
 
 #include "core/plugins/elf_check.h"
 #include "lory/core/plugin.h"
@@ -37,39 +37,48 @@ LoadedPlugin load_plugin_file(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     // A symbolic link loop (ELOOP) or an unreadable folder is not "missing": say what it is.
-    if (ec) throw PluginError(fmt::format("plugin file '{}' cannot be resolved: {}", path, ec.message()));
+    if (ec)
+      throw PluginError(fmt::format("plugin file '{}' cannot be resolved: {}", path, ec.message()));
     throw PluginError(fmt::format("plugin file '{}' does not exist", path));
   }
-  if (!fs::is_regular_file(path, ec)) throw PluginError(fmt::format("plugin file '{}' is not a regular file", path));
+  if (!fs::is_regular_file(path, ec))
+    throw PluginError(fmt::format("plugin file '{}' is not a regular file", path));
   if (const std::string problem = shared_library_problem(path); !problem.empty()) {
-    throw PluginError(fmt::format("'{}' {}: remove it from the plugin path or replace it", path, problem));
+    throw PluginError(
+        fmt::format("'{}' {}: remove it from the plugin path or replace it", path, problem));
   }
   auto library = std::make_shared<boost::dll::shared_library>();
   try {
     library->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    throw PluginError(fmt::format(
-        "'{}' could not be loaded as a shared library: {} (an \"undefined symbol\" means it was built against "
-        "another lory SDK or LibTorch: rebuild it against this harness's SDK, plugin ABI version {})",
-        path, e.what(), LORY_PLUGIN_ABI_VERSION));
+    throw PluginError(
+        fmt::format("'{}' could not be loaded as a shared library: {} (an \"undefined symbol\" "
+                    "means it was built against "
+                    "another lory SDK or LibTorch: rebuild it against this harness's SDK, plugin "
+                    "ABI version {})",
+                    path, e.what(), LORY_PLUGIN_ABI_VERSION));
   }
   if (!library->has(LORY_PLUGIN_INFO_SYMBOL)) {
-    throw PluginError(fmt::format(
-        "'{}' has no '{}' symbol, so it is not a lory plugin (declare it with LORY_PLUGIN_METADATA)", path,
-        LORY_PLUGIN_INFO_SYMBOL));
+    throw PluginError(
+        fmt::format("'{}' has no '{}' symbol, so it is not a lory plugin (declare it with "
+                    "LORY_PLUGIN_METADATA)",
+                    path, LORY_PLUGIN_INFO_SYMBOL));
   }
   const LoryPluginInfo* info = library->get<const LoryPluginInfo*()>(LORY_PLUGIN_INFO_SYMBOL)();
-  if (!info) throw PluginError(fmt::format("'{}': {}() returned null", path, LORY_PLUGIN_INFO_SYMBOL));
+  if (!info)
+    throw PluginError(fmt::format("'{}': {}() returned null", path, LORY_PLUGIN_INFO_SYMBOL));
   // Only the header is known to have this layout in every ABI version: check it before the rest.
   if (info->header.abi_version != LORY_PLUGIN_ABI_VERSION) {
-    throw PluginError(fmt::format(
-        "'{}' was built for plugin ABI version {}, but this harness uses version {}: rebuild the plugin "
-        "against this harness's SDK",
-        path, info->header.abi_version, LORY_PLUGIN_ABI_VERSION));
+    throw PluginError(
+        fmt::format("'{}' was built for plugin ABI version {}, but this harness uses version {}: "
+                    "rebuild the plugin "
+                    "against this harness's SDK",
+                    path, info->header.abi_version, LORY_PLUGIN_ABI_VERSION));
   }
   if (info->header.struct_size != sizeof(LoryPluginInfo)) {
-    throw PluginError(fmt::format("'{}': plugin metadata has size {} bytes, expected {} for ABI version {}", path,
-                                  info->header.struct_size, sizeof(LoryPluginInfo), LORY_PLUGIN_ABI_VERSION));
+    throw PluginError(
+        fmt::format("'{}': plugin metadata has size {} bytes, expected {} for ABI version {}", path,
+                    info->header.struct_size, sizeof(LoryPluginInfo), LORY_PLUGIN_ABI_VERSION));
   }
   PluginDescriptor d;
   d.file = fs::weakly_canonical(path, ec).string();
@@ -78,12 +87,13 @@ LoadedPlugin load_plugin_file(const std::string& path) {
   d.name = info->name ? info->name : "";
   d.description = info->description ? info->description : "";
   if (!valid_plugin_name(d.name)) {
-    throw PluginError(fmt::format("'{}': plugin name '{}' is invalid (use lowercase letters, digits and '_')", path,
-                                  d.name));
+    throw PluginError(fmt::format(
+        "'{}': plugin name '{}' is invalid (use lowercase letters, digits and '_')", path, d.name));
   }
   if (info->kind < LORY_PLUGIN_ROUTER || info->kind > LORY_PLUGIN_MODEL) {
-    throw PluginError(fmt::format("'{}': plugin '{}' declares unknown kind {} (router=1, batcher=2, model=3)", path,
-                                  d.name, info->kind));
+    throw PluginError(
+        fmt::format("'{}': plugin '{}' declares unknown kind {} (router=1, batcher=2, model=3)",
+                    path, d.name, info->kind));
   }
   d.kind = static_cast<PluginKind>(info->kind);
   d.compiler = info->fingerprint.compiler ? info->fingerprint.compiler : "";
@@ -91,21 +101,24 @@ LoadedPlugin load_plugin_file(const std::string& path) {
   d.torch_version = info->fingerprint.torch_version ? info->fingerprint.torch_version : "";
   const LoryBuildFingerprint mine = harness_fingerprint();
   if (d.cxx11_abi != mine.cxx11_abi) {
-    throw PluginError(fmt::format(
-        "'{}': plugin '{}' was built with _GLIBCXX_USE_CXX11_ABI={}, the harness with {}: rebuild it with the "
-        "harness's flags",
-        path, d.name, d.cxx11_abi, mine.cxx11_abi));
+    throw PluginError(
+        fmt::format("'{}': plugin '{}' was built with _GLIBCXX_USE_CXX11_ABI={}, the harness with "
+                    "{}: rebuild it with the "
+                    "harness's flags",
+                    path, d.name, d.cxx11_abi, mine.cxx11_abi));
   }
   if (d.torch_version != "none" && d.torch_version != mine.torch_version) {
-    throw PluginError(fmt::format(
-        "'{}': plugin '{}' was built against LibTorch {} ({}), the harness against LibTorch {} ({}): rebuild the "
-        "plugin against the harness's LibTorch",
-        path, d.name, d.torch_version, d.compiler, mine.torch_version, mine.compiler));
+    throw PluginError(
+        fmt::format("'{}': plugin '{}' was built against LibTorch {} ({}), the harness against "
+                    "LibTorch {} ({}): rebuild the "
+                    "plugin against the harness's LibTorch",
+                    path, d.name, d.torch_version, d.compiler, mine.torch_version, mine.compiler));
   }
   try {
     d.schema = schema_from_c(info->params, info->param_count);
   } catch (const std::invalid_argument& e) {
-    throw PluginError(fmt::format("'{}': plugin '{}' declares a broken parameter: {}", path, d.name, e.what()));
+    throw PluginError(
+        fmt::format("'{}': plugin '{}' declares a broken parameter: {}", path, d.name, e.what()));
   }
   if (library->has(kParamCheckAlias)) {
     // The function lives in the library: the closure keeps it loaded as long as the descriptor.
@@ -114,7 +127,8 @@ LoadedPlugin load_plugin_file(const std::string& path) {
       try {
         return function(params);
       } catch (const std::exception& e) {
-        return std::vector<ParamProblem>{{"", fmt::format("the check of plugin '{}' failed: {}", name, e.what())}};
+        return std::vector<ParamProblem>{
+            {"", fmt::format("the check of plugin '{}' failed: {}", name, e.what())}};
       }
     };
   }
@@ -129,8 +143,8 @@ LoadedPlugin load_plugin_file(const std::string& path) {
       if (role == kDenseBaselineRole) {
         d.roles.push_back(role);
       } else if (!role.empty()) {
-        throw PluginError(fmt::format("'{}': router '{}' declares an unknown role '{}' (known: {})", path, d.name, role,
-                                      kDenseBaselineRole));
+        throw PluginError(fmt::format("'{}': router '{}' declares an unknown role '{}' (known: {})",
+                                      path, d.name, role, kDenseBaselineRole));
       }
       start = comma + 1;
     }
@@ -141,7 +155,8 @@ LoadedPlugin load_plugin_file(const std::string& path) {
 std::vector<std::string> default_plugin_dirs() {
   const fs::path exe_dir = boost::dll::program_location().parent_path();
   std::vector<std::string> dirs;
-  for (const fs::path& candidate : {exe_dir / "plugins", exe_dir / ".." / "lib" / "lory" / "plugins"}) {
+  for (const fs::path& candidate :
+       {exe_dir / "plugins", exe_dir / ".." / "lib" / "lory" / "plugins"}) {
     std::error_code ec;
     if (fs::is_directory(candidate, ec)) dirs.push_back(fs::weakly_canonical(candidate).string());
   }
@@ -201,9 +216,10 @@ PluginRegistry PluginRegistry::discover(const std::vector<std::string>& search_p
     try {
       LoadedPlugin plugin = load_plugin_file(file);
       if (const PluginDescriptor* other = registry.find(plugin.descriptor.name)) {
-        registry.problems_.push_back(fmt::format("two plugins are named '{}': '{}' and '{}'; remove one from the "
-                                                 "plugin path",
-                                                 plugin.descriptor.name, other->file, plugin.descriptor.file));
+        registry.problems_.push_back(
+            fmt::format("two plugins are named '{}': '{}' and '{}'; remove one from the "
+                        "plugin path",
+                        plugin.descriptor.name, other->file, plugin.descriptor.file));
         continue;
       }
       registry.plugins_.push_back(std::move(plugin));
@@ -238,7 +254,8 @@ std::vector<const PluginDescriptor*> PluginRegistry::all() const {
 void PluginRegistry::throw_if_problems(bool skip_unloadable) const {
   std::vector<std::string> fatal;
   for (const auto& p : problems_) {
-    const bool unloadable = std::find(unloadable_.begin(), unloadable_.end(), p) != unloadable_.end();
+    const bool unloadable =
+        std::find(unloadable_.begin(), unloadable_.end(), p) != unloadable_.end();
     if (skip_unloadable && unloadable) {
       std::fprintf(stderr, "warning: plugin file skipped: %s\n", p.c_str());
     } else {
@@ -254,18 +271,23 @@ void PluginRegistry::throw_if_problems(bool skip_unloadable) const {
 const LoadedPlugin& PluginRegistry::require_dense_baseline(const std::string& wanted_by) const {
   std::vector<const LoadedPlugin*> found;
   for (const auto& p : plugins_) {
-    if (p.descriptor.kind == PluginKind::Router && p.descriptor.has_role(kDenseBaselineRole)) found.push_back(&p);
+    if (p.descriptor.kind == PluginKind::Router && p.descriptor.has_role(kDenseBaselineRole))
+      found.push_back(&p);
   }
   if (found.size() == 1) return *found.front();
   std::vector<std::string> names;
-  for (const LoadedPlugin* p : found) names.push_back(fmt::format("{} ({})", p->descriptor.name, p->descriptor.file));
-  throw PluginError(found.empty()
-                        ? fmt::format("{} needs a router declaring the dense_baseline role (the in-tree 'dense'), and "
-                                      "none was found: check the plugin path",
-                                      wanted_by)
-                        : fmt::format("{} needs one router declaring the dense_baseline role, and {} do: {}; leave one "
-                                      "of them off the plugin path",
-                                      wanted_by, found.size(), fmt::join(names, ", ")));
+  for (const LoadedPlugin* p : found)
+    names.push_back(fmt::format("{} ({})", p->descriptor.name, p->descriptor.file));
+  throw PluginError(
+      found.empty()
+          ? fmt::format(
+                "{} needs a router declaring the dense_baseline role (the in-tree 'dense'), and "
+                "none was found: check the plugin path",
+                wanted_by)
+          : fmt::format(
+                "{} needs one router declaring the dense_baseline role, and {} do: {}; leave one "
+                "of them off the plugin path",
+                wanted_by, found.size(), fmt::join(names, ", ")));
 }
 
 const LoadedPlugin& PluginRegistry::require(const std::string& name, PluginKind kind,
@@ -273,8 +295,9 @@ const LoadedPlugin& PluginRegistry::require(const std::string& name, PluginKind 
   for (const auto& p : plugins_) {
     if (p.descriptor.name != name) continue;
     if (p.descriptor.kind != kind) {
-      throw PluginError(fmt::format("{} = \"{}\" names a {} plugin ({}), but a {} is needed", wanted_by, name,
-                                    plugin_kind_name(p.descriptor.kind), p.descriptor.file, plugin_kind_name(kind)));
+      throw PluginError(fmt::format("{} = \"{}\" names a {} plugin ({}), but a {} is needed",
+                                    wanted_by, name, plugin_kind_name(p.descriptor.kind),
+                                    p.descriptor.file, plugin_kind_name(kind)));
     }
     return p;
   }

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "core/support/diagnostics.h"
 #include "core/plugins/plugin_catalog.h"
+#include "core/support/diagnostics.h"
 
 namespace lory {
 
@@ -57,7 +57,8 @@ class PluginRegistry : public PluginCatalog {
 
   // The plugin called `name`, which must be of `kind`; `wanted_by` names the config key for
   // messages ("router.plugin"). Throws PluginError when unknown or of another kind.
-  const LoadedPlugin& require(const std::string& name, PluginKind kind, const std::string& wanted_by) const;
+  const LoadedPlugin& require(const std::string& name, PluginKind kind,
+                              const std::string& wanted_by) const;
   // The one router declaring the dense_baseline role (lory/router_roles.h); `wanted_by` names
   // what needs it. Throws PluginError when none or several do.
   const LoadedPlugin& require_dense_baseline(const std::string& wanted_by) const;
@@ -93,26 +94,30 @@ std::shared_ptr<Interface> create_plugin_object(const LoadedPlugin& plugin) {
   const PluginDescriptor& d = plugin.descriptor;
   const auto wanted = static_cast<PluginKind>(Interface::kKind);
   if (d.kind != wanted) {
-    throw PluginError("plugin '" + d.name + "' (" + d.file + ") is a " + plugin_kind_name(d.kind) + ", not a " +
-                      plugin_kind_name(wanted));
+    throw PluginError("plugin '" + d.name + "' (" + d.file + ") is a " + plugin_kind_name(d.kind) +
+                      ", not a " + plugin_kind_name(wanted));
   }
   using Factory = std::unique_ptr<Interface>();
   if (!plugin.library->has(Interface::kFactoryAlias)) {
-    throw PluginError("plugin '" + d.name + "' (" + d.file + ") exports no '" + Interface::kFactoryAlias +
-                      "' factory: declare it with LORY_" + (d.kind == PluginKind::Router    ? "ROUTER"
-                                                            : d.kind == PluginKind::Batcher ? "BATCHER"
-                                                                                            : "MODEL") +
+    throw PluginError("plugin '" + d.name + "' (" + d.file + ") exports no '" +
+                      Interface::kFactoryAlias + "' factory: declare it with LORY_" +
+                      (d.kind == PluginKind::Router    ? "ROUTER"
+                       : d.kind == PluginKind::Batcher ? "BATCHER"
+                                                       : "MODEL") +
                       "_FACTORY(...)");
   }
   std::unique_ptr<Interface> object;
   try {
     object = plugin.library->get_alias<Factory>(Interface::kFactoryAlias)();
   } catch (const std::exception& e) {
-    throw PluginError("plugin '" + d.name + "' (" + d.file + ") failed in its factory: " + e.what());
+    throw PluginError("plugin '" + d.name + "' (" + d.file +
+                      ") failed in its factory: " + e.what());
   } catch (...) {
-    throw PluginError("plugin '" + d.name + "' (" + d.file + ") failed in its factory with a non-standard exception");
+    throw PluginError("plugin '" + d.name + "' (" + d.file +
+                      ") failed in its factory with a non-standard exception");
   }
-  if (!object) throw PluginError("plugin '" + d.name + "' (" + d.file + ") factory returned no object");
+  if (!object)
+    throw PluginError("plugin '" + d.name + "' (" + d.file + ") factory returned no object");
   return keep_library_alive(std::shared_ptr<Interface>(std::move(object)), plugin.library);
 }
 

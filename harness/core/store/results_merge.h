@@ -16,6 +16,7 @@ struct MergeSummary {
   size_t rows_copied = 0;
 };
 
-MergeSummary merge_results(const std::string& target_path, const std::vector<std::string>& source_paths);
+MergeSummary merge_results(const std::string& target_path,
+                           const std::vector<std::string>& source_paths);
 
 }  // namespace lory

@@ -4,7 +4,9 @@ namespace lory {
 
 namespace {
 
-double nullable(Statement& s, int column) { return s.column_type(column) == SQLITE_NULL ? NAN : s.column_double(column); }
+double nullable(Statement& s, int column) {
+  return s.column_type(column) == SQLITE_NULL ? NAN : s.column_double(column);
+}
 
 }  // namespace
 
@@ -19,7 +21,8 @@ std::vector<std::string> ordered_domains(const std::set<std::string>& domains) {
 
 std::map<std::string, std::map<std::string, int64_t>> ResultsReader::status_counts() {
   Statement s = db_.prepare(
-      "SELECT x.name, r.status, count(*) FROM experiments x LEFT JOIN runs r ON r.experiment_id = x.id GROUP BY "
+      "SELECT x.name, r.status, count(*) FROM experiments x LEFT JOIN runs r ON r.experiment_id = "
+      "x.id GROUP BY "
       "x.name, r.status ORDER BY x.name");
   std::map<std::string, std::map<std::string, int64_t>> counts;
   while (s.step()) counts[s.column_text(0)][s.column_text(1)] = s.column_int(2);
@@ -29,8 +32,10 @@ std::map<std::string, std::map<std::string, int64_t>> ResultsReader::status_coun
 std::vector<RunProgress> ResultsReader::run_progress(const std::string& experiment) {
   Statement s = db_.prepare(
       "SELECT r.id, r.label, r.status, r.last_step, r.total_steps, r.config, r.reason, "
-      "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/loss' ORDER BY step DESC LIMIT 1), "
-      "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/tokens_per_s' ORDER BY step DESC LIMIT 1), "
+      "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/loss' ORDER BY step DESC "
+      "LIMIT 1), "
+      "(SELECT value FROM metrics WHERE run_id = r.id AND name = 'train/tokens_per_s' ORDER BY "
+      "step DESC LIMIT 1), "
       "r.cell_hash, r.worker_pid, r.host, r.heartbeat_at, "
       "(SELECT value FROM run_attributes WHERE run_id = r.id AND name = 'worker_start') "
       "FROM runs r JOIN experiments x ON x.id = r.experiment_id WHERE x.name = ? ORDER BY r.id");
@@ -59,27 +64,31 @@ std::vector<RunProgress> ResultsReader::run_progress(const std::string& experime
 
 std::vector<FinalEval> ResultsReader::final_evals(const std::string& experiment) {
   Statement s = db_.prepare(
-      "SELECT r.id, r.label, r.cell_hash, v.domain, v.ppl, v.step FROM runs r JOIN experiments x ON x.id = "
-      "r.experiment_id JOIN evals v ON v.run_id = r.id AND v.mode = 'default' AND v.step = (SELECT max(step) "
-      "FROM evals WHERE run_id = r.id AND mode = 'default') WHERE x.name = ? ORDER BY r.id, v.domain");
+      "SELECT r.id, r.label, r.cell_hash, v.domain, v.ppl, v.step FROM runs r JOIN experiments x "
+      "ON x.id = "
+      "r.experiment_id JOIN evals v ON v.run_id = r.id AND v.mode = 'default' AND v.step = (SELECT "
+      "max(step) "
+      "FROM evals WHERE run_id = r.id AND mode = 'default') WHERE x.name = ? ORDER BY r.id, "
+      "v.domain");
   s.bind(1, experiment);
   std::vector<FinalEval> rows;
   while (s.step()) {
-    rows.push_back({s.column_int(0), s.column_int(5), s.column_text(1), s.column_text(2), s.column_text(3),
-                    s.column_double(4)});
+    rows.push_back({s.column_int(0), s.column_int(5), s.column_text(1), s.column_text(2),
+                    s.column_text(3), s.column_double(4)});
   }
   return rows;
 }
 
 std::vector<RunCell> ResultsReader::run_cells(const std::string& experiment) {
   Statement s = db_.prepare(
-      "SELECT run_id, label, group_label, router, batcher, status, seed, is_dense_baseline FROM run_cells WHERE "
+      "SELECT run_id, label, group_label, router, batcher, status, seed, is_dense_baseline FROM "
+      "run_cells WHERE "
       "experiment = ? ORDER BY NOT is_dense_baseline, group_label, seed");
   s.bind(1, experiment);
   std::vector<RunCell> runs;
   while (s.step()) {
-    runs.push_back({s.column_int(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4),
-                    s.column_text(5), s.column_int(6), s.column_int(7) != 0});
+    runs.push_back({s.column_int(0), s.column_text(1), s.column_text(2), s.column_text(3),
+                    s.column_text(4), s.column_text(5), s.column_int(6), s.column_int(7) != 0});
   }
   return runs;
 }
@@ -97,32 +106,41 @@ std::string ResultsReader::experiment_description(const std::string& experiment)
   return s.step() ? s.column_text(0) : "";
 }
 
-std::vector<OverSeeds> ResultsReader::over_seeds(const std::string& sql, const std::string& experiment,
+std::vector<OverSeeds> ResultsReader::over_seeds(const std::string& sql,
+                                                 const std::string& experiment,
                                                  const std::string& mode) {
   Statement s = db_.prepare(sql);
   s.bind(1, experiment).bind(2, mode);
   std::vector<OverSeeds> rows;
-  while (s.step()) rows.push_back({s.column_text(0), s.column_text(1), s.column_double(2), nullable(s, 3), s.column_int(4)});
+  while (s.step())
+    rows.push_back(
+        {s.column_text(0), s.column_text(1), s.column_double(2), nullable(s, 3), s.column_int(4)});
   return rows;
 }
 
-std::vector<OverSeeds> ResultsReader::perplexity_over_seeds(const std::string& experiment, const std::string& mode) {
+std::vector<OverSeeds> ResultsReader::perplexity_over_seeds(const std::string& experiment,
+                                                            const std::string& mode) {
   return over_seeds(
-      "SELECT group_label, domain, ppl_mean, ppl_std, n FROM final_evals_over_seeds WHERE experiment = ? AND mode = ?",
+      "SELECT group_label, domain, ppl_mean, ppl_std, n FROM final_evals_over_seeds WHERE "
+      "experiment = ? AND mode = ?",
       experiment, mode);
 }
 
-std::vector<OverSeeds> ResultsReader::improvement_over_seeds(const std::string& experiment, const std::string& mode) {
+std::vector<OverSeeds> ResultsReader::improvement_over_seeds(const std::string& experiment,
+                                                             const std::string& mode) {
   return over_seeds(
-      "SELECT group_label, domain, improvement_mean, improvement_std, n FROM moe_vs_dense_over_seeds WHERE experiment "
+      "SELECT group_label, domain, improvement_mean, improvement_std, n FROM "
+      "moe_vs_dense_over_seeds WHERE experiment "
       "= ? AND mode = ?",
       experiment, mode);
 }
 
 std::vector<TaskOverSeeds> ResultsReader::tasks_over_seeds(const std::string& experiment) {
   Statement s = db_.prepare(
-      "SELECT group_label, task, routing, examples, chance, accuracy_mean, accuracy_std, accuracy_norm_mean, "
-      "accuracy_norm_std, accuracy_stderr_mean, n FROM task_evals_over_seeds WHERE experiment = ? ORDER BY task, "
+      "SELECT group_label, task, routing, examples, chance, accuracy_mean, accuracy_std, "
+      "accuracy_norm_mean, "
+      "accuracy_norm_std, accuracy_stderr_mean, n FROM task_evals_over_seeds WHERE experiment = ? "
+      "ORDER BY task, "
       "routing");
   s.bind(1, experiment);
   std::vector<TaskOverSeeds> rows;
@@ -146,7 +164,8 @@ std::vector<TaskOverSeeds> ResultsReader::tasks_over_seeds(const std::string& ex
 
 std::map<int64_t, int64_t> ResultsReader::paired_baselines(const std::string& experiment) {
   Statement s = db_.prepare(
-      "SELECT m.run_id, d.run_id FROM run_cells m JOIN run_cells d ON d.experiment = m.experiment AND "
+      "SELECT m.run_id, d.run_id FROM run_cells m JOIN run_cells d ON d.experiment = m.experiment "
+      "AND "
       "d.is_dense_baseline AND d.baseline_key = m.baseline_key WHERE m.experiment = ?");
   s.bind(1, experiment);
   std::map<int64_t, int64_t> pairs;
@@ -156,7 +175,8 @@ std::map<int64_t, int64_t> ResultsReader::paired_baselines(const std::string& ex
 
 Curve ResultsReader::metric_against_tokens(int64_t run, const std::string& metric) {
   Statement s = db_.prepare(
-      "SELECT t.value, m.value FROM metrics m JOIN metrics t ON t.run_id = m.run_id AND t.step = m.step AND t.name = "
+      "SELECT t.value, m.value FROM metrics m JOIN metrics t ON t.run_id = m.run_id AND t.step = "
+      "m.step AND t.name = "
       "'train/tokens' WHERE m.run_id = ? AND m.name = ? ORDER BY m.step");
   s.bind(1, run).bind(2, metric);
   Curve points;
@@ -166,7 +186,8 @@ Curve ResultsReader::metric_against_tokens(int64_t run, const std::string& metri
 
 Curve ResultsReader::held_out_loss(int64_t run) {
   Statement s = db_.prepare(
-      "SELECT step, loss FROM evals WHERE run_id = ? AND domain = 'all' AND mode = 'default' ORDER BY step");
+      "SELECT step, loss FROM evals WHERE run_id = ? AND domain = 'all' AND mode = 'default' ORDER "
+      "BY step");
   s.bind(1, run);
   Curve points;
   while (s.step()) points.emplace_back(s.column_double(0), s.column_double(1));
@@ -175,7 +196,8 @@ Curve ResultsReader::held_out_loss(int64_t run) {
 
 std::optional<double> ResultsReader::mean_tokens_per_s(int64_t run) {
   Statement s = db_.prepare(
-      "SELECT avg(value) FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s' AND step > (SELECT min(step) "
+      "SELECT avg(value) FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s' AND step > "
+      "(SELECT min(step) "
       "FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s')");
   s.bind(1, run).bind(2, run);
   if (!s.step() || s.column_type(0) == SQLITE_NULL) return std::nullopt;
@@ -184,7 +206,8 @@ std::optional<double> ResultsReader::mean_tokens_per_s(int64_t run) {
 
 std::vector<BaselinePair> ResultsReader::evaluated_pairs(const std::string& experiment) {
   Statement s = db_.prepare(
-      "SELECT DISTINCT run_id, label, dense_run_id FROM moe_vs_dense WHERE experiment = ? ORDER BY run_id");
+      "SELECT DISTINCT run_id, label, dense_run_id FROM moe_vs_dense WHERE experiment = ? ORDER BY "
+      "run_id");
   s.bind(1, experiment);
   std::vector<BaselinePair> pairs;
   while (s.step()) pairs.push_back({s.column_int(0), s.column_int(2), s.column_text(1)});
@@ -193,8 +216,10 @@ std::vector<BaselinePair> ResultsReader::evaluated_pairs(const std::string& expe
 
 std::vector<LayerRouting> ResultsReader::layer_routing(int64_t run) {
   Statement s = db_.prepare(
-      "SELECT layer, experts, entropy, specialisation, load_imbalance, unused_experts FROM routing_layer_stats WHERE "
-      "run_id = ? AND mode = 'default' AND step = (SELECT max(step) FROM routing_layer_stats WHERE run_id = ?) ORDER "
+      "SELECT layer, experts, entropy, specialisation, load_imbalance, unused_experts FROM "
+      "routing_layer_stats WHERE "
+      "run_id = ? AND mode = 'default' AND step = (SELECT max(step) FROM routing_layer_stats WHERE "
+      "run_id = ?) ORDER "
       "BY layer");
   s.bind(1, run).bind(2, run);
   std::vector<LayerRouting> layers;
@@ -213,7 +238,8 @@ std::vector<LayerRouting> ResultsReader::layer_routing(int64_t run) {
 
 ExpertDomainMatrix ResultsReader::expert_domain_matrix(int64_t run, int64_t layer) {
   Statement s = db_.prepare(
-      "SELECT domain, expert, weight_mean FROM expert_domain_matrix WHERE run_id = ? AND mode = 'default' AND layer = ? "
+      "SELECT domain, expert, weight_mean FROM expert_domain_matrix WHERE run_id = ? AND mode = "
+      "'default' AND layer = ? "
       "ORDER BY domain, expert");
   s.bind(1, run).bind(2, layer);
   ExpertDomainMatrix matrix;

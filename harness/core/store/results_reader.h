@@ -1,6 +1,6 @@
 // The read side of the results store: typed queries on its views, for `lory report` and anything
-// else that shows results, so that the SQL behind a number lives in one place (docs/results-schema.md
-// has the views themselves).
+// else that shows results, so that the SQL behind a number lives in one place
+// (docs/results-schema.md has the views themselves).
 #pragma once
 
 #include <cmath>
@@ -97,8 +97,10 @@ class ResultsReader {
   std::string experiment_description(const std::string& experiment);
 
   // Final held-out perplexity per domain, and the paired improvement over the dense baseline.
-  std::vector<OverSeeds> perplexity_over_seeds(const std::string& experiment, const std::string& mode);
-  std::vector<OverSeeds> improvement_over_seeds(const std::string& experiment, const std::string& mode);
+  std::vector<OverSeeds> perplexity_over_seeds(const std::string& experiment,
+                                               const std::string& mode);
+  std::vector<OverSeeds> improvement_over_seeds(const std::string& experiment,
+                                                const std::string& mode);
   std::vector<TaskOverSeeds> tasks_over_seeds(const std::string& experiment);
 
   // Each run of the experiment and the dense-baseline run that shares everything else with it.
@@ -118,7 +120,8 @@ class ResultsReader {
   int64_t expert_count(int64_t run);
 
  private:
-  std::vector<OverSeeds> over_seeds(const std::string& sql, const std::string& experiment, const std::string& mode);
+  std::vector<OverSeeds> over_seeds(const std::string& sql, const std::string& experiment,
+                                    const std::string& mode);
 
   Database& db_;
 };

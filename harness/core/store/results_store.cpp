@@ -3,22 +3,21 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-
-#include <array>
-#include <cmath>
-#include <chrono>
-#include <cstdio>
-#include <ctime>
 #include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
+#include "core/code_version.h"
+#include "core/store/run_tables.h"
 #include "core/support/kill_points.h"
 #include "core/support/process_identity.h"
-#include "core/store/run_tables.h"
 #include "lory/core/build_info.h"
-#include "core/code_version.h"
 
 namespace lory {
 
@@ -298,8 +297,10 @@ RunRecord read_run(Statement& s) {
 }
 
 constexpr const char* kRunColumns =
-    "r.id, r.experiment_id, e.name, r.cell_hash, r.label, r.config, r.status, r.seed, r.started_at, r.ended_at, "
-    "r.code_version, r.host, r.last_step, r.total_steps, r.reason, r.corpus_checksum, r.worker_pid, r.heartbeat_at";
+    "r.id, r.experiment_id, e.name, r.cell_hash, r.label, r.config, r.status, r.seed, "
+    "r.started_at, r.ended_at, "
+    "r.code_version, r.host, r.last_step, r.total_steps, r.reason, r.corpus_checksum, "
+    "r.worker_pid, r.heartbeat_at";
 
 }  // namespace
 
@@ -311,7 +312,8 @@ std::string run_directory(const std::string& db_path, const RunRecord& run) {
 }
 
 std::string run_directory_under(const std::string& runs_dir, const RunRecord& run) {
-  return (std::filesystem::path(runs_dir) / run.experiment / fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12)))
+  return (std::filesystem::path(runs_dir) / run.experiment /
+          fmt::format("{}-{}", run.id, run.cell_hash.substr(0, 12)))
       .string();
 }
 
@@ -348,11 +350,13 @@ ResultsFileState check_results_file(const std::string& path) {
   }
   if (!fs::exists(status)) return ResultsFileState::Missing;
   if (fs::is_directory(status)) {
-    throw UserError(fmt::format("'{}' is a folder, not a results database: --db takes a file, e.g. {}", path,
-                                (fs::path(path) / "lory.sqlite").string()));
+    throw UserError(
+        fmt::format("'{}' is a folder, not a results database: --db takes a file, e.g. {}", path,
+                    (fs::path(path) / "lory.sqlite").string()));
   }
   if (!fs::is_regular_file(status)) {
-    throw UserError(fmt::format("'{}' is not a regular file, so not a lory results database; pass another --db", path));
+    throw UserError(fmt::format(
+        "'{}' is not a regular file, so not a lory results database; pass another --db", path));
   }
   if (fs::file_size(path, ec) == 0 && !ec) return ResultsFileState::Empty;
   {
@@ -360,7 +364,8 @@ ResultsFileState check_results_file(const std::string& path) {
     char header[16] = {};
     in.read(header, sizeof header);
     if (!in || std::memcmp(header, "SQLite format 3", 16) != 0) {
-      throw UserError(fmt::format("'{}' is not a lory database (not an SQLite file); pass another --db", path));
+      throw UserError(
+          fmt::format("'{}' is not a lory database (not an SQLite file); pass another --db", path));
     }
   }
   Database db(path, Database::Mode::ReadOnly);
@@ -368,21 +373,25 @@ ResultsFileState check_results_file(const std::string& path) {
   Statement s = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
   while (s.step()) tables.push_back(s.column_text(0));
   if (tables.empty()) return ResultsFileState::Empty;
-  const auto has = [&](const char* table) { return std::find(tables.begin(), tables.end(), table) != tables.end(); };
-  // Lory creates schema_version, experiments and runs in one transaction: all three, or it is not ours
-  // (schema_version alone is a common table name).
+  const auto has = [&](const char* table) {
+    return std::find(tables.begin(), tables.end(), table) != tables.end();
+  };
+  // Lory creates schema_version, experiments and runs in one transaction: all three, or it is not
+  // ours (schema_version alone is a common table name).
   if (!has("schema_version") || !has("experiments") || !has("runs")) {
     if (tables.size() > 5) tables.resize(5), tables.back() = "...";
-    throw UserError(fmt::format("'{}' is not a lory database: it holds another program's tables ({}) and no lory "
-                                "schema version; nothing was changed, pass another --db",
-                                path, fmt::join(tables, ", ")));
+    throw UserError(fmt::format(
+        "'{}' is not a lory database: it holds another program's tables ({}) and no lory "
+        "schema version; nothing was changed, pass another --db",
+        path, fmt::join(tables, ", ")));
   }
   const int64_t version = db.query_int("SELECT max(version) FROM schema_version").value_or(0);
   const int64_t known = static_cast<int64_t>(migrations().size());
   if (version > known) {
-    throw UserError(fmt::format("database '{}' has schema version {}, newer than this lory understands ({}): use a "
-                                "newer lory, or another --db; nothing was changed",
-                                path, version, known));
+    throw UserError(fmt::format(
+        "database '{}' has schema version {}, newer than this lory understands ({}): use a "
+        "newer lory, or another --db; nothing was changed",
+        path, version, known));
   }
   return ResultsFileState::Lory;
 }
@@ -390,10 +399,13 @@ ResultsFileState check_results_file(const std::string& path) {
 Database open_results_read_only(const std::string& path) {
   switch (check_results_file(path)) {
     case ResultsFileState::Missing:
-      throw UserError(fmt::format("database '{}' does not exist (pass --db PATH, or run an experiment first)", path));
+      throw UserError(fmt::format(
+          "database '{}' does not exist (pass --db PATH, or run an experiment first)", path));
     case ResultsFileState::Empty:
-      throw UserError(fmt::format("'{}' is empty: not a lory database (yet); pass another --db", path));
-    case ResultsFileState::Lory: break;
+      throw UserError(
+          fmt::format("'{}' is empty: not a lory database (yet); pass another --db", path));
+    case ResultsFileState::Lory:
+      break;
   }
   return Database(path, Database::Mode::ReadOnly);
 }
@@ -416,10 +428,12 @@ bool results_schema_is_current(Database& db) {
 ResultsStore::CheckedPath ResultsStore::check(const std::string& path, Open open) {
   const ResultsFileState state = check_results_file(path);
   if (open == Open::MustExist && state == ResultsFileState::Missing) {
-    throw UserError(fmt::format("database '{}' does not exist (pass --db PATH, or run an experiment first)", path));
+    throw UserError(fmt::format(
+        "database '{}' does not exist (pass --db PATH, or run an experiment first)", path));
   }
   if (open == Open::MustExist && state == ResultsFileState::Empty) {
-    throw UserError(fmt::format("'{}' is empty: not a lory database (yet); pass another --db", path));
+    throw UserError(
+        fmt::format("'{}' is empty: not a lory database (yet); pass another --db", path));
   }
   if (state != ResultsFileState::Missing) {
     // Writing needs the journal files beside the database: a folder this user cannot write makes
@@ -427,16 +441,20 @@ ResultsStore::CheckedPath ResultsStore::check(const std::string& path, Open open
     std::filesystem::path folder = std::filesystem::path(path).parent_path();
     if (folder.empty()) folder = ".";
     if (!results_file_writable(path)) {
-      throw UserError(fmt::format("database '{}' cannot be written by this user (its folder '{}' or the file is "
-                                  "read-only): this command writes to it; `lory status`, `query` and `report` read "
-                                  "it as it is, or copy it to a folder you can write",
-                                  path, folder.string()));
+      throw UserError(fmt::format(
+          "database '{}' cannot be written by this user (its folder '{}' or the file is "
+          "read-only): this command writes to it; `lory status`, `query` and `report` read "
+          "it as it is, or copy it to a folder you can write",
+          path, folder.string()));
     }
   }
   return CheckedPath(path);
 }
 
-ResultsStore::ResultsStore(const CheckedPath& checked) : db_(checked.path(), Database::Mode::ReadWrite) { migrate(); }
+ResultsStore::ResultsStore(const CheckedPath& checked)
+    : db_(checked.path(), Database::Mode::ReadWrite) {
+  migrate();
+}
 
 ResultsStore::ResultsStore(const std::string& path, Open open) : ResultsStore(check(path, open)) {}
 
@@ -446,21 +464,26 @@ void ResultsStore::migrate() {
   int64_t version = db_.query_int("SELECT max(version) FROM schema_version").value_or(0);
   const int64_t known = static_cast<int64_t>(migrations().size());
   if (version > known) {
-    throw SqliteError(fmt::format("database '{}' has schema version {}, newer than this lory understands ({}): use a "
-                                  "newer lory, or another --db",
-                                  db_.path(), version, known),
-                      SQLITE_ERROR);
+    throw SqliteError(
+        fmt::format(
+            "database '{}' has schema version {}, newer than this lory understands ({}): use a "
+            "newer lory, or another --db",
+            db_.path(), version, known),
+        SQLITE_ERROR);
   }
   if (version == 0) {
     // A database written by something else is not ours to migrate.
-    const int64_t foreign = db_.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN "
-                                          "('schema_version')")
-                                .value_or(0);
+    const int64_t foreign =
+        db_.query_int(
+               "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN "
+               "('schema_version')")
+            .value_or(0);
     if (foreign > 0) {
-      throw SqliteError(fmt::format("'{}' holds tables but no lory schema version: it is not a lory results "
-                                    "database; pass another --db",
-                                    db_.path()),
-                        SQLITE_ERROR);
+      throw SqliteError(
+          fmt::format("'{}' holds tables but no lory schema version: it is not a lory results "
+                      "database; pass another --db",
+                      db_.path()),
+          SQLITE_ERROR);
     }
   }
   for (; version < known; ++version) {
@@ -470,14 +493,17 @@ void ResultsStore::migrate() {
   transaction.commit();
 }
 
-int64_t ResultsStore::upsert_experiment(const std::string& name, const std::string& file,
-                                        const std::string& description, const std::string& source_text,
-                                        const std::vector<std::pair<std::string, std::string>>& included_files) {
+int64_t ResultsStore::upsert_experiment(
+    const std::string& name, const std::string& file, const std::string& description,
+    const std::string& source_text,
+    const std::vector<std::pair<std::string, std::string>>& included_files) {
   Transaction transaction(db_);
   const std::string now = utc_now_iso8601();
   db_.prepare(
-         "INSERT INTO experiments (name, file, description, source_toml, created_at, updated_at) VALUES (?, ?, ?, ?, "
-         "?, ?) ON CONFLICT (name) DO UPDATE SET file = excluded.file, description = excluded.description, "
+         "INSERT INTO experiments (name, file, description, source_toml, created_at, updated_at) "
+         "VALUES (?, ?, ?, ?, "
+         "?, ?) ON CONFLICT (name) DO UPDATE SET file = excluded.file, description = "
+         "excluded.description, "
          "source_toml = excluded.source_toml, updated_at = excluded.updated_at")
       .bind(1, name)
       .bind(2, file)
@@ -492,17 +518,21 @@ int64_t ResultsStore::upsert_experiment(const std::string& name, const std::stri
   const int64_t id = select.column_int(0);
   select.reset();
   db_.prepare("DELETE FROM experiment_files WHERE experiment_id = ?").bind(1, id).run();
-  Statement insert = db_.prepare("INSERT OR REPLACE INTO experiment_files (experiment_id, path, text) VALUES (?, ?, ?)");
-  for (const auto& [path, text] : included_files) insert.bind(1, id).bind(2, path).bind(3, text).run();
+  Statement insert = db_.prepare(
+      "INSERT OR REPLACE INTO experiment_files (experiment_id, path, text) VALUES (?, ?, ?)");
+  for (const auto& [path, text] : included_files)
+    insert.bind(1, id).bind(2, path).bind(3, text).run();
   transaction.commit();
   return id;
 }
 
-int64_t ResultsStore::ensure_run(int64_t experiment_id, const std::string& cell_hash, const std::string& label,
-                                 const std::string& config_json, int64_t seed) {
+int64_t ResultsStore::ensure_run(int64_t experiment_id, const std::string& cell_hash,
+                                 const std::string& label, const std::string& config_json,
+                                 int64_t seed) {
   Transaction transaction(db_);
   db_.prepare(
-         "INSERT INTO runs (experiment_id, cell_hash, label, config, status, seed) VALUES (?, ?, ?, ?, 'queued', ?) "
+         "INSERT INTO runs (experiment_id, cell_hash, label, config, status, seed) VALUES (?, ?, "
+         "?, ?, 'queued', ?) "
          "ON CONFLICT (experiment_id, cell_hash) DO UPDATE SET label = excluded.label")
       .bind(1, experiment_id)
       .bind(2, cell_hash)
@@ -520,18 +550,20 @@ int64_t ResultsStore::ensure_run(int64_t experiment_id, const std::string& cell_
 }
 
 std::optional<RunRecord> ResultsStore::find_run(int64_t run_id) {
-  Statement s = db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
-                                        "WHERE r.id = ?",
-                                        kRunColumns));
+  Statement s =
+      db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                              "WHERE r.id = ?",
+                              kRunColumns));
   s.bind(1, run_id);
   if (!s.step()) return std::nullopt;
   return read_run(s);
 }
 
 std::vector<RunRecord> ResultsStore::runs_of_experiment(const std::string& experiment_name) {
-  Statement s = db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
-                                        "WHERE e.name = ? ORDER BY r.id",
-                                        kRunColumns));
+  Statement s =
+      db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                              "WHERE e.name = ? ORDER BY r.id",
+                              kRunColumns));
   s.bind(1, experiment_name);
   std::vector<RunRecord> out;
   while (s.step()) out.push_back(read_run(s));
@@ -545,16 +577,19 @@ RunRecord ResultsStore::resolve_run(const std::string& id_or_hash_prefix) {
     if (auto run = find_run(std::stoll(id_or_hash_prefix))) return *run;
     throw UserError(fmt::format("no run with id {} in '{}'", id_or_hash_prefix, db_.path()));
   }
-  Statement s = db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
-                                        "WHERE r.cell_hash LIKE ? || '%' ORDER BY r.id",
-                                        kRunColumns));
+  Statement s =
+      db_.prepare(fmt::format("SELECT {} FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                              "WHERE r.cell_hash LIKE ? || '%' ORDER BY r.id",
+                              kRunColumns));
   s.bind(1, id_or_hash_prefix);
   std::vector<RunRecord> matches;
   while (s.step()) matches.push_back(read_run(s));
-  if (matches.empty()) throw UserError(fmt::format("no run matches '{}' in '{}'", id_or_hash_prefix, db_.path()));
+  if (matches.empty())
+    throw UserError(fmt::format("no run matches '{}' in '{}'", id_or_hash_prefix, db_.path()));
   if (matches.size() > 1) {
-    throw UserError(fmt::format("'{}' matches {} runs in '{}'; use the run id or a longer hash prefix",
-                                id_or_hash_prefix, matches.size(), db_.path()));
+    throw UserError(
+        fmt::format("'{}' matches {} runs in '{}'; use the run id or a longer hash prefix",
+                    id_or_hash_prefix, matches.size(), db_.path()));
   }
   return matches.front();
 }
@@ -562,17 +597,21 @@ RunRecord ResultsStore::resolve_run(const std::string& id_or_hash_prefix) {
 std::string ResultsStore::experiment_file(const RunRecord& run) {
   Statement s = db_.prepare("SELECT file FROM experiments WHERE id = ?");
   s.bind(1, run.experiment_id);
-  if (!s.step()) throw UserError(fmt::format("run {} has no experiment row in '{}'", run.id, db_.path()));
+  if (!s.step())
+    throw UserError(fmt::format("run {} has no experiment row in '{}'", run.id, db_.path()));
   return s.column_text(0);
 }
 
-void ResultsStore::mark_running(int64_t run_id, const std::string& code_version, const std::string& host,
-                                int64_t total_steps, const std::string& corpus_checksum) {
+void ResultsStore::mark_running(int64_t run_id, const std::string& code_version,
+                                const std::string& host, int64_t total_steps,
+                                const std::string& corpus_checksum) {
   Transaction transaction(db_);
   const std::string now = utc_now_iso8601();
   db_.prepare(
-         "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?), ended_at = NULL, code_version = ?, "
-         "host = ?, total_steps = ?, corpus_checksum = ?, reason = '', worker_pid = ?, heartbeat_at = ? WHERE id = ?")
+         "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?), ended_at = "
+         "NULL, code_version = ?, "
+         "host = ?, total_steps = ?, corpus_checksum = ?, reason = '', worker_pid = ?, "
+         "heartbeat_at = ? WHERE id = ?")
       .bind(1, now)
       .bind(2, code_version)
       .bind(3, host)
@@ -583,7 +622,9 @@ void ResultsStore::mark_running(int64_t run_id, const std::string& code_version,
       .bind(8, run_id)
       .run();
   // Which process this is, beyond its reusable id (see worker_liveness in the CLI).
-  db_.prepare("INSERT OR REPLACE INTO run_attributes (run_id, name, value) VALUES (?, 'worker_start', ?)")
+  db_.prepare(
+         "INSERT OR REPLACE INTO run_attributes (run_id, name, value) VALUES (?, 'worker_start', "
+         "?)")
       .bind(1, run_id)
       .bind(2, process_start_identity(::getpid()))
       .run();
@@ -597,8 +638,8 @@ std::optional<std::string> ResultsStore::run_attribute(int64_t run_id, const std
   return s.column_text(0);
 }
 
-void ResultsStore::mark_finished(int64_t run_id, const std::string& status, const std::string& reason,
-                                 int64_t last_step) {
+void ResultsStore::mark_finished(int64_t run_id, const std::string& status,
+                                 const std::string& reason, int64_t last_step) {
   Transaction transaction(db_);
   db_.prepare("UPDATE runs SET status = ?, reason = ?, last_step = ?, ended_at = ? WHERE id = ?")
       .bind(1, status)
@@ -610,7 +651,8 @@ void ResultsStore::mark_finished(int64_t run_id, const std::string& status, cons
   transaction.commit();
 }
 
-void ResultsStore::set_run_attribute(int64_t run_id, const std::string& name, const std::string& value) {
+void ResultsStore::set_run_attribute(int64_t run_id, const std::string& name,
+                                     const std::string& value) {
   Transaction transaction(db_);
   db_.prepare(insert_or_replace_sql(run_table("run_attributes")))
       .bind(1, run_id)
@@ -644,7 +686,11 @@ void ResultsStore::write_evals(int64_t run_id, const std::vector<EvalRow>& rows)
   Transaction transaction(db_);
   Statement insert = db_.prepare(insert_or_replace_sql(run_table("evals")));
   for (const EvalRow& row : rows) {
-    insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.domain).bind(5, row.tokens);
+    insert.bind(1, run_id)
+        .bind(2, row.step)
+        .bind(3, row.mode)
+        .bind(4, row.domain)
+        .bind(5, row.tokens);
     insert.bind(6, row.loss).bind(7, row.ppl);
     insert.run();
   }
@@ -657,20 +703,35 @@ void ResultsStore::write_routing_stats(int64_t run_id, const std::vector<Routing
   Transaction transaction(db_);
   Statement insert = db_.prepare(insert_or_replace_sql(run_table("routing_stats")));
   for (const RoutingStatRow& row : rows) {
-    insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.layer).bind(5, row.domain);
-    insert.bind(6, row.expert).bind(7, row.weight_mean).bind(8, row.activated_frac).bind(9, row.tokens);
+    insert.bind(1, run_id)
+        .bind(2, row.step)
+        .bind(3, row.mode)
+        .bind(4, row.layer)
+        .bind(5, row.domain);
+    insert.bind(6, row.expert)
+        .bind(7, row.weight_mean)
+        .bind(8, row.activated_frac)
+        .bind(9, row.tokens);
     insert.run();
   }
   transaction.commit();
 }
 
-void ResultsStore::write_routing_layer_stats(int64_t run_id, const std::vector<RoutingLayerRow>& rows) {
+void ResultsStore::write_routing_layer_stats(int64_t run_id,
+                                             const std::vector<RoutingLayerRow>& rows) {
   if (rows.empty()) return;
   Transaction transaction(db_);
   Statement insert = db_.prepare(insert_or_replace_sql(run_table("routing_layer_stats")));
   for (const RoutingLayerRow& row : rows) {
-    insert.bind(1, run_id).bind(2, row.step).bind(3, row.mode).bind(4, row.layer).bind(5, row.experts);
-    insert.bind(6, row.entropy).bind(7, row.load_imbalance).bind(8, row.unused_experts).bind(9, row.specialisation);
+    insert.bind(1, run_id)
+        .bind(2, row.step)
+        .bind(3, row.mode)
+        .bind(4, row.layer)
+        .bind(5, row.experts);
+    insert.bind(6, row.entropy)
+        .bind(7, row.load_imbalance)
+        .bind(8, row.unused_experts)
+        .bind(9, row.specialisation);
     insert.bind(10, row.tokens);
     insert.run();
   }
@@ -682,13 +743,27 @@ void ResultsStore::write_task_evals(int64_t run_id, const std::vector<TaskEvalRo
   Statement insert = db_.prepare(insert_or_replace_sql(run_table("task_evals")));
   const std::string now = utc_now_iso8601(), code_version = current_code_version();
   for (const TaskEvalRow& row : rows) {
-    insert.bind(1, run_id).bind(2, row.task).bind(3, row.routing).bind(4, row.step).bind(5, row.task_sha256);
+    insert.bind(1, run_id)
+        .bind(2, row.task)
+        .bind(3, row.routing)
+        .bind(4, row.step)
+        .bind(5, row.task_sha256);
     insert.bind(6, row.examples).bind(7, row.chance).bind(8, row.accuracy);
-    // A standard error needs two examples; NULL says "not defined" (SQLite would store NaN as NULL anyway).
-    if (std::isfinite(row.accuracy_stderr)) insert.bind(9, row.accuracy_stderr); else insert.bind_null(9);
+    // A standard error needs two examples; NULL says "not defined" (SQLite would store NaN as NULL
+    // anyway).
+    if (std::isfinite(row.accuracy_stderr))
+      insert.bind(9, row.accuracy_stderr);
+    else
+      insert.bind_null(9);
     insert.bind(10, row.accuracy_norm);
-    if (std::isfinite(row.accuracy_norm_stderr)) insert.bind(11, row.accuracy_norm_stderr); else insert.bind_null(11);
-    insert.bind(12, row.gold_loss_per_token).bind(13, row.truncated).bind(14, now).bind(15, code_version);
+    if (std::isfinite(row.accuracy_norm_stderr))
+      insert.bind(11, row.accuracy_norm_stderr);
+    else
+      insert.bind_null(11);
+    insert.bind(12, row.gold_loss_per_token)
+        .bind(13, row.truncated)
+        .bind(14, now)
+        .bind(15, code_version);
     insert.run();
   }
   transaction.commit();
@@ -698,7 +773,10 @@ void ResultsStore::delete_rows_after(int64_t run_id, int64_t step) {
   Transaction transaction(db_);
   for (const RunTable& table : run_tables()) {
     if (!table.stepped) continue;
-    db_.prepare(fmt::format("DELETE FROM {} WHERE run_id = ? AND step > ?", table.name)).bind(1, run_id).bind(2, step).run();
+    db_.prepare(fmt::format("DELETE FROM {} WHERE run_id = ? AND step > ?", table.name))
+        .bind(1, run_id)
+        .bind(2, step)
+        .run();
   }
   transaction.commit();
 }

@@ -49,7 +49,7 @@ struct MetricRow {
 struct EvalRow {
   int64_t step;
   std::string domain;  // a corpus domain, or "all"
-  std::string mode;    // "default" (causal routing as in training) or "prompt" (prompt-only routing)
+  std::string mode;  // "default" (causal routing as in training) or "prompt" (prompt-only routing)
   int64_t tokens;
   double loss;
   double ppl;
@@ -72,10 +72,10 @@ struct RoutingLayerRow {
   std::string mode;
   int64_t layer;
   int64_t experts;
-  double entropy;         // mean per-token routing entropy, nats
-  double load_imbalance;  // max / mean expert mass
-  int64_t unused_experts; // experts no token activated (weight > 2/E)
-  double specialisation;  // I(domain; expert) / H(expert), 0..1
+  double entropy;          // mean per-token routing entropy, nats
+  double load_imbalance;   // max / mean expert mass
+  int64_t unused_experts;  // experts no token activated (weight > 2/E)
+  double specialisation;   // I(domain; expert) / H(expert), 0..1
   int64_t tokens;
 };
 
@@ -88,9 +88,10 @@ struct TaskEvalRow {
   int64_t examples = 0;
   double chance = 0;
   double accuracy = 0, accuracy_stderr = 0;
-  double accuracy_norm = 0, accuracy_norm_stderr = 0;  // stderr NaN (stored NULL) below two examples
+  double accuracy_norm = 0,
+         accuracy_norm_stderr = 0;  // stderr NaN (stored NULL) below two examples
   double gold_loss_per_token = 0;
-  int64_t truncated = 0;    // choices whose context was cut to fit the model's context
+  int64_t truncated = 0;  // choices whose context was cut to fit the model's context
 };
 
 class ResultsStore {
@@ -125,9 +126,10 @@ class ResultsStore {
 
   // `included_files`: (absolute path, text) of every file the experiment file includes; they
   // replace the ones recorded before (experiment_files).
-  int64_t upsert_experiment(const std::string& name, const std::string& file, const std::string& description,
-                            const std::string& source_text,
-                            const std::vector<std::pair<std::string, std::string>>& included_files = {});
+  int64_t upsert_experiment(
+      const std::string& name, const std::string& file, const std::string& description,
+      const std::string& source_text,
+      const std::vector<std::pair<std::string, std::string>>& included_files = {});
   // The run of this cell in this experiment, registered as queued when new.
   int64_t ensure_run(int64_t experiment_id, const std::string& cell_hash, const std::string& label,
                      const std::string& config_json, int64_t seed);
@@ -139,9 +141,10 @@ class ResultsStore {
   // are resolved against its folder.
   std::string experiment_file(const RunRecord& run);
 
-  void mark_running(int64_t run_id, const std::string& code_version, const std::string& host, int64_t total_steps,
-                    const std::string& corpus_checksum);
-  void mark_finished(int64_t run_id, const std::string& status, const std::string& reason, int64_t last_step);
+  void mark_running(int64_t run_id, const std::string& code_version, const std::string& host,
+                    int64_t total_steps, const std::string& corpus_checksum);
+  void mark_finished(int64_t run_id, const std::string& status, const std::string& reason,
+                     int64_t last_step);
   void set_run_attribute(int64_t run_id, const std::string& name, const std::string& value);
   std::optional<std::string> run_attribute(int64_t run_id, const std::string& name);
 

@@ -16,7 +16,8 @@ struct RunTable {
 
 const std::vector<RunTable>& run_tables();
 const RunTable& run_table(const std::string& name);
-// "INSERT OR REPLACE INTO name (run_id, columns) VALUES (?, ...)": a rewritten key replaces its row.
+// "INSERT OR REPLACE INTO name (run_id, columns) VALUES (?, ...)": a rewritten key replaces its
+// row.
 std::string insert_or_replace_sql(const RunTable& table);
 
 }  // namespace lory

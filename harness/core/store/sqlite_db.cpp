@@ -24,7 +24,10 @@ Statement::Statement(sqlite3* db, const std::string& sql, const std::string& db_
 }
 
 Statement::Statement(Statement&& other) noexcept
-    : db_(other.db_), stmt_(other.stmt_), sql_(std::move(other.sql_)), db_path_(std::move(other.db_path_)),
+    : db_(other.db_),
+      stmt_(other.stmt_),
+      sql_(std::move(other.sql_)),
+      db_path_(std::move(other.db_path_)),
       tail_(std::move(other.tail_)) {
   other.stmt_ = nullptr;
 }
@@ -95,15 +98,18 @@ Database::Database(const std::string& path, Mode mode) : path_(path) {
   if (mode == Mode::ReadOnly) {
     std::error_code ec;
     if (!fs::exists(path, ec)) {
-      throw SqliteError(fmt::format("database '{}' does not exist (pass --db PATH, or run an experiment first)", path),
-                        SQLITE_CANTOPEN);
+      throw SqliteError(
+          fmt::format("database '{}' does not exist (pass --db PATH, or run an experiment first)",
+                      path),
+          SQLITE_CANTOPEN);
     }
   } else {
     const fs::path parent = fs::path(path).parent_path();
     std::error_code ec;
     if (!parent.empty()) fs::create_directories(parent, ec);
   }
-  const int flags = mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  const int flags =
+      mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   const int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
@@ -123,11 +129,13 @@ Database::Database(const std::string& path, Mode mode) : path_(path) {
     // read-only copy): reading needs the -shm file, which cannot be created there. Nobody can be
     // writing to it then, so it is read as an immutable file.
     const int primary = e.code() & 0xff;
-    if (mode == Mode::ReadOnly && (primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) && open_immutable(path)) {
+    if (mode == Mode::ReadOnly && (primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) &&
+        open_immutable(path)) {
       exec("PRAGMA query_only=ON");
       return;
     }
-    throw SqliteError(fmt::format("'{}' is not a usable lory results database: {}", path, e.what()), e.code());
+    throw SqliteError(fmt::format("'{}' is not a usable lory results database: {}", path, e.what()),
+                      e.code());
   }
   if (mode == Mode::ReadWrite) {
     exec("PRAGMA journal_mode=WAL");
@@ -149,8 +157,9 @@ bool Database::open_immutable(const std::string& path) {
     }
   }
   uri += "?immutable=1";
-  if (sqlite3_open_v2(uri.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
+  if (sqlite3_open_v2(uri.c_str(), &db_,
+                      SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
     if (db_) sqlite3_close(db_);
     db_ = nullptr;
     return false;
@@ -165,7 +174,9 @@ bool Database::open_immutable(const std::string& path) {
   }
 }
 
-Database::Database(Database&& other) noexcept : db_(other.db_), path_(std::move(other.path_)) { other.db_ = nullptr; }
+Database::Database(Database&& other) noexcept : db_(other.db_), path_(std::move(other.path_)) {
+  other.db_ = nullptr;
+}
 
 Database::~Database() {
   if (db_) sqlite3_close(db_);
@@ -188,7 +199,6 @@ std::optional<int64_t> Database::query_int(const std::string& sql) {
   if (!statement.step() || statement.column_type(0) == SQLITE_NULL) return std::nullopt;
   return statement.column_int(0);
 }
-
 
 Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
 

@@ -41,7 +41,8 @@ class Statement {
 
   int column_count() const;
   std::string column_name(int i) const;
-  int column_type(int i) const;  // SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB, SQLITE_NULL
+  int column_type(
+      int i) const;  // SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB, SQLITE_NULL
   int64_t column_int(int i) const;
   double column_double(int i) const;
   std::string column_text(int i) const;

@@ -28,7 +28,8 @@ std::string format_sorted(const std::vector<Diagnostic>& diagnostics, const char
   std::stable_sort(sorted.begin(), sorted.end(), [](const Diagnostic* a, const Diagnostic* b) {
     const std::string fa = a->where.file ? *a->where.file : "";
     const std::string fb = b->where.file ? *b->where.file : "";
-    return std::tie(fa, a->where.line, a->where.column) < std::tie(fb, b->where.line, b->where.column);
+    return std::tie(fa, a->where.line, a->where.column) <
+           std::tie(fb, b->where.line, b->where.column);
   });
   std::set<std::string> seen;
   std::string out;

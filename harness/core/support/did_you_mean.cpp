@@ -31,7 +31,8 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   // A word that is the start of a candidate ("warmup" for "warmup_fraction") is a likely slip too.
   if (word.size() >= 4) {
     for (const auto& candidate : candidates) {
-      if (candidate.size() > word.size() && candidate.compare(0, word.size(), word) == 0) return candidate;
+      if (candidate.size() > word.size() && candidate.compare(0, word.size(), word) == 0)
+        return candidate;
     }
   }
   for (const auto& candidate : candidates) {
@@ -44,7 +45,8 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   return best;
 }
 
-std::string did_you_mean_suffix(const std::string& word, const std::vector<std::string>& candidates) {
+std::string did_you_mean_suffix(const std::string& word,
+                                const std::vector<std::string>& candidates) {
   const std::string match = closest_match(word, candidates);
   return match.empty() ? "" : " (did you mean '" + match + "'?)";
 }

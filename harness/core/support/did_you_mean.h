@@ -13,7 +13,8 @@ size_t edit_distance(const std::string& a, const std::string& b);
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
 // " (did you mean 'x'?)" or "".
-std::string did_you_mean_suffix(const std::string& word, const std::vector<std::string>& candidates);
+std::string did_you_mean_suffix(const std::string& word,
+                                const std::vector<std::string>& candidates);
 
 // For a key holding a '.': TOML reads a quoted "router.lory.experts" as one key of that name,
 // not as a path, so "unknown key 'router.lory.experts'" would name a valid key. This says so:

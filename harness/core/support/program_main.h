@@ -12,10 +12,13 @@ namespace lory {
 
 namespace exit_status {
 constexpr int kSuccess = 0;
-constexpr int kUserError = 1;       // the input is wrong (command line, config, corpus, database, plugin)
-constexpr int kNotDone = 2;         // the input was right, the work did not finish (a run failed or diverged)
-constexpr int kInternalError = 3;   // a bug in lory: an error nobody anticipated
-constexpr int kInterrupted = 130;   // stopped by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT); a rerun goes on
+constexpr int kUserError =
+    1;  // the input is wrong (command line, config, corpus, database, plugin)
+constexpr int kNotDone =
+    2;  // the input was right, the work did not finish (a run failed or diverged)
+constexpr int kInternalError = 3;  // a bug in lory: an error nobody anticipated
+constexpr int kInterrupted =
+    130;  // stopped by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT); a rerun goes on
 }  // namespace exit_status
 
 // The "Exit status:" section of a program's --help.

@@ -20,7 +20,9 @@ class ProgressLine {
       : what_(std::move(what)),
         total_(total),
         terminal_(::isatty(fileno(stderr)) != 0),
-        min_interval_s_(min_interval_s >= 0 ? min_interval_s : terminal_ ? 1.0 : 10.0),
+        min_interval_s_(min_interval_s >= 0 ? min_interval_s
+                        : terminal_         ? 1.0
+                                            : 10.0),
         started_(Clock::now()),
         last_(started_) {}
 
@@ -32,10 +34,10 @@ class ProgressLine {
     last_ = now;
     const double elapsed = std::chrono::duration<double>(now - started_).count();
     const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total_ - done);
-    std::fprintf(stderr, "%s%s %lld/%lld (%.0f%%), %s, ETA %s%s", terminal_ ? "\r" : "", what_.c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total_),
-                 100.0 * static_cast<double>(done) / static_cast<double>(total_), duration(elapsed).c_str(),
-                 duration(eta).c_str(), terminal_ ? "   " : "\n");
+    std::fprintf(stderr, "%s%s %lld/%lld (%.0f%%), %s, ETA %s%s", terminal_ ? "\r" : "",
+                 what_.c_str(), static_cast<long long>(done), static_cast<long long>(total_),
+                 100.0 * static_cast<double>(done) / static_cast<double>(total_),
+                 duration(elapsed).c_str(), duration(eta).c_str(), terminal_ ? "   " : "\n");
     std::fflush(stderr);
     printed_ = true;
   }

@@ -43,7 +43,9 @@ double specialisation_score(const std::vector<std::vector<double>>& mass_DE) {
   return std::clamp(mutual_information / entropy_E, 0.0, 1.0);
 }
 
-double load_imbalance(const std::vector<std::vector<double>>& mass_DE) { return load_imbalance(expert_totals(mass_DE)); }
+double load_imbalance(const std::vector<std::vector<double>>& mass_DE) {
+  return load_imbalance(expert_totals(mass_DE));
+}
 
 double load_imbalance(const std::vector<double>& load_E) {
   if (load_E.empty()) return 0;
@@ -72,10 +74,12 @@ double relative_load_percentile(const std::vector<double>& load_E, double percen
   std::vector<double> sorted = load_E;
   std::sort(sorted.begin(), sorted.end());
   // Linear interpolation between closest ranks (numpy's default).
-  const double rank = std::clamp(percent, 0.0, 100.0) / 100.0 * static_cast<double>(sorted.size() - 1);
+  const double rank =
+      std::clamp(percent, 0.0, 100.0) / 100.0 * static_cast<double>(sorted.size() - 1);
   const size_t below = static_cast<size_t>(std::floor(rank));
   const size_t above = std::min(below + 1, sorted.size() - 1);
-  const double value = sorted[below] + (rank - static_cast<double>(below)) * (sorted[above] - sorted[below]);
+  const double value =
+      sorted[below] + (rank - static_cast<double>(below)) * (sorted[above] - sorted[below]);
   return value / (sum / static_cast<double>(sorted.size()));
 }
 

@@ -20,7 +20,7 @@ struct TaskExample {
   std::string prompt_text;  // few-shot examples and the context, as scored
   std::vector<std::string> choices;
   int64_t gold = 0;
-  int64_t few_shot = 0;     // number of few-shot examples in prompt_text
+  int64_t few_shot = 0;  // number of few-shot examples in prompt_text
 };
 
 struct TaskFile {

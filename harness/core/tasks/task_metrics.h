@@ -20,11 +20,13 @@ struct TaskAccuracy {
   int64_t examples = 0;
   double accuracy = 0, accuracy_stderr = 0;
   double accuracy_norm = 0, accuracy_norm_stderr = 0;
-  double chance = 0;                  // mean of 1 / choices: what guessing scores
-  double gold_loss_per_token = 0;     // mean over examples of the gold choice's -log-likelihood per token
+  double chance = 0;  // mean of 1 / choices: what guessing scores
+  double gold_loss_per_token =
+      0;  // mean over examples of the gold choice's -log-likelihood per token
 };
 
 // scores[i] are example i's choices, gold[i] its correct one.
-TaskAccuracy task_accuracy(const std::vector<std::vector<ChoiceScore>>& scores, const std::vector<int64_t>& gold);
+TaskAccuracy task_accuracy(const std::vector<std::vector<ChoiceScore>>& scores,
+                           const std::vector<int64_t>& gold);
 
 }  // namespace lory

@@ -13,15 +13,20 @@ namespace lory {
 using nlohmann::json;
 
 void write_tokenized_task(std::ostream& out, const TokenizedTask& task) {
-  out << json{{"task", task.name}, {"sha256", task.sha256}, {"source", task.source}, {"examples", task.examples.size()}}
+  out << json{{"task", task.name},
+              {"sha256", task.sha256},
+              {"source", task.source},
+              {"examples", task.examples.size()}}
              .dump()
       << "\n";
   for (const TokenizedExample& example : task.examples) {
     json choices = json::array();
     for (const TokenizedChoice& choice : example.choices) {
-      choices.push_back({{"ids", choice.ids}, {"context", choice.context}, {"bytes", choice.bytes}});
+      choices.push_back(
+          {{"ids", choice.ids}, {"context", choice.context}, {"bytes", choice.bytes}});
     }
-    out << json{{"line", example.line}, {"gold", example.gold}, {"choices", choices}}.dump() << "\n";
+    out << json{{"line", example.line}, {"gold", example.gold}, {"choices", choices}}.dump()
+        << "\n";
   }
 }
 
@@ -49,25 +54,28 @@ TokenizedTask read_tokenized_task(const std::string& path, int64_t vocab_size) {
         choice.bytes = c.at("bytes").get<int64_t>();
         for (const int64_t id : choice.ids) {
           if (id < 0 || id >= vocab_size) {
-            throw UserError(fmt::format("tokenized task '{}' has token id {}, outside this corpus's vocabulary ({}): it "
-                                        "was tokenized for another corpus",
-                                        path, id, vocab_size));
+            throw UserError(fmt::format(
+                "tokenized task '{}' has token id {}, outside this corpus's vocabulary ({}): it "
+                "was tokenized for another corpus",
+                path, id, vocab_size));
           }
         }
         if (choice.context < 1 || choice.context >= static_cast<int64_t>(choice.ids.size())) {
-          throw UserError(fmt::format("tokenized task '{}', example of line {}: a choice without context or tokens",
-                                      path, example.line));
+          throw UserError(fmt::format(
+              "tokenized task '{}', example of line {}: a choice without context or tokens", path,
+              example.line));
         }
         example.choices.push_back(std::move(choice));
       }
       task.examples.push_back(std::move(example));
     }
     if (task.examples.size() != expected) {
-      throw UserError(fmt::format("tokenized task '{}' is cut short: {} of {} examples", path, task.examples.size(),
-                                  expected));
+      throw UserError(fmt::format("tokenized task '{}' is cut short: {} of {} examples", path,
+                                  task.examples.size(), expected));
     }
   } catch (const json::exception& e) {
-    throw UserError(fmt::format("tokenized task '{}' is not lory-data's format: {}", path, e.what()));
+    throw UserError(
+        fmt::format("tokenized task '{}' is not lory-data's format: {}", path, e.what()));
   }
   return task;
 }

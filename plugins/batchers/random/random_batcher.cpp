@@ -18,15 +18,17 @@ struct Options {
 };
 
 const lory::ParamDeclaration<Options>& params() {
-  static const auto declaration = lory::ParamDeclaration<Options>("batcher.random")
-                                      .flag("shuffle_instances", &Options::shuffle_instances, true,
-                                            "shuffle the cut instances too (seeded); false = train on the stream in order");
+  static const auto declaration =
+      lory::ParamDeclaration<Options>("batcher.random")
+          .flag("shuffle_instances", &Options::shuffle_instances, true,
+                "shuffle the cut instances too (seeded); false = train on the stream in order");
   return declaration;
 }
 
 class RandomBatcher final : public lory::BatcherPlugin {
  public:
-  lory::InstancePlan plan(const lory::BatcherContext& context, const lory::ParamValues& values) override {
+  lory::InstancePlan plan(const lory::BatcherContext& context,
+                          const lory::ParamValues& values) override {
     const Options options = params().read(values);
     lory::InstancePlan plan;
     plan.document_order = context.corpus.documents_of_split(lory::Split::Train);
@@ -39,8 +41,9 @@ class RandomBatcher final : public lory::BatcherPlugin {
       std::iota(plan.instance_order.begin(), plan.instance_order.end(), 0);
       random.shuffle(plan.instance_order);
     }
-    plan.description = fmt::format("random document order{} (seed {})",
-                                   options.shuffle_instances ? ", shuffled instances" : "", context.seed);
+    plan.description =
+        fmt::format("random document order{} (seed {})",
+                    options.shuffle_instances ? ", shuffled instances" : "", context.seed);
     return plan;
   }
 };
@@ -49,8 +52,9 @@ std::unique_ptr<lory::BatcherPlugin> create() { return std::make_unique<RandomBa
 
 }  // namespace lory_plugins::random_batcher
 
-LORY_DECLARED_PLUGIN(LORY_PLUGIN_BATCHER, "random",
-                     "Training documents shuffled with the run's seed, joined by end-of-document tokens; instances "
-                     "shuffled",
-                     lory_plugins::random_batcher::params)
+LORY_DECLARED_PLUGIN(
+    LORY_PLUGIN_BATCHER, "random",
+    "Training documents shuffled with the run's seed, joined by end-of-document tokens; instances "
+    "shuffled",
+    lory_plugins::random_batcher::params)
 LORY_BATCHER_FACTORY(lory_plugins::random_batcher::create)

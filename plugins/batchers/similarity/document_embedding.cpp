@@ -27,7 +27,8 @@ void normalise_rows(Embeddings& e) {
 
 }  // namespace
 
-Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32_t>& documents, int64_t dimension) {
+Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32_t>& documents,
+                            int64_t dimension) {
   const uint32_t vocab = corpus.manifest().vocab_size;
   // Document frequencies over the embedded documents.
   std::vector<uint32_t> document_frequency(vocab, 0), last_seen(vocab, UINT32_MAX);
@@ -45,7 +46,8 @@ Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32
   }
   const double n = static_cast<double>(documents.size());
   std::vector<float> idf(vocab);
-  for (uint32_t t = 0; t < vocab; ++t) idf[t] = static_cast<float>(std::log((n + 1) / (document_frequency[t] + 1)) + 1);
+  for (uint32_t t = 0; t < vocab; ++t)
+    idf[t] = static_cast<float>(std::log((n + 1) / (document_frequency[t] + 1)) + 1);
   // The projection is fixed (not the run's seed), so the plan and its cache do not depend on it.
   std::vector<float> projection(static_cast<size_t>(vocab) * static_cast<size_t>(dimension));
   lory::SeededRandom random(0x51A11A7);
@@ -86,7 +88,8 @@ Embeddings embeddings_from_file(const std::string& path, const lory::Corpus& cor
   out.source_run = file.source_run;
   out.vectors.resize(documents.size() * dimension);
   for (size_t i = 0; i < documents.size(); ++i) {
-    std::memcpy(out.vectors.data() + i * dimension, file.rows.data() + documents[i] * dimension, dimension * sizeof(float));
+    std::memcpy(out.vectors.data() + i * dimension, file.rows.data() + documents[i] * dimension,
+                dimension * sizeof(float));
   }
   normalise_rows(out);
   return out;

@@ -19,7 +19,8 @@ struct Embeddings {
   const float* row(size_t i) const { return vectors.data() + i * static_cast<size_t>(dimension); }
 };
 
-Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32_t>& documents, int64_t dimension);
+Embeddings tfidf_projection(const lory::Corpus& corpus, const std::vector<uint32_t>& documents,
+                            int64_t dimension);
 
 // The rows of `documents` from a file written by `lory embed` (lory/core/embedding_file.h: refused
 // when made from another corpus), normalised.

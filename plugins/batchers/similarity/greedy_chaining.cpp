@@ -9,9 +9,11 @@ namespace {
 
 void attach_orphan_documents(const NeighbourGraph& graph, int64_t max_length, Chains& out) {
   const int64_t k = graph.k;
-  std::vector<int64_t> chain_of(graph.neighbours.size() / static_cast<size_t>(std::max<int64_t>(1, k)), -1);
+  std::vector<int64_t> chain_of(
+      graph.neighbours.size() / static_cast<size_t>(std::max<int64_t>(1, k)), -1);
   for (size_t c = 0; c < out.chains.size(); ++c) {
-    for (int64_t document : out.chains[c]) chain_of[static_cast<size_t>(document)] = static_cast<int64_t>(c);
+    for (int64_t document : out.chains[c])
+      chain_of[static_cast<size_t>(document)] = static_cast<int64_t>(c);
   }
   // after[d]: orphans to place right after document d.
   std::vector<std::vector<int64_t>> after(chain_of.size());
@@ -25,8 +27,9 @@ void attach_orphan_documents(const NeighbourGraph& graph, int64_t max_length, Ch
       if (host < 0) continue;
       const int64_t host_chain = chain_of[static_cast<size_t>(host)];
       if (host_chain < 0 || out.chains[static_cast<size_t>(host_chain)].size() < 2) continue;
-      const int64_t length = static_cast<int64_t>(out.chains[static_cast<size_t>(host_chain)].size()) +
-                             grown[static_cast<size_t>(host_chain)];
+      const int64_t length =
+          static_cast<int64_t>(out.chains[static_cast<size_t>(host_chain)].size()) +
+          grown[static_cast<size_t>(host_chain)];
       if (max_length > 0 && length >= max_length) continue;
       after[static_cast<size_t>(host)].push_back(orphan);
       ++grown[static_cast<size_t>(host_chain)];
@@ -49,8 +52,8 @@ void attach_orphan_documents(const NeighbourGraph& graph, int64_t max_length, Ch
 
 }  // namespace
 
-Chains greedy_chains(const NeighbourGraph& graph, int64_t rows, double dedup_threshold, int64_t max_length,
-                     int64_t backtrack, bool attach_orphans) {
+Chains greedy_chains(const NeighbourGraph& graph, int64_t rows, double dedup_threshold,
+                     int64_t max_length, int64_t backtrack, bool attach_orphans) {
   const int64_t k = graph.k;
   std::vector<uint8_t> used(static_cast<size_t>(rows), 0);
   Chains out;
@@ -75,8 +78,9 @@ Chains greedy_chains(const NeighbourGraph& graph, int64_t rows, double dedup_thr
   }
   std::vector<int64_t> starts(static_cast<size_t>(rows));
   std::iota(starts.begin(), starts.end(), 0);
-  std::stable_sort(starts.begin(), starts.end(),
-                   [&](int64_t a, int64_t b) { return in_degree[static_cast<size_t>(a)] < in_degree[static_cast<size_t>(b)]; });
+  std::stable_sort(starts.begin(), starts.end(), [&](int64_t a, int64_t b) {
+    return in_degree[static_cast<size_t>(a)] < in_degree[static_cast<size_t>(b)];
+  });
   for (int64_t start : starts) {
     if (used[static_cast<size_t>(start)]) continue;
     std::vector<int64_t> chain = {start};

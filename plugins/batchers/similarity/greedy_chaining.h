@@ -31,7 +31,7 @@ struct Chains {
 };
 
 // dedup_threshold >= 1 disables near-duplicate removal; max_length 0 = unlimited.
-Chains greedy_chains(const NeighbourGraph& graph, int64_t rows, double dedup_threshold, int64_t max_length,
-                     int64_t backtrack, bool attach_orphans);
+Chains greedy_chains(const NeighbourGraph& graph, int64_t rows, double dedup_threshold,
+                     int64_t max_length, int64_t backtrack, bool attach_orphans);
 
 }  // namespace lory_plugins::similarity

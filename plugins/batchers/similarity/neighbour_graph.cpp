@@ -13,13 +13,16 @@
 
 namespace lory_plugins::similarity {
 
-NeighbourGraph nearest_neighbours(const Embeddings& embeddings, int64_t k, const std::string& index, int64_t exact_below,
-                                  int threads) {
+NeighbourGraph nearest_neighbours(const Embeddings& embeddings, int64_t k, const std::string& index,
+                                  int64_t exact_below, int threads) {
   omp_set_num_threads(std::max(1, threads));
   using Clock = std::chrono::steady_clock;
-  const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  const auto since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
   const auto build_start = Clock::now();
-  const int64_t n = static_cast<int64_t>(embeddings.vectors.size() / static_cast<size_t>(embeddings.dimension));
+  const int64_t n =
+      static_cast<int64_t>(embeddings.vectors.size() / static_cast<size_t>(embeddings.dimension));
   const int64_t d = embeddings.dimension;
   const std::string method = index == "auto" ? (n < exact_below ? "exact" : "hnsw") : index;
   // One extra neighbour: a document usually finds itself first.
@@ -39,9 +42,11 @@ NeighbourGraph nearest_neighbours(const Embeddings& embeddings, int64_t k, const
     faiss_index = std::move(hnsw);
     graph.method = "hnsw(M=32, efSearch=64)";
   } else if (method == "ivf") {
-    const int64_t lists = std::max<int64_t>(1, std::min<int64_t>(n / 39, static_cast<int64_t>(4 * std::sqrt(n))));
+    const int64_t lists =
+        std::max<int64_t>(1, std::min<int64_t>(n / 39, static_cast<int64_t>(4 * std::sqrt(n))));
     quantizer = std::make_unique<faiss::IndexFlatIP>(d);
-    auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, lists, faiss::METRIC_INNER_PRODUCT);
+    auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, lists,
+                                                     faiss::METRIC_INNER_PRODUCT);
     ivf->nprobe = std::min<int64_t>(lists, 16);
     const int64_t training = std::min<int64_t>(n, lists * 64);
     ivf->train(training, embeddings.vectors.data());
@@ -59,8 +64,8 @@ NeighbourGraph nearest_neighbours(const Embeddings& embeddings, int64_t k, const
   const int64_t block = 4096;
   for (int64_t start = 0; start < n; start += block) {
     const int64_t rows = std::min(block, n - start);
-    faiss_index->search(rows, embeddings.row(static_cast<size_t>(start)), wanted, scores.data() + start * wanted,
-                        labels.data() + start * wanted);
+    faiss_index->search(rows, embeddings.row(static_cast<size_t>(start)), wanted,
+                        scores.data() + start * wanted, labels.data() + start * wanted);
   }
   graph.search_seconds = since(search_start);
   graph.neighbours.assign(static_cast<size_t>(n * k), -1);
@@ -71,7 +76,8 @@ NeighbourGraph nearest_neighbours(const Embeddings& embeddings, int64_t k, const
       const faiss::Index::idx_t label = labels[static_cast<size_t>(i * wanted + j)];
       if (label < 0 || label == i) continue;
       graph.neighbours[static_cast<size_t>(i * k + filled)] = label;
-      graph.similarity[static_cast<size_t>(i * k + filled)] = scores[static_cast<size_t>(i * wanted + j)];
+      graph.similarity[static_cast<size_t>(i * k + filled)] =
+          scores[static_cast<size_t>(i * wanted + j)];
       ++filled;
     }
   }

@@ -3,22 +3,26 @@
 #include <nlohmann/json.hpp>
 
 #include "lory/core/plugin.h"
-#include "lory/nn/router_api.h"
 #include "lory/core/router_roles.h"
+#include "lory/nn/router_api.h"
 
 namespace lory_plugins::dense {
 
 class DenseFeedForward final : public lory::FeedForward {
  public:
   explicit DenseFeedForward(const lory::FeedForwardSpec& spec) : layer_(spec.layer_index) {
-    w_gate_FD = register_parameter("w_gate_FD", torch::randn({spec.d_ff, spec.d_model}) * spec.init_std);
-    w_up_FD = register_parameter("w_up_FD", torch::randn({spec.d_ff, spec.d_model}) * spec.init_std);
-    w_down_DF = register_parameter("w_down_DF", torch::randn({spec.d_model, spec.d_ff}) * spec.output_init_std);
+    w_gate_FD =
+        register_parameter("w_gate_FD", torch::randn({spec.d_ff, spec.d_model}) * spec.init_std);
+    w_up_FD =
+        register_parameter("w_up_FD", torch::randn({spec.d_ff, spec.d_model}) * spec.init_std);
+    w_down_DF = register_parameter("w_down_DF",
+                                   torch::randn({spec.d_model, spec.d_ff}) * spec.output_init_std);
   }
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
     if (context.recording()) {
-      lory::record_routing(context, layer_, torch::ones({h_BLD.size(0), h_BLD.size(1), 1}, h_BLD.options()));
+      lory::record_routing(context, layer_,
+                           torch::ones({h_BLD.size(0), h_BLD.size(1), 1}, h_BLD.options()));
     }
     return lory::swiglu(h_BLD, w_gate_FD, w_up_FD, w_down_DF);
   }
@@ -45,7 +49,8 @@ class DenseFeedForward final : public lory::FeedForward {
 
 class DenseRouter final : public lory::RouterPlugin {
  public:
-  std::shared_ptr<lory::FeedForward> build(const lory::FeedForwardSpec& spec, const lory::ParamValues&) override {
+  std::shared_ptr<lory::FeedForward> build(const lory::FeedForwardSpec& spec,
+                                           const lory::ParamValues&) override {
     return std::make_shared<DenseFeedForward>(spec);
   }
 };
@@ -54,7 +59,8 @@ std::unique_ptr<lory::RouterPlugin> create() { return std::make_unique<DenseRout
 
 }  // namespace lory_plugins::dense
 
-LORY_PLUGIN_METADATA_NO_PARAMS(LORY_PLUGIN_ROUTER, "dense",
-                               "One SwiGLU FFN per layer (no experts): the parameter-matched dense baseline")
+LORY_PLUGIN_METADATA_NO_PARAMS(
+    LORY_PLUGIN_ROUTER, "dense",
+    "One SwiGLU FFN per layer (no experts): the parameter-matched dense baseline")
 LORY_ROUTER_FACTORY(lory_plugins::dense::create)
 LORY_ROUTER_ROLES("dense_baseline")

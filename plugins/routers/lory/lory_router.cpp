@@ -11,10 +11,10 @@
 
 #include <cmath>
 
-#include "lory/nn/decode_state.h"
-#include "lory/nn/expert_merge.h"
 #include "lory/core/param_declaration.h"
 #include "lory/core/plugin.h"
+#include "lory/nn/decode_state.h"
+#include "lory/nn/expert_merge.h"
 #include "lory/nn/router_api.h"
 
 namespace lory_plugins::lory_router {
@@ -38,39 +38,51 @@ const lory::ParamDeclaration<Options>& params() {
       lory::ParamDeclaration<Options>("router.lory")
           .integer("experts", &Options::experts, 8, 1, 1024, "E: SwiGLU experts per FFN layer")
           .integer("segment_length", &Options::segment_length, 256, 1, 1 << 20,
-                   "T: tokens per routing segment (the last segment is shorter when T does not divide the length)")
+                   "T: tokens per routing segment (the last segment is shorter when T does not "
+                   "divide the length)")
           .choice("first_segment", &Options::first_segment,
-                  {{"paper", FirstSegment::Paper}, {"uniform", FirstSegment::Uniform},
+                  {{"paper", FirstSegment::Paper},
+                   {"uniform", FirstSegment::Uniform},
                    {"first_token", FirstSegment::FirstToken}},
                   FirstSegment::Paper,
-                  "segment 1: paper = its own mean, stop-gradient (leaks within segment 1); uniform = 1/E; "
+                  "segment 1: paper = its own mean, stop-gradient (leaks within segment 1); "
+                  "uniform = 1/E; "
                   "first_token = routed from its first token (causal)")
           .real("router_init_std", &Options::router_init_std, 0.02, 1e-8, 1,
-                "std of the router's normal init; never 0: a zero router gives every segment uniform weights, so "
+                "std of the router's normal init; never 0: a zero router gives every segment "
+                "uniform weights, so "
                 "upcycled experts get identical gradients and stay identical")
           .real("balance_loss_weight", &Options::balance_loss_weight, 0, 0, 100,
-                "weight of a Switch-style balance loss over segments (ablation; the paper uses none); per layer "
-                "E * sum_e f_e P_e over the segments routed from a previous one (f_e: share whose largest weight "
+                "weight of a Switch-style balance loss over segments (ablation; the paper uses "
+                "none); per layer "
+                "E * sum_e f_e P_e over the segments routed from a previous one (f_e: share whose "
+                "largest weight "
                 "is e, P_e: mean weight of e), summed over layers, times this weight")
           .choice("inference_routing", &Options::inference_routing,
                   {{"segment", InferenceRouting::Segment}, {"prompt", InferenceRouting::Prompt}},
                   InferenceRouting::Segment,
-                  "rule of `lory score --routing inference`: segment = as in training; prompt = once per layer from "
+                  "rule of `lory score --routing inference`: segment = as in training; prompt = "
+                  "once per layer from "
                   "the prompt's mean")
-          .choice("routing", &Options::routing, {{"segment", Routing::Segment}, {"prefix", Routing::Prefix}},
-                  Routing::Segment,
-                  "segment = each segment from the previous one (Lory); prefix = every segment from segment 1 (the "
+          .choice("routing", &Options::routing,
+                  {{"segment", Routing::Segment}, {"prefix", Routing::Prefix}}, Routing::Segment,
+                  "segment = each segment from the previous one (Lory); prefix = every segment "
+                  "from segment 1 (the "
                   "paper's prefix-routing ablation)")
           .integer("chunk_segments", &Options::chunk_segments, 16, 1, 1 << 20,
                    "segments merged at a time: bounds the merged weights alive at once")
           .choice("implementation", &Options::implementation,
-                  {{"chunked", Implementation::Chunked}, {"naive", Implementation::Naive}}, Implementation::Chunked,
-                  "chunked = GEMM merges with recomputation in backward; naive = explicit per-segment loop "
+                  {{"chunked", Implementation::Chunked}, {"naive", Implementation::Naive}},
+                  Implementation::Chunked,
+                  "chunked = GEMM merges with recomputation in backward; naive = explicit "
+                  "per-segment loop "
                   "(reference)");
   return declaration;
 }
 
-Options read_options(const lory::ParamValues& values, const lory::FeedForwardSpec&) { return params().read(values); }
+Options read_options(const lory::ParamValues& values, const lory::FeedForwardSpec&) {
+  return params().read(values);
+}
 
 class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
  public:
@@ -78,9 +90,11 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
       : ExpertRouterLayer(spec, options, spec.d_ff) {}
 
   torch::Tensor forward(const torch::Tensor& h_BLD, lory::RoutingContext& context) override {
-    lory::EvalRouting::Rule rule = context.training() ? lory::EvalRouting::Rule::Train : context.eval_routing().rule;
+    lory::EvalRouting::Rule rule =
+        context.training() ? lory::EvalRouting::Rule::Train : context.eval_routing().rule;
     if (rule == lory::EvalRouting::Rule::Inference) {
-      rule = routes_from_prompt_at_inference() ? lory::EvalRouting::Rule::Prompt : lory::EvalRouting::Rule::Train;
+      rule = routes_from_prompt_at_inference() ? lory::EvalRouting::Rule::Prompt
+                                               : lory::EvalRouting::Rule::Train;
     }
     if (context.decode() && !context.training()) return forward_decoding(h_BLD, context, rule);
     if (rule == lory::EvalRouting::Rule::Prompt) return forward_prompt_routed(h_BLD, context);
@@ -95,27 +109,39 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   std::string export_layout_json() const override {
     nlohmann::json layout = expert_layer_layout("lory", params().to_json(options_));
     layout["expert"] =
-        "SwiGLU with merged weights: y = (silu(h @ G.T) * (h @ U.T)) @ W.T where G = sum_e w_e w_gate_EFD[e], U = "
+        "SwiGLU with merged weights: y = (silu(h @ G.T) * (h @ U.T)) @ W.T where G = sum_e w_e "
+        "w_gate_EFD[e], U = "
         "sum_e w_e w_up_EFD[e], W = sum_e w_e w_down_EDF[e]";
     layout["segment_rule"] =
-        "cut each sequence into segments of segment_length tokens from position 0 (the last may be shorter); "
+        "cut each sequence into segments of segment_length tokens from position 0 (the last may be "
+        "shorter); "
         "segment k > 1 uses w = softmax(router(mean of h over segment k - 1)) (routing = prefix: "
-        "softmax(router(mean of h over segment 1)) for every k > 1, whatever first_segment); segment 1 uses "
-        "first_segment: paper = softmax(router(mean of h over segment 1 itself)), uniform = 1/E, first_token = "
-        "softmax(router(h at position 0)); when segment_length >= the sequence length there is one segment";
+        "softmax(router(mean of h over segment 1)) for every k > 1, whatever first_segment); "
+        "segment 1 uses "
+        "first_segment: paper = softmax(router(mean of h over segment 1 itself)), uniform = 1/E, "
+        "first_token = "
+        "softmax(router(h at position 0)); when segment_length >= the sequence length there is one "
+        "segment";
     layout["prompt_rule"] =
-        "w = softmax(router(mean of h over the first P tokens)) for every token (lory score / generate --routing "
+        "w = softmax(router(mean of h over the first P tokens)) for every token (lory score / "
+        "generate --routing "
         "prompt, eval.prompt_routing)";
     return layout.dump();
   }
 
   // What one token goes through: the merged FFN (one expert's size) and the router.
-  int64_t active_parameter_count() const override { return experts_.w_gate_EFD[0].numel() * 3 + router_ED.numel(); }
+  int64_t active_parameter_count() const override {
+    return experts_.w_gate_EFD[0].numel() * 3 + router_ED.numel();
+  }
 
-  void upcycle_from(const lory::DenseFFNWeights& dense) override { lory::copy_dense_into_experts(experts_, dense); }
+  void upcycle_from(const lory::DenseFFNWeights& dense) override {
+    lory::copy_dense_into_experts(experts_, dense);
+  }
 
  private:
-  torch::Tensor route(const torch::Tensor& mean_XD) const { return torch::softmax(lory::router_logits(mean_XD, router_ED), -1); }
+  torch::Tensor route(const torch::Tensor& mean_XD) const {
+    return torch::softmax(lory::router_logits(mean_XD, router_ED), -1);
+  }
 
   torch::Tensor run_experts(const torch::Tensor& x_STD, const torch::Tensor& w_SE) const {
     return options_.implementation == Implementation::Naive
@@ -129,7 +155,8 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
     const int64_t N = (L + T - 1) / T;
     const int64_t padding = N * T - L;
     const torch::Tensor padded_BLD =
-        padding > 0 ? torch::cat({h_BLD, torch::zeros({B, padding, D}, h_BLD.options())}, 1) : h_BLD;
+        padding > 0 ? torch::cat({h_BLD, torch::zeros({B, padding, D}, h_BLD.options())}, 1)
+                    : h_BLD;
     const torch::Tensor x_STD = padded_BLD.reshape({B * N, T, D});
     // Segment means over each segment's real tokens (the last one may be shorter).
     torch::Tensor tokens_N = torch::full({N}, static_cast<double>(T), h_BLD.options());
@@ -147,7 +174,8 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
         first_BE = torch::full({B, E}, 1.0 / static_cast<double>(E), h_BLD.options());
         break;
       case FirstSegment::FirstToken:
-        // Routed from the first token alone: every token of segment 1 comes after it, so this is causal.
+        // Routed from the first token alone: every token of segment 1 comes after it, so this is
+        // causal.
         first_BE = route(h_BLD.select(1, 0));
         break;
     }
@@ -156,8 +184,9 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
     // ablation instead reuses segment 1's weights for every later segment.
     torch::Tensor w_BNE = first_BE.unsqueeze(1);
     if (N > 1) {
-      const torch::Tensor later_BNE = options_.routing == Routing::Prefix ? probs_BNE.slice(1, 0, 1).expand({B, N - 1, E})
-                                                              : probs_BNE.slice(1, 0, N - 1);
+      const torch::Tensor later_BNE = options_.routing == Routing::Prefix
+                                          ? probs_BNE.slice(1, 0, 1).expand({B, N - 1, E})
+                                          : probs_BNE.slice(1, 0, N - 1);
       w_BNE = torch::cat({w_BNE, later_BNE}, 1);
     }
     const torch::Tensor y_STD = run_experts(x_STD, w_BNE.reshape({B * N, E}));
@@ -198,8 +227,10 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
     if (rule == lory::EvalRouting::Rule::Prompt) {
       if (!decode.get(layer_, "lory/w_BE").defined()) {
         const int64_t prompt = context.eval_routing().prompt_length;
-        TORCH_CHECK(start == 0 && L >= prompt && prompt >= 1, "prompt routing while decoding needs the whole prompt (",
-                    prompt, " tokens) in the first forward; it carried positions ", start, "..", start + L - 1);
+        TORCH_CHECK(start == 0 && L >= prompt && prompt >= 1,
+                    "prompt routing while decoding needs the whole prompt (", prompt,
+                    " tokens) in the first forward; it carried positions ", start, "..",
+                    start + L - 1);
         merge_for_decoding(route(h_BLD.slice(1, 0, prompt).mean(1)), decode);
       }
       outputs.push_back(run_merged(h_BLD, decode));
@@ -219,7 +250,9 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
           } else {
             // Prefix routing: every later segment takes the weights of segment 1's mean, whatever
             // rule segment 1 itself followed (as forward_segment_routed does).
-            if (position == T) decode.set(layer_, "lory/prefix_BE", route(decode.get(layer_, "lory/sum_BD") / static_cast<double>(T)));
+            if (position == T)
+              decode.set(layer_, "lory/prefix_BE",
+                         route(decode.get(layer_, "lory/sum_BD") / static_cast<double>(T)));
             w_BE = decode.get(layer_, "lory/prefix_BE");
           }
           merge_for_decoding(w_BE, decode);
@@ -227,7 +260,8 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
         }
         TORCH_CHECK(decode.get(layer_, "lory/w_BE").defined(), "decoding must start at position 0");
         outputs.push_back(run_merged(piece_BPD, decode));
-        weights.push_back(decode.get(layer_, "lory/w_BE").unsqueeze(1).expand({B, piece_end - piece_start, E}));
+        weights.push_back(
+            decode.get(layer_, "lory/w_BE").unsqueeze(1).expand({B, piece_end - piece_start, E}));
         decode.set(layer_, "lory/sum_BD", decode.get(layer_, "lory/sum_BD") + piece_BPD.sum(1));
         piece_start = piece_end;
       }
@@ -239,8 +273,8 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   torch::Tensor first_segment_weights(const torch::Tensor& first_BPD) const {
     switch (options_.first_segment) {
       case FirstSegment::Uniform:
-        return torch::full({first_BPD.size(0), options_.experts}, 1.0 / static_cast<double>(options_.experts),
-                           first_BPD.options());
+        return torch::full({first_BPD.size(0), options_.experts},
+                           1.0 / static_cast<double>(options_.experts), first_BPD.options());
       case FirstSegment::FirstToken:
         return route(first_BPD.select(1, 0));
       case FirstSegment::Paper:
@@ -252,7 +286,8 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   // W̄_b = sum_e w[b, e] W_e for each sequence b, kept for the tokens that follow.
   void merge_for_decoding(const torch::Tensor& w_BE, lory::DecodeState& decode) const {
     const auto merge = [&](const torch::Tensor& w_EXY) {
-      return torch::matmul(w_BE, w_EXY.reshape({w_EXY.size(0), -1})).view({w_BE.size(0), w_EXY.size(1), w_EXY.size(2)});
+      return torch::matmul(w_BE, w_EXY.reshape({w_EXY.size(0), -1}))
+          .view({w_BE.size(0), w_EXY.size(1), w_EXY.size(2)});
     };
     decode.set(layer_, "lory/w_BE", w_BE);
     decode.set(layer_, "lory/gate_BFD", merge(experts_.w_gate_EFD));
@@ -262,9 +297,12 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
   }
 
   torch::Tensor run_merged(const torch::Tensor& h_BLD, const lory::DecodeState& decode) const {
-    const torch::Tensor gate_BLF = torch::bmm(h_BLD, decode.get(layer_, "lory/gate_BFD").transpose(1, 2));
-    const torch::Tensor up_BLF = torch::bmm(h_BLD, decode.get(layer_, "lory/up_BFD").transpose(1, 2));
-    return torch::bmm(torch::silu(gate_BLF) * up_BLF, decode.get(layer_, "lory/down_BDF").transpose(1, 2));
+    const torch::Tensor gate_BLF =
+        torch::bmm(h_BLD, decode.get(layer_, "lory/gate_BFD").transpose(1, 2));
+    const torch::Tensor up_BLF =
+        torch::bmm(h_BLD, decode.get(layer_, "lory/up_BFD").transpose(1, 2));
+    return torch::bmm(torch::silu(gate_BLF) * up_BLF,
+                      decode.get(layer_, "lory/down_BDF").transpose(1, 2));
   }
 
   // Switch-style balance over segments: E * sum_e f_e P_e, with f_e the fraction of segments
@@ -275,7 +313,8 @@ class LoryFeedForward final : public lory::ExpertRouterLayer<Options> {
     const torch::Tensor fraction_E =
         torch::one_hot(probs_XE.argmax(-1), E).to(probs_XE.dtype()).mean(0);
     const torch::Tensor balance = static_cast<double>(E) * (fraction_E * probs_XE.mean(0)).sum();
-    context.add_aux_loss(layer_, "balance", balance * options_.balance_loss_weight, balance.item<double>());
+    context.add_aux_loss(layer_, "balance", balance * options_.balance_loss_weight,
+                         balance.item<double>());
   }
 
   void record(const torch::Tensor& w_BLE, lory::RoutingContext& context) const {
@@ -289,7 +328,8 @@ std::unique_ptr<lory::RouterPlugin> create() {
 
 }  // namespace lory_plugins::lory_router
 
-LORY_DECLARED_PLUGIN(LORY_PLUGIN_ROUTER, "lory",
-                     "Lory: causal segment routing with soft merging of SwiGLU experts (Zhong et al., 2024)",
-                     lory_plugins::lory_router::params)
+LORY_DECLARED_PLUGIN(
+    LORY_PLUGIN_ROUTER, "lory",
+    "Lory: causal segment routing with soft merging of SwiGLU experts (Zhong et al., 2024)",
+    lory_plugins::lory_router::params)
 LORY_ROUTER_FACTORY(lory_plugins::lory_router::create)

@@ -42,15 +42,17 @@ typedef enum LoryParamType {
 } LoryParamType;
 
 /* One declared parameter of a plugin: the harness validates the plugin's TOML table against
- * these and fills in defaults, so a plugin never sees an unknown, mistyped or out-of-range value. */
+ * these and fills in defaults, so a plugin never sees an unknown, mistyped or out-of-range value.
+ */
 typedef struct LoryParamSpec {
   const char* name;
-  uint32_t type;             /* a LoryParamType */
-  const char* default_value; /* TOML-free literal: "256", "0.02", "true", "paper"; NULL = required */
-  double min_value;          /* inclusive bounds for INT and FLOAT; -HUGE_VAL / HUGE_VAL when open */
+  uint32_t type; /* a LoryParamType */
+  const char*
+      default_value; /* TOML-free literal: "256", "0.02", "true", "paper"; NULL = required */
+  double min_value;  /* inclusive bounds for INT and FLOAT; -HUGE_VAL / HUGE_VAL when open */
   double max_value;
-  const char* choices;       /* STRING: allowed values separated by '|'; NULL = any string */
-  const char* doc;           /* one line */
+  const char* choices; /* STRING: allowed values separated by '|'; NULL = any string */
+  const char* doc;     /* one line */
 } LoryParamSpec;
 
 /* What a plugin was built with. A plugin whose C++ ABI flag or LibTorch version differs from the

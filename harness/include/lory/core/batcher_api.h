@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "lory/abi/plugin_abi.h"
 #include "lory/core/corpus.h"
 #include "lory/core/param_values.h"
-#include "lory/abi/plugin_abi.h"
 
 namespace lory {
 

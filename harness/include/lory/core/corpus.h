@@ -22,7 +22,7 @@ struct DocumentRecord {
   uint64_t offset;  // in tokens, into tokens.bin
   uint32_t length;  // in tokens, without an end-of-document token
   uint16_t domain;
-  uint8_t split;    // a Split
+  uint8_t split;  // a Split
   uint8_t reserved;
 };
 #pragma pack(pop)
@@ -54,7 +54,8 @@ class Corpus {
   // checksum mismatch) with a hint to re-run `lory-data prepare`. Without `verify_checksums`,
   // only the structure and sizes are checked (cheap at any corpus size: what `lory run` does at
   // validation; the worker that trains verifies the checksums).
-  static std::shared_ptr<const Corpus> open(const std::string& directory, bool verify_checksums = true);
+  static std::shared_ptr<const Corpus> open(const std::string& directory,
+                                            bool verify_checksums = true);
   ~Corpus();
   Corpus(const Corpus&) = delete;
   Corpus& operator=(const Corpus&) = delete;
@@ -96,6 +97,7 @@ class Corpus {
 
 // Reading and writing manifest.json (shared with lory-data, which writes it).
 CorpusManifest parse_corpus_manifest(const std::string& json_text, const std::string& source);
-std::string corpus_manifest_json(const CorpusManifest& manifest, const std::string& extra_json_object);
+std::string corpus_manifest_json(const CorpusManifest& manifest,
+                                 const std::string& extra_json_object);
 
 }  // namespace lory

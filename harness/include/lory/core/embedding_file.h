@@ -22,7 +22,8 @@ class EmbeddingFileWriter {
   EmbeddingFileWriter(const std::string& path, const Corpus& corpus, int64_t source_run);
   // The next document's row; the first row fixes the dimension, and every row must have it.
   void append(const float* row, int64_t dimension);
-  // Writes the dimension into the header and checks that every row was written and reached the disk.
+  // Writes the dimension into the header and checks that every row was written and reached the
+  // disk.
   void finish();
 
  private:
@@ -36,8 +37,8 @@ class EmbeddingFileWriter {
 
 struct EmbeddingFile {
   int64_t dimension = 0;
-  int64_t source_run = 0;     // the run the vectors came from (0 in version-1 files)
-  std::vector<float> rows;    // corpus.document_count() x dimension, row-major, as written
+  int64_t source_run = 0;   // the run the vectors came from (0 in version-1 files)
+  std::vector<float> rows;  // corpus.document_count() x dimension, row-major, as written
 };
 
 // Reads `path`, refusing a file made from another corpus than `corpus`.

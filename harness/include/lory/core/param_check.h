@@ -19,7 +19,8 @@
 namespace lory {
 
 struct ParamProblem {
-  std::string key;      // the parameter the problem is about (its location is reported), or "" for the table
+  std::string
+      key;  // the parameter the problem is about (its location is reported), or "" for the table
   std::string message;  // one sentence, naming the values: "k = 6 exceeds experts = 4"
 };
 
@@ -30,10 +31,12 @@ inline constexpr const char* kParamCheckAlias = "lory_check_params";
 
 // Throws std::invalid_argument with every problem, prefixed by `table` ("router.topk"): what a
 // factory calls so that a rule has one home.
-inline void throw_param_problems(const std::string& table, const std::vector<ParamProblem>& problems) {
+inline void throw_param_problems(const std::string& table,
+                                 const std::vector<ParamProblem>& problems) {
   if (problems.empty()) return;
   std::string message;
-  for (const ParamProblem& p : problems) message += (message.empty() ? "" : "; ") + table + ": " + p.message;
+  for (const ParamProblem& p : problems)
+    message += (message.empty() ? "" : "; ") + table + ": " + p.message;
   throw std::invalid_argument(message);
 }
 

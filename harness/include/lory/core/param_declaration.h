@@ -37,9 +37,9 @@
 #include <utility>
 #include <vector>
 
+#include "lory/abi/plugin_abi.h"
 #include "lory/core/param_check.h"
 #include "lory/core/param_values.h"
-#include "lory/abi/plugin_abi.h"
 
 namespace lory {
 
@@ -57,45 +57,62 @@ class ParamDeclaration {
   ParamDeclaration& operator=(const ParamDeclaration&) = delete;
   ParamDeclaration(ParamDeclaration&&) = default;
 
-  ParamDeclaration&& integer(const char* name, int64_t Options::*field, int64_t default_value, int64_t min_value,
-                             int64_t max_value, const char* doc) && {
-    add(name, LORY_PARAM_INT, std::to_string(default_value), static_cast<double>(min_value),
+  ParamDeclaration&& integer(const char* name, int64_t Options::*field, int64_t default_value,
+                             int64_t min_value, int64_t max_value, const char* doc) && {
+    add(
+        name, LORY_PARAM_INT, std::to_string(default_value), static_cast<double>(min_value),
         static_cast<double>(max_value), nullptr, doc,
-        [field, key = std::string(name)](Options& o, const ParamValues& p) { o.*field = p.get_int(key); },
+        [field, key = std::string(name)](Options& o, const ParamValues& p) {
+          o.*field = p.get_int(key);
+        },
         [field](const Options& o) { return nlohmann::json(o.*field); });
     return std::move(*this);
   }
 
-  ParamDeclaration&& real(const char* name, double Options::*field, double default_value, double min_value,
-                          double max_value, const char* doc) && {
-    add(name, LORY_PARAM_FLOAT, shortest(default_value), min_value, max_value, nullptr, doc,
-        [field, key = std::string(name)](Options& o, const ParamValues& p) { o.*field = p.get_float(key); },
+  ParamDeclaration&& real(const char* name, double Options::*field, double default_value,
+                          double min_value, double max_value, const char* doc) && {
+    add(
+        name, LORY_PARAM_FLOAT, shortest(default_value), min_value, max_value, nullptr, doc,
+        [field, key = std::string(name)](Options& o, const ParamValues& p) {
+          o.*field = p.get_float(key);
+        },
         [field](const Options& o) { return nlohmann::json(o.*field); });
     return std::move(*this);
   }
 
-  ParamDeclaration&& flag(const char* name, bool Options::*field, bool default_value, const char* doc) && {
-    add(name, LORY_PARAM_BOOL, default_value ? "true" : "false", -HUGE_VAL, HUGE_VAL, nullptr, doc,
-        [field, key = std::string(name)](Options& o, const ParamValues& p) { o.*field = p.get_bool(key); },
+  ParamDeclaration&& flag(const char* name, bool Options::*field, bool default_value,
+                          const char* doc) && {
+    add(
+        name, LORY_PARAM_BOOL, default_value ? "true" : "false", -HUGE_VAL, HUGE_VAL, nullptr, doc,
+        [field, key = std::string(name)](Options& o, const ParamValues& p) {
+          o.*field = p.get_bool(key);
+        },
         [field](const Options& o) { return nlohmann::json(o.*field); });
     return std::move(*this);
   }
 
   // Any string (choices empty), or one of `choices` separated by '|'.
-  ParamDeclaration&& text(const char* name, std::string Options::*field, const std::string& default_value,
-                          const char* choices, const char* doc) && {
-    add(name, LORY_PARAM_STRING, default_value, -HUGE_VAL, HUGE_VAL, choices, doc,
-        [field, key = std::string(name)](Options& o, const ParamValues& p) { o.*field = p.get_string(key); },
+  ParamDeclaration&& text(const char* name, std::string Options::*field,
+                          const std::string& default_value, const char* choices,
+                          const char* doc) && {
+    add(
+        name, LORY_PARAM_STRING, default_value, -HUGE_VAL, HUGE_VAL, choices, doc,
+        [field, key = std::string(name)](Options& o, const ParamValues& p) {
+          o.*field = p.get_string(key);
+        },
         [field](const Options& o) { return nlohmann::json(o.*field); });
     return std::move(*this);
   }
 
   // A file or folder: the plugin receives it resolved against the experiment file's folder when
   // relative (empty stays empty).
-  ParamDeclaration&& path(const char* name, std::string Options::*field, const std::string& default_value,
-                          const char* doc) && {
-    add(name, LORY_PARAM_PATH, default_value, -HUGE_VAL, HUGE_VAL, nullptr, doc,
-        [field, key = std::string(name)](Options& o, const ParamValues& p) { o.*field = p.get_string(key); },
+  ParamDeclaration&& path(const char* name, std::string Options::*field,
+                          const std::string& default_value, const char* doc) && {
+    add(
+        name, LORY_PARAM_PATH, default_value, -HUGE_VAL, HUGE_VAL, nullptr, doc,
+        [field, key = std::string(name)](Options& o, const ParamValues& p) {
+          o.*field = p.get_string(key);
+        },
         [field](const Options& o) { return nlohmann::json(o.*field); });
     return std::move(*this);
   }
@@ -103,8 +120,8 @@ class ParamDeclaration {
   // A string parameter with a fixed set of values, read into an enum (or any comparable type).
   template <typename Value>
   ParamDeclaration&& choice(const char* name, Value Options::*field,
-                            std::initializer_list<std::pair<const char*, Value>> choices, Value default_value,
-                            const char* doc) && {
+                            std::initializer_list<std::pair<const char*, Value>> choices,
+                            Value default_value, const char* doc) && {
     std::vector<std::pair<std::string, Value>> table(choices.begin(), choices.end());
     std::string joined;
     std::string default_name;
@@ -112,9 +129,11 @@ class ParamDeclaration {
       joined += (joined.empty() ? "" : "|") + choice_name;
       if (value == default_value) default_name = choice_name;
     }
-    if (default_name.empty()) throw std::logic_error(table_ + "." + name + ": the default is not one of the choices");
+    if (default_name.empty())
+      throw std::logic_error(table_ + "." + name + ": the default is not one of the choices");
     const char* stored_choices = store(joined);
-    add(name, LORY_PARAM_STRING, default_name, -HUGE_VAL, HUGE_VAL, stored_choices, doc,
+    add(
+        name, LORY_PARAM_STRING, default_name, -HUGE_VAL, HUGE_VAL, stored_choices, doc,
         [field, table, key = std::string(name)](Options& o, const ParamValues& p) {
           const std::string& given = p.get_string(key);
           for (const auto& [choice_name, value] : table) {
@@ -145,7 +164,8 @@ class ParamDeclaration {
   uint32_t spec_count() const { return static_cast<uint32_t>(specs_.size()); }
 
   // Validated values (every declared parameter present, as the harness hands them over) into an
-  // options struct, default-constructed first. Throws std::invalid_argument naming every broken rule.
+  // options struct, default-constructed first. Throws std::invalid_argument naming every broken
+  // rule.
   Options read(const ParamValues& values) const {
     Options options{};
     for (const Field& field : fields_) field.read(options, values);
@@ -173,10 +193,18 @@ class ParamDeclaration {
     for (const LoryParamSpec& spec : specs_) {
       const std::string literal = spec.default_value;
       switch (spec.type) {
-        case LORY_PARAM_BOOL: values.set(spec.name, literal == "true"); break;
-        case LORY_PARAM_INT: values.set(spec.name, static_cast<int64_t>(std::stoll(literal))); break;
-        case LORY_PARAM_FLOAT: values.set(spec.name, std::stod(literal)); break;
-        default: values.set(spec.name, literal); break;
+        case LORY_PARAM_BOOL:
+          values.set(spec.name, literal == "true");
+          break;
+        case LORY_PARAM_INT:
+          values.set(spec.name, static_cast<int64_t>(std::stoll(literal)));
+          break;
+        case LORY_PARAM_FLOAT:
+          values.set(spec.name, std::stod(literal));
+          break;
+        default:
+          values.set(spec.name, literal);
+          break;
       }
     }
     return values;
@@ -198,14 +226,16 @@ class ParamDeclaration {
 
   const char* store(const std::string& text) { return strings_.emplace_back(text).c_str(); }
 
-  void add(const char* name, LoryParamType type, const std::string& default_literal, double min_value,
-           double max_value, const char* choices, const char* doc,
-           std::function<void(Options&, const ParamValues&)> read, std::function<nlohmann::json(const Options&)> write) {
+  void add(const char* name, LoryParamType type, const std::string& default_literal,
+           double min_value, double max_value, const char* choices, const char* doc,
+           std::function<void(Options&, const ParamValues&)> read,
+           std::function<nlohmann::json(const Options&)> write) {
     for (const Field& field : fields_) {
-      if (field.name == name) throw std::logic_error(table_ + ": parameter '" + name + "' is declared twice");
+      if (field.name == name)
+        throw std::logic_error(table_ + ": parameter '" + name + "' is declared twice");
     }
-    specs_.push_back(LoryParamSpec{store(name), static_cast<uint32_t>(type), store(default_literal), min_value,
-                                   max_value, choices, store(doc)});
+    specs_.push_back(LoryParamSpec{store(name), static_cast<uint32_t>(type), store(default_literal),
+                                   min_value, max_value, choices, store(doc)});
     fields_.push_back(Field{name, std::move(read), std::move(write)});
   }
 
@@ -218,7 +248,8 @@ class ParamDeclaration {
   }
 
   std::string table_;
-  std::deque<std::string> strings_;  // a deque: growing it never moves the strings specs_ points into
+  std::deque<std::string>
+      strings_;  // a deque: growing it never moves the strings specs_ points into
   std::vector<LoryParamSpec> specs_;
   std::vector<Field> fields_;
   std::vector<Rule> rules_;
@@ -229,11 +260,13 @@ class ParamDeclaration {
 // The metadata of a plugin whose parameters are declared with lory::ParamDeclaration, and its
 // LORY_PARAM_CHECK entry point (the declaration's rules). `declaration` is a namespace-qualified
 // function returning the declaration: `my_plugin::params`.
-#define LORY_DECLARED_PLUGIN(kind, name, description, declaration)                                     \
-  LORY_PLUGIN_METADATA_WITH(kind, name, description, declaration().specs(), declaration().spec_count()) \
-  namespace lory_declared_plugin {                                                                   \
-  inline std::vector<::lory::ParamProblem> check_declared_params(const ::lory::ParamValues& values) {    \
-    return declaration().problems(values);                                                             \
-  }                                                                                                      \
-  }                                                                                                      \
+#define LORY_DECLARED_PLUGIN(kind, name, description, declaration)          \
+  LORY_PLUGIN_METADATA_WITH(kind, name, description, declaration().specs(), \
+                            declaration().spec_count())                     \
+  namespace lory_declared_plugin {                                          \
+  inline std::vector<::lory::ParamProblem> check_declared_params(           \
+      const ::lory::ParamValues& values) {                                  \
+    return declaration().problems(values);                                  \
+  }                                                                         \
+  }                                                                         \
   LORY_PARAM_CHECK(lory_declared_plugin::check_declared_params)

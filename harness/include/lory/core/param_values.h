@@ -32,7 +32,8 @@ class ParamValues {
       throw std::out_of_range("parameter '" + name + "' was not declared by this plugin");
     }
     if (const T* value = std::get_if<T>(&it->second)) return *value;
-    throw std::logic_error("parameter '" + name + "' is read with a type other than it was declared with");
+    throw std::logic_error("parameter '" + name +
+                           "' is read with a type other than it was declared with");
   }
 
   std::map<std::string, ParamValue> values_;

@@ -14,8 +14,8 @@
 #include <cmath>
 #include <iterator>
 
-#include "lory/core/param_check.h"
 #include "lory/abi/plugin_abi.h"
+#include "lory/core/param_check.h"
 
 #define LORY_STRINGIFY_IMPL(x) #x
 #define LORY_STRINGIFY(x) LORY_STRINGIFY_IMPL(x)
@@ -23,8 +23,9 @@
 #if defined(__clang__)
 #define LORY_COMPILER_STRING "Clang " __clang_version__
 #elif defined(__GNUC__)
-#define LORY_COMPILER_STRING \
-  "GCC " LORY_STRINGIFY(__GNUC__) "." LORY_STRINGIFY(__GNUC_MINOR__) "." LORY_STRINGIFY(__GNUC_PATCHLEVEL__)
+#define LORY_COMPILER_STRING                                                             \
+  "GCC " LORY_STRINGIFY(__GNUC__) "." LORY_STRINGIFY(__GNUC_MINOR__) "." LORY_STRINGIFY( \
+      __GNUC_PATCHLEVEL__)
 #else
 #define LORY_COMPILER_STRING "unknown compiler"
 #endif
@@ -55,17 +56,17 @@ inline const char* torch_version_of_plugin(int) { return TORCH_VERSION; }
 // Open range bound for LoryParamSpec.
 #define LORY_UNBOUNDED HUGE_VAL
 
-#define LORY_PLUGIN_METADATA_WITH(kind, name, description, params_pointer, param_count)      \
+#define LORY_PLUGIN_METADATA_WITH(kind, name, description, params_pointer, param_count)            \
   extern "C" __attribute__((visibility("default"))) const LoryPluginInfo* lory_plugin_info(void) { \
-    static const LoryPluginInfo info = {                                                   \
-        {LORY_PLUGIN_ABI_VERSION, static_cast<uint32_t>(sizeof(LoryPluginInfo))},         \
-        static_cast<uint32_t>(kind),                                                       \
-        name,                                                                              \
-        description,                                                                       \
-        {LORY_COMPILER_STRING, LORY_CXX11_ABI_VALUE, LORY_TORCH_VERSION_STRING},           \
-        params_pointer,                                                                    \
-        static_cast<uint32_t>(param_count)};                                               \
-    return &info;                                                                          \
+    static const LoryPluginInfo info = {                                                           \
+        {LORY_PLUGIN_ABI_VERSION, static_cast<uint32_t>(sizeof(LoryPluginInfo))},                  \
+        static_cast<uint32_t>(kind),                                                               \
+        name,                                                                                      \
+        description,                                                                               \
+        {LORY_COMPILER_STRING, LORY_CXX11_ABI_VALUE, LORY_TORCH_VERSION_STRING},                   \
+        params_pointer,                                                                            \
+        static_cast<uint32_t>(param_count)};                                                       \
+    return &info;                                                                                  \
   }
 
 #define LORY_PLUGIN_METADATA(kind, name, description, params_array) \
@@ -77,6 +78,9 @@ inline const char* torch_version_of_plugin(int) { return TORCH_VERSION; }
 // Optional: the plugin's cross-parameter rules, checked at validation (see lory/param_check.h).
 #define LORY_PARAM_CHECK(qualified_function) BOOST_DLL_ALIAS(qualified_function, lory_check_params)
 
-#define LORY_ROUTER_FACTORY(qualified_function) BOOST_DLL_ALIAS(qualified_function, lory_create_router)
-#define LORY_BATCHER_FACTORY(qualified_function) BOOST_DLL_ALIAS(qualified_function, lory_create_batcher)
-#define LORY_MODEL_FACTORY(qualified_function) BOOST_DLL_ALIAS(qualified_function, lory_create_model)
+#define LORY_ROUTER_FACTORY(qualified_function) \
+  BOOST_DLL_ALIAS(qualified_function, lory_create_router)
+#define LORY_BATCHER_FACTORY(qualified_function) \
+  BOOST_DLL_ALIAS(qualified_function, lory_create_batcher)
+#define LORY_MODEL_FACTORY(qualified_function) \
+  BOOST_DLL_ALIAS(qualified_function, lory_create_model)

@@ -19,7 +19,7 @@ inline constexpr const char* kDenseBaselineRole = "dense_baseline";
 
 }  // namespace lory
 
-#define LORY_ROUTER_ROLES(roles)                                                               \
+#define LORY_ROUTER_ROLES(roles)                                                          \
   extern "C" __attribute__((visibility("default"))) const char* lory_router_roles(void) { \
-    return roles;                                                                              \
+    return roles;                                                                         \
   }

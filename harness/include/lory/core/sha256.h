@@ -1,5 +1,5 @@
-// SHA-256 (FIPS 180-4): cell identities, corpus and checkpoint checksums, and for plugins that key a
-// cache by their inputs (the similarity batcher's plan cache). Part of the plugin SDK.
+// SHA-256 (FIPS 180-4): cell identities, corpus and checkpoint checksums, and for plugins that key
+// a cache by their inputs (the similarity batcher's plan cache). Part of the plugin SDK.
 #pragma once
 
 #include <array>

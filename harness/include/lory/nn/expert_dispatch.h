@@ -23,7 +23,8 @@ torch::Tensor dispatch_to_experts(const torch::Tensor& h_XD, const ExpertAssignm
                                   const ExpertWeights& experts);
 
 // The same, one assignment at a time with explicit per-token SwiGLUs: the reference for tests.
-torch::Tensor dispatch_to_experts_reference(const torch::Tensor& h_XD, const ExpertAssignments& assignments,
+torch::Tensor dispatch_to_experts_reference(const torch::Tensor& h_XD,
+                                            const ExpertAssignments& assignments,
                                             const ExpertWeights& experts);
 
 // Tokens per expert of a set of assignments (int64 [E]).
@@ -31,11 +32,13 @@ torch::Tensor tokens_per_expert(const ExpertAssignments& assignments, int64_t ex
 
 // Each token's gates as a [tokens, E] float32 matrix (zeros for experts it did not go to, summed
 // when a token reaches an expert twice), detached: the per-token weights of a routing record.
-torch::Tensor assignment_weights(const ExpertAssignments& assignments, int64_t tokens, int64_t experts);
+torch::Tensor assignment_weights(const ExpertAssignments& assignments, int64_t tokens,
+                                 int64_t experts);
 
 // Capacity: keeps, for every expert, its first `capacity` assignments in the order given by
 // `priority_A` (smaller first; ties by assignment index) and returns the kept subset.
-ExpertAssignments apply_capacity(const ExpertAssignments& assignments, const torch::Tensor& priority_A,
-                                 int64_t experts, int64_t capacity);
+ExpertAssignments apply_capacity(const ExpertAssignments& assignments,
+                                 const torch::Tensor& priority_A, int64_t experts,
+                                 int64_t capacity);
 
 }  // namespace lory

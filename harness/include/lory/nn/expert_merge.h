@@ -16,8 +16,8 @@ namespace lory {
 // x_STD: S segments of T tokens (zero-padded where a segment is shorter); w_SE: the segments'
 // expert weights. Returns y_STD. `chunk_segments` bounds how many merged weight triples exist at
 // once (forward and backward).
-torch::Tensor merged_expert_ffn(const torch::Tensor& x_STD, const torch::Tensor& w_SE, const ExpertWeights& experts,
-                                int64_t chunk_segments);
+torch::Tensor merged_expert_ffn(const torch::Tensor& x_STD, const torch::Tensor& w_SE,
+                                const ExpertWeights& experts, int64_t chunk_segments);
 
 // The reference: an explicit loop over segments, each merging the experts with explicit sums and
 // running a plain SwiGLU, differentiated by autograd. Slow; for tests and benchmarks.

@@ -2,8 +2,8 @@
 // function they all share: FFN(h) = W_down (SiLU(W_gate h) * W_up h), no biases.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <optional>
 
@@ -37,12 +37,14 @@ struct ExpertWeights {
 
 // Registers E experts of width d_ff on `module` as parameters w_gate_EFD, w_up_EFD, w_down_EDF,
 // normally initialised with the spec's scales (init_std; output_init_std for W_down).
-ExpertWeights register_experts(torch::nn::Module& module, const FeedForwardSpec& spec, int64_t experts, int64_t d_ff);
+ExpertWeights register_experts(torch::nn::Module& module, const FeedForwardSpec& spec,
+                               int64_t experts, int64_t d_ff);
 
 // The linear router d_model -> E of an MoE layer (no bias), registered on `module` as parameter
 // router_ED with a normal init of std `init_std`. Register it after the experts: a layer's random
 // draws happen in that order, so the same seed gives the same layer.
-torch::Tensor register_router(torch::nn::Module& module, const FeedForwardSpec& spec, int64_t experts, double init_std);
+torch::Tensor register_router(torch::nn::Module& module, const FeedForwardSpec& spec,
+                              int64_t experts, double init_std);
 
 // logits_XE = h_XD @ router_EDᵀ, always in the router's own precision (fp32), also when the
 // model's matmuls run in bf16 (trainer.precision): routing decisions, gates and Lory's merge
@@ -53,8 +55,8 @@ torch::Tensor router_logits(const torch::Tensor& h_XD, const torch::Tensor& rout
 void copy_dense_into_experts(const ExpertWeights& experts, const DenseFFNWeights& dense);
 
 // y_XD = SwiGLU(h_XD) for any leading shape X.
-torch::Tensor swiglu(const torch::Tensor& h_XD, const torch::Tensor& w_gate_FD, const torch::Tensor& w_up_FD,
-                     const torch::Tensor& w_down_DF);
+torch::Tensor swiglu(const torch::Tensor& h_XD, const torch::Tensor& w_gate_FD,
+                     const torch::Tensor& w_up_FD, const torch::Tensor& w_down_DF);
 
 class FeedForward : public torch::nn::Module {
  public:

@@ -5,9 +5,9 @@
 #include <functional>
 #include <memory>
 
-#include "lory/nn/feed_forward.h"
-#include "lory/core/param_values.h"
 #include "lory/abi/plugin_abi.h"
+#include "lory/core/param_values.h"
+#include "lory/nn/feed_forward.h"
 
 namespace lory {
 
@@ -32,9 +32,9 @@ class LanguageModel : public torch::nn::Module {
   // takes forward()'s logits.
   virtual torch::Tensor output_projection_VD() const { return {}; }
 
-  // Whether forward() takes a context with a DecodeState (lory/decode_state.h): only the new tokens,
-  // attention over the cached keys and values of earlier ones. True when the model and every FFN
-  // layer support it.
+  // Whether forward() takes a context with a DecodeState (lory/decode_state.h): only the new
+  // tokens, attention over the cached keys and values of earlier ones. True when the model and
+  // every FFN layer support it.
   virtual bool supports_incremental_decoding() const { return false; }
   // What `lory export` writes beside the weights so that the model can be rebuilt elsewhere
   // without reading this plugin's source: a JSON object with the resolved sizes, each tensor's

@@ -25,9 +25,9 @@ std::optional<Precision> parse_precision(const std::string& name);
 const char* precision_name(Precision precision);
 
 // While alive, forward passes on `device` run their matmuls in `precision`; restores the previous
-// state on exit and drops autocast's per-scope cache of bf16 weight copies (so that a weight is cast
-// once per scope, i.e. once per step, and never used stale after an optimizer update).
-// Fp32 is a no-op. Not copyable; nest freely.
+// state on exit and drops autocast's per-scope cache of bf16 weight copies (so that a weight is
+// cast once per scope, i.e. once per step, and never used stale after an optimizer update). Fp32 is
+// a no-op. Not copyable; nest freely.
 class MatmulPrecisionScope {
  public:
   MatmulPrecisionScope(Precision precision, const torch::Device& device);

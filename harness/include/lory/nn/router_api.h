@@ -5,9 +5,9 @@
 
 #include <memory>
 
-#include "lory/nn/feed_forward.h"
-#include "lory/core/param_values.h"
 #include "lory/abi/plugin_abi.h"
+#include "lory/core/param_values.h"
+#include "lory/nn/feed_forward.h"
 
 namespace lory {
 
@@ -17,7 +17,8 @@ class RouterPlugin {
   static constexpr const char* kFactoryAlias = "lory_create_router";
 
   virtual ~RouterPlugin() = default;
-  virtual std::shared_ptr<FeedForward> build(const FeedForwardSpec& spec, const ParamValues& params) = 0;
+  virtual std::shared_ptr<FeedForward> build(const FeedForwardSpec& spec,
+                                             const ParamValues& params) = 0;
 };
 
 // The router plugin most routers need: every layer is `Layer(spec, read_options(params, spec))`.
@@ -27,7 +28,8 @@ class RouterPlugin {
 template <typename Layer, auto read_options>
 class RouterPluginOf final : public RouterPlugin {
  public:
-  std::shared_ptr<FeedForward> build(const FeedForwardSpec& spec, const ParamValues& params) override {
+  std::shared_ptr<FeedForward> build(const FeedForwardSpec& spec,
+                                     const ParamValues& params) override {
     return std::make_shared<Layer>(spec, read_options(params, spec));
   }
 };

@@ -88,7 +88,8 @@ class RoutingContext {
   int64_t first_position() const;
 
   // `scaled_loss` (a scalar with gradient) is added to the training loss; `unscaled` is logged.
-  void add_aux_loss(int64_t layer, const std::string& name, torch::Tensor scaled_loss, double unscaled);
+  void add_aux_loss(int64_t layer, const std::string& name, torch::Tensor scaled_loss,
+                    double unscaled);
   void add_record(RoutingRecord record) { records_.push_back(std::move(record)); }
 
   // Sum of every aux loss added in this forward (a zero scalar when none).
@@ -133,7 +134,8 @@ std::vector<RoutingStat> weight_statistics(const torch::Tensor& weights_BLE);
 // probs_XE (nats), mean max probability, load imbalance (max/mean tokens per expert), unused
 // experts (no token), tokens per expert relative to the mean (min and max), and the fraction of
 // assignments dropped by capacity.
-std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE, const torch::Tensor& tokens_per_expert_E,
+std::vector<RoutingStat> dispatch_statistics(const torch::Tensor& probs_XE,
+                                             const torch::Tensor& tokens_per_expert_E,
                                              int64_t assignments_made, int64_t assignments_dropped);
 
 }  // namespace lory

@@ -23,11 +23,13 @@ class PluginSet {
   PluginSet& operator=(const PluginSet&) = delete;
 
   // The plugin's declared defaults with `overrides` applied; throws on an unknown name.
-  ParamValues params(const std::string& plugin, const std::map<std::string, ParamValue>& overrides = {}) const;
+  ParamValues params(const std::string& plugin,
+                     const std::map<std::string, ParamValue>& overrides = {}) const;
 
   std::shared_ptr<FeedForward> build_layer(const std::string& router, const FeedForwardSpec& spec,
                                            const ParamValues& params) const;
-  std::shared_ptr<LanguageModel> build_model(const std::string& router, const ParamValues& router_params,
+  std::shared_ptr<LanguageModel> build_model(const std::string& router,
+                                             const ParamValues& router_params,
                                              const ParamValues& model_params, int64_t vocab_size,
                                              int64_t context_length) const;
   // Transformer parameters for a small model.

@@ -27,17 +27,19 @@ RoutingContext checking_context(ForwardMode mode, const torch::Tensor& h_BLD);
 // later token switches experts, the GEMM of an expert's group changes shape, and BLAS may round
 // the unchanged rows differently in the last bit (1e-12 relative in float64 is far below any
 // real leak).
-std::vector<int64_t> earlier_outputs_changed(FeedForward& layer, const torch::Tensor& h_BLD, int64_t position,
-                                             ForwardMode mode = ForwardMode::Train, double tolerance = 0);
+std::vector<int64_t> earlier_outputs_changed(FeedForward& layer, const torch::Tensor& h_BLD,
+                                             int64_t position,
+                                             ForwardMode mode = ForwardMode::Train,
+                                             double tolerance = 0);
 
 // The same for a whole model and its logits, perturbing one token id.
-std::vector<int64_t> earlier_logits_changed(LanguageModel& model, const torch::Tensor& tokens_BL, int64_t position,
-                                            int64_t vocab_size);
+std::vector<int64_t> earlier_logits_changed(LanguageModel& model, const torch::Tensor& tokens_BL,
+                                            int64_t position, int64_t vocab_size);
 
 struct LayerComparison {
-  double output = 0;                          // max |y_a - y_b|
-  double input_gradient = 0;                  // max |dh_a - dh_b|
-  std::map<std::string, double> parameters;   // max |dθ_a - dθ_b| per parameter name
+  double output = 0;                         // max |y_a - y_b|
+  double input_gradient = 0;                 // max |dh_a - dh_b|
+  std::map<std::string, double> parameters;  // max |dθ_a - dθ_b| per parameter name
   double worst() const;
 };
 
@@ -47,6 +49,7 @@ LayerComparison compare_layers(FeedForward& a, FeedForward& b, const torch::Tens
 
 // Largest relative error between analytic and central-difference gradients over `samples`
 // random coordinates of the input and of each parameter (float64 inputs recommended).
-double gradient_check(FeedForward& layer, const torch::Tensor& h_BLD, int samples = 8, double epsilon = 1e-6);
+double gradient_check(FeedForward& layer, const torch::Tensor& h_BLD, int samples = 8,
+                      double epsilon = 1e-6);
 
 }  // namespace lory::testkit
