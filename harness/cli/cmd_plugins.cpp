@@ -48,7 +48,7 @@ void describe_plugin(const PluginDescriptor& d) {
       "  file:     %s\n  ABI:      %u\n  built by: %s, _GLIBCXX_USE_CXX11_ABI=%d, LibTorch %s\n\n",
       d.file.c_str(), d.abi_version, d.compiler.c_str(), d.cxx11_abi, d.torch_version.c_str());
   if (!d.roles.empty())
-    std::printf("  roles:    %s (lory/router_roles.h)\n\n",
+    std::printf("  roles:    %s (lory/core/router_roles.h)\n\n",
                 fmt::format("{}", fmt::join(d.roles, ", ")).c_str());
   if (d.schema.params().empty()) {
     std::printf("  no parameters\n");

@@ -1,5 +1,5 @@
 // `lory-data prepare`: documents -> held-out split -> tokenizer -> corpus folder (see
-// lory/corpus.h).
+// lory/core/corpus.h).
 #pragma once
 
 #include <string>

@@ -1,5 +1,5 @@
 // Autoregressive text generation with a trained model: sampling (greedy, temperature, top-k,
-// top-p, seeded) and a key/value cache with each router's decoding state (lory/decode_state.h),
+// top-p, seeded) and a key/value cache with each router's decoding state (lory/nn/decode_state.h),
 // or, for a model or router without one, recomputation of the whole sequence at every step.
 #pragma once
 

@@ -33,7 +33,7 @@ class RunSetup {
     return config_.section("model").values.get_int("context_length");
   }
   const std::string& router_name() const { return config_.section("router").plugin(); }
-  // The router's roles (lory/router_roles.h): a dense baseline never runs a dense warm-up.
+  // The router's roles (lory/core/router_roles.h): a dense baseline never runs a dense warm-up.
   const std::vector<std::string>& router_roles() const { return router_roles_; }
   bool router_is_dense_baseline() const;
 

@@ -254,7 +254,8 @@ TEST(LoryPluginsCommand, ListsAndDescribesPluginsAndFailsOnBrokenOnes) {
                            test_plugin("good_batcher") + " --describe test_batcher");
   EXPECT_NE(described.output.find("window     integer  4        [1, 64]"), std::string::npos)
       << described.output;
-  // The in-tree dense router declares the role that makes it the baseline (lory/router_roles.h).
+  // The in-tree dense router declares the role that makes it the baseline
+  // (lory/core/router_roles.h).
   const auto dense = testing::run_command(testing::build_dir() + "/lory plugins --describe dense");
   EXPECT_NE(dense.output.find("roles:    dense_baseline"), std::string::npos) << dense.output;
   const auto lory_router =

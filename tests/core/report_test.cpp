@@ -51,7 +51,7 @@ void build_database(const std::string& path, double lory_seed2_ppl = 80.0,
     const int64_t dense =
         store.ensure_run(experiment, fmt::format("d{}", seed), fmt::format("dense seed={}", seed),
                          config(baseline_router, seed), seed);
-    // What `lory run` records from the plugin's declared roles (lory/router_roles.h).
+    // What `lory run` records from the plugin's declared roles (lory/core/router_roles.h).
     store.set_run_attribute(dense, "router_roles", "dense_baseline");
     const int64_t lory =
         store.ensure_run(experiment, fmt::format("l{}", seed), fmt::format("lory seed={}", seed),

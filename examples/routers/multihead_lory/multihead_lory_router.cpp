@@ -8,10 +8,12 @@
 // mixtures (a finer-grained merge at the same cost as Lory: the merged FFN is still F wide).
 // Segment 1 gets uniform weights, which keeps every position strictly causal. With H = 1 it is Lory
 // with the uniform first-segment rule.
-// lory/plugin.h may come first: the LibTorch version in the metadata is decided where
-// LORY_PLUGIN_METADATA expands, after every include.
-#include <lory/core/param_declaration.h>
+// lory/core/plugin.h comes first on purpose (its own include block, which clang-format keeps):
+// the LibTorch version in the metadata is decided where LORY_PLUGIN_METADATA expands, after
+// every include, so a plugin may include it before any torch header (the SDK test checks it).
 #include <lory/core/plugin.h>
+
+#include <lory/core/param_declaration.h>
 #include <lory/nn/expert_merge.h>
 #include <lory/nn/router_api.h>
 

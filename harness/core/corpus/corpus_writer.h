@@ -1,7 +1,7 @@
-// Writes a corpus folder in the format of lory/corpus.h, streaming: tokens go to disk as documents
-// are added (with a running sha256), so corpora larger than memory can be written. Everything is
-// built in a staging folder next to the target and renamed into place by finish(), so a crash or
-// an error never leaves a half-written corpus under the target name.
+// Writes a corpus folder in the format of lory/core/corpus.h, streaming: tokens go to disk as
+// documents are added (with a running sha256), so corpora larger than memory can be written.
+// Everything is built in a staging folder next to the target and renamed into place by finish(), so
+// a crash or an error never leaves a half-written corpus under the target name.
 #pragma once
 
 #include <cstdint>

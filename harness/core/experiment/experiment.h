@@ -19,7 +19,7 @@ struct ExperimentCell {
   std::string identity;  // sha256 of the canonical resolved config
   CellConfig config;
   std::vector<std::string>
-      router_roles;  // of its router plugin (lory/router_roles.h); not part of the identity
+      router_roles;  // of its router plugin (lory/core/router_roles.h); not part of the identity
   // Where each table and key of the cell was written ("trainer.batch_size" -> file:line:col of
   // the key, a grid override's own line included), for checks made after resolution.
   std::map<std::string, SourceLocation> written_at;

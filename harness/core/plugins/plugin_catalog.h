@@ -33,7 +33,7 @@ struct PluginDescriptor {
   ParamSchema schema;
   // The plugin's cross-parameter rules (LORY_PARAM_CHECK); empty when it declares none.
   std::function<std::vector<ParamProblem>(const ParamValues&)> check;
-  // A router's roles (LORY_ROUTER_ROLES, lory/router_roles.h), e.g. "dense_baseline".
+  // A router's roles (LORY_ROUTER_ROLES, lory/core/router_roles.h), e.g. "dense_baseline".
   std::vector<std::string> roles;
 
   bool has_role(const std::string& role) const;

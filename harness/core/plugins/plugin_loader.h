@@ -59,7 +59,7 @@ class PluginRegistry : public PluginCatalog {
   // messages ("router.plugin"). Throws PluginError when unknown or of another kind.
   const LoadedPlugin& require(const std::string& name, PluginKind kind,
                               const std::string& wanted_by) const;
-  // The one router declaring the dense_baseline role (lory/router_roles.h); `wanted_by` names
+  // The one router declaring the dense_baseline role (lory/core/router_roles.h); `wanted_by` names
   // what needs it. Throws PluginError when none or several do.
   const LoadedPlugin& require_dense_baseline(const std::string& wanted_by) const;
 

@@ -222,10 +222,10 @@ SELECT c.experiment, c.group_label, min(c.router) AS router, min(c.batcher) AS b
 FROM task_evals t JOIN run_cells c ON c.run_id = t.run_id
 GROUP BY c.experiment, c.group_key, t.task, t.task_sha256, t.routing;
 )sql",
-      // 6: the dense baseline is a declared role of its router (lory/router_roles.h), recorded per
-      // run in run_attributes.router_roles, not the plugin name "dense" (runs recorded before knew
-      // only the name: theirs is filled in from it); the texts of included experiment files; and
-      // stored configs without the test-only trainer keys.
+      // 6: the dense baseline is a declared role of its router (lory/core/router_roles.h), recorded
+      // per run in run_attributes.router_roles, not the plugin name "dense" (runs recorded before
+      // knew only the name: theirs is filled in from it); the texts of included experiment files;
+      // and stored configs without the test-only trainer keys.
       R"sql(
 -- The test-only trainer keys left the config (they are the LORY_TEST_FAULT variable now): stored
 -- configs lose them too, so that old and new runs of one cell group share their group keys. A

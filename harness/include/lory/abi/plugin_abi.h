@@ -9,9 +9,9 @@
  *
  * What changes LORY_PLUGIN_ABI_VERSION (see docs/plugin-abi.md): any change to the layout of the
  * structs below, to the meaning of a field, or to a C++ interface a plugin implements or receives
- * (lory/router_api.h, lory/model_api.h, lory/batcher_api.h, lory/param_values.h). Adding a new
- * plugin kind or parameter type is also a version change, because an older harness cannot
- * interpret it. */
+ * (lory/nn/router_api.h, lory/nn/model_api.h, lory/core/batcher_api.h, lory/core/param_values.h).
+ * Adding a new plugin kind or parameter type is also a version change, because an older harness
+ * cannot interpret it. */
 #ifndef LORY_PLUGIN_ABI_H
 #define LORY_PLUGIN_ABI_H
 

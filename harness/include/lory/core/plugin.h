@@ -40,7 +40,7 @@
 // that never includes LibTorch says "none" and may be loaded by any harness build. It is decided
 // where the metadata macro expands (the end of the plugin's source, after all of its includes),
 // not where this header is included: overload resolution picks the (int) overload, declared by
-// lory/routing.h (which every torch-side SDK header includes) or below when LibTorch came first,
+// lory/nn/routing.h (which every torch-side SDK header includes) or below when LibTorch came first,
 // over the (...) fallback. So the include order of a plugin cannot hide its LibTorch version.
 namespace lory::plugin_detail {
 inline const char* torch_version_of_plugin(...) { return "none"; }
@@ -75,7 +75,8 @@ inline const char* torch_version_of_plugin(int) { return TORCH_VERSION; }
 #define LORY_PLUGIN_METADATA_NO_PARAMS(kind, name, description) \
   LORY_PLUGIN_METADATA_WITH(kind, name, description, nullptr, 0)
 
-// Optional: the plugin's cross-parameter rules, checked at validation (see lory/param_check.h).
+// Optional: the plugin's cross-parameter rules, checked at validation (see
+// lory/core/param_check.h).
 #define LORY_PARAM_CHECK(qualified_function) BOOST_DLL_ALIAS(qualified_function, lory_check_params)
 
 #define LORY_ROUTER_FACTORY(qualified_function) \

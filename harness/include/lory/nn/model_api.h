@@ -32,7 +32,7 @@ class LanguageModel : public torch::nn::Module {
   // takes forward()'s logits.
   virtual torch::Tensor output_projection_VD() const { return {}; }
 
-  // Whether forward() takes a context with a DecodeState (lory/decode_state.h): only the new
+  // Whether forward() takes a context with a DecodeState (lory/nn/decode_state.h): only the new
   // tokens, attention over the cached keys and values of earlier ones. True when the model and
   // every FFN layer support it.
   virtual bool supports_incremental_decoding() const { return false; }

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-// The LibTorch version a plugin reports in its metadata (see lory/plugin.h).
+// The LibTorch version a plugin reports in its metadata (see lory/core/plugin.h).
 #ifndef LORY_TORCH_VERSION_OVERLOAD
 #define LORY_TORCH_VERSION_OVERLOAD
 namespace lory::plugin_detail {
@@ -75,7 +75,7 @@ class RoutingContext {
   bool recording() const { return record_; }
   const EvalRouting& eval_routing() const { return eval_routing_; }
   void set_eval_routing(EvalRouting routing) { eval_routing_ = routing; }
-  // Incremental decoding (lory/decode_state.h): when set, the forward carries only the tokens
+  // Incremental decoding (lory/nn/decode_state.h): when set, the forward carries only the tokens
   // after decode()->position(), and layers keep their caches there. Null for every other forward.
   DecodeState* decode() const { return decode_; }
   void set_decode(DecodeState* state) { decode_ = state; }
