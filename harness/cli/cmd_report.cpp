@@ -79,7 +79,8 @@ void run_report(const ReportOptions& options) {
                             description.empty() ? "" : description + ". ", runs.size(), status_text,
                             options.db, utc_now_iso8601()));
   add_perplexity_section(doc, db, experiment, groups);
-  add_loss_section(doc, db, experiment, runs, options.out);
+  add_learning_curve_sections(doc, db, experiment, runs, groups, options.out);
+  add_loss_section(doc, db, experiment, runs, groups, options.out);
   add_routing_sections(doc, db, runs, options.out);
   add_balance_section(doc, db, runs);
   add_throughput_section(doc, db, experiment, runs, groups);

@@ -208,6 +208,103 @@ TEST(LoryReport, DifferencesSmallerThanTheSeedSpreadAreFlagged) {
       << noise_report;
 }
 
+// The figures against tokens summarise seeds and pair runs as they say: on a hand-built database
+// (dense, lory with 8 and 16 experts, lory-8 with similarity batching; two seeds; evaluations at
+// steps 1 and 2 of 2 x 4 tokens), every point of their data files is checked against the gains
+// computed here.
+std::vector<std::vector<double>> figure_rows(const std::string& dat_file, const std::string& name) {
+  std::istringstream in(testing::read_text(dat_file));
+  std::vector<std::vector<double>> rows;
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("# ", 0) == 0) {
+      inside = line.find(name) == 2;
+      continue;
+    }
+    if (!inside || line.empty()) continue;
+    std::istringstream fields(line);
+    std::vector<double> row;
+    double value = 0;
+    while (fields >> value) row.push_back(value);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+TEST(LoryReport, FiguresAgainstTokensSummariseSeedsAndPairRuns) {
+  TempDir dir;
+  const std::string path = dir.file("r.sqlite");
+  {
+    ResultsStore store(path);
+    const int64_t experiment = store.upsert_experiment("curves", "/x/curves.toml", "", "");
+    const auto add = [&](const std::string& label, const std::string& router, int experts,
+                         const std::string& batcher, int seed, double loss_1, double loss_2) {
+      const std::string router_table =
+          experts > 0 ? fmt::format(R"("lory":{{"experts":{}}},)", experts) : "";
+      const std::string config = fmt::format(
+          R"({{"batcher":{{"plugin":"{}"}},"data":{{"corpus":"c"}},"model":{{"context_length":4}},)"
+          R"("router":{{{}"plugin":"{}"}},"trainer":{{"batch_size":2,"seed":{}}}}})",
+          batcher, router_table, router, seed);
+      const int64_t run = store.ensure_run(experiment, fmt::format("{}-{}", label, seed),
+                                           fmt::format("{} seed={}", label, seed), config, seed);
+      if (router == "dense") store.set_run_attribute(run, "router_roles", "dense_baseline");
+      store.write_evals(run, {{1, "all", "default", 8, loss_1, std::exp(loss_1)},
+                              {2, "all", "default", 8, loss_2, std::exp(loss_2)}});
+      store.mark_finished(run, "done", "", 2);
+    };
+    for (int seed = 1; seed <= 2; ++seed) {
+      add("dense", "dense", 0, "random", seed, 3.0, 2.0);
+      add("lory-8", "lory", 8, "random", seed, 3.0, seed == 1 ? 1.9 : 1.8);
+      add("lory-16", "lory", 16, "random", seed, 2.9, 1.7);
+      add("dense similarity", "dense", 0, "similarity", seed, 3.0, 2.0);
+      add("lory-8 similarity", "lory", 8, "similarity", seed, 3.0, seed == 1 ? 1.85 : 1.75);
+    }
+  }
+  const std::string out = dir.file("report");
+  const auto reported = testing::run_command(
+      fmt::format("{}/lory report curves --out {} --db {}", testing::build_dir(), out, path));
+  ASSERT_EQ(reported.exit_code, 0) << reported.output;
+  const std::string report = testing::read_text(out + "/report.md");
+  for (const char* section :
+       {"## Held-out loss against training tokens", "### Gain over dense against training tokens",
+        "### Gain over dense against the number of experts",
+        "### Similarity batching against random batching"}) {
+    EXPECT_NE(report.find(section), std::string::npos) << section << "\n" << report;
+  }
+  const auto gain = [](double loss, double dense) {
+    return 100.0 * (1.0 - std::exp(loss - dense));
+  };
+  // Held-out loss against tokens (step x 2 x 4): lory-8's mean over its two seeds.
+  const auto lory8 = figure_rows(out + "/heldout_loss.dat", "lory-8 (n=2)");
+  ASSERT_EQ(lory8.size(), 2u);
+  EXPECT_DOUBLE_EQ(lory8[1][0], 16);
+  EXPECT_NEAR(lory8[1][1], 1.85, 1e-9);
+  EXPECT_NEAR(lory8[1][2], std::sqrt(0.005), 1e-9);  // sample std of 1.9 and 1.8
+  // Gain over dense, paired seed by seed: dense has no line of its own.
+  EXPECT_TRUE(figure_rows(out + "/gain_over_dense.dat", "dense (n=").empty());
+  const auto gains8 = figure_rows(out + "/gain_over_dense.dat", "lory-8 (n=2)");
+  ASSERT_EQ(gains8.size(), 2u);
+  EXPECT_NEAR(gains8[0][1], 0.0, 1e-9);
+  const double g1 = gain(1.9, 2.0), g2 = gain(1.8, 2.0);
+  EXPECT_NEAR(gains8[1][1], (g1 + g2) / 2, 1e-9);
+  EXPECT_NEAR(gains8[1][2], std::abs(g1 - g2) / std::sqrt(2.0), 1e-9);
+  // The final gain against E, for the cells that differ only in E (random batching).
+  const auto by_experts = figure_rows(out + "/gain_by_experts.dat", "lory-8 / lory-16");
+  ASSERT_EQ(by_experts.size(), 2u) << testing::read_text(out + "/gain_by_experts.dat");
+  EXPECT_DOUBLE_EQ(by_experts[0][0], 8);
+  EXPECT_NEAR(by_experts[0][1], (g1 + g2) / 2, 1e-9);
+  EXPECT_DOUBLE_EQ(by_experts[1][0], 16);
+  EXPECT_NEAR(by_experts[1][1], gain(1.7, 2.0), 1e-9);
+  EXPECT_NEAR(by_experts[1][2], 0.0, 1e-9);
+  // Similarity against random batching, paired with the run that differs only in the batcher.
+  const auto similarity =
+      figure_rows(out + "/similarity_gain.dat", "lory-8 similarity over random (n=2)");
+  ASSERT_EQ(similarity.size(), 2u);
+  EXPECT_NEAR(similarity[1][1], gain(1.85, 1.9), 1e-9);  // = gain(1.75, 1.8)
+  EXPECT_NEAR(similarity[1][2], 0.0, 1e-9);
+}
+
 TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
   TempDir dir;
   testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 40, 20, 80));
@@ -228,6 +325,7 @@ TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
   const std::string report = testing::read_text(dir.file("report/report.md"));
   for (const char* section :
        {"## Held-out perplexity per domain", "## Change relative to the dense baseline",
+        "## Held-out loss against training tokens", "### Gain over dense against training tokens",
         "## Training loss", "### Tokens to reach the dense model's final loss",
         "## Expert specialisation", "## Expert utilisation over training", "## Throughput",
         "## The same numbers with SQL", "router=lory"}) {

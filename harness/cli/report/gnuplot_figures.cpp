@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -61,6 +63,67 @@ void line_plot(const std::string& png_path, const std::string& title, const std:
   for (size_t i = 0; i < series.size(); ++i) {
     script << (i ? ", \\\n     " : "") << quoted(base + ".dat") << " index " << i
            << " using 1:2 with lines lw 2 title " << quoted(series[i].name);
+  }
+  script << "\n";
+  script.close();
+  run_gnuplot(base + ".gp");
+}
+
+void band_plot(const std::string& png_path, const std::string& title, const std::string& x_label,
+               const std::string& y_label, const std::vector<BandSeries>& series,
+               const BandPlotOptions& options) {
+  const std::string base = png_path.substr(0, png_path.size() - 4);
+  std::ofstream data(base + ".dat");
+  for (const BandSeries& s : series) {
+    data << "# " << s.name << ": x mean std\n";
+    for (const BandPoint& p : s.points) {
+      data << fmt::format("{} {} {}\n", p.x, p.mean, std::isfinite(p.std) ? p.std : 0.0);
+    }
+    data << "\n\n";
+  }
+  data.close();
+  std::ofstream script(base + ".gp");
+  const size_t legend_rows = (series.size() + 1) / 2;
+  script << "set terminal pngcairo size 1000," << 560 + 20 * legend_rows
+         << " font \"sans,11\" noenhanced\n"
+         << "set output " << quoted(png_path) << "\n"
+         << "set title " << quoted(title) << "\n"
+         << "set xlabel " << quoted(x_label) << "\nset ylabel " << quoted(y_label)
+         << "\n"
+         // Below the plot, in columns: however many cells, the legend never covers a curve.
+         << "set key below horizontal maxcols 3\nset grid\n";
+  if (options.log2_x) {
+    script << "set logscale x 2\nset xtics (";
+    std::vector<double> xs;
+    for (const BandSeries& s : series) {
+      for (const BandPoint& p : s.points) {
+        if (std::find(xs.begin(), xs.end(), p.x) == xs.end()) xs.push_back(p.x);
+      }
+    }
+    std::sort(xs.begin(), xs.end());
+    for (size_t i = 0; i < xs.size(); ++i)
+      script << (i ? ", " : "") << fmt::format("\"{}\" {}", xs[i], xs[i]);
+    script << ")\nset offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n";
+  } else {
+    script << "set format x \"%.1s%c\"\n";  // 200k, 1M
+  }
+  if (options.zero_line) script << "set xzeroaxis lt -1 lw 1\n";
+  script << "plot ";
+  for (size_t i = 0; i < series.size(); ++i) {
+    const std::string source = quoted(base + ".dat") + " index " + std::to_string(i);
+    // gnuplot cycles through 8 colours: the dash pattern tells apart series 9 on.
+    const std::string colour =
+        " lc " + std::to_string(i % 8 + 1) + " dt " + std::to_string(i / 8 + 1);
+    script << (i ? ", \\\n     " : "");
+    if (options.style == BandStyle::Band) {
+      script << source << " using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.2"
+             << colour << " notitle, \\\n     " << source
+             << " using 1:2 with linespoints lw 2 pt 7 ps 0.6" << colour << " title "
+             << quoted(series[i].name);
+    } else {
+      script << source << " using 1:2:3 with yerrorlines lw 2 pt 7" << colour << " title "
+             << quoted(series[i].name);
+    }
   }
   script << "\n";
   script.close();

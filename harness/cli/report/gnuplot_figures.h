@@ -17,6 +17,32 @@ struct Series {
 void line_plot(const std::string& png_path, const std::string& title, const std::string& x_label,
                const std::string& y_label, const std::vector<Series>& series, double y_max = 0);
 
+// A series summarised over seeds: at each x the mean and the sample standard deviation (NAN or
+// 0 when one seed: no band).
+struct BandPoint {
+  double x = 0, mean = 0, std = 0;
+};
+struct BandSeries {
+  std::string name;
+  std::vector<BandPoint> points;
+};
+
+enum class BandStyle {
+  Band,       // a line through the means in a shaded band of +- one std (curves against tokens)
+  ErrorBars,  // points joined by lines with +- one std error bars (a few x values, e.g. experts)
+};
+
+struct BandPlotOptions {
+  BandStyle style = BandStyle::Band;
+  bool log2_x = false;     // x on a log2 scale (expert counts)
+  bool zero_line = false;  // a horizontal line at y = 0 (gains: above it the MoE is better)
+};
+
+// Throws UserError when gnuplot is missing or fails.
+void band_plot(const std::string& png_path, const std::string& title, const std::string& x_label,
+               const std::string& y_label, const std::vector<BandSeries>& series,
+               const BandPlotOptions& options = {});
+
 // values[row][column]; rows are labelled by row_labels (y axis), columns by column_labels.
 // colour_max > 0 fixes the colour scale to [0, colour_max] (one scale for several heatmaps).
 void heatmap(const std::string& png_path, const std::string& title,

@@ -146,18 +146,41 @@ void add_perplexity_section(ReportDocument& doc, Database& db, const std::string
 }
 
 void add_loss_section(ReportDocument& doc, Database& db, const std::string& experiment,
-                      const std::vector<RunCell>& runs, const std::string& out) {
+                      const std::vector<RunCell>& runs, const std::vector<std::string>& groups,
+                      const std::string& out) {
   doc.heading(2, "Training loss");
-  std::vector<Series> series;
-  for (const RunCell& r : runs) {
-    auto points = ResultsReader(db).metric_against_tokens(r.id, "train/loss");
-    if (!points.empty()) series.push_back({r.label, smoothed(points, 3)});
+  // One line per cell: the mean over its seeds of the smoothed training loss (a batch's loss is
+  // noisy; 22 runs as 22 lines were unreadable), with the seeds' spread as a band.
+  std::vector<BandSeries> series;
+  for (const std::string& group : groups) {
+    std::map<double, std::vector<double>> at;
+    size_t seeds = 0;
+    for (const RunCell& r : runs) {
+      if (r.group_label != group) continue;
+      const auto points = smoothed(ResultsReader(db).metric_against_tokens(r.id, "train/loss"), 3);
+      if (points.empty()) continue;
+      ++seeds;
+      for (const auto& [tokens, loss] : points) at[tokens].push_back(loss);
+    }
+    BandSeries line{fmt::format("{} (n={})", group, seeds), {}};
+    for (const auto& [tokens, losses] : at) {
+      if (losses.size() != seeds) continue;  // points every seed reached
+      double mean = 0, squares = 0;
+      for (double l : losses) mean += l;
+      mean /= static_cast<double>(losses.size());
+      for (double l : losses) squares += (l - mean) * (l - mean);
+      line.points.push_back(
+          {tokens, mean,
+           losses.size() >= 2 ? std::sqrt(squares / static_cast<double>(losses.size() - 1)) : NAN});
+    }
+    if (!line.points.empty()) series.push_back(line);
   }
   if (series.empty()) {
     doc.paragraph("No training metrics yet.");
     return;
   }
-  line_plot(out + "/loss_curves.png", "Training loss (moving average of 3 logged steps)",
+  band_plot(out + "/loss_curves.png",
+            "Training loss (moving average of 3 logged steps): mean over seeds, band +- 1 std",
             "training tokens", "loss (nats per token)", series);
   doc.figure("loss_curves.png", "Training loss of every cell against training tokens");
 

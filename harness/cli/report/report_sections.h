@@ -19,8 +19,14 @@ std::vector<std::string> group_order(const std::vector<RunCell>& runs);
 
 void add_perplexity_section(ReportDocument& doc, Database& db, const std::string& experiment,
                             const std::vector<std::string>& groups);
+// Held-out loss against tokens per cell, the gain over dense against tokens and against the
+// number of experts, the similarity-batching gain against tokens (learning_curves.cpp).
+void add_learning_curve_sections(ReportDocument& doc, Database& db, const std::string& experiment,
+                                 const std::vector<RunCell>& runs,
+                                 const std::vector<std::string>& groups, const std::string& out);
 void add_loss_section(ReportDocument& doc, Database& db, const std::string& experiment,
-                      const std::vector<RunCell>& runs, const std::string& out);
+                      const std::vector<RunCell>& runs, const std::vector<std::string>& groups,
+                      const std::string& out);
 void add_routing_sections(ReportDocument& doc, Database& db, const std::vector<RunCell>& runs,
                           const std::string& out);
 void add_balance_section(ReportDocument& doc, Database& db, const std::vector<RunCell>& runs);

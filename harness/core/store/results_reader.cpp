@@ -194,6 +194,27 @@ Curve ResultsReader::held_out_loss(int64_t run) {
   return points;
 }
 
+Curve ResultsReader::held_out_loss_against_tokens(int64_t run) {
+  Statement s = db_.prepare(
+      "SELECT e.step * json_extract(r.config, '$.trainer.batch_size') * "
+      "json_extract(r.config, '$.model.context_length'), e.loss FROM evals e JOIN runs r ON r.id = "
+      "e.run_id WHERE e.run_id = ? AND e.domain = 'all' AND e.mode = 'default' ORDER BY e.step");
+  s.bind(1, run);
+  Curve points;
+  while (s.step()) points.emplace_back(s.column_double(0), s.column_double(1));
+  return points;
+}
+
+std::map<int64_t, std::string> ResultsReader::run_configs(const std::string& experiment) {
+  Statement s = db_.prepare(
+      "SELECT r.id, r.config FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE e.name "
+      "= ? ORDER BY r.id");
+  s.bind(1, experiment);
+  std::map<int64_t, std::string> configs;
+  while (s.step()) configs[s.column_int(0)] = s.column_text(1);
+  return configs;
+}
+
 std::optional<double> ResultsReader::mean_tokens_per_s(int64_t run) {
   Statement s = db_.prepare(
       "SELECT avg(value) FROM metrics WHERE run_id = ? AND name = 'train/tokens_per_s' AND step > "

@@ -109,6 +109,11 @@ class ResultsReader {
   // against steps; mean training tokens/s without the first logged interval (start-up).
   Curve metric_against_tokens(int64_t run, const std::string& metric);
   Curve held_out_loss(int64_t run);
+  // Held-out loss (all domains, default routing) against training tokens: each evaluation's step
+  // times the run's tokens per step (trainer.batch_size x model.context_length).
+  Curve held_out_loss_against_tokens(int64_t run);
+  // The stored config (canonical JSON) of every run of the experiment, by run id.
+  std::map<int64_t, std::string> run_configs(const std::string& experiment);
   std::optional<double> mean_tokens_per_s(int64_t run);
   // Runs with evaluations paired with their baseline's (moe_vs_dense), by run id.
   std::vector<BaselinePair> evaluated_pairs(const std::string& experiment);
