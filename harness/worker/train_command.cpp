@@ -35,7 +35,13 @@ int train_command(const RunSelection& selection) {
     const TrainOutcome outcome =
         train_run(setup, store, *run, run_directory(selection.db, *run), *group);
     kill_point("before_done", outcome.last_step);
-    if (rank != 0) return outcome.status == run_status::kDone ? 0 : 1;
+    if (rank != 0) {
+      // The same statuses as rank 0's, so that the supervisor does not take a rank that stopped
+      // on an interruption for a failed one.
+      if (outcome.status == run_status::kDone) return exit_status::kSuccess;
+      return outcome.status == run_status::kInterrupted ? exit_status::kInterrupted
+                                                        : exit_status::kNotDone;
+    }
     store.mark_finished(run->id, outcome.status, outcome.reason, outcome.last_step);
     if (outcome.status == run_status::kInterrupted) return exit_status::kInterrupted;
     if (outcome.status != run_status::kDone) {
