@@ -300,8 +300,19 @@ class TrainingLoop {
         100 * stream.adjacent_same_domain_rate(), 100 * stream.random_order_same_domain_rate());
     // What the budget sees of the plan (core/instance_stream.h): the numbers that tell a batcher's
     // effect apart from fewer distinct tokens, repeated instances or less mixed batches.
+    // A router that routes by segments declares segment_length: how often its segments follow
+    // one of another document is what similarity batching can change.
+    const ParamValues& router = setup_.config().section("router").plugin_params;
+    const int64_t segment_length =
+        router.has("segment_length") ? router.get_int("segment_length") : 0;
     const InstanceStream::Coverage coverage =
-        stream.coverage(s_.steps * s_.batch_size, s_.batch_size);
+        stream.coverage(s_.steps * s_.batch_size, s_.batch_size, segment_length);
+    if (segment_length > 0) {
+      store_.set_run_attribute(run_.id, "data/cross_document_segments",
+                               fmt::format("{:.6g}", coverage.cross_document_segments));
+      std::printf("segments of %lld tokens: %.1f%% follow a segment of another document\n",
+                  static_cast<long long>(segment_length), 100 * coverage.cross_document_segments);
+    }
     for (const auto& [name, value] : std::vector<std::pair<const char*, double>>{
              {"data/epochs", coverage.epochs},
              {"data/distinct_tokens", static_cast<double>(coverage.distinct_tokens)},

@@ -299,6 +299,43 @@ TEST(RandomBatcher, SameSeedGivesTheSameInstancesAndAnotherSeedOthers) {
   EXPECT_NE(a.tokens, c.tokens);
 }
 
+// The share of segments that follow a segment of another document (what similarity batching can
+// change for a router that routes from the previous segment), against a count over the instances.
+TEST(InstanceStream, CountsTheSegmentsThatFollowASegmentOfAnotherDocument) {
+  TempDir dir;
+  const auto corpus =
+      Corpus::open(testing::prepare_byte_corpus(dir, testing::synthetic_documents(3, 30, 10, 50)));
+  const LoadedPlugin plugin = load_plugin_file(build_dir() + "/plugins/lory_batcher_random.so");
+  auto batcher = create_plugin_object<BatcherPlugin>(plugin);
+  const int64_t context = 64;
+  ParamValues params;
+  params.set("shuffle_instances", true);
+  const InstanceStream stream(*corpus, batcher->plan({*corpus, context, 5, ""}, params), context);
+  const int64_t used = static_cast<int64_t>(stream.instance_count());
+  for (const int64_t segment : {1, 8, 16, 32}) {
+    int64_t later = 0, cross = 0;
+    std::vector<uint32_t> tokens(static_cast<size_t>(stream.instance_length())),
+        documents(tokens.size());
+    std::vector<uint16_t> domains(tokens.size());
+    for (int64_t i = 0; i < used; ++i) {
+      stream.fill(static_cast<size_t>(i), tokens.data(), domains.data(), documents.data());
+      for (int64_t k = 1; k * segment < context; ++k) {
+        const std::set<uint32_t> before(documents.begin() + (k - 1) * segment,
+                                        documents.begin() + k * segment);
+        cross += before.count(documents[static_cast<size_t>(k * segment)]) == 0;
+        ++later;
+      }
+    }
+    const double fraction = stream.coverage(used, 4, segment).cross_document_segments;
+    EXPECT_DOUBLE_EQ(fraction, static_cast<double>(cross) / static_cast<double>(later)) << segment;
+    // Documents of 10-50 bytes in 64-token instances: some segments start in a new document.
+    EXPECT_GT(fraction, 0.0) << segment;
+    EXPECT_LT(fraction, 1.0) << segment;
+  }
+  EXPECT_EQ(stream.coverage(used, 4).cross_document_segments, -1);     // not asked for
+  EXPECT_EQ(stream.coverage(used, 4, 64).cross_document_segments, 0);  // one segment only
+}
+
 TEST(RandomBatcher, EachTrainingTokenIsUsedAtMostOncePerEpochAndDomainsLineUp) {
   TempDir dir;
   const auto corpus =

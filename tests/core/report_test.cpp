@@ -347,6 +347,21 @@ TEST(LoryReport, ATinyRealExperimentGetsEverySectionAndFigure) {
     EXPECT_GT(std::filesystem::file_size(path), 2000u) << figure;
   }
   EXPECT_TRUE(std::filesystem::exists(dir.file("report/report.html")));
+  // Lory routes by segments (segment_length 8): its runs record how often a segment follows one
+  // of another document; the dense runs, which have no segments, do not.
+  Database results(db, Database::Mode::ReadOnly);
+  EXPECT_EQ(results
+                .query_int("SELECT count(*) FROM run_attributes a JOIN runs r ON r.id = a.run_id "
+                           "WHERE a.name = 'data/cross_document_segments' AND "
+                           "json_extract(r.config, '$.router.plugin') = 'lory' AND "
+                           "CAST(a.value AS REAL) BETWEEN 0 AND 1")
+                .value_or(-1),
+            2);
+  EXPECT_EQ(results
+                .query_int("SELECT count(*) FROM run_attributes WHERE name = "
+                           "'data/cross_document_segments'")
+                .value_or(-1),
+            2);
   // Every heatmap on one colour scale, fixed (not gnuplot's per-figure autoscale).
   std::set<std::string> scales;
   for (const auto& entry : std::filesystem::directory_iterator(dir.file("report"))) {

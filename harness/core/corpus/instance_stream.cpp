@@ -84,8 +84,8 @@ double entropy_of(const std::vector<double>& counts) {
 
 }  // namespace
 
-InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used,
-                                                  int64_t batch_size) const {
+InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used, int64_t batch_size,
+                                                  int64_t segment_length) const {
   Coverage c;
   if (instance_count_ == 0 || instances_used <= 0 || batch_size <= 0) return c;
   const int64_t count = static_cast<int64_t>(instance_count_);
@@ -100,9 +100,20 @@ InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used,
   std::set<uint32_t> batch_documents;
   double documents_in_instances = 0, documents_in_batches = 0, domains_in_batches = 0,
          batch_entropy = 0;
-  int64_t batches = 0;
+  int64_t batches = 0, later_segments = 0, cross_document = 0;
+  // The model sees the first context_length tokens of an instance (the last is only a target).
+  const int64_t context = instance_length_ - 1;
   for (int64_t i = 0; i < c.distinct_instances; ++i) {
     fill(static_cast<size_t>(i), tokens.data(), domains.data(), documents.data());
+    for (int64_t start = segment_length; segment_length > 0 && start < context;
+         start += segment_length) {
+      const auto previous = documents.begin() + (start - segment_length);
+      const bool seen =
+          std::find(previous, documents.begin() + start, documents[static_cast<size_t>(start)]) !=
+          documents.begin() + start;
+      cross_document += !seen;
+      ++later_segments;
+    }
     documents_in_instances +=
         static_cast<double>(std::set<uint32_t>(documents.begin(), documents.end()).size());
     batch_documents.insert(documents.begin(), documents.end());
@@ -125,6 +136,11 @@ InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used,
   c.domains_per_batch = domains_in_batches / static_cast<double>(batches);
   c.batch_domain_entropy = batch_entropy / static_cast<double>(batches);
   c.corpus_domain_entropy = entropy_of(all_domains);
+  if (segment_length > 0) {
+    c.cross_document_segments = later_segments > 0 ? static_cast<double>(cross_document) /
+                                                         static_cast<double>(later_segments)
+                                                   : 0.0;
+  }
   return c;
 }
 
