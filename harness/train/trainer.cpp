@@ -310,8 +310,13 @@ class TrainingLoop {
     if (segment_length > 0) {
       store_.set_run_attribute(run_.id, "data/cross_document_segments",
                                fmt::format("{:.6g}", coverage.cross_document_segments));
-      std::printf("segments of %lld tokens: %.1f%% follow a segment of another document\n",
-                  static_cast<long long>(segment_length), 100 * coverage.cross_document_segments);
+      store_.set_run_attribute(run_.id, "data/cross_document_same_domain",
+                               fmt::format("{:.6g}", coverage.cross_document_same_domain));
+      std::printf(
+          "segments of %lld tokens: %.1f%% follow a segment of another main document (of those, "
+          "%.1f%% of the same domain)\n",
+          static_cast<long long>(segment_length), 100 * coverage.cross_document_segments,
+          100 * coverage.cross_document_same_domain);
     }
     for (const auto& [name, value] : std::vector<std::pair<const char*, double>>{
              {"data/epochs", coverage.epochs},

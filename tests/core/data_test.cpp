@@ -299,8 +299,9 @@ TEST(RandomBatcher, SameSeedGivesTheSameInstancesAndAnotherSeedOthers) {
   EXPECT_NE(a.tokens, c.tokens);
 }
 
-// The share of segments that follow a segment of another document (what similarity batching can
-// change for a router that routes from the previous segment), against a count over the instances.
+// The share of segments whose main document is not the previous segment's (a router that routes
+// from the previous segment routes them mostly from another document), and how many of those
+// pairs share a domain (what similarity batching raises), against a count over the instances.
 TEST(InstanceStream, CountsTheSegmentsThatFollowASegmentOfAnotherDocument) {
   TempDir dir;
   const auto corpus =
@@ -313,21 +314,42 @@ TEST(InstanceStream, CountsTheSegmentsThatFollowASegmentOfAnotherDocument) {
   const InstanceStream stream(*corpus, batcher->plan({*corpus, context, 5, ""}, params), context);
   const int64_t used = static_cast<int64_t>(stream.instance_count());
   for (const int64_t segment : {1, 8, 16, 32}) {
-    int64_t later = 0, cross = 0;
+    int64_t later = 0, cross = 0, same_domain = 0;
     std::vector<uint32_t> tokens(static_cast<size_t>(stream.instance_length())),
         documents(tokens.size());
     std::vector<uint16_t> domains(tokens.size());
+    // The document with most tokens in [begin, end), the earliest on a tie, and its domain.
+    const auto main_of = [&](int64_t begin, int64_t end) {
+      std::map<uint32_t, int64_t> count;
+      for (int64_t t = begin; t < end; ++t) ++count[documents[static_cast<size_t>(t)]];
+      int64_t best = begin;
+      for (int64_t t = begin; t < end; ++t) {
+        if (count[documents[static_cast<size_t>(t)]] >
+            count[documents[static_cast<size_t>(best)]]) {
+          best = t;
+        }
+      }
+      return std::make_pair(documents[static_cast<size_t>(best)],
+                            domains[static_cast<size_t>(best)]);
+    };
     for (int64_t i = 0; i < used; ++i) {
       stream.fill(static_cast<size_t>(i), tokens.data(), domains.data(), documents.data());
       for (int64_t k = 1; k * segment < context; ++k) {
-        const std::set<uint32_t> before(documents.begin() + (k - 1) * segment,
-                                        documents.begin() + k * segment);
-        cross += before.count(documents[static_cast<size_t>(k * segment)]) == 0;
+        const auto before = main_of((k - 1) * segment, k * segment);
+        const auto now = main_of(k * segment, std::min((k + 1) * segment, context));
         ++later;
+        if (now.first != before.first) {
+          ++cross;
+          same_domain += now.second == before.second;
+        }
       }
     }
-    const double fraction = stream.coverage(used, 4, segment).cross_document_segments;
+    const InstanceStream::Coverage coverage = stream.coverage(used, 4, segment);
+    const double fraction = coverage.cross_document_segments;
     EXPECT_DOUBLE_EQ(fraction, static_cast<double>(cross) / static_cast<double>(later)) << segment;
+    EXPECT_DOUBLE_EQ(coverage.cross_document_same_domain,
+                     static_cast<double>(same_domain) / static_cast<double>(cross))
+        << segment;
     // Documents of 10-50 bytes in 64-token instances: some segments start in a new document.
     EXPECT_GT(fraction, 0.0) << segment;
     EXPECT_LT(fraction, 1.0) << segment;

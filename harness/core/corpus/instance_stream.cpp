@@ -82,6 +82,19 @@ double entropy_of(const std::vector<double>& counts) {
   return entropy;
 }
 
+// The position (in [begin, end)) of a token of the document that holds most of those tokens;
+// the earliest such document on a tie.
+size_t main_document_position(const std::vector<uint32_t>& documents, size_t begin, size_t end) {
+  size_t best = begin, best_count = 0;
+  for (size_t i = begin; i < end; ++i) {
+    if (i > begin && documents[i] == documents[i - 1]) continue;  // counted with its run
+    size_t count = 0;
+    for (size_t j = begin; j < end; ++j) count += documents[j] == documents[i];
+    if (count > best_count) best = i, best_count = count;
+  }
+  return best;
+}
+
 }  // namespace
 
 InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used, int64_t batch_size,
@@ -100,19 +113,24 @@ InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used, int64_
   std::set<uint32_t> batch_documents;
   double documents_in_instances = 0, documents_in_batches = 0, domains_in_batches = 0,
          batch_entropy = 0;
-  int64_t batches = 0, later_segments = 0, cross_document = 0;
+  int64_t batches = 0, later_segments = 0, cross_document = 0, cross_same_domain = 0;
   // The model sees the first context_length tokens of an instance (the last is only a target).
   const int64_t context = instance_length_ - 1;
   for (int64_t i = 0; i < c.distinct_instances; ++i) {
     fill(static_cast<size_t>(i), tokens.data(), domains.data(), documents.data());
-    for (int64_t start = segment_length; segment_length > 0 && start < context;
-         start += segment_length) {
-      const auto previous = documents.begin() + (start - segment_length);
-      const bool seen =
-          std::find(previous, documents.begin() + start, documents[static_cast<size_t>(start)]) !=
-          documents.begin() + start;
-      cross_document += !seen;
-      ++later_segments;
+    size_t previous_main = 0;
+    for (int64_t start = 0; segment_length > 0 && start < context; start += segment_length) {
+      const size_t main =
+          main_document_position(documents, static_cast<size_t>(start),
+                                 static_cast<size_t>(std::min(start + segment_length, context)));
+      if (start > 0) {
+        ++later_segments;
+        if (documents[main] != documents[previous_main]) {
+          ++cross_document;
+          cross_same_domain += domains[main] == domains[previous_main];
+        }
+      }
+      previous_main = main;
     }
     documents_in_instances +=
         static_cast<double>(std::set<uint32_t>(documents.begin(), documents.end()).size());
@@ -140,6 +158,9 @@ InstanceStream::Coverage InstanceStream::coverage(int64_t instances_used, int64_
     c.cross_document_segments = later_segments > 0 ? static_cast<double>(cross_document) /
                                                          static_cast<double>(later_segments)
                                                    : 0.0;
+    c.cross_document_same_domain = cross_document > 0 ? static_cast<double>(cross_same_domain) /
+                                                            static_cast<double>(cross_document)
+                                                      : 0.0;
   }
   return c;
 }

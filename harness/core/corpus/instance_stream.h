@@ -37,11 +37,14 @@ class InstanceStream {
     double batch_domain_entropy = 0;    // mean entropy (nats) of a batch's tokens over domains
     double corpus_domain_entropy =
         0;  // the same over all instances of the plan: the most a batch can mix
-    // With segments of `segment_length` tokens (a segment router's routing unit; 0: not
-    // computed, -1 here): of the segments after an instance's first, the fraction whose first
-    // token's document does not appear in the segment before it, i.e. the segments a router that
-    // routes from the previous segment routes from another document's text.
+    // With segments of `segment_length` tokens (a segment router's routing unit; not computed
+    // when 0, and then -1): of the segments after an instance's first, the fraction whose main
+    // document (the one holding most of its tokens) is not the main document of the segment
+    // before it, i.e. the segments a router that routes from the previous segment routes mostly
+    // from another document's text; and, of those, the fraction whose two main documents share
+    // a domain (what similarity batching raises).
     double cross_document_segments = -1;
+    double cross_document_same_domain = -1;
   };
   Coverage coverage(int64_t instances_used, int64_t batch_size, int64_t segment_length = 0) const;
 
