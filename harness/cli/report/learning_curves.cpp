@@ -13,46 +13,11 @@
 
 #include "cli/report/gnuplot_figures.h"
 #include "cli/report/report_sections.h"
+#include "cli/report/seed_summary.h"
 
 namespace lory::cli {
 
 namespace {
-
-// Values collected over seeds at each x, summarised as mean and sample standard deviation.
-class SeedSummary {
- public:
-  void add(double x, double y) { values_[x].push_back(y); }
-  bool empty() const { return values_.empty(); }
-
-  // Only the x values every seed reached (the largest count at any x), so that the last points
-  // are not the mean of fewer seeds than the others.
-  std::vector<BandPoint> points() const {
-    size_t seeds = 0;
-    for (const auto& [x, ys] : values_) seeds = std::max(seeds, ys.size());
-    std::vector<BandPoint> out;
-    for (const auto& [x, ys] : values_) {
-      if (ys.size() != seeds) continue;
-      double mean = 0;
-      for (double y : ys) mean += y;
-      mean /= static_cast<double>(ys.size());
-      double squares = 0;
-      for (double y : ys) squares += (y - mean) * (y - mean);
-      const double std =
-          ys.size() >= 2 ? std::sqrt(squares / static_cast<double>(ys.size() - 1)) : NAN;
-      out.push_back({x, mean, std});
-    }
-    return out;
-  }
-
-  size_t seeds() const {
-    size_t seeds = 0;
-    for (const auto& [x, ys] : values_) seeds = std::max(seeds, ys.size());
-    return seeds;
-  }
-
- private:
-  std::map<double, std::vector<double>> values_;
-};
 
 // Perplexity gain of `loss` over `reference` in percent, (ppl_ref - ppl) / ppl_ref: the paper's
 // improvement, positive when `loss` is lower.

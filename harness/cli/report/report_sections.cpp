@@ -10,6 +10,7 @@
 #include <set>
 
 #include "cli/report/gnuplot_figures.h"
+#include "cli/report/seed_summary.h"
 
 namespace lory::cli {
 
@@ -153,26 +154,15 @@ void add_loss_section(ReportDocument& doc, Database& db, const std::string& expe
   // noisy; 22 runs as 22 lines were unreadable), with the seeds' spread as a band.
   std::vector<BandSeries> series;
   for (const std::string& group : groups) {
-    std::map<double, std::vector<double>> at;
-    size_t seeds = 0;
+    SeedSummary summary;
     for (const RunCell& r : runs) {
       if (r.group_label != group) continue;
-      const auto points = smoothed(ResultsReader(db).metric_against_tokens(r.id, "train/loss"), 3);
-      if (points.empty()) continue;
-      ++seeds;
-      for (const auto& [tokens, loss] : points) at[tokens].push_back(loss);
+      for (const auto& [tokens, loss] :
+           smoothed(ResultsReader(db).metric_against_tokens(r.id, "train/loss"), 3)) {
+        summary.add(tokens, loss);
+      }
     }
-    BandSeries line{fmt::format("{} (n={})", group, seeds), {}};
-    for (const auto& [tokens, losses] : at) {
-      if (losses.size() != seeds) continue;  // points every seed reached
-      double mean = 0, squares = 0;
-      for (double l : losses) mean += l;
-      mean /= static_cast<double>(losses.size());
-      for (double l : losses) squares += (l - mean) * (l - mean);
-      line.points.push_back(
-          {tokens, mean,
-           losses.size() >= 2 ? std::sqrt(squares / static_cast<double>(losses.size() - 1)) : NAN});
-    }
+    const BandSeries line{fmt::format("{} (n={})", group, summary.seeds()), summary.points()};
     if (!line.points.empty()) series.push_back(line);
   }
   if (series.empty()) {
