@@ -8,8 +8,12 @@
 //    by step, so that machine noise hits them alike;
 //  - with --profile, where one step's time goes, by op family (bench/step_profile.h), for dense
 //    and lory-8 at the quickstart and study shapes and d_model 512, with both loss paths in fp32
-//    and the chunked one in bf16.
-// Usage: lory_bench_train [--threads N] [--steps N] [--profile] [--quick]
+//    and the chunked one in bf16;
+//  - with --experts, [regimes] part 1's cells at the study shape (fp32, the trainer's loss): dense
+//    (d_ff 352), lory with 8, 16 and 32 experts of width 352 merged per segment of 64, and the
+//    dense model of lory-8's total FFN size (d_ff 2,816): what the merge costs as E grows, against
+//    what matching total parameters with a dense FFN costs.
+// Usage: lory_bench_train [--threads N] [--steps N] [--profile] [--quick] [--experts]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -148,6 +152,41 @@ Throughput measure(TrainedModel& model, int steps) {
   return {median(chunked), median(full), median(bf16)};
 }
 
+// Median seconds per step of the trainer's fp32 step alone (no other loss path or precision).
+double measure_fp32_step(TrainedModel& model, int steps) {
+  model.step(lory::LmLossPath::Chunked);  // warm-up
+  std::vector<double> seconds;
+  for (int s = 0; s < steps; ++s) {
+    const auto start = Clock::now();
+    model.step(lory::LmLossPath::Chunked);
+    seconds.push_back(seconds_since(start));
+  }
+  return median(seconds);
+}
+
+// [regimes] part 1's cells, each against the active-matched dense model, in one run.
+void print_experts_sweep(const lory::testkit::PluginSet& plugins, const ModelShape& study,
+                         int steps) {
+  ModelShape total = study;
+  total.name = "study d_ff 2816";
+  total.d_ff = 8 * study.d_ff;
+  const std::vector<std::pair<ModelShape, RouterCase>> cells = {
+      {study, {"dense", "dense", 0}},       {study, {"lory-8", "lory", 8}},
+      {study, {"lory-16", "lory", 16}},     {study, {"lory-32", "lory", 32}},
+      {total, {"dense-total", "dense", 0}},
+  };
+  std::printf("%-22s %-12s %10s %9s\n", "shape", "cell", "tokens/s", "vs dense");
+  double dense_tokens_per_s = 0;
+  for (const auto& [shape, router] : cells) {
+    TrainedModel model(plugins, shape, router);
+    const double tokens_per_s = model.tokens_per_step() / measure_fp32_step(model, steps);
+    if (dense_tokens_per_s == 0) dense_tokens_per_s = tokens_per_s;
+    std::printf("%-22s %-12s %10.0f %8.2fx\n", shape.name.c_str(), router.name.c_str(),
+                tokens_per_s, tokens_per_s / dense_tokens_per_s);
+    std::fflush(stdout);
+  }
+}
+
 void print_profile(const std::string& title, const lory::bench::StepProfile& profile) {
   std::printf("\n%s: %.1f ms per step (self time of profiled ops)\n", title.c_str(),
               profile.ms_per_step);
@@ -167,7 +206,7 @@ void print_profile(const std::string& title, const lory::bench::StepProfile& pro
 
 int main(int argc, char** argv) {
   int threads = 1, steps = 5;
-  bool profile = false, quick = false;
+  bool profile = false, quick = false, experts = false;
   for (int i = 1; i < argc; ++i) {
     const bool has_value = i + 1 < argc;
     if (!std::strcmp(argv[i], "--threads") && has_value)
@@ -176,11 +215,14 @@ int main(int argc, char** argv) {
       steps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--profile"))
       profile = true;
+    else if (!std::strcmp(argv[i], "--experts"))
+      experts = true;
     else if (!std::strcmp(argv[i], "--quick"))
       quick = true;
     else {
       std::fprintf(stderr,
-                   "usage: lory_bench_train [--threads N] [--steps N] [--profile] [--quick]\n");
+                   "usage: lory_bench_train [--threads N] [--steps N] [--profile] [--quick] "
+                   "[--experts]\n");
       return 2;
     }
   }
@@ -201,6 +243,10 @@ int main(int argc, char** argv) {
   const RouterCase dense{"dense", "dense", 0}, lory8{"lory-8", "lory", 8},
       lory32{"lory-32", "lory", 32};
 
+  if (experts) {
+    print_experts_sweep(plugins, study, steps);
+    return 0;
+  }
   if (profile) {
     for (const ModelShape& shape : {quickstart, study, wide}) {
       for (const RouterCase& router : {dense, lory8}) {
