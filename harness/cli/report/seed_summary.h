@@ -19,11 +19,10 @@ class SeedSummary {
   // Only the x values every seed reached (the largest count at any x), so that the last points
   // are not the mean of fewer seeds than the others.
   std::vector<BandPoint> points() const {
-    size_t seeds = 0;
-    for (const auto& [x, ys] : values_) seeds = std::max(seeds, ys.size());
+    const size_t every_seed = seeds();
     std::vector<BandPoint> out;
     for (const auto& [x, ys] : values_) {
-      if (ys.size() != seeds) continue;
+      if (ys.size() != every_seed) continue;
       double mean = 0;
       for (double y : ys) mean += y;
       mean /= static_cast<double>(ys.size());
@@ -36,6 +35,7 @@ class SeedSummary {
     return out;
   }
 
+  // The most values at any x: the number of seeds that contributed.
   size_t seeds() const {
     size_t seeds = 0;
     for (const auto& [x, ys] : values_) seeds = std::max(seeds, ys.size());
